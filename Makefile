@@ -1,0 +1,49 @@
+# Two commands set everything up: `make run` and `make test` (see README.md).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint fuzz bench system-deps clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+# System tools the suite drives for real: chromium (browser tests), promtool/prometheus (alert rules),
+# espeak-ng/sox (fixture regeneration only). Installed when missing and we are root.
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "WARNING: missing system packages:$$missing (not root; tests needing them fail under CI=true)"; \
+	  fi; \
+	fi
+
+run: $(STAMP)
+	$(BIN)/voice-gateway serve --host 127.0.0.1 --port 8080
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway providers audio tests benchmarks fixtures
+
+test: $(STAMP) system-deps lint
+	$(BIN)/python -m pytest -q
+
+fuzz: $(STAMP)
+	VG_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q tests -k fuzz
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/audio.py
+	$(BIN)/python benchmarks/load.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

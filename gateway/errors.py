@@ -1,0 +1,143 @@
+"""The one error tree of the gateway.
+
+    GatewayError
+    ├── ClientError              the caller's fault; the call survives where it can
+    │   ├── BadAudio             bad_audio            close 1003
+    │   ├── BadMessage           bad_message          close 1003
+    │   ├── Unauthorized         unauthorized         close 1008 (refused with 403 before accept)
+    │   ├── RateLimited          rate_limited         close 1008
+    │   └── MessageTooBig        message_too_big      close 1009
+    ├── ProviderError            the provider's side
+    │   ├── ProviderRejected     fatal for the link: auth/config; no retry loop   (error_type auth)
+    │   ├── ProviderUnavailable  retryable: network, timeout, 5xx, 429, 1006/1011 (error_type varies)
+    │   └── ProviderProtocolError the provider said something we cannot parse     (error_type protocol)
+    ├── CircuitOpen              a breaker refused the call (carries retry_after_s)
+    ├── NoProviderAvailable      provider_unavailable: no breaker in the fallback chain admits a call
+    └── ConfigError              invalid settings at start-up
+
+Each class maps to exactly one client `error.code`, one WebSocket close code and one metric
+`error_type` label, here and nowhere else. Messages never carry payloads, audio or secrets.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    code: str = "internal_error"
+    close_code: int = 1011
+    error_type: str = "internal"
+
+    def __init__(self, message: str = "", **fields: object) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip()
+        self.fields = fields
+
+    def to_event_fields(self) -> dict[str, object]:
+        return {"code": self.code, "message": self.message}
+
+
+# -- the caller's fault -------------------------------------------------------------------------
+class ClientError(GatewayError):
+    """The client sent something we cannot use."""
+
+    code = "bad_message"
+    close_code = 1003
+    error_type = "client"
+
+
+class BadAudio(ClientError):
+    """Audio that does not fit the declared format."""
+
+    code = "bad_audio"
+
+
+class BadMessage(ClientError):
+    """A message that is not valid for the protocol in this state."""
+
+    code = "bad_message"
+
+
+class Unauthorized(ClientError):
+    """Missing, bad or expired credentials."""
+
+    code = "unauthorized"
+    close_code = 1008
+
+
+class RateLimited(ClientError):
+    """The connection exceeded its frame or byte rate ceiling."""
+
+    code = "rate_limited"
+    close_code = 1008
+
+
+class MessageTooBig(ClientError):
+    """A message over the size limit."""
+
+    code = "message_too_big"
+    close_code = 1009
+
+
+# -- the provider's side ------------------------------------------------------------------------
+class ProviderError(GatewayError):
+    """The provider link failed."""
+
+    code = "provider_error"
+    retryable: bool = True
+
+    def __init__(self, message: str = "", *, provider: str = "", error_type: str | None = None,
+                 **fields: object) -> None:
+        super().__init__(message, **fields)
+        self.provider = provider
+        if error_type is not None:
+            self.error_type = error_type
+
+
+class ProviderRejected(ProviderError):
+    """The provider refused our credentials or configuration; retrying cannot help."""
+
+    code = "provider_rejected"
+    error_type = "auth"
+    retryable = False
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider could not be reached or failed; a retry may succeed."""
+
+    code = "provider_unavailable"
+    error_type = "network"
+    retryable = True
+
+
+class ProviderProtocolError(ProviderError):
+    """The provider sent something that does not follow its protocol."""
+
+    code = "provider_protocol_error"
+    error_type = "protocol"
+    retryable = True
+
+
+class CircuitOpen(GatewayError):
+    """A circuit breaker refused the call."""
+
+    code = "provider_unavailable"
+    error_type = "circuit_open"
+
+    def __init__(self, message: str, *, retry_after_s: float, breaker: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.breaker = breaker
+
+
+class NoProviderAvailable(GatewayError):
+    """No provider in the fallback chain admits a call right now."""
+
+    code = "provider_unavailable"
+    error_type = "unavailable"
+
+
+class ConfigError(GatewayError):
+    """Invalid configuration."""
+
+    code = "config_error"
+    error_type = "config"

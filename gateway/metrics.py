@@ -1,0 +1,107 @@
+"""Every Prometheus metric of the gateway (design.md §6), defined once, with bounded labels only.
+
+Never a session id as a label. Code paths import the objects below and update them; `/metrics`
+exposes `REGISTRY`. Tests read values with `sample()`.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+from gateway import __version__
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+BREAKER_NAMES = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
+
+circuit_breaker_state = Gauge(
+    "circuit_breaker_state", "Circuit breaker state: 0=CLOSED 1=HALF_OPEN 2=OPEN",
+    ["name", "provider"], registry=REGISTRY)
+circuit_breaker_calls = Counter(
+    "circuit_breaker_calls", "Calls through a circuit breaker by outcome",
+    ["name", "provider", "status"], registry=REGISTRY)
+circuit_breaker_state_transitions = Counter(
+    "circuit_breaker_state_transitions", "Circuit breaker state transitions",
+    ["name", "provider", "from_state", "to_state"], registry=REGISTRY)
+circuit_breaker_call_duration_seconds = Histogram(
+    "circuit_breaker_call_duration_seconds", "Duration of calls through a circuit breaker",
+    ["name", "provider", "status"], buckets=(0.1, 0.5, 1, 2, 5, 10), registry=REGISTRY)
+
+ai_provider_requests = Counter(
+    "ai_provider_requests", "Provider requests (link establishments and in-call requests)",
+    ["provider", "endpoint", "status"], registry=REGISTRY)
+ai_provider_latency_seconds = Histogram(
+    "ai_provider_latency_seconds", "Provider latency (connect+setup; first reply audio after user turn end)",
+    ["provider", "endpoint"], buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY)
+ai_provider_errors = Counter(
+    "ai_provider_errors", "Provider errors by type",
+    ["provider", "error_type"], registry=REGISTRY)
+ai_provider_active_sessions = Gauge(
+    "ai_provider_active_sessions", "Calls currently bridged to each provider",
+    ["provider"], registry=REGISTRY)
+ai_provider_reconnections = Counter(
+    "ai_provider_reconnections", "Reconnect attempts by outcome",
+    ["provider", "success"], registry=REGISTRY)
+ai_provider_audio_chunks_sent = Counter(
+    "ai_provider_audio_chunks_sent", "Input audio chunks sent to providers (replays included)",
+    ["provider"], registry=REGISTRY)
+ai_provider_audio_chunks_received = Counter(
+    "ai_provider_audio_chunks_received", "Reply audio chunks received from providers",
+    ["provider"], registry=REGISTRY)
+deepgram_audio_buffer_size = Gauge(
+    "deepgram_audio_buffer_size", "Largest replay-buffer depth (chunks) among Deepgram sessions",
+    registry=REGISTRY)
+voice_gateway_replay_buffer_chunks = Gauge(
+    "voice_gateway_replay_buffer_chunks", "Largest replay-buffer depth (chunks) among sessions per provider",
+    ["provider"], registry=REGISTRY)
+voice_gateway_replay_dropped_chunks = Counter(
+    "voice_gateway_replay_dropped_chunks", "Input chunks dropped because the replay buffer overflowed",
+    ["provider"], registry=REGISTRY)
+voice_gateway_replayed_chunks = Counter(
+    "voice_gateway_replayed_chunks", "Input chunks replayed after a reconnect or switch",
+    ["provider"], registry=REGISTRY)
+voice_gateway_provider_switches = Counter(
+    "voice_gateway_provider_switches", "Mid-call provider switches",
+    ["from", "to", "reason"], registry=REGISTRY)
+voice_gateway_planned_handovers = Counter(
+    "voice_gateway_planned_handovers", "Planned reconnections (Gemini goAway, OpenAI rotation)",
+    ["provider", "reason"], registry=REGISTRY)
+voice_gateway_sessions_active = Gauge(
+    "voice_gateway_sessions_active", "Active calls by client kind",
+    ["client"], registry=REGISTRY)
+voice_gateway_sessions_reconnecting = Gauge(
+    "voice_gateway_sessions_reconnecting", "Calls whose provider link is reconnecting",
+    ["provider"], registry=REGISTRY)
+voice_gateway_no_provider_sessions = Gauge(
+    "voice_gateway_no_provider_sessions", "Calls waiting with no usable provider", registry=REGISTRY)
+voice_gateway_added_latency_seconds = Histogram(
+    "voice_gateway_added_latency_seconds", "Time a frame spends inside the gateway",
+    ["direction"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
+    registry=REGISTRY)
+voice_gateway_time_to_first_audio_seconds = Histogram(
+    "voice_gateway_time_to_first_audio_seconds", "From end of user turn to first reply audio",
+    ["provider"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY)
+voice_gateway_provider_connect_seconds = Histogram(
+    "voice_gateway_provider_connect_seconds", "Provider link establishment time (upgrade + setup ack)",
+    ["provider"], buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY)
+voice_gateway_switch_seconds = Histogram(
+    "voice_gateway_switch_seconds", "From switch trigger to the new provider receiving audio",
+    ["reason"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5), registry=REGISTRY)
+voice_gateway_client_errors = Counter(
+    "voice_gateway_client_errors", "Client protocol errors by code",
+    ["client", "code"], registry=REGISTRY)
+voice_gateway_rate_limited = Counter(
+    "voice_gateway_rate_limited", "Client connections that hit a rate ceiling",
+    ["client"], registry=REGISTRY)
+voice_gateway_build = Info("voice_gateway_build", "Build information", registry=REGISTRY)
+voice_gateway_build.info({"version": __version__})
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
+    """Current value of one sample (tests and the admin API)."""
+    return REGISTRY.get_sample_value(name, labels or {})

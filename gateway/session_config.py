@@ -1,0 +1,81 @@
+"""A call's configuration, kept for the whole call and re-applied after every reconnect or switch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from audio.formats import ENCODINGS, SAMPLE_RATES_HZ, AudioFormat
+from gateway.errors import BadMessage
+
+PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolSpec:
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    provider: str = "gemini"
+    fallback: tuple[str, ...] = ("gemini", "openai", "deepgram")
+    input_format: AudioFormat = AudioFormat(encoding="pcm16", sample_rate_hz=16000)
+    output_format: AudioFormat = AudioFormat(encoding="pcm16", sample_rate_hz=24000)
+    instructions: str = ""
+    voice: str | None = None
+    language: str | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    json_audio: bool = False  # reply audio as `audio.delta` events instead of binary frames
+
+    def with_provider(self, provider: str) -> SessionConfig:
+        return replace(self, provider=provider)
+
+    def options_for(self, provider: str) -> dict[str, Any]:
+        return dict(self.provider_options.get(provider, {}))
+
+
+def parse_audio_format(raw: object, default: AudioFormat) -> AudioFormat:
+    if raw is None:
+        return default
+    if not isinstance(raw, dict):
+        raise BadMessage("audio format must be an object with encoding and sample_rate")
+    encoding = raw.get("encoding", default.encoding)
+    rate = raw.get("sample_rate", default.sample_rate_hz if encoding == "pcm16" else 8000)
+    if encoding not in ENCODINGS:
+        raise BadMessage(f"unsupported audio encoding; expected one of {', '.join(ENCODINGS)}")
+    if not isinstance(rate, int) or isinstance(rate, bool) or rate not in SAMPLE_RATES_HZ:
+        raise BadMessage(f"unsupported sample_rate; expected one of {SAMPLE_RATES_HZ}")
+    if encoding in ("mulaw", "alaw") and rate != 8000:
+        raise BadMessage("G.711 audio (mulaw/alaw) must be 8000 Hz")
+    return AudioFormat(encoding=encoding, sample_rate_hz=rate)
+
+
+def parse_tools(raw: object) -> tuple[ToolSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BadMessage("tools must be a list")
+    out = []
+    for t in raw:
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"]:
+            raise BadMessage("each tool needs a name")
+        params = t.get("parameters", {"type": "object", "properties": {}})
+        if not isinstance(params, dict):
+            raise BadMessage("tool parameters must be a JSON schema object")
+        out.append(ToolSpec(name=t["name"], description=str(t.get("description", "")), parameters=params))
+    return tuple(out)
+
+
+def parse_provider_list(raw: object, *, field_name: str) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        raw = [p.strip() for p in raw.split(",") if p.strip()]
+    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
+        raise BadMessage(f"{field_name} must be a list of provider names")
+    bad = [p for p in raw if p not in PROVIDERS]
+    if bad:
+        raise BadMessage(f"unknown provider in {field_name}; expected one of {', '.join(PROVIDERS)}")
+    return tuple(raw)
