@@ -86,11 +86,15 @@ class ProviderError(GatewayError):
     retryable: bool = True
 
     def __init__(self, message: str = "", *, provider: str = "", error_type: str | None = None,
-                 **fields: object) -> None:
+                 breaker_failure: bool = True, **fields: object) -> None:
         super().__init__(message, **fields)
         self.provider = provider
         if error_type is not None:
             self.error_type = error_type
+        # design.md §5: some unexpected closes need a reconnect but are not breaker failures
+        # (an unexpected 1000, Deepgram's idle close that we caused). error_type labels metrics:
+        # timeout/auth/rate_limit/server/protocol/network.
+        self.breaker_failure = breaker_failure
 
 
 class ProviderRejected(ProviderError):
