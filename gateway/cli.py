@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     t.add_argument("--subject", default="client")
     t.add_argument("--allow-switch", action="store_true", help="the token may send provider.switch")
-    t.set_defaults(func=_not_built("token"))
+    t.set_defaults(func=lambda args: __import__("gateway.auth", fromlist=["run_token"]).run_token(args))
 
     c = sub.add_parser("check-config", help="validate the effective config and print it, secrets masked")
     c.set_defaults(func=_not_built("check-config"))
