@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=lambda args: __import__("gateway.auth", fromlist=["run_token"]).run_token(args))
 
     c = sub.add_parser("check-config", help="validate the effective config and print it, secrets masked")
-    c.set_defaults(func=_not_built("check-config"))
+    c.set_defaults(func=lambda args: __import__("gateway.config", fromlist=["_"]).run_check_config(args))
 
     b = sub.add_parser("bench", help="load benchmark: gateway vs direct vs bare relay (benchmarks/load.py)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
