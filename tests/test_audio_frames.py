@@ -1,0 +1,67 @@
+"""Framing: exact 20 ms frames per format, nothing lost or reordered, PCM16 length checks."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audio.formats import ALAW_8K, MULAW_8K, PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
+from audio.frames import FrameSplitter, check_pcm16, split_frames
+from gateway.errors import BadAudio
+
+
+@pytest.mark.parametrize(("fmt", "size"), [
+    (MULAW_8K, 160), (ALAW_8K, 160), (PCM16_8K, 320), (PCM16_16K, 640), (PCM16_24K, 960),
+    (AudioFormat(encoding="pcm16", sample_rate_hz=48000), 1920),
+])
+def test_20ms_frame_sizes_match_audio_md(fmt, size):
+    frames, rest = split_frames(bytes(range(256)) * 20, fmt)
+    assert {len(f) for f in frames} == {size}
+    assert len(rest) == 5120 % size
+
+
+def test_provider_bursts_are_rechunked_for_twilio():
+    """A 24 kHz provider burst, converted to μ-law, arrives in odd sizes; Twilio wants 160 bytes."""
+    splitter = FrameSplitter(MULAW_8K)
+    out = []
+    for burst in (b"a" * 100, b"b" * 500, b"c" * 61):
+        out += splitter.push(burst)
+    assert [len(f) for f in out] == [160] * 4
+    assert out[0] == b"a" * 100 + b"b" * 60
+    assert splitter.pending_bytes == 661 - 640
+    assert splitter.flush() == b"c" * 21
+    assert splitter.pending_bytes == 0 and splitter.flush() == b""
+
+
+def test_exact_frame_passes_through():
+    splitter = FrameSplitter(PCM16_16K)
+    frame = bytes(640)
+    assert splitter.push(frame) == [frame]
+    assert splitter.push(b"") == []
+
+
+def test_other_frame_lengths():
+    frames, rest = split_frames(bytes(1000), PCM16_16K, frame_ms=10)
+    assert [len(f) for f in frames] == [320, 320, 320] and len(rest) == 40
+
+
+@pytest.mark.parametrize("frame_ms", [0, -20])
+def test_empty_frames_are_a_programming_error(frame_ms):
+    with pytest.raises(ValueError):
+        FrameSplitter(PCM16_16K, frame_ms)
+
+
+def test_check_pcm16():
+    check_pcm16(b"")
+    check_pcm16(b"\x00\x01")
+    with pytest.raises(BadAudio):
+        check_pcm16(b"\x00\x01\x02")
+
+
+@settings(max_examples=200, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=2000), max_size=20),
+       fmt=st.sampled_from([MULAW_8K, PCM16_8K, PCM16_24K]), frame_ms=st.sampled_from([10, 20, 40]))
+def test_never_loses_duplicates_or_reorders_bytes(chunks, fmt, frame_ms):
+    splitter = FrameSplitter(fmt, frame_ms)
+    frames = [f for chunk in chunks for f in splitter.push(chunk)]
+    assert all(len(f) == fmt.frame_bytes(frame_ms) for f in frames)
+    assert b"".join(frames) + splitter.flush() == b"".join(chunks)
