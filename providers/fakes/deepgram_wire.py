@@ -35,6 +35,7 @@ DECODED_ENCODINGS = ("linear16", "mulaw", "alaw")
 MIN_SAMPLE_RATE_HZ = 4000
 MAX_SAMPLE_RATE_HZ = 192000
 MAX_CHANNELS = 16
+MAX_WAV_HEADER_BYTES = 4096
 _MODEL_FAMILIES = ("nova-3", "nova-2", "nova", "enhanced", "base", "whisper")
 _LANGUAGE = re.compile(r"^(multi|[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*)$")
 _BOOLEANS = {"true": True, "false": False}
@@ -191,11 +192,11 @@ class ListenAudioDecoder:
         data = self._pending + data
         if not self._header_done:
             header = _parse_wav_header(data)
-            if header is None:
-                if len(data) < 44 and b"RIFF".startswith(data[:4]):
-                    self._pending = data  # header not complete yet
-                    return b""
-                raise ValueError("audio is neither the declared encoding nor a PCM16 WAV file")
+            if header is None:  # not all of the header yet
+                if len(data) > MAX_WAV_HEADER_BYTES:
+                    raise ValueError("no WAV data chunk where one was expected")
+                self._pending = data
+                return b""
             self.sample_rate_hz, self.channels, offset = header
             self._header_done = True
             data = data[offset:]
@@ -216,19 +217,24 @@ def _downmix(pcm: bytes, channels: int) -> bytes:
 
 
 def _parse_wav_header(data: bytes) -> tuple[int, int, int] | None:
-    """(sample_rate_hz, channels, data_offset) of a PCM16 RIFF/WAVE header, or None."""
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        return None
-    pos, rate, channels = 12, None, None
+    """(sample_rate_hz, channels, data_offset) of a PCM16 RIFF/WAVE header; None while incomplete.
+    ValueError: not a WAV file, or not PCM16."""
+    if not b"RIFF".startswith(data[:4]) or not b"WAVE".startswith(data[8:12]):
+        raise ValueError("audio is neither the declared encoding nor a WAV file")
+    pos, rate, channels = 12, 0, 0
     while pos + 8 <= len(data):
         chunk_id, size = data[pos:pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
-        if chunk_id == b"fmt " and pos + 24 <= len(data):
+        if chunk_id == b"fmt ":
+            if pos + 24 > len(data):
+                return None
             fmt_tag, channels, rate = struct.unpack_from("<HHI", data, pos + 8)
             bits = struct.unpack_from("<H", data, pos + 22)[0]
-            if fmt_tag != 1 or bits != 16 or not channels:
-                return None
+            if fmt_tag != 1 or bits != 16 or not channels or not MIN_SAMPLE_RATE_HZ <= rate <= MAX_SAMPLE_RATE_HZ:
+                raise ValueError("only PCM16 WAV is understood without an explicit encoding")
         elif chunk_id == b"data":
-            return (rate, channels, pos + 8) if rate and channels else None
+            if not rate:
+                raise ValueError("WAV data chunk before its fmt chunk")
+            return rate, channels, pos + 8
         pos += 8 + size + (size & 1)
     return None
 
@@ -352,8 +358,11 @@ class ListenTranscriber:
         return self._handle(events, reason="close") + [self.metadata()]
 
     def metadata(self) -> dict[str, Any]:
+        # Real captures of streams that never processed audio show `"channels": 0` and no models.
+        processed = self._samples > 0
         return metadata_message(request_id=self.request_id, duration_s=self.stream_time_s,
-                                channels=self.params.channels, model=self.model if self._samples else None)
+                                channels=self.params.channels if processed else 0,
+                                model=self.model if processed else None)
 
     # -- internals --------------------------------------------------------------------------------
     def _handle(self, events: list[SpeechStart | PartialWords | Utterance], *, reason: str) -> list[dict[str, Any]]:

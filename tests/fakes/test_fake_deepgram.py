@@ -85,7 +85,7 @@ async def test_token_auth_gives_dg_headers_and_the_same_request_id_everywhere(fa
     meta = messages[0]
     assert meta["request_id"] == request_id
     assert (meta["transaction_key"], meta["sha256"], meta["duration"], meta["channels"]) == (
-        "deprecated", "incomplete", 0.0, 1)
+        "deprecated", "incomplete", 0.0, 0)  # channels 0 when no audio was processed, as real captures show
     assert meta["created"].endswith("Z") and "T" in meta["created"]
     assert "models" not in meta  # no audio was processed
 
@@ -260,6 +260,17 @@ async def test_g711_8k_telephony_audio_is_transcribed(fake: FakeDeepgram, encodi
     assert record.audio_chunks == len(audio) // 160
 
 
+async def test_stereo_linear16_is_mixed_to_one_transcribed_channel(fake: FakeDeepgram) -> None:
+    mono = np.frombuffer(dtmf16k("31"), dtype="<i2")
+    stereo = np.stack([mono, np.zeros_like(mono)], axis=1).astype("<i2").tobytes()  # tones on the left only
+    async with connect(listen_url(fake, channels="2"), additional_headers=token()) as ws:
+        await stream(ws, stereo, 1279)  # chunks that split stereo frames
+        messages = await close_and_collect(ws)
+    assert [transcript(m) for m in finals(messages)] == ["31"]
+    assert messages[-1]["channels"] == 2
+    assert messages[-1]["duration"] == pytest.approx(len(mono) / 16000, abs=0.001)
+
+
 async def test_plain_speech_is_transcribed_as_the_word_speech(fake: FakeDeepgram) -> None:
     t = np.arange(8000) / 16000
     voice = (np.sin(2 * np.pi * 180 * t) * 8000).astype("<i2").tobytes()  # 0.5 s, no DTMF pair
@@ -297,21 +308,30 @@ async def test_silence_is_acknowledged_by_empty_finals() -> None:
     assert empties[1]["start"] + empties[1]["duration"] <= 5.0
 
 
-async def test_containerised_wav_without_encoding_is_understood(fake: FakeDeepgram) -> None:
+def wav_header(n_bytes: int, rate: int = 8000, bits: int = 16) -> bytes:
+    le = int.to_bytes
+    return (b"RIFF" + le(36 + n_bytes, 4, "little") + b"WAVEfmt " + le(16, 4, "little") + le(1, 2, "little")
+            + le(1, 2, "little") + le(rate, 4, "little") + le(rate * bits // 8, 4, "little")
+            + le(bits // 8, 2, "little") + le(bits, 2, "little") + b"data" + le(n_bytes, 4, "little"))
+
+
+@pytest.mark.parametrize("chunk", [1000, 7])  # the header whole, or cut across many frames
+async def test_containerised_wav_without_encoding_is_understood(fake: FakeDeepgram, chunk: int) -> None:
     pcm = generate_dtmf("42", 8000, lead_silence_ms=100, trail_silence_ms=500)
-    header = (b"RIFF" + (36 + len(pcm)).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
-              + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
-              + (16000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
-              + b"data" + len(pcm).to_bytes(4, "little"))
     async with connect(f"{fake.url}/v1/listen?model=nova-2", additional_headers=token()) as ws:
-        await stream(ws, header + pcm, 1000)
+        await stream(ws, wav_header(len(pcm)) + pcm, chunk)
         messages = await close_and_collect(ws)
     assert [transcript(m) for m in finals(messages)] == ["42"]
+    assert fake.connections[0].audio_rate_hz == 8000 and bytes(fake.connections[0].audio) == pcm
 
 
-async def test_undecodable_audio_closes_1008(fake: FakeDeepgram) -> None:
+@pytest.mark.parametrize("audio", [
+    b"this is not a WAV file, and no encoding was declared" * 4,
+    wav_header(800, bits=8) + bytes(800),  # a WAV, but not PCM16
+])
+async def test_undecodable_audio_closes_1008(fake: FakeDeepgram, audio: bytes) -> None:
     async with connect(f"{fake.url}/v1/listen?model=nova-2", additional_headers=token()) as ws:
-        await ws.send(b"this is not a WAV file, and no encoding was declared" * 4)
+        await ws.send(audio)
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 2)
     assert ws.close_code == 1008 and "dpgr.am/data0000" in ws.close_reason
@@ -364,9 +384,9 @@ async def test_idle_stream_gets_metadata_then_1011_net0001() -> None:
 
 
 async def test_keepalive_holds_off_the_idle_close() -> None:
-    async with FakeDeepgram(api_key=KEY, idle_timeout_s=0.3) as server:
+    async with FakeDeepgram(api_key=KEY, idle_timeout_s=0.5) as server:
         async with connect(listen_url(server), additional_headers=token()) as ws:
-            for _ in range(6):  # 0.6 s in all, twice the idle timeout, but never 0.3 s of quiet
+            for _ in range(6):  # 0.6 s in all, longer than the idle timeout, but never 0.5 s of quiet
                 await ws.send(json.dumps({"type": "KeepAlive"}))
                 await asyncio.sleep(0.1)
             assert [m["type"] for m in await close_and_collect(ws)] == ["Metadata"]
