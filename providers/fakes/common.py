@@ -67,6 +67,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from audio.dtmf import DtmfDetector
 from gateway.clock import Clock, MonotonicClock
 from gateway.errors import ConfigError
 
@@ -230,7 +231,7 @@ class DialectRecognizer:
     """Feed PCM16 at `sample_rate_hz`; get SpeechStart / PartialWords / Utterance events.
 
     Audio is analysed in 10 ms blocks of stream time, so any chunking gives the same events. A block is
-    speech when its level exceeds `speech_threshold_dbfs` or a DTMF tone is sounding. An utterance ends
+    speech when its level exceeds `speech_threshold_dbfs`. An utterance ends
     after `end_silence_ms` of non-speech (stream time); its `end_s` is the end of its last speech block.
     Digits come from audio.dtmf.DtmfDetector (reported when each tone ends)."""
 
@@ -240,8 +241,6 @@ class DialectRecognizer:
         self.sample_rate_hz = sample_rate_hz
         self.end_silence_s = end_silence_ms / 1000.0
         self.speech_threshold_dbfs = speech_threshold_dbfs
-        from audio.dtmf import DtmfDetector  # TEMP lazy until audio/dtmf.py lands
-
         self._detector = DtmfDetector(sample_rate_hz)
         self._block_samples = sample_rate_hz * self.BLOCK_MS // 1000
         self._pending = bytearray()  # bytes not yet forming a whole block (odd byte carried too)
@@ -292,7 +291,9 @@ class DialectRecognizer:
         t1 = self._samples_done / self.sample_rate_hz
         for digit in self._detector.feed(block):
             self._add_digit(digit.digit, digit.end_s, events)
-        speech = self._detector.in_tone or energy_dbfs(samples) > self.speech_threshold_dbfs
+        # Level alone decides speech: the detector's tones need >= -38 dBFS, above the threshold, and its
+        # in_tone flag lags a tone's end by two blocks.
+        speech = energy_dbfs(samples) > self.speech_threshold_dbfs
         if speech:
             if not self._in_utterance:
                 self._begin(t0, events)

@@ -6,18 +6,23 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.http11 import Request, Response
 
+from audio.dtmf import generate_dtmf
 from gateway.errors import ConfigError
 from providers.fakes.common import (
     ConnectionRecord,
+    DialectRecognizer,
     FakeServer,
     Fault,
     FaultScript,
+    SpeechStart,
+    Utterance,
 )
 
 # -- the SPEC grammar ----------------------------------------------------------------------------------
@@ -283,3 +288,78 @@ async def test_async_context_manager_starts_and_stops() -> None:
         async with connect(f"{fake.url}/?key=k") as ws:
             await ws.send("x")
             assert await ws.recv() == "x"
+
+
+# -- the DTMF dialect recognizer ------------------------------------------------------------------------
+
+
+def silence(ms: int, rate_hz: int = 16000) -> bytes:
+    return b"\0\0" * (rate_hz * ms // 1000)
+
+
+def noise(ms: int, rate_hz: int = 16000, dbfs: float = -20.0, seed: int = 1) -> bytes:
+    rng = np.random.default_rng(seed)
+    samples = rng.normal(0.0, 32768 * 10 ** (dbfs / 20), rate_hz * ms // 1000)
+    return np.clip(samples, -32768, 32767).astype("<i2").tobytes()
+
+
+def run_chunked(audio: bytes, rate_hz: int = 16000, chunk_ms: int = 20, **kwargs: object) -> list[object]:
+    recognizer = DialectRecognizer(rate_hz, **kwargs)  # type: ignore[arg-type]
+    step = 2 * rate_hz * chunk_ms // 1000
+    events: list[object] = []
+    for offset in range(0, len(audio), step):
+        events += recognizer.feed(audio[offset:offset + step])
+    return events + recognizer.flush()
+
+
+def test_dtmf_digits_become_words_with_stream_times() -> None:
+    # 0.5 s silence, "12#" (100 ms tones, 100 ms gaps = 0.6 s), 0.5 s silence, then noise speech, silence.
+    audio = silence(500) + generate_dtmf("12#", 16000) + silence(500) + noise(400) + silence(500)
+    events = run_chunked(audio)
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["SpeechStart", "PartialWords", "PartialWords", "PartialWords", "Utterance",
+                     "SpeechStart", "Utterance"]
+    start, *partials, dtmf, speech_start, speech = events
+    assert isinstance(start, SpeechStart) and start.at_s == pytest.approx(0.5, abs=0.011)
+    assert [p.text for p in partials] == ["1", "12", "12#"]
+    assert partials[-1].end_s == pytest.approx(1.0, abs=0.03)  # third tone ends at 0.5 + 0.5
+    assert isinstance(dtmf, Utterance) and dtmf.is_dtmf and dtmf.text == "12#"
+    assert (dtmf.start_s, dtmf.end_s) == (pytest.approx(0.5, abs=0.011), pytest.approx(1.0, abs=0.03))
+    assert isinstance(speech_start, SpeechStart) and speech_start.at_s == pytest.approx(1.6, abs=0.011)
+    assert isinstance(speech, Utterance) and not speech.is_dtmf and speech.text == ""
+    assert (speech.start_s, speech.end_s) == (pytest.approx(1.6, abs=0.011), pytest.approx(2.0, abs=0.011))
+    assert len(speech.audio) == pytest.approx(2 * 16000 * 0.4, abs=2 * 160)  # the speech, for the parrot
+
+
+@pytest.mark.parametrize("chunk_ms", [7, 20, 100, 1000])
+def test_chunking_never_changes_the_events(chunk_ms: int) -> None:
+    audio = silence(200) + generate_dtmf("*09D", 16000) + silence(400) + noise(300, seed=3) + silence(400)
+    assert run_chunked(audio, chunk_ms=chunk_ms) == run_chunked(audio, chunk_ms=20)
+
+
+def test_quiet_noise_is_silence_and_gaps_shorter_than_end_silence_keep_one_utterance() -> None:
+    # 100 ms tone gap + 150 ms = 250 ms of silence < 300 ms end-of-utterance silence
+    audio = noise(500, dbfs=-60.0) + generate_dtmf("5", 16000) + silence(150) + generate_dtmf("6", 16000) + silence(400)
+    utterances = [e for e in run_chunked(audio) if isinstance(e, Utterance)]
+    assert [u.text for u in utterances] == ["56"]
+
+
+def test_utterance_ends_only_after_end_silence_in_stream_time() -> None:
+    recognizer = DialectRecognizer(8000, end_silence_ms=300)
+    assert not [e for e in recognizer.feed(generate_dtmf("7", 8000, gap_ms=0)) if isinstance(e, Utterance)]
+    assert not [e for e in recognizer.feed(silence(280, 8000)) if isinstance(e, Utterance)]
+    assert recognizer.in_utterance
+    ended = [e for e in recognizer.feed(silence(30, 8000)) if isinstance(e, Utterance)]
+    assert [u.text for u in ended] == ["7"]
+    assert recognizer.stream_time_s == pytest.approx(0.41)
+
+
+def test_flush_closes_an_open_utterance_and_odd_bytes_are_carried() -> None:
+    recognizer = DialectRecognizer(24000)
+    tones = generate_dtmf("3", 24000, gap_ms=0)
+    events = recognizer.feed(tones[:1001]) + recognizer.feed(tones[1001:])
+    assert [type(e).__name__ for e in events] == ["SpeechStart"]
+    closing = recognizer.flush()
+    assert [(type(e).__name__, getattr(e, "text", None)) for e in closing] == [
+        ("PartialWords", "3"), ("Utterance", "3")]
+    assert recognizer.flush() == []
