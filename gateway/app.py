@@ -1,24 +1,94 @@
-"""The ASGI app (starlette)."""
+"""The ASGI app (starlette): client WebSockets, health, metrics, operator API and pages.
+
+`create_app(settings, runtime=None)`: the lifespan builds the Runtime (providers resolved, embedded
+fakes started for simulated providers) unless a test passes one in.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
 
-from gateway import metrics
+from gateway import admin, metrics
+from gateway.auth import AdminAuth, ClientAuth
+from gateway.clients.native import native_endpoint
+from gateway.config import Settings, load_settings
+from gateway.logs import log_event
+from gateway.runtime import Runtime
+
+log = logging.getLogger("gateway.app")
+STATIC = Path(__file__).parent / "static"
 
 
 async def healthz(_: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def metrics_endpoint(_: Request) -> Response:
-    from prometheus_client import CONTENT_TYPE_LATEST
+async def readyz(request: Request) -> JSONResponse:
+    rt: Runtime = request.app.state.runtime
+    body = rt.readiness()
+    return JSONResponse(body, status_code=503 if rt.draining else 200)
 
+
+async def metrics_endpoint(request: Request) -> Response:
+    request.app.state.runtime.refresh_gauges()
     return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-def create_app() -> Starlette:
-    return Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_endpoint)])
+async def demo_page(_: Request) -> Response:
+    return FileResponse(STATIC / "index.html")
+
+
+async def console_page(_: Request) -> Response:
+    return FileResponse(STATIC / "console.html")
+
+
+async def static_file(request: Request) -> Response:
+    name = request.path_params["name"]
+    path = (STATIC / name).resolve()
+    if path.parent != STATIC.resolve() or not path.is_file():
+        return JSONResponse({"error": "not_found"}, status_code=404)
+    return FileResponse(path)
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:
+    settings = settings or (runtime.settings if runtime else load_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        rt = runtime or Runtime(settings)
+        app.state.runtime = rt
+        if not rt.endpoints:
+            await rt.start()
+        modes = {n: ("simulated" if e.simulated else "live") for n, e in rt.endpoints.items()}
+        log_event(log, logging.INFO, "gateway.ready", "gateway ready: " + ", ".join(
+            f"{n}={m}" for n, m in modes.items()), providers=modes)
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.stop()
+
+    app = Starlette(routes=[
+        Route("/", demo_page),
+        Route("/console", console_page),
+        Route("/static/{name}", static_file),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
+        WebSocketRoute("/v1/voice", native_endpoint),
+        *admin.routes,
+    ], lifespan=lifespan)
+    app.state.settings = settings
+    app.state.client_auth = ClientAuth(frozenset(settings.client_tokens), settings.client_token_secret,
+                                       bind_host=settings.host)
+    app.state.admin_auth = AdminAuth(settings.admin_token, bind_host=settings.host)
+    return app

@@ -27,7 +27,9 @@ class GatewayError(Exception):
     close_code: int = 1011
     error_type: str = "internal"
 
-    def __init__(self, message: str = "", **fields: object) -> None:
+    def __init__(self, message: str = "", *, code: str | None = None, **fields: object) -> None:
+        if code is not None:  # a more specific stable code within the class (e.g. session_not_started)
+            self.code = code
         super().__init__(message or self.__class__.__doc__ or self.code)
         self.message = message or (self.__class__.__doc__ or self.code).strip()
         self.fields = fields
@@ -87,7 +89,7 @@ class ProviderError(GatewayError):
 
     def __init__(self, message: str = "", *, provider: str = "", error_type: str | None = None,
                  breaker_failure: bool = True, **fields: object) -> None:
-        super().__init__(message, **fields)
+        super().__init__(message, **fields)  # type: ignore[arg-type]
         self.provider = provider
         if error_type is not None:
             self.error_type = error_type

@@ -84,6 +84,9 @@ class ProviderAdapter(ABC):
     ready_on_upgrade: ClassVar[bool] = False
     # Seconds without audio after which keepalive_frame() must be sent (Deepgram: 5.0).
     keepalive_idle_s: ClassVar[float | None] = None
+    # A tool call issued by ANOTHER provider can be answered on this one after a switch (OpenAI:
+    # the carried function_call item makes a later function_call_output valid). Gemini can't.
+    carries_pending_tool_calls: ClassVar[bool] = False
 
     def __init__(self, config: SessionConfig, endpoint: Endpoint) -> None:
         self.config = config

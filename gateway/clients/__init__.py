@@ -1,0 +1,1 @@
+"""Client-facing protocols: the native `/v1/voice` protocol and the telephony media streams."""

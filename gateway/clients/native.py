@@ -1,0 +1,212 @@
+"""The native client protocol on `WS /v1/voice` (design.md §4).
+
+Text frames are JSON objects with a `type`; binary frames are audio in the session's input format.
+Every bad input gets an `error` event with a stable code and the call goes on; nothing a client
+sends can crash the connection handler.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from typing import Any
+
+import orjson
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway import metrics
+from gateway.auth import TokenClaims
+from gateway.clients.upgrade import admit
+from gateway.errors import BadAudio, BadMessage, ClientError, GatewayError, RateLimited
+from gateway.events import ErrorEvent
+from gateway.limits import ConnectionLimits, FrameRateLimiter
+from gateway.logs import log_event
+from gateway.session import CallSession
+from gateway.session_config import (
+    PROVIDERS,
+    SessionConfig,
+    parse_audio_format,
+    parse_provider_list,
+    parse_tools,
+)
+
+log = logging.getLogger("gateway.clients.native")
+CLIENT = "native"
+
+
+class NativeSink:
+    """Session → client. Sends are dropped once the client is gone (the session ends right after)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self.open = True
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        if self.open:
+            try:
+                await self.ws.send({"type": "websocket.send", "text": orjson.dumps(payload).decode()})
+            except Exception:
+                self.open = False
+
+    async def send_audio(self, data: bytes) -> None:
+        if self.open:
+            try:
+                await self.ws.send({"type": "websocket.send", "bytes": data})
+            except Exception:
+                self.open = False
+
+    async def flush_audio(self) -> None:
+        """Native clients flush their own playback on `turn.interrupted`."""
+
+
+def parse_session_start(msg: dict[str, Any], *, default_provider: str,
+                        default_fallback: tuple[str, ...]) -> SessionConfig:
+    provider = msg.get("provider", default_provider)
+    if provider not in (*PROVIDERS, "auto"):
+        raise BadMessage(f"provider must be one of {', '.join(PROVIDERS)} or auto")
+    fallback = parse_provider_list(msg.get("fallback", list(default_fallback)), field_name="fallback")
+    audio = msg.get("audio") or {}
+    if not isinstance(audio, dict):
+        raise BadMessage("audio must be an object with input and output formats")
+    defaults = SessionConfig()
+    out_raw = audio.get("output")
+    json_audio = isinstance(out_raw, dict) and out_raw.get("transport") == "json"
+    for key in ("instructions", "voice", "language"):
+        if msg.get(key) is not None and not isinstance(msg[key], str):
+            raise BadMessage(f"{key} must be a string")
+    options = msg.get("provider_options") or {}
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        raise BadMessage("provider_options must map provider names to objects")
+    return SessionConfig(
+        provider=provider, fallback=fallback or (provider,),
+        input_format=parse_audio_format(audio.get("input"), defaults.input_format),
+        output_format=parse_audio_format(
+            {k: v for k, v in out_raw.items() if k != "transport"} if isinstance(out_raw, dict) else out_raw,
+            defaults.output_format),
+        instructions=msg.get("instructions") or "", voice=msg.get("voice"), language=msg.get("language"),
+        tools=parse_tools(msg.get("tools")), provider_options=options, json_audio=json_audio,
+    )
+
+
+class NativeConnection:
+    def __init__(self, ws: WebSocket, claims: TokenClaims) -> None:
+        self.ws = ws
+        self.claims = claims
+        self.rt = ws.app.state.runtime
+        self.sink = NativeSink(ws)
+        self.session: CallSession | None = None
+        s = self.rt.settings
+        self.limiter = FrameRateLimiter(ConnectionLimits(
+            max_message_bytes=s.max_message_bytes, max_frames_per_s=s.max_frames_per_s,
+            max_bytes_per_s=s.max_bytes_per_s, idle_timeout_s=s.idle_timeout_s), now=self.rt.clock.now)
+
+    async def error(self, err: GatewayError) -> None:
+        metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
+        sid = self.session.id if self.session else ""
+        await self.sink.send_json(ErrorEvent(code=err.code, message=err.message).to_wire(sid, self.rt.wall_time()))
+
+    async def run(self) -> None:
+        try:
+            while True:
+                msg = await self.ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                data = msg.get("bytes")
+                text = msg.get("text")
+                try:
+                    self.limiter.check(len(data) if data is not None else len(text or ""))
+                    if data is not None:
+                        await self.on_audio(data)
+                    elif text is not None:
+                        if await self.on_text(text):
+                            return
+                except RateLimited as e:
+                    metrics.voice_gateway_rate_limited.labels(CLIENT).inc()
+                    log_event(log, logging.WARNING, "client.rate_limited", e.message, client=CLIENT)
+                    await self.error(e)
+                except ClientError as e:
+                    await self.error(e)
+        except WebSocketDisconnect:
+            return
+        finally:
+            self.sink.open = False
+            if self.session is not None:
+                await self.session.end("client_disconnected")
+
+    async def on_audio(self, data: bytes) -> None:
+        if self.session is None:
+            raise BadMessage("send session.start before audio", code="session_not_started")
+        await self.session.push_audio(data)
+
+    async def on_text(self, text: str) -> bool:
+        """Handle one JSON message; True when the call is over."""
+        try:
+            msg = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise BadMessage("text frames must be JSON objects") from None
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            raise BadMessage("text frames must be JSON objects with a string type")
+        kind = msg["type"]
+        if kind == "session.start":
+            if self.session is not None:
+                raise BadMessage("session already started")
+            s = self.rt.settings
+            cfg = parse_session_start(msg, default_provider=s.default_provider, default_fallback=s.fallback_chain)
+            self.session = CallSession(runtime=self.rt, config=cfg, client=CLIENT, sink=self.sink)
+            await self.session.start()
+            return False
+        session = self.session
+        if session is None:
+            raise BadMessage("send session.start first", code="session_not_started")
+        match kind:
+            case "audio.append":
+                audio = msg.get("audio")
+                if not isinstance(audio, str):
+                    raise BadAudio("audio.append needs base64 audio")
+                try:
+                    raw = base64.b64decode(audio, validate=True)
+                except (binascii.Error, ValueError):
+                    raise BadAudio("audio is not valid base64") from None
+                await session.push_audio(raw)
+            case "audio.commit":
+                await session.commit()
+            case "text":
+                if not isinstance(msg.get("text"), str) or not msg["text"]:
+                    raise BadMessage("text needs a non-empty string")
+                await session.send_text(msg["text"])
+            case "tool.result":
+                call_id, output = msg.get("call_id"), msg.get("output")
+                if not isinstance(call_id, str):
+                    raise BadMessage("tool.result needs call_id")
+                if not isinstance(output, str):
+                    output = orjson.dumps(output).decode()
+                await session.tool_result(call_id, output)
+            case "response.cancel":
+                await session.cancel_response()
+            case "provider.switch":
+                target = msg.get("provider")
+                if target not in PROVIDERS:
+                    raise BadMessage(f"provider must be one of {', '.join(PROVIDERS)}")
+                if not self.claims.allow_switch:
+                    raise BadMessage("this token may not switch providers", code="forbidden")
+                if not await session.switch(target, "client"):
+                    await self.error(GatewayError(f"could not switch to {target} right now",
+                                                  code="provider_unavailable"))
+            case "session.end":
+                await session.end("client_ended")
+                self.session = None
+                await self.ws.close(1000)
+                return True
+            case _:
+                raise BadMessage(f"unknown message type {kind[:40]!r}", code="unknown_type")
+        return False
+
+
+async def native_endpoint(ws: WebSocket) -> None:
+    admitted = await admit(ws, client=CLIENT, browser=True)
+    if admitted is None:
+        return
+    claims, subprotocol = admitted
+    await ws.accept(subprotocol=subprotocol)
+    await NativeConnection(ws, claims).run()

@@ -1,0 +1,118 @@
+"""The WebSocket client for provider links, on aiohttp (its C-accelerated frame reader costs about
+half of the pure-Python client's CPU per frame: design.md §8).
+
+`ProviderConnector.connect()` performs the upgrade under a deadline and returns a `ProviderSocket`;
+a refused upgrade surfaces as `HandshakeRefused(status)` for the adapter to classify. `receive()`
+returns a frame or a `Closed(code, reason)`; an abrupt TCP loss reads as code 1006.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from dataclasses import dataclass
+
+import aiohttp
+
+from providers.base import ConnectRequest, Frame
+
+
+class HandshakeRefused(Exception):
+    def __init__(self, status: int, body: str = "") -> None:
+        super().__init__(f"handshake refused with HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+class ConnectTimeout(Exception):
+    pass
+
+
+class ConnectFailed(Exception):
+    """TCP/TLS failure before any HTTP status (refused, reset, DNS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    code: int | None
+    reason: str
+
+
+class ProviderSocket:
+    __slots__ = ("_ws", "closed_by_us")
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+        self.closed_by_us = False
+
+    async def send(self, frame: Frame) -> None:
+        if isinstance(frame, str):
+            await self._ws.send_str(frame)
+        else:
+            await self._ws.send_bytes(frame)
+
+    async def receive(self) -> Frame | Closed:
+        msg = await self._ws.receive()
+        t = msg.type
+        if t is aiohttp.WSMsgType.TEXT:
+            return msg.data
+        if t is aiohttp.WSMsgType.BINARY:
+            return msg.data
+        if t is aiohttp.WSMsgType.CLOSE:
+            return Closed(msg.data if isinstance(msg.data, int) else self._ws.close_code, msg.extra or "")
+        # CLOSED / ERROR / CLOSING: the transport went away without (or after) a close frame
+        code = self._ws.close_code
+        if code is None or code == 1000 and t is aiohttp.WSMsgType.ERROR:
+            code = 1006
+        return Closed(code, "")
+
+    @property
+    def is_closed(self) -> bool:
+        return self._ws.closed
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed_by_us = True
+        if not self._ws.closed:
+            try:
+                await asyncio.wait_for(self._ws.close(code=code, message=reason.encode()), 2.0)
+            except (TimeoutError, aiohttp.ClientError, OSError):
+                pass
+
+
+class ProviderConnector:
+    """Owns one aiohttp ClientSession for all provider links of the process."""
+
+    def __init__(self, *, ssl_context: ssl_module.SSLContext | None = None, heartbeat_s: float = 20.0) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl_context
+        # aiohttp closes a link when a pong is late by heartbeat/2; 20 s → 10 s grace. Gemini's
+        # pongs can take many seconds (design.md §5), so keep this generous.
+        self.heartbeat_s = heartbeat_s
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=None),
+                connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl if self._ssl is not None else True),
+            )
+        return self._session
+
+    async def connect(self, req: ConnectRequest, *, timeout_s: float) -> ProviderSocket:
+        try:
+            async with asyncio.timeout(timeout_s):
+                ws = await self._client().ws_connect(
+                    req.url, headers=dict(req.headers), protocols=req.subprotocols,
+                    heartbeat=self.heartbeat_s, max_msg_size=16 * 1024 * 1024, compress=0, autoclose=True,
+                )
+        except aiohttp.WSServerHandshakeError as e:
+            raise HandshakeRefused(e.status, e.message or "") from None
+        except TimeoutError:
+            raise ConnectTimeout(f"connect timed out after {timeout_s:.1f}s") from None
+        except (aiohttp.ClientError, OSError) as e:
+            raise ConnectFailed(type(e).__name__) from None
+        return ProviderSocket(ws)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,85 @@
+"""The replay buffer (design.md §5): input chunks not yet known to be consumed by the provider.
+
+Invariants:
+- at most `maxlen` chunks (default 100); appending to a full buffer evicts the oldest;
+- an eviction while the link is down is a *drop* (audio that may never reach a provider) and is
+  counted; an eviction of a chunk already sent on a live link is not a loss (it was delivered);
+- chunks leave when acknowledged: by provider stream time (Deepgram `start+duration`) or wholesale
+  (a finalized user turn on Gemini/OpenAI), so a replay adds no duplicate words.
+Each chunk sent on the current provider connection is given its end offset in that connection's
+stream time, which is how stream-time acknowledgements map back to chunks.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from audio.formats import AudioChunk
+
+
+@dataclass(slots=True)
+class _Entry:
+    chunk: AudioChunk
+    stream_end_s: float | None = None  # end offset in the current connection's stream; None = not sent
+
+
+@dataclass(slots=True)
+class ReplayBuffer:
+    maxlen: int = 100
+    _entries: deque[_Entry] = field(default_factory=deque)
+    dropped_total: int = 0  # chunks lost to overflow while the link was down, over the whole call
+    evicted_sent_total: int = 0  # delivered chunks pushed out by overflow (no loss)
+    _stream_s: float = 0.0  # current connection's stream time
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def append(self, chunk: AudioChunk, *, link_up: bool) -> bool:
+        """Keep `chunk`. Returns True when an unconsumed chunk had to be dropped to make room."""
+        dropped = False
+        if len(self._entries) >= self.maxlen:
+            old = self._entries.popleft()
+            if link_up and old.stream_end_s is not None:
+                self.evicted_sent_total += 1
+            else:
+                self.dropped_total += 1
+                dropped = True
+        self._entries.append(_Entry(chunk))
+        return dropped
+
+    def mark_sent(self, chunk: AudioChunk) -> None:
+        """`chunk` (the newest appended, or one being replayed) went out on the current connection."""
+        self._stream_s += chunk.duration_s
+        for e in reversed(self._entries):
+            if e.chunk is chunk:
+                e.stream_end_s = self._stream_s
+                return
+
+    def new_connection(self) -> list[AudioChunk]:
+        """A new provider connection starts at stream time 0; everything kept must be replayed."""
+        self._stream_s = 0.0
+        for e in self._entries:
+            e.stream_end_s = None
+        return [e.chunk for e in self._entries]
+
+    def ack_until(self, until_s: float | None) -> int:
+        """Drop chunks the provider has consumed: those sent on this connection ending at or before
+        `until_s` of stream time (None: everything sent so far). Returns how many left."""
+        n = 0
+        eps = 1e-6
+        while self._entries:
+            end = self._entries[0].stream_end_s
+            if end is None or (until_s is not None and end > until_s + eps):
+                break
+            self._entries.popleft()
+            n += 1
+        return n
+
+    def unsent(self) -> Iterator[AudioChunk]:
+        return (e.chunk for e in self._entries if e.stream_end_s is None)
+
+    @property
+    def depth(self) -> int:
+        return len(self._entries)

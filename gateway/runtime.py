@@ -1,0 +1,113 @@
+"""Process-wide state of a running gateway: settings, clock, one breaker per provider, the provider
+connector, the provider endpoints (live or the embedded fakes) and the live call sessions.
+
+Built once at start-up from `Settings`; nothing below reads the environment again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+
+from gateway import metrics
+from gateway.breaker import BreakerRegistry
+from gateway.clock import Clock, MonotonicClock
+from gateway.config import Settings
+from gateway.logs import log_event
+from gateway.provider_socket import ProviderConnector
+from providers.base import Endpoint, ProviderAdapter
+from providers.registry import adapter_for
+
+if TYPE_CHECKING:
+    from gateway.session import CallSession
+    from providers.fakes.common import FakeServer
+
+log = logging.getLogger("gateway.runtime")
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, clock: Clock | None = None,
+                 connector: ProviderConnector | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or MonotonicClock()
+        self.breakers = BreakerRegistry(self.clock, settings.breaker)
+        self.connector = connector or ProviderConnector()
+        self.endpoints: dict[str, Endpoint] = {}
+        self.sessions: dict[str, CallSession] = {}
+        self.fakes: dict[str, FakeServer] = {}
+        self.draining = False
+        for name in settings.providers:
+            self.breakers.get(name)  # gauges exist from the start
+
+    def adapter_class(self, provider: str) -> type[ProviderAdapter]:
+        return adapter_for(provider)
+
+    @staticmethod
+    def wall_time() -> float:
+        return time.time()
+
+    async def start(self) -> None:
+        """Resolve every provider's endpoint; start an in-process fake for each simulated one."""
+        for name, ps in self.settings.providers.items():
+            if ps.simulated:
+                fake = _fake_class(name)()
+                await fake.start()
+                self.fakes[name] = fake
+                base = fake.url + ("/v1" if name == "openai" else "")
+                # any non-empty key is accepted by a fake started without one; this one is random
+                self.endpoints[name] = Endpoint(base_url=base, api_key="sim-" + secrets.token_hex(8),
+                                                model=ps.model, simulated=True)
+            else:
+                self.endpoints[name] = Endpoint(base_url=ps.live_base_url, api_key=ps.api_key or "",
+                                                model=ps.model, simulated=False)
+            log_event(log, logging.INFO, "provider.configured",
+                      f"{name}: {'simulated (embedded fake)' if ps.simulated else 'live'}",
+                      provider=name, mode=ps.mode)
+
+    async def stop(self) -> None:
+        for s in list(self.sessions.values()):
+            await s.end("server_shutdown")
+        for fake in self.fakes.values():
+            await fake.stop()
+        self.fakes.clear()
+        await self.connector.close()
+
+    def refresh_gauges(self) -> None:
+        """Replay-depth gauges are the largest depth per provider (no per-session labels); computed at
+        scrape time so the audio path does no metrics work for them."""
+        deepest: dict[str, int] = {p: 0 for p in self.settings.providers}
+        for s in self.sessions.values():
+            p = s.provider or s.config.provider
+            if p in deepest:
+                deepest[p] = max(deepest[p], len(s.replay))
+        for p, depth in deepest.items():
+            metrics.voice_gateway_replay_buffer_chunks.labels(p).set(depth)
+        metrics.deepgram_audio_buffer_size.set(deepest.get("deepgram", 0))
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "status": "draining" if self.draining else "ready",
+            "providers": {
+                name: {"mode": ("simulated" if ep.simulated else "live"),
+                       "circuit": self.breakers.get(name).state.name}
+                for name, ep in self.endpoints.items()
+            },
+            "sessions": len(self.sessions),
+        }
+
+
+def _fake_class(name: str) -> type[FakeServer]:
+    # imported lazily: a gateway with live keys never loads the fakes
+    if name == "gemini":
+        from providers.fakes.gemini import FakeGemini
+
+        return FakeGemini
+    if name == "openai":
+        from providers.fakes.openai import FakeOpenAI
+
+        return FakeOpenAI
+    from providers.fakes.deepgram import FakeDeepgram
+
+    return FakeDeepgram
