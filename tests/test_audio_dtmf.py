@@ -1,13 +1,17 @@
 """DTMF: every digit survives the gateway's codecs and resamplers; non-DTMF audio gives no digits."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+import soundfile as sf
 
 from audio.dtmf import DIGITS, DtmfDetector, DtmfDigit, detect_dtmf, generate_dtmf
 from audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from audio.resample import resample
 from gateway.errors import BadAudio
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RATES = (8000, 16000, 24000, 48000)
 BLOCK_S = 0.01275  # detector block: 102 samples at 8 kHz; reported times are within one block
 
@@ -182,3 +186,26 @@ def test_generator_layout():
     assert len(samples) == 8000 * (20 + 2 * (100 + 50) + 30) // 1000
     assert not samples[:160].any() and samples[160:960].any() and not samples[960:1360].any()
     assert np.abs(samples).max() <= 32767 * 10 ** (-10 / 20) + 1
+
+
+# -- real speech (espeak-ng, committed fixture) ---------------------------------------------------
+def read_fixture(name: str) -> tuple[bytes, int]:
+    samples, rate_hz = sf.read(FIXTURES / name, dtype="int16")
+    return samples.astype("<i2").tobytes(), rate_hz
+
+
+def test_speech_is_not_a_digit():
+    speech, rate_hz = read_fixture("speech_16k.wav")
+    assert detect_dtmf(speech, rate_hz) == []
+
+
+def test_speech_over_the_phone_is_not_a_digit():
+    speech, _ = read_fixture("speech_16k.wav")
+    phone = ulaw_decode(ulaw_encode(resample(speech, 16000, 8000)))
+    assert feed_in_chunks(phone, 8000) == []
+
+
+def test_digits_after_speech_are_still_heard():
+    speech, _ = read_fixture("speech_16k.wav")
+    audio = speech + generate_dtmf("42", 16000)
+    assert [d.digit for d in feed_in_chunks(audio, 16000)] == ["4", "2"]
