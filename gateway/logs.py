@@ -108,7 +108,7 @@ _KEY_SHAPES = re.compile(
 )
 # Field names whose string values are secrets whatever they look like.
 _SECRET_FIELD = re.compile(r"(?i)^(?:.*[_-])?(?:api[_-]?key|key|token|secret|password|authorization|"
-                           r"signature|credentials?)$")
+                           r"signature|credentials?|sec-websocket-protocol|subprotocols?)$")
 
 
 def redact(text: str) -> str:
@@ -129,8 +129,10 @@ def _redact_value(value: Any, key: str | None = None) -> Any:
         return value
     if isinstance(value, Mapping):
         return {redact(str(k)): _redact_value(v, str(k)) for k, v in value.items()}
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        return [redact(value[0]), _redact_value(value[1], value[0])]  # a (header, value) pair
     if isinstance(value, list | tuple | set | frozenset):
-        return [_redact_value(v) for v in value]
+        return [_redact_value(v, key) for v in value]
     if isinstance(value, bytes | bytearray | memoryview):
         return f"<{len(value)} bytes>"  # never dump payloads or audio into logs
     return redact(str(value))

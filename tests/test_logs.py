@@ -190,6 +190,14 @@ def test_secret_named_fields_are_masked_whatever_they_hold(output) -> None:
     assert (line["max_tokens"], line["token_count"]) == (512, 3)
 
 
+def test_header_pairs_and_subprotocol_lists_are_masked(output) -> None:
+    log_event(log, logging.INFO, "x", headers=[("x-goog-api-key", "pairkey-1"), ("user-agent", "vg/0.1")],
+              subprotocols=["token", "bare-deepgram-key-2"])
+    (line,) = output()
+    assert line["headers"] == [["x-goog-api-key", "***"], ["user-agent", "vg/0.1"]]
+    assert line["subprotocols"] == ["***", "***"]
+
+
 def test_audio_bytes_never_reach_the_log(output) -> None:
     log_event(log, logging.INFO, "x", chunk=b"\x00\x01" * 80)
     assert output()[0]["chunk"] == "<160 bytes>"
