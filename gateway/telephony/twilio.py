@@ -1,0 +1,46 @@
+"""Twilio Media Streams, bidirectional `<Connect><Stream>` (telephony.md §1).
+
+Audio is G.711 μ-law 8 kHz mono both ways, base64 in JSON text frames. Every outbound message
+carries the `streamSid` from `start`; outbound `media` payloads are exactly 160 bytes (20 ms), the
+framing Twilio itself uses, so marks land on frame boundaries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from audio.formats import MULAW_8K
+from gateway.errors import BadAudio, BadMessage
+from gateway.telephony.common import CallStarted, JsonMediaStream, get_object, get_str, string_params
+
+
+class TwilioMediaStream(JsonMediaStream):
+    vendor = "twilio"
+    stream_id_key = "streamSid"
+
+    def _on_start(self, msg: dict[str, Any]) -> CallStarted:
+        start = get_object(msg, "start")
+        stream_id = start.get("streamSid", msg.get("streamSid"))
+        if not isinstance(stream_id, str) or not stream_id:
+            raise BadMessage("`streamSid` must be a non-empty string")
+        media_format = start.get("mediaFormat")
+        if media_format is not None:
+            if not isinstance(media_format, dict):
+                raise BadMessage("`mediaFormat` must be an object")
+            if (media_format.get("encoding", "audio/x-mulaw") != "audio/x-mulaw"
+                    or media_format.get("sampleRate", 8000) != 8000
+                    or media_format.get("channels", 1) != 1):
+                raise BadAudio("Twilio media must be audio/x-mulaw, 8000 Hz, mono")
+        return self._started(
+            stream_id=stream_id,
+            call_id=get_str(start, "callSid", default=""),
+            params=string_params(start.get("customParameters"), what="`customParameters`"),
+            input_format=MULAW_8K,
+            output_format=MULAW_8K,
+        )
+
+    def _envelope(self, message: dict[str, Any]) -> str:
+        return orjson.dumps({"event": message["event"], "streamSid": self.stream_id,
+                             **{k: v for k, v in message.items() if k != "event"}}).decode()
