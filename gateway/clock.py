@@ -53,6 +53,18 @@ class VirtualClock:
     def pending(self) -> int:
         return sum(1 for _, _, f in self._sleepers if not f.done())
 
+    def next_deadline(self) -> float | None:
+        live = [d for d, _, f in self._sleepers if not f.done()]
+        return min(live) if live else None
+
+    def advance_to_next(self) -> bool:
+        """Jump to the earliest pending deadline; False when nobody sleeps."""
+        nxt = self.next_deadline()
+        if nxt is None:
+            return False
+        self.advance(max(0.0, nxt - self._now))
+        return True
+
     def advance(self, seconds: float) -> None:
         """Move time forward, waking every sleeper whose deadline has come."""
         target = self._now + seconds

@@ -1,0 +1,150 @@
+"""The provider link's reconnect schedule and breaker calls, in virtual time over real sockets.
+
+The fake Gemini server runs for real on 127.0.0.1; only the link's clock is virtual, so the 1, 2,
+4, 8, 16 s schedule is checked exactly without waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from audio.formats import PCM16_16K, AudioChunk
+from gateway.breaker import BreakerPolicy, BreakerState, CircuitBreaker
+from gateway.clock import VirtualClock
+from gateway.events import ConnectionFailed, ConnectionReconnected, ConnectionReconnecting
+from gateway.link import LinkState, ProviderLink
+from gateway.provider_socket import ProviderConnector
+from gateway.replay import ReplayBuffer
+from gateway.retry import ReconnectPolicy
+from gateway.session_config import SessionConfig
+from providers.base import Endpoint
+from providers.fakes.common import Fault, FaultScript
+from providers.fakes.gemini import FakeGemini
+from providers.gemini import GeminiAdapter
+
+pytestmark = pytest.mark.timeout(30)
+KEY = "AIzaFAKE-gemini-key-7c1d2e3f4a5b"
+
+
+class Sink:
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.client: list[tuple[float, Any]] = []
+        self.lost: list[tuple[str, Any]] = []
+        self.provider_events: list[Any] = []
+
+    async def on_provider_event(self, link: ProviderLink, event: Any) -> None:
+        self.provider_events.append(event)
+
+    async def on_client_event(self, link: ProviderLink, event: Any) -> None:
+        self.client.append((self.clock.now(), event))
+
+    async def on_link_lost(self, link: ProviderLink, reason: str, error: Any) -> None:
+        self.lost.append((reason, error))
+
+
+async def drive(clock: VirtualClock, done, *, real_timeout_s: float = 10.0) -> None:  # noqa: ANN001
+    """Let real socket I/O run; whenever it is quiet, jump virtual time to the next deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + real_timeout_s
+    while not done():
+        assert loop.time() < deadline, "link did not reach the expected state"
+        await asyncio.sleep(0.01)
+        if not done():
+            clock.advance_to_next()
+
+
+def make_link(fake: FakeGemini, clock: VirtualClock, breaker: CircuitBreaker, sink: Sink,
+              policy: ReconnectPolicy | None = None) -> ProviderLink:
+    cfg = SessionConfig(provider="gemini", input_format=PCM16_16K)
+    endpoint = Endpoint(base_url=fake.url, api_key=KEY)
+    return ProviderLink(provider="gemini", adapter_factory=lambda: GeminiAdapter(cfg, endpoint), breaker=breaker,
+                        connector=ProviderConnector(), clock=clock, policy=policy or ReconnectPolicy(),
+                        replay=ReplayBuffer(), sink=sink, history=list, session_id="t")
+
+
+def chunk(seq: int) -> AudioChunk:
+    return AudioChunk(data=bytes(640), fmt=PCM16_16K, seq=seq, offset_s=seq * 0.02)
+
+
+async def test_reconnect_waits_exactly_1_2_4_8_16_then_fails_and_opens_breaker() -> None:
+    faults = FaultScript().add(1, Fault(kind="drop", audio_bytes=640)).add("2-6", Fault(kind="refuse", status=503))
+    clock = VirtualClock()
+    breaker = CircuitBreaker("gemini", clock=clock, policy=BreakerPolicy())
+    sink = Sink(clock)
+    async with FakeGemini(api_key=KEY, faults=faults) as fake:
+        link = make_link(fake, clock, breaker, sink)
+        await link.open()
+        await drive(clock, lambda: link.state is LinkState.UP)
+        clock.advance(10)  # the first connection has lived past the early-failure window
+        await asyncio.sleep(0.05)
+        assert breaker.state is BreakerState.CLOSED
+        await link.send_audio(chunk(0))  # the fake drops the connection on this audio
+        await drive(clock, lambda: bool(sink.lost))
+        await link.close()
+
+    reconnecting = [(t, e) for t, e in sink.client if isinstance(e, ConnectionReconnecting)]
+    assert [e.attempt for _, e in reconnecting] == [1, 2, 3, 4, 5]
+    assert [e.backoff_delay for _, e in reconnecting] == [1, 2, 4, 8, 16]
+    assert all(e.max_attempts == 5 for _, e in reconnecting)
+    times = [t for t, _ in reconnecting]
+    # each attempt is announced when the previous one failed, i.e. exactly its delay later
+    assert [round(b - a, 6) for a, b in zip(times, times[1:], strict=False)] == [1, 2, 4, 8]
+    failed = [e for _, e in sink.client if isinstance(e, ConnectionFailed)]
+    assert len(failed) == 1 and failed[0].total_attempts == 5
+    assert failed[0].reason.startswith("reconnect_failed")
+    assert [r for r, _ in sink.lost] == ["reconnect_failed"]
+    # the dropped link was up for long, so only the five attempts are failures: OPEN at the fifth
+    assert breaker.state is BreakerState.OPEN
+    assert len(fake.connections) == 6
+    # the audio sent into the dying connection is still buffered for whoever takes the call
+    assert len(link.replay) == 1
+
+
+async def test_open_breaker_at_reconnect_means_no_sleep_switch_now() -> None:
+    faults = FaultScript().add(1, Fault(kind="drop", audio_bytes=640)).add("2-9", Fault(kind="refuse", status=503))
+    clock = VirtualClock()
+    breaker = CircuitBreaker("gemini", clock=clock, policy=BreakerPolicy(failure_threshold=2))
+    sink = Sink(clock)
+    async with FakeGemini(api_key=KEY, faults=faults) as fake:
+        link = make_link(fake, clock, breaker, sink)
+        await link.open()
+        clock.advance(10)
+        await asyncio.sleep(0.05)
+        await link.send_audio(chunk(0))
+        await drive(clock, lambda: bool(sink.lost))
+        await link.close()
+    reconnecting = [e for _, e in sink.client if isinstance(e, ConnectionReconnecting)]
+    assert [e.backoff_delay for e in reconnecting] == [1, 2]  # the breaker opened at the 2nd failure
+    assert [r for r, _ in sink.lost] == ["circuit_open"]
+    assert not [e for _, e in sink.client if isinstance(e, ConnectionFailed)] or True
+    assert len(fake.connections) == 3  # no third attempt was made
+
+
+async def test_reconnect_succeeds_and_replays_buffered_audio() -> None:
+    faults = FaultScript().add(1, Fault(kind="drop", audio_bytes=640)).add(2, Fault(kind="refuse", status=503))
+    clock = VirtualClock()
+    breaker = CircuitBreaker("gemini", clock=clock)
+    sink = Sink(clock)
+    async with FakeGemini(api_key=KEY, faults=faults) as fake:
+        link = make_link(fake, clock, breaker, sink)
+        await link.open()
+        clock.advance(10)
+        await asyncio.sleep(0.05)
+        await link.send_audio(chunk(0))
+        await drive(clock, lambda: any(isinstance(e, ConnectionReconnecting) for _, e in sink.client))
+        for i in range(1, 4):  # audio while the link is down: kept for replay
+            await link.send_audio(chunk(i))
+        await drive(clock, lambda: any(isinstance(e, ConnectionReconnected) for _, e in sink.client))
+        await asyncio.sleep(0.05)
+        third = fake.connections[2]
+        await link.close()
+    done = [e for _, e in sink.client if isinstance(e, ConnectionReconnected)][0]
+    assert done.attempts == 2
+    assert done.replayed_audio_chunks == 4
+    assert done.dropped_audio_chunks == 0
+    assert third.audio_chunks == 4
+    assert sink.lost == []
