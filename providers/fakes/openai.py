@@ -42,13 +42,14 @@ from providers.fakes.openai_wire import (
     SESSION_MAX_S,
     Ids,
     InputDecoder,
+    ResponseOptions,
     SpokenReply,
     WireError,
     apply_session_update,
     audio_format,
     default_session,
     error_payload,
-    parse_format,
+    parse_response_options,
     recognize_buffer,
     render_reply,
     response_object,
@@ -367,7 +368,7 @@ class RealtimeConnection:
         if (self.turn_detection or {}).get("create_response", True):
             if self.response is not None:  # interrupt_response off: let the old reply finish first
                 await self.finish_response("completed")
-            await self.start_response({})
+            await self.start_response(ResponseOptions())
 
     async def commit_user_turn(self, item_id: str, turn: UserTurn, duration_s: float) -> None:
         previous = self.items[-1]["id"] if self.items else None
@@ -478,10 +479,8 @@ class RealtimeConnection:
 
     # -- responses ----------------------------------------------------------------------------------------
     async def on_response_create(self, event: dict[str, Any]) -> None:
-        options = event.get("response") or {}
-        if not isinstance(options, dict):
-            raise WireError("invalid_type", "Invalid type for 'response': expected an object.", "response")
-        if options.get("conversation", "auto") != "none" and self.response is not None:
+        options = parse_response_options(event.get("response"))
+        if options.in_conversation and self.response is not None:
             raise WireError("conversation_already_has_active_response", "Conversation already has an active "
                             f"response in progress: {self.response.id}. Wait until the response is finished before "
                             "creating a new one.", None)
@@ -517,17 +516,16 @@ class RealtimeConnection:
                 return ReplyPlan(digits=turn.digits, echo=turn.audio, echo_rate_hz=turn.rate_hz)
         return ReplyPlan()
 
-    async def start_response(self, options: dict[str, Any]) -> None:
-        audio_opts = (options.get("audio") or {}).get("output") or {}
-        out_format = (parse_format(audio_opts["format"], "response.audio.output.format") if "format" in audio_opts
-                      else self.session["audio"]["output"]["format"])
-        plan = self.plan_reply(options.get("tools", self.session["tools"]),
-                               options.get("tool_choice", self.session["tool_choice"]))
+    async def start_response(self, options: ResponseOptions) -> None:
+        session_out = self.session["audio"]["output"]
+        out_format = options.out_format or session_out["format"]
+        plan = self.plan_reply(self.session["tools"] if options.tools is None else options.tools,
+                               self.session["tool_choice"] if options.tool_choice is None else options.tool_choice)
         reply = Reply(
             id=self.ids.new("resp"), item={}, out_format=out_format,
-            modalities=list(options.get("output_modalities") or self.session["output_modalities"]),
-            voice=audio_opts.get("voice") or self.session["audio"]["output"]["voice"],
-            in_conversation=options.get("conversation", "auto") != "none", metadata=options.get("metadata"),
+            modalities=options.modalities or list(self.session["output_modalities"]),
+            voice=options.voice or session_out["voice"], in_conversation=options.in_conversation,
+            metadata=options.metadata,
             spoken=render_reply(plan.digits, plan.echo, plan.echo_rate_hz, audio_format(out_format)),
         )
         await self.emit("response.created", response=self.response_body(reply, "in_progress", []))

@@ -161,7 +161,26 @@ def _parse_turn_detection(value: Any, param: str) -> dict[str, Any] | None:
     else:
         raise _invalid_value(f"{param}.type", kind, ("server_vad", "semantic_vad"))
     _check_keys(obj, set(defaults), param)
+    for key, value in obj.items():
+        _check_vad_field(key, value, f"{param}.{key}")
     return {**defaults, **obj}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_vad_field(key: str, value: Any, param: str) -> None:
+    if key in ("create_response", "interrupt_response") and not isinstance(value, bool):
+        raise _invalid_type(param, "a boolean", value)
+    if key in ("prefix_padding_ms", "silence_duration_ms") and not (_is_int(value) and 0 <= value <= 10_000):
+        raise WireError("invalid_value", f"Invalid '{param}': expected an integer between 0 and 10000.", param)
+    if key == "idle_timeout_ms" and value is not None and not (_is_int(value) and value > 0):
+        raise WireError("invalid_value", f"Invalid '{param}': expected a positive integer or null.", param)
+    if key == "threshold" and not (isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1):
+        raise WireError("invalid_value", f"Invalid '{param}': expected a number between 0 and 1.", param)
+    if key == "eagerness" and value not in ("low", "medium", "high", "auto"):
+        raise _invalid_value(param, value, ("low", "medium", "high", "auto"))
 
 
 def _parse_audio_input(obj: dict[str, Any], current: dict[str, Any], param: str) -> dict[str, Any]:
@@ -211,17 +230,33 @@ def _parse_audio_output(obj: dict[str, Any], current: dict[str, Any], param: str
     return merged
 
 
-def _parse_tools(value: Any) -> list[dict[str, Any]]:
+def parse_tools(value: Any, where: str = "session.tools") -> list[dict[str, Any]]:
     if not isinstance(value, list):
-        raise _invalid_type("session.tools", "an array", value)
+        raise _invalid_type(where, "an array", value)
     for index, tool in enumerate(value):
-        param = f"session.tools[{index}]"
+        param = f"{where}[{index}]"
         tool = _object(tool, param)
         if tool.get("type") not in ("function", "mcp"):
             raise _invalid_value(f"{param}.type", tool.get("type"), ("function", "mcp"))
         if tool["type"] == "function" and not isinstance(tool.get("name"), str):
             raise _missing(f"{param}.name")
     return copy.deepcopy(value)
+
+
+def parse_modalities(value: Any, param: str) -> list[str]:
+    if value not in (["audio"], ["text"]):
+        raise WireError("invalid_value", f"Invalid '{param}': supported values are ['audio'] and ['text'].", param)
+    return list(value)
+
+
+def parse_tool_choice(value: Any, param: str) -> Any:
+    if value in ("auto", "none", "required"):
+        return value
+    if isinstance(value, dict) and value.get("type") == "function" and isinstance(value.get("name"), str):
+        return dict(value)
+    if isinstance(value, dict) and value.get("type") == "mcp":
+        return copy.deepcopy(value)
+    raise _invalid_value(param, value if isinstance(value, str) else _json_type(value), ("auto", "none", "required"))
 
 
 def _parse_scalars(update: dict[str, Any], merged: dict[str, Any], current: dict[str, Any]) -> None:
@@ -232,11 +267,7 @@ def _parse_scalars(update: dict[str, Any], merged: dict[str, Any], current: dict
             raise _invalid_type("session.instructions", "a string", update["instructions"])
         merged["instructions"] = update["instructions"]
     if "output_modalities" in update:
-        value = update["output_modalities"]
-        if value not in (["audio"], ["text"]):
-            raise WireError("invalid_value", "Invalid 'session.output_modalities': supported combinations are "
-                            "['audio'] and ['text'].", "session.output_modalities")
-        merged["output_modalities"] = list(value)
+        merged["output_modalities"] = parse_modalities(update["output_modalities"], "session.output_modalities")
     if "max_output_tokens" in update:
         value = update["max_output_tokens"]
         if value != "inf" and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 4096):
@@ -244,11 +275,7 @@ def _parse_scalars(update: dict[str, Any], merged: dict[str, Any], current: dict
                             "and 4096, or 'inf'.", "session.max_output_tokens")
         merged["max_output_tokens"] = value
     if "tool_choice" in update:
-        value = update["tool_choice"]
-        if not (value in ("auto", "none", "required")
-                or (isinstance(value, dict) and value.get("type") in ("function", "mcp"))):
-            raise _invalid_value("session.tool_choice", value, ("auto", "none", "required"))
-        merged["tool_choice"] = copy.deepcopy(value)
+        merged["tool_choice"] = parse_tool_choice(update["tool_choice"], "session.tool_choice")
     for key in ("tracing", "truncation", "prompt", "include", "parallel_tool_calls", "reasoning"):
         if key in update:
             merged[key] = copy.deepcopy(update[key])
@@ -284,7 +311,7 @@ def apply_session_update(current: dict[str, Any], update: Any, *, audio_sent: bo
     merged = copy.deepcopy(current)
     _parse_scalars(update, merged, current)
     if "tools" in update:
-        merged["tools"] = _parse_tools(update["tools"])
+        merged["tools"] = parse_tools(update["tools"])
     if "audio" in update:
         audio = _object(update["audio"], "session.audio")
         _check_keys(audio, {"input", "output"}, "session.audio")
@@ -300,6 +327,58 @@ def apply_session_update(current: dict[str, Any], update: Any, *, audio_sent: bo
 
 # -- conversation items and responses ---------------------------------------------------------------------
 
+
+@dataclass(frozen=True, slots=True)
+class ResponseOptions:
+    """`response.create` overrides (reference §2.1), validated; None = the session's value."""
+
+    modalities: list[str] | None = None
+    out_format: dict[str, Any] | None = None
+    voice: str | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    in_conversation: bool = True
+    metadata: dict[str, str] | None = None
+
+
+RESPONSE_FIELDS = frozenset({"instructions", "output_modalities", "audio", "tools", "tool_choice",
+                             "max_output_tokens", "conversation", "input", "metadata", "prompt"})
+
+
+def parse_response_options(value: Any) -> ResponseOptions:
+    if value is None:
+        return ResponseOptions()
+    options = _object(value, "response")
+    _check_keys(options, RESPONSE_FIELDS, "response")
+    out_format = voice = None
+    if "audio" in options:
+        audio = _object(options["audio"], "response.audio")
+        _check_keys(audio, {"output"}, "response.audio")
+        output = _object(audio.get("output", {}), "response.audio.output")
+        _check_keys(output, {"format", "voice"}, "response.audio.output")
+        if "format" in output:
+            out_format = parse_format(output["format"], "response.audio.output.format")
+        if "voice" in output:
+            if not isinstance(output["voice"], str):
+                raise _invalid_type("response.audio.output.voice", "a string", output["voice"])
+            voice = output["voice"]
+    conversation = options.get("conversation", "auto")
+    if conversation not in ("auto", "none"):
+        raise _invalid_value("response.conversation", conversation, ("auto", "none"))
+    metadata = options.get("metadata")
+    if metadata is not None and not (isinstance(metadata, dict)
+                                     and all(isinstance(v, str) for v in metadata.values())):
+        raise _invalid_type("response.metadata", "an object of strings", metadata)
+    return ResponseOptions(
+        modalities=parse_modalities(options["output_modalities"], "response.output_modalities")
+        if "output_modalities" in options else None,
+        out_format=out_format, voice=voice,
+        tools=parse_tools(options["tools"], "response.tools") if "tools" in options else None,
+        tool_choice=parse_tool_choice(options["tool_choice"], "response.tool_choice")
+        if "tool_choice" in options else None,
+        in_conversation=conversation == "auto", metadata=metadata)
+
+
 ITEM_TYPES = ("message", "function_call", "function_call_output")
 ROLES = ("user", "assistant", "system")
 
@@ -307,6 +386,8 @@ ROLES = ("user", "assistant", "system")
 def validate_client_item(item: Any) -> dict[str, Any]:
     """A `conversation.item.create` item, checked for what the fake relies on (reference §2.1 item shapes)."""
     item = _object(item, "item")
+    if "id" in item and not isinstance(item["id"], str):
+        raise _invalid_type("item.id", "a string", item["id"])
     kind = item.get("type")
     if kind is None:
         raise _missing("item.type")
@@ -320,6 +401,9 @@ def validate_client_item(item: Any) -> dict[str, Any]:
             raise _invalid_type("item.content", "an array", content)
         for index, part in enumerate(content):
             part = _object(part, f"item.content[{index}]")
+            for key in ("text", "transcript", "audio"):
+                if part.get(key) is not None and not isinstance(part[key], str):
+                    raise _invalid_type(f"item.content[{index}].{key}", "a string", part[key])
             if item["role"] == "assistant" and part.get("type") == "output_audio":
                 # reference §2.1: assistant audio cannot be created by the client
                 raise WireError("invalid_value", "Assistant audio content cannot be created by the client.",

@@ -208,6 +208,45 @@ async def test_bad_json_and_unknown_types_get_errors_and_the_session_continues(c
     assert (await client.update())["type"] == "realtime"
 
 
+BAD_EVENTS: list[Any] = [
+    [1, 2, 3],
+    {"no_type": 1},
+    {"type": 7},
+    {"type": "session.update"},
+    {"type": "session.update", "session": "realtime"},
+    {"type": "session.update", "session": {"type": "realtime", "audio": None}},
+    {"type": "session.update", "session": {"type": "realtime", "audio": {"input": {"turn_detection": {
+        "type": "server_vad", "silence_duration_ms": "long"}}}}},
+    {"type": "session.update", "session": {"type": "realtime", "tools": [{"type": "function"}]}},
+    {"type": "session.update", "session": {"type": "realtime", "tool_choice": {"type": "function"}}},
+    {"type": "session.update", "session": {"type": "realtime", "output_modalities": ["audio", "text"]}},
+    {"type": "response.create", "response": {"audio": "loud"}},
+    {"type": "response.create", "response": {"conversation": "elsewhere"}},
+    {"type": "response.create", "response": {"output_modalities": "audio"}},
+    {"type": "conversation.item.create"},
+    {"type": "conversation.item.create", "item": {"type": "message", "role": "user", "content": "hi"}},
+    {"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                                                  "content": [{"type": "input_text", "text": 5}]}},
+    {"type": "conversation.item.create", "item": {"type": "function_call_output"}},
+    {"type": "conversation.item.truncate", "item_id": "item_x", "content_index": 0, "audio_end_ms": "5"},
+    {"type": "conversation.item.delete", "item_id": "item_nope"},
+    {"type": "input_audio_buffer.append"},
+    {"type": "input_audio_buffer.append", "audio": 5},
+]
+
+
+async def test_bad_client_events_get_error_events_never_a_crash(client: Client, fake: FakeOpenAI,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    for bad in BAD_EVENTS:
+        await client.ws.send(json.dumps(bad))
+        event = await client.recv()
+        assert event["type"] == "error", bad
+        assert event["error"]["type"] == "invalid_request_error" and event["error"]["message"], bad
+    assert (await client.update())["audio"]["input"]["turn_detection"]["silence_duration_ms"] == 500
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert fake.connections[0].close_code is None
+
+
 # -- server VAD, DTMF round trip -----------------------------------------------------------------------------
 
 
@@ -444,3 +483,25 @@ async def test_malformed_fault_sends_one_unparsable_event_and_carries_on() -> No
                 json.loads(await ws.recv())
             await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
             assert json.loads(await ws.recv())["type"] == "input_audio_buffer.cleared"
+
+
+async def test_drop_fault_counts_decoded_input_audio_bytes() -> None:
+    async with FakeOpenAI(api_key=KEY, faults=FaultScript.parse("1:drop,audio_bytes=9600")) as server:
+        async with await connect(server) as ws:
+            c = Client(ws)
+            await c.recv()
+            await c.append(bytes(4800 * 3))  # 300 ms; the drop comes after the second 100 ms chunk
+            with pytest.raises(ConnectionClosed):
+                await c.recv()
+        record = await server.connection_done(1)
+    assert ws.protocol.close_rcvd is None and ws.close_code == 1006  # TCP abort: no close frame
+    assert (record.faults_fired, record.audio_chunks) == (["drop"], 2)
+
+
+async def test_goaway_fault_is_ignored_because_openai_has_no_such_message() -> None:
+    async with FakeOpenAI(api_key=KEY, faults=FaultScript.parse("1:goaway")) as server:
+        async with await connect(server) as ws:
+            c = Client(ws)
+            await c.recv()
+            assert (await c.update())["type"] == "realtime"
+    assert server.connections[0].faults_fired == ["goaway"]
