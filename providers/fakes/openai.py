@@ -24,7 +24,6 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from audio.dtmf import DIGITS
 from providers.fakes.common import (
     ConnectionRecord,
     DialectRecognizer,
@@ -59,6 +58,7 @@ from providers.fakes.openai_wire import (
 )
 
 BETA_MESSAGE = "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
+KEYPAD_CHARACTERS = "0123456789*#"
 SEMANTIC_EAGERNESS_SILENCE_MS = {"low": 1000, "medium": 500, "auto": 500, "high": 300}
 
 
@@ -506,9 +506,10 @@ class RealtimeConnection:
                 return ReplyPlan(digits=digits)
             if item["type"] == "message" and item["role"] == "user":
                 turn = self.user_turns.get(item["id"])
-                if turn is None:  # a text turn: its DTMF characters are the words
+                if turn is None:  # a text turn: its keypad characters are the words (not the letters A-D,
+                    # which ordinary text is full of)
                     text = "".join(p.get("text") or "" for p in item["content"] if isinstance(p, dict))
-                    turn = UserTurn("".join(c for c in text if c in DIGITS), b"", 24000)
+                    turn = UserTurn("".join(c for c in text if c in KEYPAD_CHARACTERS), b"", 24000)
                 functions = [t for t in tools if t.get("type") == "function"]
                 if turn.digits.endswith("#") and functions and tool_choice != "none":
                     name = tool_choice.get("name") if isinstance(tool_choice, dict) else None

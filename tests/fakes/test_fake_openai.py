@@ -391,7 +391,7 @@ async def test_reply_without_incoming_audio_finishes_in_wall_time() -> None:
         c = Client(ws)
         await c.recv()
         await c.send("conversation.item.create",
-                     item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "dial 42"}]})
+                     item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Agent: Dial 42"}]})
         await c.send("response.create")
         events = await c.until("response.done")
     assert events[-1]["response"]["status"] == "completed"
