@@ -421,3 +421,24 @@ def test_parse_never_raises_on_wrongly_typed_known_fields(message):
     a = adapter()
     events = a.parse(json.dumps(message))
     assert isinstance(events, list)
+
+
+# -- fidelity: every client frame is a valid message for the official SDK's types ------------------
+def test_client_frames_validate_against_the_google_genai_types():
+    from google.genai import types
+    from pydantic import ValidationError
+
+    a = adapter(instructions="Be brief.", tools=(WEATHER,), language="en-US")
+    history = [UserTurn("My order is 1234."), AssistantTurn("Got it.")]
+    a.parse(server({"toolCall": {"functionCalls": [{"id": "fc-1", "name": "get_weather", "args": {}}]}}))
+    frames = [*a.open_frames(history=history, resume_handle=None), *a.ready_frames(history=history, resumed=False),
+              *a.open_frames(history=[], resume_handle="h-1"), a.audio_frame(b"\x00\x01" * 80),
+              *a.commit_frames(), *a.text_frames("hi"), *a.tool_result_frames("fc-1", "get_weather", "18C")]
+    for frame in frames:
+        message = json.loads(frame)
+        setup = message.get("setup", {})
+        # LiveClientSetup (3.4) lacks realtimeInputConfig although the SDK's converter sends it there
+        types.RealtimeInputConfig.model_validate(setup.pop("realtimeInputConfig", {}))
+        types.LiveClientMessage.model_validate(message)  # extra="forbid": a misspelled key fails
+    with pytest.raises(ValidationError):  # the check has teeth
+        types.LiveClientMessage.model_validate({"setup": {"model": "m", "generationConfig": {"voice": "Puck"}}})

@@ -403,9 +403,41 @@ FIELDS = st.sampled_from(["session", "error", "item_id", "audio_start_ms", "audi
                           "response", "response_id", "item", "call_id", "name", "arguments"])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(TYPES, st.dictionaries(FIELDS, JSON, max_size=5)), max_size=6))
 def test_parse_never_raises_on_wrongly_typed_known_events(messages):
     a = adapter()
     for kind, body in messages:
         assert isinstance(a.parse(json.dumps({**body, "type": kind})), list)
+
+
+# -- fidelity: every client frame is a valid GA client event for the official SDK's types ----------
+def _unknown_keys(model: object, path: str = "$") -> list[str]:
+    """The SDK's models accept extra keys silently; a key they do not know is a typo or beta field."""
+    from pydantic import BaseModel
+
+    if isinstance(model, BaseModel):
+        found = [f"{path}.{key}" for key in (model.model_extra or {})]
+        for name in type(model).model_fields:
+            found += _unknown_keys(getattr(model, name), f"{path}.{name}")
+        return found
+    if isinstance(model, list):
+        return [k for i, sub in enumerate(model) for k in _unknown_keys(sub, f"{path}[{i}]")]
+    return []
+
+
+def test_client_frames_validate_against_the_openai_sdk_types():
+    from openai.types.realtime.realtime_client_event import RealtimeClientEvent
+    from pydantic import TypeAdapter
+
+    events = TypeAdapter(RealtimeClientEvent)
+    a = adapter(input_format=MULAW, instructions="Be brief.", tools=(WEATHER,), language="en-US")
+    history = [UserTurn("hi"), AssistantTurn("hello"), ToolInvocation("call_1", "get_weather", {"city": "Paris"})]
+    frames = [*a.open_frames(history=history, resume_handle=None), a.audio_frame(b"\xff" * 160),
+              *a.commit_frames(), *a.text_frames("hi"), *a.tool_result_frames("call_1", "get_weather", "18C"),
+              *a.cancel_frames(), *a.truncate_frames("item_B2", 900),
+              *adapter().open_frames(history=[], resume_handle=None)]
+    for frame in frames:
+        assert _unknown_keys(events.validate_json(frame)) == [], frame
+    beta = {"type": "session.update", "session": {"type": "realtime", "input_audio_format": "g711_ulaw"}}
+    assert _unknown_keys(events.validate_python(beta)) == ["$.session.input_audio_format"]  # the check has teeth
