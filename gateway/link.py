@@ -61,6 +61,8 @@ from gateway.retry import ReconnectPolicy
 from providers.base import Frame, ProviderAdapter
 
 log = logging.getLogger("gateway.link")
+# returned by the read loop when a handover replaced the socket it was reading
+_SWAPPED = ProviderUnavailable("socket replaced by a handover", breaker_failure=False)
 
 
 class LinkState(enum.Enum):
@@ -339,6 +341,8 @@ class ProviderLink:
                 err = await self._read_until_closed()
                 if self._closing:
                     return
+                if err is _SWAPPED:  # a handover replaced the socket: read the new one
+                    continue
                 if err is None:  # planned close: hand over without backoff
                     if self._handover_task is not None:
                         await asyncio.shield(self._handover_task)
@@ -363,17 +367,19 @@ class ProviderLink:
         while True:
             frame = await sock.receive()
             if sock is not self._sock:  # swapped by a handover: drop what the old one says
-                return None if self._sock is not None else ProviderUnavailable("no socket")
+                return _SWAPPED
             if isinstance(frame, Closed):
                 return self._on_closed(sock, adapter, frame)
             for ev in adapter.parse(frame):
                 await self._handle(ev)
                 if sock is not self._sock:
-                    break
+                    return _SWAPPED
 
     def _on_closed(self, sock: ProviderSocket, adapter: ProviderAdapter, frame: Closed) -> ProviderError | None:
         if sock.closed_by_us:
             return None if self._closing else ProviderUnavailable("closed", breaker_failure=False)
+        if sock is not self._sock:
+            return _SWAPPED
         err = adapter.classify_close(frame.code, frame.reason)
         if err is None or self._handover_reason is not None:
             self._settle_ticket(failed=False)

@@ -76,7 +76,7 @@ class Gateway:
                                 ws_per_message_deflate=False)
         self.server = uvicorn.Server(config)
         self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
+        while not self.server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
             await asyncio.sleep(0.005)
         self.port = self.server.servers[0].sockets[0].getsockname()[1]
         return self
