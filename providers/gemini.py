@@ -48,6 +48,7 @@ PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateCo
 # Hot path: one audio frame per input chunk, built without a JSON encoder (base64 needs no escaping).
 _AUDIO_PREFIX = '{"realtimeInput":{"audio":{"data":"'
 _AUDIO_SUFFIX = '","mimeType":"' + wire.INPUT_MIME + '"}}}'
+MIN_OUTPUT_RATE_HZ, MAX_OUTPUT_RATE_HZ = 8000, 48000
 _AUDIO_STREAM_END = dumps({"realtimeInput": {"audioStreamEnd": True}})
 
 
@@ -65,6 +66,7 @@ class GeminiAdapter(ProviderAdapter):
         self._turn_interrupted = False  # the current model turn ended by `interrupted`
         self._tool_names: dict[str, str] = {}  # call id → name, for calls made on this connection
         self._go_away_seen = False
+        self._sent_handle = False  # open_frames() asked to resume a session
         self._formats: dict[int, AudioFormat] = {24000: PCM16_24K}
 
     # -- formats ----------------------------------------------------------------------------------
@@ -84,6 +86,7 @@ class GeminiAdapter(ProviderAdapter):
 
     def open_frames(self, *, history: Sequence[ConversationItem], resume_handle: str | None) -> list[Frame]:
         model = wire.model_name(self.config, self.endpoint.model)
+        self._sent_handle = resume_handle is not None
         seed = resume_handle is None and wire.history_content(history) is not None
         return [dumps(wire.setup_message(self.config, model=model, resume_handle=resume_handle, seed_history=seed))]
 
@@ -216,9 +219,11 @@ class GeminiAdapter(ProviderAdapter):
         if not (isinstance(mime, str) and mime.startswith("audio/pcm") and isinstance(data, str)):
             return
         audio = b64decode_any(data)
-        self._start_model_turn(events)
         rate = wire.output_rate_hz(mime)
+        if not MIN_OUTPUT_RATE_HZ <= rate <= MAX_OUTPUT_RATE_HZ:
+            raise ValueError("implausible output sample rate")  # reported as a protocol failure
         fmt = self._formats.get(rate) or self._formats.setdefault(rate, AudioFormat(encoding="pcm16", sample_rate_hz=rate))
+        self._start_model_turn(events)
         if audio:
             events.append(ReplyAudio(data=audio, fmt=fmt))
 
@@ -270,8 +275,11 @@ class GeminiAdapter(ProviderAdapter):
         fields: dict[str, object] = {"close_code": code}
         if code == 1007 and "api key" in lowered:
             return ProviderRejected(message, provider=self.name, error_type="auth", **fields)
-        if code == 1008 and "session not found" in lowered:
-            # A stale resumption handle: not a failure of the provider; retry without the handle.
+        stale = "session not found" in lowered or (
+            self._sent_handle and "not found" in lowered and "models/" not in lowered)
+        if code == 1008 and stale:
+            # A stale resumption handle (§4: "BidiGenerateContent session not found", or "Requested
+            # entity was not found." after a resume): not a provider failure; retry without it.
             return ProviderUnavailable(message, provider=self.name, error_type="protocol",
                                        breaker_failure=False, stale_handle=True, **fields)
         if code in (1007, 1008):

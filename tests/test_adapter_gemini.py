@@ -383,6 +383,23 @@ def test_close_codes(code, reason, kind, error_type, breaker_failure):
     assert error.retryable is (kind is ProviderUnavailable)
 
 
+def test_not_found_after_a_resume_attempt_is_a_stale_handle_but_a_bad_model_is_not():
+    resuming = adapter()
+    resuming.open_frames(history=[], resume_handle="old-handle")
+    stale = resuming.classify_close(1008, "Requested entity was not found.")
+    assert isinstance(stale, ProviderUnavailable) and stale.fields["stale_handle"] is True
+    bad_model = resuming.classify_close(1008, "models/x is not found for API version v1beta")
+    assert isinstance(bad_model, ProviderRejected)
+    fresh = adapter()
+    fresh.open_frames(history=[], resume_handle=None)
+    assert isinstance(fresh.classify_close(1008, "Requested entity was not found."), ProviderRejected)
+
+
+def test_implausible_reply_rate_is_a_protocol_failure():
+    [event] = feed(adapter(), audio_part(b"\x00\x00", mime="audio/pcm;rate=0"))
+    assert isinstance(event, ProviderFailed) and isinstance(event.error, ProviderProtocolError)
+
+
 def test_bad_model_close_names_the_problem_for_the_operator():
     error = adapter().classify_close(1008, "models/x is not found for API version v1beta")
     assert "1008" in error.message and "models/x is not found" in error.message
