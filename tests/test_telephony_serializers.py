@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.asyncio.server import serve
 
 from audio.formats import ALAW_8K, MULAW_8K, PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
 from gateway.errors import BadAudio, BadMessage
@@ -26,6 +29,7 @@ from gateway.telephony import (
     VonageMediaStream,
     serializer_for,
 )
+from tests.telephony_clients import FakeTelnyxCaller, FakeTwilioCaller, FakeVonageCaller
 
 SID = "MZ0123456789abcdef0123456789abcdef"
 
@@ -328,3 +332,168 @@ def test_unknown_marks_and_forgotten_items() -> None:
     tracker.forget("x")
     assert tracker.played(name)
     assert tracker.heard_ms("unknown") == 0
+
+
+# == over real sockets: the fake callers against a tiny bridge made of the serializers ============
+class ScriptedBridge:
+    """A stand-in gateway endpoint on 127.0.0.1: parses with the vendor serializer, records events,
+    and lets the test push reply audio, marks and clears at chosen moments."""
+
+    def __init__(self, vendor: str) -> None:
+        self.vendor = vendor
+        self.events: list = []
+        self.changed = asyncio.Event()
+        self.serializer = None
+        self.ws = None
+        self.tracker: PlayoutTracker | None = None
+        self.echo_audio = False
+
+    async def handler(self, ws) -> None:
+        self.ws = ws
+        self.serializer = serializer_for(self.vendor)
+        async for frame in ws:
+            try:
+                events = self.serializer.parse(frame)
+            except (BadMessage, BadAudio) as exc:
+                events = [exc]
+            for ev in events:
+                if isinstance(ev, CallStarted):
+                    self.tracker = PlayoutTracker(ev.output_format)
+                if isinstance(ev, MarkPlayed):
+                    ev = (ev, self.tracker.played(ev.name))
+                if isinstance(ev, MediaReceived) and self.echo_audio:
+                    for out in self.serializer.media_frames(ev.data):
+                        await ws.send(out)
+                self.events.append(ev)
+            self.changed.set()
+
+    async def reply(self, item_id: str, audio: bytes, *, mark_every_bytes: int) -> list[str]:
+        names = []
+        for i in range(0, len(audio), mark_every_bytes):
+            piece = audio[i:i + mark_every_bytes]
+            for out in self.serializer.media_frames(piece):
+                await self.ws.send(out)
+            self.tracker.sent(item_id, len(piece))
+            names.append(self.tracker.new_mark())
+            await self.ws.send(self.serializer.mark(names[-1]))
+        return names
+
+    async def clear(self) -> None:
+        self.tracker.cleared()
+        await self.ws.send(self.serializer.clear())
+
+    async def wait_for(self, predicate, timeout: float = 2.0) -> None:
+        async with asyncio.timeout(timeout):
+            while True:
+                self.changed.clear()
+                if predicate(self.events):
+                    return
+                await self.changed.wait()
+
+    def marks(self) -> list[tuple[str, bool]]:
+        return [(m.name, ok) for item in self.events if isinstance(item, tuple) for m, ok in [item]]
+
+
+@contextlib.asynccontextmanager
+async def bridge(vendor: str):
+    b = ScriptedBridge(vendor)
+    async with serve(b.handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        yield b, f"ws://127.0.0.1:{port}/v1/{vendor}"
+
+
+CALLERS = {"twilio": lambda url, **kw: FakeTwilioCaller(url, {"provider": "gemini"}, **kw),
+           "telnyx": lambda url, **kw: FakeTelnyxCaller(url, {"provider": "gemini"}, **kw),
+           "vonage": lambda url, **kw: FakeVonageCaller(url, {"provider": "gemini"}, **kw)}
+
+
+@pytest.mark.parametrize("vendor", ["twilio", "telnyx", "vonage"])
+async def test_fake_caller_call_setup_audio_dtmf_and_hangup(vendor: str) -> None:
+    async with bridge(vendor) as (b, url):
+        caller = CALLERS[vendor](url)
+        async with caller:
+            await b.wait_for(lambda evs: any(isinstance(e, CallStarted) for e in evs))
+            started = next(e for e in b.events if isinstance(e, CallStarted))
+            assert started.params["provider"] == "gemini"
+            assert started.input_format == caller.input_format
+            audio = bytes(range(256)) * 10
+            await caller.send_audio(audio)
+            await caller.send_dtmf("4")
+            await b.wait_for(lambda evs: any(isinstance(e, DtmfReceived) for e in evs))
+            got = b"".join(e.data for e in b.events if isinstance(e, MediaReceived))
+            frame = caller.input_format.frame_bytes(20)
+            assert got[:len(audio)] == audio and len(got) % frame == 0 and len(got) - len(audio) < frame
+            await caller.hangup()
+        if vendor != "vonage":
+            await b.wait_for(lambda evs: any(isinstance(e, CallStopped) for e in evs))
+        assert not any(isinstance(e, Exception) for e in b.events)
+
+
+@pytest.mark.parametrize("vendor", ["twilio", "telnyx", "vonage"])
+async def test_marks_come_back_after_simulated_playout(vendor: str) -> None:
+    async with bridge(vendor) as (b, url):
+        async with CALLERS[vendor](url) as caller:
+            await b.wait_for(lambda evs: any(isinstance(e, CallStarted) for e in evs))
+            second = caller.output_format.bytes_per_second
+            [name] = await b.reply("r1", b"\x11\x22" * (second // 2), mark_every_bytes=second)
+            await caller.wait_until(lambda c: c.marks_received == [name])
+            assert caller.marks_echoed == [] and caller.queued_ms == 1000
+            await caller.send_silence(980)  # 0.98 s of stream time: the reply is still playing
+            assert caller.marks_echoed == []
+            await caller.send_silence(20)
+            assert caller.marks_echoed == [name]
+            await b.wait_for(lambda evs: b.marks() == [(name, True)])
+            assert b.tracker.heard_ms("r1") == 1000
+            assert caller.played_audio == bytes(caller.received_audio) == b"\x11\x22" * (second // 2)
+            assert caller.protocol_errors == []
+            assert set(caller.media_frame_sizes) == {caller.output_format.frame_bytes(20)}
+
+
+@pytest.mark.parametrize("vendor", ["twilio", "telnyx", "vonage"])
+async def test_clear_returns_pending_marks_at_once_and_heard_ms_stops(vendor: str) -> None:
+    async with bridge(vendor) as (b, url):
+        async with CALLERS[vendor](url) as caller:
+            await b.wait_for(lambda evs: any(isinstance(e, CallStarted) for e in evs))
+            fifth = caller.output_format.bytes_per_second // 5
+            reply = bytes(range(200)) * (caller.output_format.bytes_per_second // 200)  # 1 s
+            names = await b.reply("r1", reply, mark_every_bytes=fifth)  # a mark every 200 ms
+            await caller.wait_until(lambda c: len(c.marks_received) == 5)
+            await caller.send_silence(300)
+            assert caller.marks_echoed == names[:1]
+            await b.wait_for(lambda evs: b.marks() == [(names[0], True)])
+            await b.clear()  # barge-in after 300 ms of the reply
+            await caller.wait_until(lambda c: c.clears == 1 and c.marks_echoed == names)
+            await b.wait_for(lambda evs: len(b.marks()) == 5)
+            assert b.marks() == [(names[0], True)] + [(n, False) for n in names[1:]]
+            assert b.tracker.heard_ms("r1") == 200  # a lower bound, exact to one mark interval
+            assert caller.played_audio == reply[:3 * caller.output_format.bytes_per_second // 10]
+            if vendor == "vonage":
+                await b.wait_for(lambda evs: any(isinstance(e, Cleared) for e in evs))
+
+
+async def test_instant_playout_echoes_marks_on_arrival() -> None:
+    async with bridge("twilio") as (b, url):
+        async with FakeTwilioCaller(url, instant_playout=True) as caller:
+            await b.wait_for(lambda evs: any(isinstance(e, CallStarted) for e in evs))
+            names = await b.reply("r1", b"\xff" * 8000, mark_every_bytes=1600)
+            await caller.wait_until(lambda c: c.marks_echoed == names)
+
+
+async def test_telnyx_l16_round_trip_keeps_sample_order() -> None:
+    async with bridge("telnyx") as (b, url):
+        b.echo_audio = True
+        async with FakeTelnyxCaller(url, encoding="L16", sample_rate=16000) as caller:
+            audio = b"".join(i.to_bytes(2, "little", signed=True) for i in range(-320, 320))  # 40 ms ramp
+            await caller.send_audio(audio)
+            await caller.wait_until(lambda c: len(c.received_audio) >= len(audio))
+            assert bytes(caller.received_audio) == audio
+            got = b"".join(e.data for e in b.events if isinstance(e, MediaReceived))
+            assert got == audio  # the serializer hands on little-endian PCM16
+
+
+async def test_twilio_signature_helper_matches_the_gateway_check() -> None:
+    from gateway.auth import verify_twilio_signature
+    from tests.telephony_clients import sign_twilio
+
+    url = "wss://gw.example.com/v1/twilio?tenant=acme"
+    assert verify_twilio_signature("tok", url, {}, sign_twilio("tok", url))

@@ -356,8 +356,9 @@ class PlayoutTracker:
     name after each batch (`new_mark`, then sends `serializer.mark(name)`), and feeds every
     MarkPlayed to `played`. Marks come back in order once the audio before them has played. A
     `clear` makes the vendor return the pending marks at once (telephony.md §1), so after
-    `cleared()` those marks count for nothing. `heard_ms(item_id)` is then a lower bound, exact
-    to within one mark interval: send a mark every 100-200 ms of reply audio for a tight bound.
+    `cleared()` those marks count for nothing (a mark already in flight when we cleared counts for
+    nothing too). `heard_ms(item_id)` is therefore a lower bound, exact to within one mark interval
+    plus the network delay: send a mark every 100-200 ms of reply audio for a tight bound.
     """
 
     def __init__(self, fmt: AudioFormat, *, prefix: str = "vg") -> None:
