@@ -102,6 +102,7 @@ class CallSession:
         self._turn_end_at: float | None = None
         self._waiter: asyncio.Task[None] | None = None
         self._switch_lock = asyncio.Lock()
+        self._counted: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -132,8 +133,8 @@ class CallSession:
         for t in [self._waiter, *self._tasks]:
             if t is not None and not t.done() and t is not asyncio.current_task():
                 t.cancel()
+        self._count_active(None)
         if self.link is not None:
-            metrics.ai_provider_active_sessions.labels(self.link.provider).dec()
             await self.link.close()
         self.rt.sessions.pop(self.id, None)
         metrics.voice_gateway_sessions_active.labels(self.client).dec()
@@ -215,7 +216,7 @@ class CallSession:
                 log_event(log, logging.WARNING, "switch.candidate_failed",
                           f"could not open {provider}: {e}", session_id=self.id, provider=provider)
                 continue
-            metrics.ai_provider_active_sessions.labels(provider).inc()
+            self._count_active(provider)
             return link
         return None
 
@@ -251,7 +252,6 @@ class CallSession:
                     SessionState.WAITING
                 return False
             if old is not None and old is not link:
-                metrics.ai_provider_active_sessions.labels(old.provider).dec()
                 self._spawn(old.close())
             self._close_pending_tools(link.provider)
             self._out_conv = None
@@ -260,7 +260,7 @@ class CallSession:
             elapsed = self.rt.clock.now() - trigger_at
             metrics.voice_gateway_provider_switches.labels(old_provider, link.provider, reason).inc()
             metrics.voice_gateway_switch_seconds.labels(reason).observe(elapsed)
-            carried = sum(1 for i in self.conversation if isinstance(i, UserTurn | AssistantTurn))
+            carried = self._carried_turns()
             log_event(log, logging.WARNING if reason in ("circuit_open", "reconnect_failed") else logging.INFO,
                       "provider.switched", f"switched {old_provider} → {link.provider} ({reason})",
                       session_id=self.id, provider=link.provider, from_provider=old_provider,
@@ -295,32 +295,53 @@ class CallSession:
             self._waiter = asyncio.create_task(self._wait_for_provider(reason))
 
     async def _wait_for_provider(self, reason: str) -> None:
+        """Park until any breaker of the chain admits a call (its open timeout on the injected clock,
+        an operator reset, a freed half-open slot), then take the call there."""
         try:
             while self.state is SessionState.WAITING:
                 chain = self._chain()
-                retry = min((self.rt.breakers.get(p).retry_after_s() for p in chain), default=1.0)
-                await self.rt.clock.sleep(max(retry, 0.05))
+                waits = [asyncio.ensure_future(self.rt.breakers.get(p).wait_admissible()) for p in chain]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
                 if self.state is not SessionState.WAITING:
                     return
                 old = self.link
                 self.link = None
                 self.state = SessionState.SWITCHING
-                target_link = await self._open_first_usable(chain)
-                if target_link is None:
+                link = await self._open_first_usable(chain)
+                if link is None:
                     self.link = old
                     self.state = SessionState.WAITING
+                    await self.rt.clock.sleep(0.05)  # the admitted trial failed: don't spin
                     continue
                 self.state = SessionState.ACTIVE
                 self.counters["switches"] += 1
                 from_p = old.provider if old is not None else "none"
-                metrics.voice_gateway_provider_switches.labels(from_p, target_link.provider, reason).inc()
+                metrics.voice_gateway_provider_switches.labels(from_p, link.provider, reason).inc()
+                log_event(log, logging.INFO, "provider.switched", f"resumed on {link.provider} ({reason})",
+                          session_id=self.id, provider=link.provider, from_provider=from_p, reason=reason)
                 await self._emit(ProviderSwitched(
-                    from_provider=from_p, to_provider=target_link.provider, provider=target_link.provider,
-                    reason=reason, carried_turns=sum(1 for i in self.conversation
-                                                     if isinstance(i, UserTurn | AssistantTurn)),
-                    capabilities=self.rt.adapter_class(target_link.provider).capabilities.to_wire()))
+                    from_provider=from_p, to_provider=link.provider, provider=link.provider,
+                    reason=reason, carried_turns=self._carried_turns(),
+                    capabilities=self.rt.adapter_class(link.provider).capabilities.to_wire()))
         finally:
             metrics.voice_gateway_no_provider_sessions.dec()
+
+    def _count_active(self, provider: str | None) -> None:
+        """ai_provider_active_sessions: this call counts for exactly one provider, or none."""
+        if self._counted == provider:
+            return
+        if self._counted is not None:
+            metrics.ai_provider_active_sessions.labels(self._counted).dec()
+        if provider is not None:
+            metrics.ai_provider_active_sessions.labels(provider).inc()
+        self._counted = provider
+
+    def _carried_turns(self) -> int:
+        return sum(1 for i in self.conversation if isinstance(i, UserTurn | AssistantTurn))
 
     # -- LinkSink ------------------------------------------------------------------------------------
     async def on_client_event(self, link: ProviderLink, event: ClientEvent) -> None:
@@ -340,7 +361,7 @@ class CallSession:
             await link.close(graceful=False)
             return
         if self.link is link:
-            metrics.ai_provider_active_sessions.labels(link.provider).dec()
+            self._count_active(None)
             await link.close(graceful=False)
             await self._no_provider(error, switch_reason)
 

@@ -55,6 +55,8 @@ _AUDIO_STREAM_END = dumps({"realtimeInput": {"audioStreamEnd": True}})
 class GeminiAdapter(ProviderAdapter):
     name: ClassVar[str] = "gemini"
     breaker_name: ClassVar[str] = "gemini_provider"
+    # a result for a call another provider issued goes in as a user text turn (tool_result_frames)
+    carries_pending_tool_calls: ClassVar[bool] = True
     capabilities: ClassVar[Capabilities] = Capabilities(
         audio_output=True, transcripts=True, assistant_transcripts=True, tools=True)
 

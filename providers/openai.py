@@ -57,6 +57,8 @@ Events = list[ProviderEvent]
 class OpenAIAdapter(ProviderAdapter):
     name: ClassVar[str] = "openai"
     breaker_name: ClassVar[str] = "openai_provider"
+    # the carried function_call item makes a later function_call_output valid (history.py)
+    carries_pending_tool_calls: ClassVar[bool] = True
     capabilities: ClassVar[Capabilities] = Capabilities(
         audio_output=True, transcripts=True, assistant_transcripts=True, tools=True)
 

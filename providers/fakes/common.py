@@ -43,7 +43,8 @@ How a subclass uses the base (the helper API):
 - Provider-specific faults (malformed, goaway, expire) call the subclass's `async inject_fault(ws, record,
   fault)`, from `fault_tick`/`session_ready` or from the `seconds=` timer task (so it may run concurrently
   with the handler).
-- `await fake.connection_done(n)` waits until connection n's handler has ended (tests synchronise on it).
+- Tests synchronise with `await fake.connection_done(n)` (connection n's handler has ended) and
+  `await fake.fault_fired(n, kind)` (a fault has fired on connection n).
 """
 
 from __future__ import annotations
@@ -385,6 +386,7 @@ class FakeServer:
         self._fault_state: dict[int, _ConnectionFaults] = {}  # record.number -> state
         self._done: dict[int, asyncio.Event] = {}
         self._live: set[ServerConnection] = set()
+        self._fault_fired = asyncio.Condition()
 
     # -- lifecycle ------------------------------------------------------------------------------------------
     @property
@@ -416,6 +418,19 @@ class FakeServer:
         await self._server.wait_closed()
         self._server = None
 
+    async def cut(self, number: int | None = None, *, code: int | None = None, reason: str = "") -> None:
+        """Tests: end live connection `number` (default: the newest) NOW — abruptly (TCP abort, no
+        close frame) when `code` is None, else with a close frame. Recorded as closed by a fault."""
+        for ws in list(self._live):
+            record = self._records[ws]
+            if number is None and record is not self.connections[-1] or number not in (None, record.number):
+                continue
+            record.closed_by = "fault"
+            if code is None:
+                ws.transport.abort()
+            else:
+                await ws.close(code, reason)
+
     async def __aenter__(self) -> FakeServer:
         return await self.start()
 
@@ -426,6 +441,14 @@ class FakeServer:
         """Wait until connection `number` has ended (handler returned, socket closed) and return its record."""
         event = self._done.setdefault(number, asyncio.Event())
         await asyncio.wait_for(event.wait(), timeout_s)
+        return self.connections[number - 1]
+
+    async def fault_fired(self, number: int, kind: FaultKind, timeout_s: float = 5.0) -> ConnectionRecord:
+        """Wait until a fault of `kind` has fired on connection `number` (for a stall: reading is already
+        paused when this returns)."""
+        async with asyncio.timeout(timeout_s), self._fault_fired:
+            await self._fault_fired.wait_for(
+                lambda: len(self.connections) >= number and kind in self.connections[number - 1].faults_fired)
         return self.connections[number - 1]
 
     # -- hooks for subclasses -----------------------------------------------------------------------------
@@ -508,6 +531,11 @@ class FakeServer:
         record.faults_fired.append(fault.kind)
         self.on_fault(record, fault)
         log.info("fake %s conn %d: fault %s", self.provider, record.number, fault.kind)
+        if fault.kind == "stall":  # before anyone waiting for the fault can act on it
+            state.stalled.set()
+            ws.transport.pause_reading()  # a black hole: no reads, so no pongs and no close handshake
+        async with self._fault_fired:
+            self._fault_fired.notify_all()
         if fault.kind == "drop":
             record.closed_by = "fault"
             ws.transport.abort()
@@ -518,10 +546,7 @@ class FakeServer:
             raise FaultFired(fault.kind)
         if fault.kind == "stall":
             record.closed_by = "fault"
-            state.stalled.set()
-            # A black hole: no reads, so no pongs and no close handshake. Paused reading also hides the
-            # client's FIN, so the socket is cut after `stall_max_s` (or at stop()).
-            ws.transport.pause_reading()
+            # Paused reading also hides the client's FIN: the socket is cut after `stall_max_s` (or at stop()).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(ws.wait_closed(), self.stall_max_s)
             ws.transport.abort()
