@@ -39,8 +39,8 @@ in gemini_wire.py). Behaviour, per connection:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +85,8 @@ from providers.fakes.gemini_wire import (
     unknown_field,
     usage_metadata,
 )
+
+log = logging.getLogger("providers.fakes.gemini")
 
 # Live-capable model names (gemini-live.md §1 "Models"); anything else is "not found".
 LIVE_MODEL_RE = re.compile(r"^models/gemini-[a-z0-9.-]*(live|native-audio|audio-dialog)[a-z0-9.-]*$")
@@ -206,15 +208,17 @@ class GeminiSession:
                 task.cancel()
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task = asyncio.create_task(self._quietly(coro))
+        task = asyncio.create_task(coro)
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
 
-    @staticmethod
-    async def _quietly(coro: Any) -> None:
-        with contextlib.suppress(ConnectionClosed, FaultFired):
-            await coro
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if task.cancelled() or isinstance(task.exception(), ConnectionClosed | FaultFired):
+            return  # the connection ended under it
+        if task.exception() is not None:
+            log.error("fake gemini conn %d: task failed", self.record.number, exc_info=task.exception())
 
     def _parse(self, raw: str | bytes) -> tuple[str, str, Any]:
         try:
