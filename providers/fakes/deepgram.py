@@ -60,6 +60,11 @@ def _query_pairs(request: Request) -> list[tuple[str, str]]:
     return parse_qsl(urlsplit(request.path).query, keep_blank_values=True)
 
 
+def _header_safe(text: str, limit: int = 256) -> str:
+    """Error texts echo client input; a header value must stay printable ASCII on one line."""
+    return "".join(ch if " " <= ch <= "~" else "?" for ch in text)[:limit]
+
+
 def _subprotocols(request: Request) -> list[str]:
     offered = ",".join(request.headers.get_all("Sec-WebSocket-Protocol"))
     return [p.strip() for p in offered.split(",") if p.strip()]
@@ -135,11 +140,12 @@ class FakeDeepgram(FakeServer):
             return
         body = response.body.decode("utf-8", "replace")
         if body.startswith("{"):
+            del response.headers["Content-Type"]  # Headers.__setitem__ appends: replace, don't duplicate
             response.headers["Content-Type"] = "application/json"
         message = record.extra.get("dg_error")
         if message is None:
             message = _ERROR_MESSAGES.get(response.status_code, body.strip() or response.reason_phrase)
-        response.headers["dg-error"] = message
+        response.headers["dg-error"] = _header_safe(message)
 
     # -- the stream -------------------------------------------------------------------------------
     async def handler(self, ws: ServerConnection, record: ConnectionRecord) -> None:

@@ -115,6 +115,7 @@ async def test_bad_credentials_are_refused_with_401_and_dg_error(
     response = caught.value.response
     assert response.status_code == 401
     assert response.headers["dg-error"] and response.headers["dg-request-id"]
+    assert response.headers.get_all("Content-Type") == ["application/json"]
     body = json.loads(response.body)
     assert body["err_msg"] == response.headers["dg-error"]
     assert body["request_id"] == response.headers["dg-request-id"]
@@ -158,6 +159,18 @@ async def test_invalid_query_is_refused_with_400_and_dg_error(fake: FakeDeepgram
     assert json.loads(response.body)["err_msg"] == response.headers["dg-error"]
 
 
+@pytest.mark.parametrize("query", ["language=%0D%0AX-Injected:%201", "language=%C3%A9t%C3%A9%21",
+                                   "model=" + "x" * 5000])
+async def test_hostile_query_values_get_a_clean_400(fake: FakeDeepgram, query: str) -> None:
+    with pytest.raises(InvalidStatus) as caught:
+        async with connect(f"{fake.url}/v1/listen?{query}", additional_headers=token()):
+            pass
+    response = caught.value.response
+    assert response.status_code == 400 and "X-Injected" not in response.headers
+    (error,) = response.headers.get_all("dg-error")
+    assert error.isascii() and error.isprintable() and len(error) <= 256
+
+
 async def test_unknown_parameter_names_are_ignored_like_the_real_service(fake: FakeDeepgram) -> None:
     async with connect(listen_url(fake, filler_words="false", no_delay="true"), additional_headers=token()) as ws:
         assert ws.response.status_code == 101
@@ -180,6 +193,8 @@ async def test_refuse_fault_429_carries_retry_after_and_dg_headers() -> None:
                 pass
         response = caught.value.response
         assert (response.status_code, response.headers["Retry-After"]) == (429, "7")
+        assert response.headers.get_all("Content-Type") == ["application/json"]
+        assert json.loads(response.body)["err_code"] == "TOO_MANY_REQUESTS"
         assert response.headers["dg-error"] and response.headers["dg-request-id"]
         async with connect(listen_url(server), additional_headers=token()) as ws:  # connection 2 is fine
             assert ws.response.status_code == 101
