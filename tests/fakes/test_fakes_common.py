@@ -363,3 +363,21 @@ def test_flush_closes_an_open_utterance_and_odd_bytes_are_carried() -> None:
     assert [(type(e).__name__, getattr(e, "text", None)) for e in closing] == [
         ("PartialWords", "3"), ("Utterance", "3")]
     assert recognizer.flush() == []
+
+
+async def test_cut_ends_a_live_connection_abruptly_or_with_a_code() -> None:
+    fake = await echo_fake()
+    try:
+        first = await connect(f"{fake.url}/?key=k")
+        second = await connect(f"{fake.url}/?key=k")
+        await fake.cut(1)
+        with pytest.raises(ConnectionClosed) as abrupt:
+            await asyncio.wait_for(first.recv(), 2)
+        assert abrupt.value.rcvd is None
+        await fake.cut(code=4005, reason="bye")  # default: the newest connection
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(second.recv(), 2)
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4005, "bye")
+        assert [(await fake.connection_done(n)).closed_by for n in (1, 2)] == ["fault", "fault"]
+    finally:
+        await fake.stop()
