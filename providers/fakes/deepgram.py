@@ -201,7 +201,7 @@ class FakeDeepgram(FakeServer):
             await self._close_stream(ws, record, transcriber)
             return False
         elif kind == "Configure":
-            await self._send_all(ws, record, [self._configure_reply(record, message)])
+            await self._send_all(ws, record, [self._configure_reply(record, message, text)])
         else:
             description = ("Unable to parse the text message as JSON." if message is None
                            else f"Unknown or missing message type: {kind!r}.")
@@ -209,10 +209,15 @@ class FakeDeepgram(FakeServer):
         await self.fault_tick(ws, record)
         return True
 
-    def _configure_reply(self, record: ConnectionRecord, message: dict[str, Any]) -> dict[str, Any]:
-        """deepgram.md §2.1: keyterm updates only work on Nova-3 models."""
+    def _configure_reply(self, record: ConnectionRecord, message: dict[str, Any], text: str) -> dict[str, Any]:
+        """deepgram.md §2.1: keyterm updates only work on Nova-3 models; a badly shaped Configure is
+        a SchemaError like any other unusable message."""
         request_id = self._request_id(record)
-        keyterms = message.get("keyterms")
+        keyterms, features = message.get("keyterms"), message.get("features")
+        if not (keyterms is None or (isinstance(keyterms, list) and all(isinstance(k, str) for k in keyterms))):
+            return schema_error_message(text, "Configure: 'keyterms' must be a list of strings or null.")
+        if not (features is None or (isinstance(features, dict) and all(isinstance(v, bool) for v in features.values()))):
+            return schema_error_message(text, "Configure: 'features' must map feature names to booleans.")
         if keyterms is not None and not record.extra["params"].model.startswith("nova-3"):
             return {"type": "ConfigureFailure", "request_id": request_id, "code": "CONFIGURE_KEYTERMS_NOT_SUPPORTED",
                     "description": "Mid-stream keyterm updates are only supported by Nova-3 models."}

@@ -419,12 +419,33 @@ async def test_unusable_text_gets_an_error_message_and_the_stream_survives(fake:
         assert [transcript(m) for m in finals(await close_and_collect(ws))] == ["8"]
 
 
+@pytest.mark.parametrize("text", [
+    '{"type": "Configure", "keyterms": 5}', '{"type": "Configure", "keyterms": [1, 2]}',
+    '{"type": "Configure", "features": "numerals"}', '{"type": null}', '{"type": ["Finalize"]}', "null",
+    '"KeepAlive"', '{"type": "KeepAlive"' * 2000, "\u0000\ud7ff",
+])
+async def test_odd_text_never_breaks_the_stream(fake: FakeDeepgram, text: str) -> None:
+    async with connect(listen_url(fake), additional_headers=token()) as ws:
+        await ws.send(text)
+        error = await recv_json(ws)
+        assert (error["type"], error["variant"]) == ("Error", "SchemaError")
+        await stream(ws, dtmf16k("0"), 640)
+        assert [transcript(m) for m in finals(await close_and_collect(ws))] == ["0"]
+
+
 async def test_configure_is_answered(fake: FakeDeepgram) -> None:
     async with connect(listen_url(fake), additional_headers=token()) as ws:
         await ws.send(json.dumps({"type": "Configure", "keyterms": ["Deepgram"]}))
         reply = await recv_json(ws)
         assert reply == {"type": "ConfigureSuccess", "request_id": ws.response.headers["dg-request-id"],
                          "keyterms": ["Deepgram"]}
+
+
+async def test_configure_keyterms_need_a_nova3_model(fake: FakeDeepgram) -> None:
+    async with connect(listen_url(fake, model="nova-2"), additional_headers=token()) as ws:
+        await ws.send(json.dumps({"type": "Configure", "keyterms": ["Deepgram"]}))
+        reply = await recv_json(ws)
+    assert (reply["type"], reply["code"]) == ("ConfigureFailure", "CONFIGURE_KEYTERMS_NOT_SUPPORTED")
 
 
 # -- faults ----------------------------------------------------------------------------------------------
@@ -464,3 +485,4 @@ async def test_malformed_fault_sends_one_unparseable_frame() -> None:
             with pytest.raises(json.JSONDecodeError):
                 json.loads(frame)
             assert [m["type"] for m in await close_and_collect(ws)] == ["Metadata"]
+
