@@ -20,6 +20,7 @@ from starlette.routing import Route, WebSocketRoute
 from gateway import admin, metrics
 from gateway.auth import AdminAuth, ClientAuth
 from gateway.clients.native import native_endpoint
+from gateway.clients.telephony import telephony_endpoint
 from gateway.config import Settings, load_settings
 from gateway.logs import log_event
 from gateway.runtime import Runtime
@@ -85,6 +86,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         Route("/readyz", readyz),
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/v1/voice", native_endpoint),
+        WebSocketRoute("/v1/twilio", telephony_endpoint("twilio")),
+        WebSocketRoute("/v1/telnyx", telephony_endpoint("telnyx")),
+        WebSocketRoute("/v1/vonage", telephony_endpoint("vonage")),
         *admin.routes,
     ], lifespan=lifespan)
     app.state.settings = settings

@@ -18,6 +18,7 @@ from gateway.config import Settings
 from gateway.logs import log_event
 from gateway.provider_socket import ProviderConnector
 from providers.base import Endpoint, ProviderAdapter
+from providers.fakes import fake_class
 from providers.registry import adapter_for
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ class Runtime:
         """Resolve every provider's endpoint; start an in-process fake for each simulated one."""
         for name, ps in self.settings.providers.items():
             if ps.simulated:
-                fake = _fake_class(name)()
+                fake = fake_class(name)()
                 await fake.start()
                 self.fakes[name] = fake
                 base = fake.url + ("/v1" if name == "openai" else "")
@@ -97,17 +98,3 @@ class Runtime:
             "sessions": len(self.sessions),
         }
 
-
-def _fake_class(name: str) -> type[FakeServer]:
-    # imported lazily: a gateway with live keys never loads the fakes
-    if name == "gemini":
-        from providers.fakes.gemini import FakeGemini
-
-        return FakeGemini
-    if name == "openai":
-        from providers.fakes.openai import FakeOpenAI
-
-        return FakeOpenAI
-    from providers.fakes.deepgram import FakeDeepgram
-
-    return FakeDeepgram

@@ -71,11 +71,12 @@ class ClientSink(Protocol):
 
     async def send_json(self, payload: dict[str, Any]) -> None: ...
 
-    async def send_audio(self, data: bytes) -> None:
-        """Reply audio in the session's output format."""
+    async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
+        """Reply audio in the session's output format (`item_id`: the provider's reply item)."""
 
-    async def flush_audio(self) -> None:
-        """Barge-in: drop queued playback now."""
+    async def flush_audio(self) -> tuple[str, int, int] | None:
+        """Barge-in: drop queued playback now. Telephony sinks return (item_id, heard_ms, sent_ms)
+        for the reply that was playing, from the playback marks; None when they cannot tell."""
 
 
 class CallSession:
@@ -98,7 +99,9 @@ class CallSession:
         self._offset_s = 0.0
         self._out_conv: FormatConverter | None = None
         self._out_fmt: AudioFormat | None = None
-        self._assistant_text: list[str] = []
+        self._assistant_text = ""  # the current assistant turn's transcript so far
+        self._assistant_index: int | None = None  # its AssistantTurn in the record, once final
+        self._turn_item: str | None = None
         self._turn_end_at: float | None = None
         self._waiter: asyncio.Task[None] | None = None
         self._switch_lock = asyncio.Lock()
@@ -161,6 +164,13 @@ class CallSession:
             await self.link.send_audio(chunk)
         elif self.replay.append(chunk, link_up=False):
             metrics.voice_gateway_replay_dropped_chunks.labels(self.config.provider).inc()
+
+    def note_dtmf(self, digit: str) -> None:
+        """A key press from the phone network (Twilio `dtmf`): surfaced to operators and logs."""
+        self.counters["dtmf"] += 1
+        self.recent_events.append({"type": "dtmf", "session_id": self.id, "digit": digit,
+                                   "ts": round(self.rt.wall_time(), 6)})
+        log_event(log, logging.INFO, "telephony.dtmf", f"caller pressed {digit}", session_id=self.id, digit=digit)
 
     async def commit(self) -> None:
         await self._send_control(lambda a: a.commit_frames())
@@ -370,32 +380,35 @@ class CallSession:
             return
         provider = link.provider
         match ev:
-            case ReplyAudio(data=data, fmt=fmt):
-                await self._reply_audio(provider, data, fmt)
+            case ReplyAudio(data=data, fmt=fmt, item_id=item_id):
+                await self._reply_audio(provider, data, fmt, item_id)
             case Transcript(role=role, text=text, final=final, start_s=s, end_s=e):
                 origin = link.stream_origin_s
                 await self._emit(TranscriptEvent(
                     provider=provider, role=role, text=text, final=final,
                     start=round(origin + s, 3) if s is not None else None,
                     end=round(origin + e, 3) if e is not None else None))
+                if role == "assistant":
+                    self._assistant_text = text
                 if final and text:
                     if role == "user":
                         self.conversation.append(UserTurn(text))
                         self._turn_end_at = self.rt.clock.now()
                     else:
+                        self._assistant_index = len(self.conversation)
                         self.conversation.append(AssistantTurn(text))
-            case TurnStarted(role=role):
+            case TurnStarted(role=role, item_id=item_id):
+                self._turn_item, self._assistant_text, self._assistant_index = item_id, "", None
                 await self._emit(TurnEvent(provider=provider, kind="started", role=role))
             case UserSpeechStarted():
+                await self._barge_in(provider, announce=False)
                 await self._emit(TurnEvent(provider=provider, kind="started", role="user"))
             case TurnCompleted(role=role):
                 await self._emit(TurnEvent(provider=provider, kind="completed", role=role))
                 if role == "assistant":
                     self._maybe_return_to_primary()
             case TurnInterrupted():
-                self._out_conv = None
-                await self.sink.flush_audio()
-                await self._emit(TurnEvent(provider=provider, kind="interrupted"))
+                await self._barge_in(provider, announce=True)
             case ToolCall(call_id=cid, name=name, arguments=args):
                 inv = ToolInvocation(cid, name, args)
                 self.conversation.append(inv)
@@ -408,7 +421,32 @@ class CallSession:
                 await self._emit(ErrorEvent(code=err.code, provider=provider,
                                             message=f"{provider} reported an error ({err.error_type})"))
 
-    async def _reply_audio(self, provider: str, data: bytes, fmt: AudioFormat) -> None:
+    async def _barge_in(self, provider: str, *, announce: bool) -> None:
+        """Stop playback now; keep in the record — and in OpenAI's item — only what the caller heard."""
+        self._out_conv = None
+        heard = await self.sink.flush_audio()
+        if heard is not None:
+            item_id, heard_ms, sent_ms = heard
+            if sent_ms > 0 and heard_ms < sent_ms:
+                if item_id:
+                    await self.truncate_heard(item_id, heard_ms)
+                self._truncate_assistant(heard_ms / sent_ms)
+        if announce:
+            await self._emit(TurnEvent(provider=provider, kind="interrupted"))
+
+    def _truncate_assistant(self, ratio: float) -> None:
+        text = self._assistant_text
+        if not text:
+            return
+        kept = text[: int(len(text) * ratio)]
+        if self._assistant_index is not None and self._assistant_index < len(self.conversation):
+            self.conversation[self._assistant_index] = AssistantTurn(kept)
+        elif kept:
+            self._assistant_index = len(self.conversation)
+            self.conversation.append(AssistantTurn(kept))
+        self.counters["truncated_replies"] += 1
+
+    async def _reply_audio(self, provider: str, data: bytes, fmt: AudioFormat, item_id: str | None) -> None:
         if self._turn_end_at is not None:
             metrics.voice_gateway_time_to_first_audio_seconds.labels(provider).observe(
                 self.rt.clock.now() - self._turn_end_at)
@@ -423,7 +461,7 @@ class CallSession:
         if self.config.json_audio:
             await self._emit(AudioDelta(provider=provider, audio=base64.b64encode(out).decode()))
         else:
-            await self.sink.send_audio(out)
+            await self.sink.send_audio(out, item_id or self._turn_item)
 
     def _maybe_return_to_primary(self) -> None:
         after = self.rt.settings.return_to_primary_after_s

@@ -175,7 +175,8 @@ class DeepgramAdapter(ProviderAdapter):
                 return None
             return ProviderUnavailable(message, provider=self.name, error_type="network",
                                        breaker_failure=False, **fields)
-        if code == 1011 and IDLE_CLOSE_TAG in reason:
+        # the real reason ends "See https://dpgr.am/net0001" and may not contain the tag verbatim
+        if code == 1011 and IDLE_CLOSE_TAG.lower().replace("-", "") in reason.lower().replace("-", ""):
             # design.md §5: the idle close we caused is not a provider failure.
             return ProviderUnavailable(message, provider=self.name, error_type="timeout",
                                        breaker_failure=False, **fields)

@@ -24,17 +24,15 @@ from gateway.app import create_app
 from gateway.config import ProviderSettings, Settings
 from gateway.retry import ReconnectPolicy
 from gateway.runtime import Runtime
+from providers.fakes import fake_class
 from providers.fakes.common import FaultScript
-from providers.fakes.deepgram import FakeDeepgram
-from providers.fakes.gemini import FakeGemini
-from providers.fakes.openai import FakeOpenAI
 
 FAKE_KEYS = {
     "gemini": "AIzaFAKE-gemini-key-7c1d2e3f4a5b",
     "openai": "sk-FAKE-openai-key-9a8b7c6d5e4f",
     "deepgram": "dgFAKE-deepgram-key-1a2b3c4d5e6f",
 }
-FAKE_CLASSES = {"gemini": FakeGemini, "openai": FakeOpenAI, "deepgram": FakeDeepgram}
+FAKE_CLASSES = {name: fake_class(name) for name in ("gemini", "openai", "deepgram")}
 # Socket tests use a fast schedule; the exact 1, 2, 4, 8, 16 s one is tested in virtual time.
 FAST_RECONNECT = ReconnectPolicy(initial_backoff_s=0.02, max_backoff_s=0.32, connect_timeout_s=3.0,
                                  early_failure_window_s=0.5)

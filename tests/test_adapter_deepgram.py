@@ -193,6 +193,9 @@ def test_normal_close_is_only_normal_after_close_stream():
 @pytest.mark.parametrize(("code", "reason", "kind", "error_type", "breaker_failure"), [
     (1011, "Deepgram did not receive audio data or a text message within the timeout window. "
            "See https://dpgr.am/net0001 NET-0001", ProviderUnavailable, "timeout", False),
+    # the verbatim real reason (deepgram.md §4) carries only the link, not the tag
+    (1011, "Deepgram did not receive audio data or a text message within the timeout window. "
+           "See https://dpgr.am/net0001", ProviderUnavailable, "timeout", False),
     (1011, "NET-0000: the service did not produce a text frame", ProviderUnavailable, "server", True),
     (1008, "DATA-0000: the payload could not be decoded as audio", ProviderRejected, "protocol", True),
     (1006, "", ProviderUnavailable, "network", True),

@@ -49,15 +49,16 @@ class NativeSink:
             except Exception:
                 self.open = False
 
-    async def send_audio(self, data: bytes) -> None:
+    async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
         if self.open:
             try:
                 await self.ws.send({"type": "websocket.send", "bytes": data})
             except Exception:
                 self.open = False
 
-    async def flush_audio(self) -> None:
+    async def flush_audio(self) -> tuple[str, int, int] | None:
         """Native clients flush their own playback on `turn.interrupted`."""
+        return None
 
 
 def parse_session_start(msg: dict[str, Any], *, default_provider: str,

@@ -1,0 +1,249 @@
+"""Telephony media streams (`/v1/twilio`, `/v1/telnyx`, `/v1/vonage`): one bridge for all vendors.
+
+The vendor is the WebSocket client. Its serializer (gateway/telephony/) parses inbound frames and
+builds outbound ones; this module only moves audio and marks between the serializer and the call
+session. Invariants:
+- caller audio goes to the session in the vendor's own format (μ-law 8k for Twilio), so a provider
+  that takes it natively (OpenAI `audio/pcmu`) gets it without transcoding;
+- reply audio leaves as exact 20 ms frames, paced no faster than real time (with a small lead so
+  the vendor's jitter buffer never runs dry), and a mark after each batch tells us what was heard;
+- on barge-in the vendor gets `clear` at once and the session learns how much the caller heard;
+- bad vendor input is logged and counted, never fatal (the vendors have no error channel).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gateway import metrics
+from gateway.auth import verify_twilio_signature
+from gateway.clients.upgrade import admit, refuse
+from gateway.errors import BadMessage, ClientError
+from gateway.logs import log_event
+from gateway.session import CallSession
+from gateway.session_config import PROVIDERS, SessionConfig, parse_provider_list
+from gateway.telephony import (
+    CallStarted,
+    CallStopped,
+    DtmfReceived,
+    MarkPlayed,
+    MediaReceived,
+    MediaStreamSerializer,
+    PlayoutTracker,
+    serializer_for,
+)
+
+log = logging.getLogger("gateway.clients.telephony")
+FRAME_S = 0.020
+LEAD_S = 0.100  # how far ahead of real time we may run: the vendor's buffer absorbs jitter
+MARK_EVERY_FRAMES = 5  # a mark each 100 ms of reply audio: heard_ms exact to ~100 ms
+
+
+class TelephonySink:
+    """Session → vendor: paced 20 ms frames, marks, clear."""
+
+    def __init__(self, ws: WebSocket, serializer: MediaStreamSerializer, client: str) -> None:
+        self.ws = ws
+        self.ser = serializer
+        self.client = client
+        self.tracker: PlayoutTracker | None = None
+        self._queue: collections.deque[tuple[str | bytes, bool]] = collections.deque()  # (frame, is_media)
+        self._wake = asyncio.Event()
+        self._pacer: asyncio.Task[None] | None = None
+        self._item: str = ""
+        self._since_mark = 0
+        self.open = True
+
+    def started(self) -> None:
+        assert self.ser.output_format is not None
+        self.tracker = PlayoutTracker(self.ser.output_format)
+        self._pacer = asyncio.create_task(self._pace())
+
+    async def send_json(self, payload: dict[str, Any]) -> None:
+        # Vendors have no event channel; an assistant turn's end flushes its tail and marks it.
+        if payload.get("type") == "turn.completed" and payload.get("role") == "assistant":
+            self._enqueue(self.ser.flush_media(), media=True)
+            self._mark()
+
+    async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
+        if self.tracker is None:
+            return
+        item = item_id or "reply"
+        if item != self._item:
+            self._item = item
+        frames = self.ser.media_frames(data)
+        self._enqueue(frames, media=True)
+        self._since_mark += len(frames)
+        if self._since_mark >= MARK_EVERY_FRAMES:
+            self._mark()
+
+    def _mark(self) -> None:
+        if self.tracker is None:
+            return
+        self._since_mark = 0
+        name = self.tracker.new_mark()
+        self._queue.append((self.ser.mark(name), False))
+        self._wake.set()
+
+    def _enqueue(self, frames: list[str | bytes], *, media: bool) -> None:
+        if not frames:
+            return
+        if self.tracker is not None and media:
+            fmt = self.ser.output_format
+            assert fmt is not None
+            self.tracker.sent(self._item or "reply", len(frames) * fmt.frame_bytes(20))
+        self._queue.extend((f, media) for f in frames)
+        self._wake.set()
+
+    async def flush_audio(self) -> tuple[str, int, int] | None:
+        """Barge-in: `clear` now, drop what we had queued, report what the caller heard."""
+        queued = bool(self._queue)
+        self._queue.clear()
+        if self.tracker is None or not self.open:
+            return None
+        item = self._item or "reply"
+        if not queued and self.tracker.pending_marks == 0 and self.tracker.heard_ms(item) >= \
+                self.tracker.sent_ms(item):
+            return None  # nothing is playing: no clear needed
+        await self._send(self.ser.clear())
+        heard, sent = self.tracker.heard_ms(item), self.tracker.sent_ms(item)
+        self.tracker.cleared()
+        self._since_mark = 0
+        return item, heard, sent
+
+    async def _pace(self) -> None:
+        """One media frame per 20 ms, at most LEAD_S ahead of real time; marks go in order."""
+        next_at = time.monotonic()
+        while self.open:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                next_at = max(next_at, time.monotonic())
+                continue
+            frame, media = self._queue.popleft()
+            if media:
+                ahead = next_at - time.monotonic()
+                if ahead > LEAD_S:
+                    await asyncio.sleep(ahead - LEAD_S)
+                next_at += FRAME_S
+            await self._send(frame)
+
+    async def _send(self, frame: str | bytes) -> None:
+        if not self.open:
+            return
+        try:
+            if isinstance(frame, bytes):
+                await self.ws.send({"type": "websocket.send", "bytes": frame})
+            else:
+                await self.ws.send({"type": "websocket.send", "text": frame})
+        except Exception:
+            self.open = False
+
+    async def close(self) -> None:
+        self.open = False
+        self._wake.set()
+        if self._pacer is not None:
+            self._pacer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pacer
+
+
+def config_from_start(ev: CallStarted, *, default_provider: str, default_fallback: tuple[str, ...]) -> SessionConfig:
+    params = ev.params
+    provider = params.get("provider") or default_provider
+    if provider not in (*PROVIDERS, "auto"):
+        raise BadMessage("customParameters.provider is not a known provider")
+    fallback = parse_provider_list(params["fallback"], field_name="fallback") if params.get("fallback") \
+        else default_fallback
+    return SessionConfig(provider=provider, fallback=fallback, input_format=ev.input_format,
+                         output_format=ev.output_format, instructions=params.get("instructions", ""),
+                         voice=params.get("voice") or None, language=params.get("language") or None)
+
+
+class TelephonyConnection:
+    def __init__(self, ws: WebSocket, vendor: str) -> None:
+        self.ws = ws
+        self.vendor = vendor
+        self.rt = ws.app.state.runtime
+        self.ser = serializer_for(vendor)
+        self.sink = TelephonySink(ws, self.ser, vendor)
+        self.session: CallSession | None = None
+
+    async def run(self) -> None:
+        try:
+            while True:
+                msg = await self.ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                frame = msg.get("bytes") if msg.get("bytes") is not None else msg.get("text")
+                if frame is None:
+                    continue
+                try:
+                    for ev in self.ser.parse(frame):
+                        if await self.on_event(ev):
+                            return
+                except ClientError as e:
+                    metrics.voice_gateway_client_errors.labels(self.vendor, e.code).inc()
+                    log_event(log, logging.WARNING, "telephony.bad_input", e.message, client=self.vendor,
+                              code=e.code, session_id=self.session.id if self.session else None)
+        except WebSocketDisconnect:
+            return
+        finally:
+            await self.sink.close()
+            if self.session is not None:
+                await self.session.end("caller_hung_up")
+
+    async def on_event(self, ev: object) -> bool:
+        match ev:
+            case CallStarted():
+                s = self.rt.settings
+                cfg = config_from_start(ev, default_provider=s.default_provider, default_fallback=s.fallback_chain)
+                self.sink.started()
+                self.session = CallSession(runtime=self.rt, config=cfg, client=self.vendor, sink=self.sink)
+                log_event(log, logging.INFO, "telephony.call_started", f"{self.vendor} call started",
+                          client=self.vendor, session_id=self.session.id, provider=cfg.provider)
+                await self.session.start()
+            case MediaReceived(data=data) if self.session is not None:
+                await self.session.push_audio(data)
+            case DtmfReceived(digit=digit) if self.session is not None:
+                self.session.note_dtmf(digit)
+            case MarkPlayed(name=name):
+                if self.sink.tracker is not None:
+                    self.sink.tracker.played(name)
+            case CallStopped():
+                return True
+        return False
+
+
+def _twilio_signature_ok(ws: WebSocket) -> bool:
+    settings = ws.app.state.runtime.settings
+    token = settings.twilio_auth_token
+    if not token:
+        return True
+    base = (settings.public_url or f"wss://{ws.headers.get('host', '')}").rstrip("/")
+    qs = ws.scope.get("query_string", b"").decode("latin-1")
+    url = base + ws.scope["path"] + (f"?{qs}" if qs else "")
+    return verify_twilio_signature(token, url, {}, ws.headers.get("x-twilio-signature", ""))
+
+
+def telephony_endpoint(vendor: str):  # noqa: ANN201
+    async def endpoint(ws: WebSocket) -> None:
+        if vendor == "twilio" and not _twilio_signature_ok(ws):
+            log_event(log, logging.WARNING, "client.refused", "twilio upgrade refused: bad X-Twilio-Signature",
+                      client=vendor, reason="signature")
+            await refuse(ws, 403)
+            return
+        admitted = await admit(ws, client=vendor, browser=False)
+        if admitted is None:
+            return
+        await ws.accept()
+        await TelephonyConnection(ws, vendor).run()
+
+    return endpoint
