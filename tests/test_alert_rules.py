@@ -119,3 +119,9 @@ async def test_live_metrics_endpoint_passes_promtool_lint():
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert lint.stdout.strip() == "" and lint.stderr.strip() == "", lint.stdout + lint.stderr
 
+
+
+def test_runbook_internal_links_resolve():
+    links = set(re.findall(r"\]\(#([^)]+)\)", RUNBOOK.read_text()))
+    assert links, "the runbook cross-links its sections"
+    assert links - runbook_anchors() == set()
