@@ -21,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -119,11 +120,11 @@ def prometheus_server(tmp_path: Path) -> Iterator[Callable[[list[str]], str]]:
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
-        log = (workdir / "prometheus.log").open("wb")
-        process = subprocess.Popen(
-            [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT)
+        with (workdir / "prometheus.log").open("wb") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                stdout=log, stderr=subprocess.STDOUT)
         started.append(process)
         base_url = f"http://127.0.0.1:{port}"
 
@@ -149,15 +150,20 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen]]:
 
     def run(*args: str, env: dict[str, str] | None = None, stdout: Any = None) -> subprocess.Popen:
         clean = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
-        log = stdout or (tmp_path / f"process-{len(started)}.log").open("wb")
-        process = subprocess.Popen([str(script), *args], env={**clean, **(env or {})},
-                                   stdout=log, stderr=subprocess.STDOUT if stdout is None else None)
+        command, full_env = [str(script), *args], {**clean, **(env or {})}
+        if stdout is not None:
+            process = subprocess.Popen(command, env=full_env, stdout=stdout)
+        else:
+            with (tmp_path / f"process-{len(started)}.log").open("wb") as log:
+                process = subprocess.Popen(command, env=full_env, stdout=log, stderr=subprocess.STDOUT)
         started.append(process)
         return process
 
     yield run
     for process in started:
         stop(process)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def start_gateway(spawn: Callable[..., subprocess.Popen], env: dict[str, str] | None = None) -> tuple[str, subprocess.Popen]:
@@ -266,8 +272,6 @@ def test_breaker_forced_open_by_a_bad_key_raises_alerts_until_reset(spawn, prome
 
 def _rfc3339_seconds(text: str) -> float:
     """Prometheus' nanosecond RFC 3339 timestamps, to Unix seconds."""
-    from datetime import datetime
-
     whole, _, fraction = text.rstrip("Z").partition(".")
     seconds = datetime.fromisoformat(whole + "+00:00").timestamp()
     return seconds + (float("0." + fraction) if fraction else 0.0)
