@@ -6,12 +6,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway.auth import check_origin
 from gateway.errors import Unauthorized
 from gateway.session_config import PROVIDERS
 
 
 def _guard(request: Request) -> JSONResponse | None:
     try:
+        # A page on another origin must not steer calls (a text/plain POST needs no CORS preflight).
+        check_origin(request.headers.get("origin"), frozenset(request.app.state.settings.allowed_origins),
+                     host=request.headers.get("host"), public_bind=True)
         request.app.state.admin_auth.check(request.headers.get("authorization"))
     except Unauthorized as e:
         status = getattr(e, "status", 401)

@@ -105,3 +105,29 @@ def exposition() -> bytes:
 def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
     """Current value of one sample (tests and the admin API)."""
     return REGISTRY.get_sample_value(name, labels or {})
+
+
+ERROR_TYPES = ("timeout", "auth", "rate_limit", "server", "protocol", "network")
+SWITCH_REASONS = ("circuit_open", "reconnect_failed", "operator", "client", "fatal_error", "return_to_primary")
+CLIENTS = ("native", "twilio", "telnyx", "vonage")
+
+
+def initialize(providers: tuple[str, ...] | list[str]) -> None:
+    """Create every bounded label set at zero at start-up, so `increase()` sees the first event and
+    dashboards show 0 rather than "No data" before anything happened."""
+    for p in providers:
+        for t in ERROR_TYPES:
+            ai_provider_errors.labels(p, t)
+        for ok in ("true", "false"):
+            ai_provider_reconnections.labels(p, ok)
+        for series in (voice_gateway_replay_dropped_chunks, voice_gateway_replayed_chunks,
+                       ai_provider_active_sessions, voice_gateway_sessions_reconnecting,
+                       ai_provider_audio_chunks_sent, ai_provider_audio_chunks_received,
+                       voice_gateway_replay_buffer_chunks):
+            series.labels(p)
+        for q in providers:
+            if q != p:
+                for reason in SWITCH_REASONS:
+                    voice_gateway_provider_switches.labels(p, q, reason)
+    for c in CLIENTS:
+        voice_gateway_sessions_active.labels(c)

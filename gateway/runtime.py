@@ -41,6 +41,7 @@ class Runtime:
         self.draining = False
         for name in settings.providers:
             self.breakers.get(name)  # gauges exist from the start
+        metrics.initialize(list(settings.providers))
 
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)

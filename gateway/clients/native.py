@@ -7,6 +7,7 @@ sends can crash the connection handler.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -20,7 +21,7 @@ from gateway.auth import TokenClaims
 from gateway.clients.upgrade import admit
 from gateway.errors import BadAudio, BadMessage, ClientError, GatewayError, RateLimited
 from gateway.events import ErrorEvent
-from gateway.limits import ConnectionLimits, FrameRateLimiter
+from gateway.limits import ConnectionLimits, FrameRateLimiter, limits_for_format
 from gateway.logs import log_event
 from gateway.session import CallSession
 from gateway.session_config import (
@@ -98,9 +99,10 @@ class NativeConnection:
         self.sink = NativeSink(ws)
         self.session: CallSession | None = None
         s = self.rt.settings
-        self.limiter = FrameRateLimiter(ConnectionLimits(
+        self.base_limits = ConnectionLimits(
             max_message_bytes=s.max_message_bytes, max_frames_per_s=s.max_frames_per_s,
-            max_bytes_per_s=s.max_bytes_per_s, idle_timeout_s=s.idle_timeout_s), now=self.rt.clock.now)
+            max_bytes_per_s=s.max_bytes_per_s, idle_timeout_s=s.idle_timeout_s)
+        self.limiter = FrameRateLimiter(self.base_limits, now=self.rt.clock.now)
 
     async def error(self, err: GatewayError) -> None:
         metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
@@ -108,6 +110,7 @@ class NativeConnection:
         await self.sink.send_json(ErrorEvent(code=err.code, message=err.message).to_wire(sid, self.rt.wall_time()))
 
     async def run(self) -> None:
+        watchdog = asyncio.create_task(self.idle_watchdog())
         try:
             while True:
                 msg = await self.ws.receive()
@@ -116,7 +119,7 @@ class NativeConnection:
                 data = msg.get("bytes")
                 text = msg.get("text")
                 try:
-                    self.limiter.check(len(data) if data is not None else len(text or ""))
+                    self.limiter.check(len(data) if data is not None else len((text or "").encode()))
                     if data is not None:
                         await self.on_audio(data)
                     elif text is not None:
@@ -131,9 +134,25 @@ class NativeConnection:
         except WebSocketDisconnect:
             return
         finally:
+            watchdog.cancel()
             self.sink.open = False
             if self.session is not None:
                 await self.session.end("client_disconnected")
+
+    async def idle_watchdog(self) -> None:
+        """A timer beside the read loop (not a timeout per frame: that would cost on the hot path)."""
+        while (wait := self.limiter.seconds_until_idle()) > 0:
+            await self.rt.clock.sleep(wait)
+        await self.idle_out()
+
+    async def idle_out(self) -> None:
+        """No message for the idle timeout: end the call cleanly (session.ended), then close."""
+        log_event(log, logging.INFO, "client.idle_timeout", "client idle: closing", client=CLIENT,
+                  session_id=self.session.id if self.session else None)
+        if self.session is not None:
+            await self.session.end("idle_timeout")
+            self.session = None
+        await self.ws.close(1000)
 
     async def on_audio(self, data: bytes) -> None:
         if self.session is None:
@@ -155,6 +174,9 @@ class NativeConnection:
             s = self.rt.settings
             cfg = parse_session_start(msg, default_provider=s.default_provider, default_fallback=s.fallback_chain)
             self.session = CallSession(runtime=self.rt, config=cfg, client=CLIENT, sink=self.sink)
+            # ceilings follow the call's audio bitrate (8× real time: room to catch up after a stall)
+            self.limiter.limits = limits_for_format(cfg.input_format, self.base_limits, headroom=8.0,
+                                                    wire_overhead=1.4 if cfg.json_audio else 1.0)
             await self.session.start()
             return False
         session = self.session
