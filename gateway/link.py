@@ -20,6 +20,7 @@ import contextlib
 import enum
 import logging
 import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -370,10 +371,12 @@ class ProviderLink:
                 return _SWAPPED
             if isinstance(frame, Closed):
                 return self._on_closed(sock, adapter, frame)
+            t0 = time.perf_counter()  # time inside the gateway: parse, convert, send to the client
             for ev in adapter.parse(frame):
                 await self._handle(ev)
                 if sock is not self._sock:
                     return _SWAPPED
+            metrics.DOWNLINK_LATENCY.observe(time.perf_counter() - t0)
 
     def _on_closed(self, sock: ProviderSocket, adapter: ProviderAdapter, frame: Closed) -> ProviderError | None:
         if sock.closed_by_us:

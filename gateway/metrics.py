@@ -79,6 +79,9 @@ voice_gateway_added_latency_seconds = Histogram(
     ["direction"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
     registry=REGISTRY)
+# pre-bound children: the audio path observes these per frame without a label lookup
+UPLINK_LATENCY = voice_gateway_added_latency_seconds.labels("uplink")
+DOWNLINK_LATENCY = voice_gateway_added_latency_seconds.labels("downlink")
 voice_gateway_time_to_first_audio_seconds = Histogram(
     "voice_gateway_time_to_first_audio_seconds", "From end of user turn to first reply audio",
     ["provider"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY)

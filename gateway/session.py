@@ -16,6 +16,7 @@ import base64
 import collections
 import enum
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -157,11 +158,13 @@ class CallSession:
             return
         if fmt.encoding == "pcm16" and len(data) % 2:
             raise BadAudio("PCM16 audio must have an even number of bytes")
+        t0 = time.perf_counter()
         chunk = AudioChunk(data=data, fmt=fmt, seq=self._seq, offset_s=self._offset_s)
         self._seq += 1
         self._offset_s = chunk.end_s
         if self.link is not None and self.state is not SessionState.WAITING:
             await self.link.send_audio(chunk)
+            metrics.UPLINK_LATENCY.observe(time.perf_counter() - t0)
         elif self.replay.append(chunk, link_up=False):
             metrics.voice_gateway_replay_dropped_chunks.labels(self.config.provider).inc()
 
