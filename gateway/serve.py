@@ -1,13 +1,53 @@
-"""Start the gateway under uvicorn (uvloop, httptools, sans-I/O websockets)."""
+"""Start the gateway under uvicorn (uvloop, httptools, sans-I/O websockets), with a graceful drain.
+
+On SIGTERM/SIGINT uvicorn alone would cut every live call with 1012 at once. Instead: `/readyz`
+turns 503 and new upgrades are refused with 503 (runtime.draining), live calls go on for up to
+`VG_DRAIN_TIMEOUT_S`, then each ends with `session.ended` (reason `server_draining`) before the
+server stops. A second signal stops at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import logging
+from types import FrameType
+
+import uvicorn
+
+from gateway.logs import log_event
+
+log = logging.getLogger("gateway.serve")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, *, drain_timeout_s: float) -> None:
+        super().__init__(config)
+        self.drain_timeout_s = drain_timeout_s
+        self._drain: asyncio.Task[None] | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        runtime = getattr(getattr(self.config.app, "state", None), "runtime", None)
+        if self._drain is not None or runtime is None or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        runtime.draining = True
+        self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(runtime))
+
+    async def _drain_then_exit(self, runtime) -> None:  # noqa: ANN001
+        live = len(runtime.sessions)
+        log_event(log, logging.WARNING, "gateway.draining",
+                  f"draining: {live} live call(s), up to {self.drain_timeout_s:g}s", sessions=live)
+        clock = runtime.clock
+        deadline = clock.now() + self.drain_timeout_s
+        while runtime.sessions and clock.now() < deadline:
+            await clock.sleep(0.1)
+        for session in list(runtime.sessions.values()):
+            await session.end("server_draining")
+        self.should_exit = True
 
 
 def serve(*, host: str, port: int, ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> int:
-    import uvicorn
-
     from gateway.app import create_app
     from gateway.config import load_settings
     from gateway.errors import ConfigError
@@ -19,9 +59,10 @@ def serve(*, host: str, port: int, ssl_certfile: str | None = None, ssl_keyfile:
         print(f"voice-gateway: invalid configuration: {e.message}")
         return 2
     configure_logging(settings.log_level)
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings), host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes, ws_per_message_deflate=False, ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile, log_config=None, access_log=False, lifespan="on",
     )
+    DrainingServer(config, drain_timeout_s=settings.drain_timeout_s).run()
     return 0
