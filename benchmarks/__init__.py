@@ -1,0 +1,1 @@
+"""Benchmarks (design.md §8): audio.py (transcoding cost), load.py (the load benchmark)."""

@@ -1,0 +1,312 @@
+"""Echo provider for the load benchmark: a minimal fake of OpenAI Realtime GA and Gemini Live that
+answers every 20 ms of input audio at once with 20 ms of reply audio carrying the same marker.
+
+    python -m benchmarks.echo_provider [--port 0] [--drop-min-s 3 --drop-max-s 9 --seed 1] [--digits]
+
+Prints `listening on ws://HOST:PORT` once it accepts connections. It speaks just enough of each
+protocol for the gateway's adapters (and the load generator's direct calls):
+- OpenAI (openai-realtime.md §2): `session.created` → `session.update` → `session.updated`;
+  each `input_audio_buffer.append` → `response.output_audio.delta` in the session's output format
+  (`audio/pcmu` passes μ-law through; `audio/pcm` is 24 kHz).
+- Gemini (gemini-live.md §2): `setup` → `setupComplete` (binary frame, as the server does);
+  each `realtimeInput.audio` (16 kHz) → `serverContent.modelTurn` inlineData at 24 kHz.
+The call is named by its instructions (`systemInstruction` / `session.instructions`): the load
+generator sets them to a per-call tag, the gateway passes them through. For each call the fake keeps
+when frame `seq` arrived and when its reply left (CLOCK_MONOTONIC, shared by all local processes);
+`GET /bench/stats?prefix=P` returns and forgets the records of calls whose tag starts with P (npz).
+
+Faults (`--drop-*`): each connection is cut at a random (seeded) time, by a 1011 close or a TCP
+abort. `--digits`: the DTMF dialect of the real fakes, reduced to what the benchmark counts: DTMF
+digits in the input are detected (audio.dtmf) and recorded, and each one ends the user turn on the
+wire (Gemini `inputTranscription.finished`, OpenAI `input_audio_buffer.committed` + transcript), so
+the gateway trims its replay buffer as it would with a real provider.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import binascii
+import io
+import random
+import sys
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
+
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+from aiohttp import WSMsgType, web  # noqa: E402
+
+from audio.dtmf import DtmfDetector  # noqa: E402
+from audio.formats import MULAW_8K, PCM16_16K, PCM16_24K, AudioFormat  # noqa: E402
+from audio.g711 import ulaw_decode  # noqa: E402
+from benchmarks.marker import MARKER, SEQ_MODULUS, SILENCE, MarkerStream, marker_frame, silence_frame  # noqa: E402
+
+GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+OPENAI_PATH = "/v1/realtime"
+_SILENCE_SEQ = -1
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+# Replies are the same bytes for the same seq: built once (the fake must stay cheap, it shares a
+# core with the load generator).
+@lru_cache(maxsize=8192)
+def gemini_reply(seq: int) -> bytes:
+    audio = silence_frame(PCM16_24K) if seq == _SILENCE_SEQ else marker_frame(seq, PCM16_24K)
+    return orjson.dumps({"serverContent": {"modelTurn": {"parts": [
+        {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": _b64(audio)}}]}}})
+
+
+@lru_cache(maxsize=16384)
+def openai_reply(seq: int, fmt: AudioFormat) -> str:
+    audio = silence_frame(fmt) if seq == _SILENCE_SEQ else marker_frame(seq, fmt)
+    return orjson.dumps({"type": "response.output_audio.delta", "event_id": "event_bench",
+                         "response_id": "resp_bench", "item_id": "item_bench", "output_index": 0,
+                         "content_index": 0, "delta": _b64(audio)}).decode()
+
+
+class CallRecord:
+    """What the fake saw of one call, over all its connections."""
+
+    __slots__ = ("rx_ns", "tx_ns", "duplicates", "connections", "garbled", "digits")
+
+    def __init__(self) -> None:
+        self.rx_ns = np.full(SEQ_MODULUS, -1, dtype=np.int64)
+        self.tx_ns = np.full(SEQ_MODULUS, -1, dtype=np.int64)
+        self.duplicates = 0  # a seq received again (replay after a reconnect)
+        self.connections = 0
+        self.garbled = 0  # frame positions that were neither a marker nor silence (tones, cuts)
+        self.digits: list[str] = []
+
+
+class DropSchedule:
+    def __init__(self, min_s: float, max_s: float, seed: int) -> None:
+        self.min_s, self.max_s = min_s, max_s
+        self._rng = random.Random(seed)
+
+    def next(self) -> tuple[float, bool]:
+        """Lifetime of the next connection (s) and whether to abort TCP (else a 1011 close)."""
+        return self._rng.uniform(self.min_s, self.max_s), self._rng.random() < 0.5
+
+
+class EchoConnection:
+    """One provider connection: decodes input markers, replies, records, maybe drops itself."""
+
+    def __init__(self, fake: EchoProvider, ws: web.WebSocketResponse, request: web.Request,
+                 tag: str, in_fmt: AudioFormat, reply: Callable[[int], str | bytes],
+                 on_digit: Callable[[str], list[str | bytes]]) -> None:
+        self.ws = ws
+        self.request = request
+        self.record = fake.calls.setdefault(tag, CallRecord())
+        self.record.connections += 1
+        self._stream = MarkerStream(in_fmt)
+        self._reply = reply
+        self._on_digit = on_digit
+        self._mulaw = in_fmt.encoding == "mulaw"
+        self._detector = DtmfDetector(in_fmt.sample_rate_hz) if fake.digits else None
+        self.drop_at: float | None = None
+        self.abort = False
+        if fake.drops is not None:
+            lifetime, self.abort = fake.drops.next()
+            self.drop_at = time.monotonic() + lifetime
+
+    async def audio(self, data: bytes, rx_ns: int) -> bool:
+        """Echo what this chunk completes. False when the connection was dropped on purpose."""
+        if self.drop_at is not None and time.monotonic() >= self.drop_at:
+            await self._drop()
+            return False
+        rec = self.record
+        for d in self._stream.feed(data):
+            if d.kind == MARKER:
+                seq = d.seq
+                if rec.rx_ns[seq] >= 0:
+                    rec.duplicates += 1
+                else:
+                    rec.rx_ns[seq] = rx_ns
+            else:
+                seq = _SILENCE_SEQ
+                if d.kind != SILENCE:
+                    rec.garbled += 1
+            frame = self._reply(seq)
+            tx = time.monotonic_ns()
+            if isinstance(frame, str):
+                await self.ws.send_str(frame)
+            else:
+                await self.ws.send_bytes(frame)
+            if seq >= 0 and rec.tx_ns[seq] < 0:
+                rec.tx_ns[seq] = tx
+        if self._detector is not None:
+            pcm = ulaw_decode(data) if self._mulaw else data
+            for digit in self._detector.feed(pcm):
+                rec.digits.append(digit.digit)
+                for frame in self._on_digit(digit.digit):
+                    await (self.ws.send_str(frame) if isinstance(frame, str) else self.ws.send_bytes(frame))
+        return True
+
+    async def _drop(self) -> None:
+        if self.abort and self.request.transport is not None:
+            self.request.transport.abort()  # no close frame: the gateway reads 1006
+        else:
+            await self.ws.close(code=1011, message=b"Internal error occurred.")
+
+
+class EchoProvider:
+    def __init__(self, *, drops: DropSchedule | None = None, digits: bool = False) -> None:
+        self.drops = drops
+        self.digits = digits
+        self.calls: dict[str, CallRecord] = {}
+        self._item = 0
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get(GEMINI_PATH, self.gemini)
+        app.router.add_get(OPENAI_PATH, self.openai)
+        app.router.add_get("/bench/stats", self.stats)
+        return app
+
+    @staticmethod
+    async def _accept(request: web.Request) -> web.WebSocketResponse | None:
+        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, compress=False, autoping=True)
+        await ws.prepare(request)
+        return ws
+
+    # -- Gemini Live ----------------------------------------------------------------------------
+    async def gemini(self, request: web.Request) -> web.StreamResponse:
+        if not (request.headers.get("x-goog-api-key") or request.query.get("key")):
+            return web.Response(status=401)
+        ws = await self._accept(request)
+        assert ws is not None
+        conn: EchoConnection | None = None
+        async for msg in ws:
+            if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                break
+            rx_ns = time.monotonic_ns()
+            m = orjson.loads(msg.data)
+            ri = m.get("realtimeInput") or m.get("realtime_input")
+            if ri is not None and conn is not None:
+                audio = ri.get("audio")
+                if audio is not None and not await conn.audio(binascii.a2b_base64(audio["data"]), rx_ns):
+                    break
+            elif "setup" in m:
+                parts = ((m["setup"].get("systemInstruction") or {}).get("parts") or [{}])
+                conn = EchoConnection(self, ws, request, str(parts[0].get("text", "untagged")), PCM16_16K,
+                                      gemini_reply, self._gemini_digit)
+                await ws.send_bytes(b'{"setupComplete":{}}')
+        return ws
+
+    @staticmethod
+    def _gemini_digit(digit: str) -> list[str | bytes]:
+        # gemini-live.md §2.2: a finished input transcription ends the user turn.
+        return [orjson.dumps({"serverContent": {"inputTranscription": {"text": digit, "finished": True}}})]
+
+    # -- OpenAI Realtime GA ----------------------------------------------------------------------
+    async def openai(self, request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return web.Response(status=401)
+        ws = await self._accept(request)
+        assert ws is not None
+        await ws.send_str(orjson.dumps({"type": "session.created", "event_id": "event_0", "session": {
+            "id": "sess_bench", "object": "realtime.session", "type": "realtime"}}).decode())
+        conn: EchoConnection | None = None
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                break
+            rx_ns = time.monotonic_ns()
+            m = orjson.loads(msg.data)
+            kind = m.get("type")
+            if kind == "input_audio_buffer.append" and conn is not None:
+                if not await conn.audio(binascii.a2b_base64(m["audio"]), rx_ns):
+                    break
+            elif kind == "session.update":
+                session = m.get("session") or {}
+                audio = session.get("audio") or {}
+                in_fmt = _openai_format((audio.get("input") or {}).get("format"))
+                out_fmt = _openai_format((audio.get("output") or {}).get("format"))
+                conn = EchoConnection(self, ws, request, str(session.get("instructions") or "untagged"), in_fmt,
+                                      lambda seq, f=out_fmt: openai_reply(seq, f), self._openai_digit)
+                await ws.send_str(orjson.dumps({"type": "session.updated", "event_id": "event_1",
+                                                "session": {"id": "sess_bench", **session}}).decode())
+        return ws
+
+    def _openai_digit(self, digit: str) -> list[str | bytes]:
+        # openai-realtime.md §2.2: committed (the gateway acknowledges the buffer), then the transcript.
+        self._item += 1
+        item = f"item_u{self._item}"
+        return [orjson.dumps({"type": "input_audio_buffer.committed", "event_id": "event_c",
+                              "item_id": item, "previous_item_id": None}).decode(),
+                orjson.dumps({"type": "conversation.item.input_audio_transcription.completed",
+                              "event_id": "event_t", "item_id": item, "content_index": 0,
+                              "transcript": digit}).decode()]
+
+    # -- side channel -------------------------------------------------------------------------------
+    async def stats(self, request: web.Request) -> web.Response:
+        prefix = request.query.get("prefix", "")
+        tags = sorted(t for t in self.calls if t.startswith(prefix))
+        records = [self.calls.pop(t) for t in tags]
+        buf = io.BytesIO()
+        n = len(records)
+        np.savez(buf, tags=np.array(tags, dtype=str),
+                 rx_ns=np.stack([r.rx_ns for r in records]) if n else np.zeros((0, SEQ_MODULUS), np.int64),
+                 tx_ns=np.stack([r.tx_ns for r in records]) if n else np.zeros((0, SEQ_MODULUS), np.int64),
+                 duplicates=np.array([r.duplicates for r in records], dtype=np.int64),
+                 connections=np.array([r.connections for r in records], dtype=np.int64),
+                 garbled=np.array([r.garbled for r in records], dtype=np.int64),
+                 digits=np.array(["".join(r.digits) for r in records], dtype=str))
+        return web.Response(body=buf.getvalue(), content_type="application/octet-stream")
+
+
+def _openai_format(obj: object) -> AudioFormat:
+    if isinstance(obj, dict) and obj.get("type") == "audio/pcmu":
+        return MULAW_8K
+    return PCM16_24K
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="echo_provider", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--drop-min-s", type=float)
+    p.add_argument("--drop-max-s", type=float)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--digits", action="store_true", help="detect DTMF digits and end user turns on them")
+    args = p.parse_args(argv)
+    drops = None
+    if args.drop_min_s is not None:
+        drops = DropSchedule(args.drop_min_s, args.drop_max_s or args.drop_min_s, args.seed)
+    fake = EchoProvider(drops=drops, digits=args.digits)
+    return serve_app(fake.app(), args.host, args.port)
+
+
+def serve_app(app: web.Application, host: str, port: int) -> int:
+    """Run `app` on uvloop; print the listening line once bound (the parent waits for it)."""
+    import uvloop
+
+    async def run() -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=True)
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        bound = runner.addresses[0][1]
+        print(f"listening on ws://{host}:{bound}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+    try:
+        uvloop.run(run())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

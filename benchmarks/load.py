@@ -1,0 +1,289 @@
+"""Load benchmark (design.md §8): the gateway against a direct baseline and a bare relay.
+
+    .venv/bin/python benchmarks/load.py [options]      (or: voice-gateway bench [options]; make bench)
+
+Separate processes on loopback: the echo provider (benchmarks/echo_provider.py), the system under
+test (the gateway: `voice-gateway serve`, one uvicorn process on uvloop; or the bare relay; or
+nothing, for the direct baseline) and load generators (benchmarks/loadgen.py). On a 2-core machine
+the server under test gets core 0 and everything else core 1, so the load does not steal the
+gateway's CPU (the load generators and the fake then share a core: watch the `notes` column).
+
+For each path and call count N: N calls stream 20 ms frames in real time for T seconds; each frame
+carries a marker (benchmarks/marker.py) the fake echoes, so every reply is matched to its frame.
+Reported per run: latency per direction (p50/p95/p99), added latency (gateway minus direct at the
+same N), CPU seconds of the server process per call-minute and per frame, its peak RSS per call,
+frames lost/duplicated/reordered; then a capacity search; `--faults` instead runs the same load
+with the fake dropping connections at random and reports reconnects, switches, frames and digits
+lost. Output: a table on stdout and a JSON file. Figures are measured, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
+
+import orjson  # noqa: E402
+
+from benchmarks import report  # noqa: E402
+from benchmarks.runner import BenchRunner, RunResult  # noqa: E402
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "load-latest.json"
+CAPACITY_P99_MS = 20.0
+
+
+@dataclass(frozen=True)
+class PathSpec:
+    """A way calls reach the provider through the gateway, and the baseline protocol it compares to."""
+
+    name: str
+    kind: str  # loadgen call kind against the gateway: native | twilio
+    provider: str
+    baseline: str  # key of BASELINES
+    transcoding: bool
+    description: str
+    formats: dict[str, Any] = field(default_factory=dict)  # native: in/out encoding and rate
+
+
+PATHS = {
+    "native": PathSpec("native", "native", "gemini", "gemini", False,
+                       "native PCM16 16k in / 24k out ↔ Gemini 16k/24k (no transcoding)",
+                       {"in_encoding": "pcm16", "in_rate": 16000, "out_encoding": "pcm16", "out_rate": 24000}),
+    "native-8k": PathSpec("native-8k", "native", "gemini", "gemini", True,
+                          "native PCM16 8k both ways ↔ Gemini (resampling 8k→16k and 24k→8k)",
+                          {"in_encoding": "pcm16", "in_rate": 8000, "out_encoding": "pcm16", "out_rate": 8000}),
+    "twilio": PathSpec("twilio", "twilio", "gemini", "gemini", True,
+                       "Twilio μ-law 8k ↔ Gemini (μ-law + resampling both ways)"),
+    "twilio-pcmu": PathSpec("twilio-pcmu", "twilio", "openai", "openai-pcmu", False,
+                            "Twilio μ-law 8k ↔ OpenAI audio/pcmu (passthrough)"),
+}
+BASELINES = {"gemini": {"kind": "gemini"}, "openai-pcmu": {"kind": "openai", "g711": True}}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="voice-gateway bench", description=__doc__.split("\n")[0])
+    p.add_argument("--paths", default="native,native-8k,twilio,twilio-pcmu",
+                   help=f"comma-separated, of: {', '.join(PATHS)} (Twilio paths are skipped while the "
+                        "gateway has no /v1/twilio)")
+    p.add_argument("--calls", default="10,50,100", help="concurrent call counts to measure")
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of streaming per run (≤ 80)")
+    p.add_argument("--targets", default="direct,relay,gateway")
+    p.add_argument("--capacity", action=argparse.BooleanOptionalAction, default=True,
+                   help="search the largest N with p99 added latency ≤ 20 ms and nothing lost")
+    p.add_argument("--capacity-path", default="twilio,native-8k",
+                   help="first available of these paths is searched")
+    p.add_argument("--capacity-start", type=int, default=150)
+    p.add_argument("--capacity-max", type=int, default=600)
+    p.add_argument("--capacity-duration", type=float, default=6.0)
+    p.add_argument("--faults", action="store_true", help="run the fault mode instead of the comparison")
+    p.add_argument("--fault-calls", type=int, default=20)
+    p.add_argument("--fault-duration", type=float, default=20.0)
+    p.add_argument("--drop-min-s", type=float, default=3.0)
+    p.add_argument("--drop-max-s", type=float, default=9.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--calls-per-loadgen", type=int, default=150,
+                   help="calls per load-generator process (design.md §8: one Python process "
+                        "saturates near 100 calls)")
+    p.add_argument("--server-cpus", default="0", help="cores for the server under test ('' = no pinning)")
+    p.add_argument("--load-cpus", default="1", help="cores for the load generators and the echo fake")
+    p.add_argument("--profile", action="store_true", help="py-spy record the gateway in gateway runs")
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    p.add_argument("--workdir", type=Path, help="logs and raw data (default: a temporary directory)")
+    p.add_argument("--smoke", action="store_true",
+                   help="a few seconds, a handful of calls, native path only, no capacity search")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.paths, args.calls, args.duration, args.capacity = "native", "4", 2.0, False
+        args.fault_calls, args.fault_duration = min(args.fault_calls, 4), min(args.fault_duration, 8.0)
+    if not 1 <= args.duration <= 80 or not 1 <= args.capacity_duration <= 80:
+        p.error("--duration and --capacity-duration must be within 1..80 s (the marker counts 4096 frames)")
+    return args
+
+
+def _cpus(text: str) -> set[int] | None:
+    return {int(c) for c in text.split(",") if c.strip()} or None
+
+
+def twilio_available() -> bool:
+    from gateway.app import create_app
+    from gateway.config import Settings
+
+    return any(getattr(r, "path", None) == "/v1/twilio" for r in create_app(Settings()).routes)
+
+
+def _row(res: RunResult, path: str, target: str, direct: RunResult | None, relay: RunResult | None) -> dict[str, Any]:
+    row = {"path": path, "target": target, **res.figures}
+    if direct is not None and target != "direct":
+        row["added"] = report.added(res.figures, direct.figures)
+    per_frame, relay_frame = res.figures.get("cpu_us_per_frame"), relay.figures.get("cpu_us_per_frame") if relay else None
+    if target == "gateway" and per_frame and relay_frame:
+        row["cpu_vs_relay"] = round(per_frame / relay_frame, 2)
+    return row
+
+
+def compare(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    targets = [t.strip() for t in args.targets.split(",")]
+    for n in [int(c) for c in args.calls.split(",")]:
+        baselines: dict[str, tuple[RunResult | None, RunResult | None]] = {}
+        for b in dict.fromkeys(p.baseline for p in paths):
+            direct = runner.run("direct", BASELINES[b], n, args.duration) if "direct" in targets else None
+            relay = runner.run("relay", BASELINES[b], n, args.duration) if "relay" in targets else None
+            baselines[b] = (direct, relay)
+            for target, res in (("direct", direct), ("relay", relay)):
+                if res is not None:
+                    rows.append(_row(res, f"{b} (baseline)", target, direct, relay))
+        if "gateway" in targets:
+            for ps in paths:
+                res = runner.run("gateway", ps_spec(ps), n, args.duration, profile=args.profile and n == max(
+                    int(c) for c in args.calls.split(",")))
+                direct, relay = baselines[ps.baseline]
+                rows.append(_row(res, ps.name, "gateway", direct, relay))
+        print(report.table(rows[-(len(paths) + 2 * len(baselines)):]), flush=True)
+    return rows
+
+
+def ps_spec(ps: PathSpec) -> dict[str, Any]:
+    return {"kind": ps.kind, "provider": ps.provider, **ps.formats}
+
+
+def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec) -> dict[str, Any]:
+    """Grow N by ×1.5 until a run fails the criterion, then bisect once or twice."""
+    steps: list[dict[str, Any]] = []
+
+    def ok(n: int) -> bool:
+        direct = runner.run("direct", BASELINES[ps.baseline], n, args.capacity_duration)
+        gw = runner.run("gateway", ps_spec(ps), n, args.capacity_duration)
+        add = report.added(gw.figures, direct.figures)
+        worst = max((v for d in add.values() for k, v in d.items() if k == "p99" and v is not None),
+                    default=math.inf)
+        passed = (gw.figures["frames_lost"] == 0 and gw.figures["calls_failed"] == 0 and worst <= CAPACITY_P99_MS)
+        steps.append({"calls": n, "passed": passed, "added_p99_ms": worst,
+                      "direct": _brief(direct), "gateway": _brief(gw)})
+        print(f"capacity {ps.name} N={n}: {'pass' if passed else 'FAIL'} (added p99 {worst:.2f} ms, "
+              f"lost {gw.figures['frames_lost']}, gateway CPU {gw.figures['server_cpu_pct']:.0f}%, "
+              f"load CPU {gw.figures['load_cpu_pct']:.0f}%)", flush=True)
+        return passed
+
+    good, bad, n = 0, None, args.capacity_start
+    while n <= args.capacity_max:
+        if ok(n):
+            good, n = n, int(n * 1.5)
+        else:
+            bad = n
+            break
+    for _ in range(2):
+        if bad is None or bad - good <= max(10, good // 10):
+            break
+        mid = (good + bad) // 2
+        if ok(mid):
+            good = mid
+        else:
+            bad = mid
+    return {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
+            "max_calls_passed": good, "first_failed": bad, "searched_up_to": args.capacity_max, "steps": steps}
+
+
+def _brief(res: RunResult) -> dict[str, Any]:
+    f = res.figures
+    return {k: f.get(k) for k in ("uplink_ms", "downlink_ms", "frames_lost", "server_cpu_pct", "load_cpu_pct",
+                                  "fake_cpu_pct", "send_lateness_ms", "notes")}
+
+
+def faults(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec]) -> list[dict[str, Any]]:
+    rows = []
+    for ps in paths:
+        res = runner.run("gateway", {**ps_spec(ps), "fallback": ["gemini", "openai"], "digits": True},
+                         args.fault_calls, args.fault_duration, drain_s=5.0)
+        f = res.figures
+        rows.append({"path": ps.name, **f})
+        d = f.get("digits", {})
+        print(f"faults {ps.name}: {f['calls']} calls × {args.fault_duration:g} s: provider connections "
+              f"{f['provider_connections']}, reconnects {f.get('gateway_reconnects')}, switches "
+              f"{f.get('gateway_switches')}, frames lost {f['frames_lost']}/{f['frames_sent']}, duplicates "
+              f"{f['duplicates_client']}, digits lost {d.get('lost')}/{d.get('sent')} (duplicated "
+              f"{d.get('duplicated')})", flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    selected = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = [p for p in selected if p not in PATHS]
+    if unknown:
+        print(f"unknown path(s): {', '.join(unknown)}; known: {', '.join(PATHS)}", file=sys.stderr)
+        return 2
+    has_twilio = twilio_available()
+    paths = [PATHS[p] for p in selected if has_twilio or PATHS[p].kind != "twilio"]
+    skipped = [p for p in selected if PATHS[p] not in paths]
+    if skipped:
+        print(f"skipping {', '.join(skipped)}: the gateway has no /v1/twilio yet", flush=True)
+    if not paths:
+        print("nothing to run", file=sys.stderr)
+        return 2
+    started = time.time()
+    out: dict[str, Any] = {"version": 1, "started_unix": round(started), "host": _host_info(),
+                           "args": {k: str(v) for k, v in vars(args).items()}, "skipped_paths": skipped,
+                           "paths": {p.name: p.description for p in paths}}
+    with BenchRunner(server_cpus=_cpus(args.server_cpus), load_cpus=_cpus(args.load_cpus),
+                     calls_per_loadgen=args.calls_per_loadgen, workdir=args.workdir,
+                     fake_args=_fake_args(args) if args.faults else []) as runner:
+        out["workdir"] = str(runner.workdir)
+        if args.faults:
+            out["faults"] = faults(runner, args, paths)
+        else:
+            out["runs"] = rows = compare(runner, args, paths)
+            print("\n" + report.table(rows), flush=True)
+            if args.capacity:
+                cap = next((PATHS[p] for p in args.capacity_path.split(",") if PATHS.get(p) in paths), None)
+                if cap is not None:
+                    out["capacity"] = capacity(runner, args, cap)
+                    c = out["capacity"]
+                    print(f"capacity ({cap.name}): {c['max_calls_passed']} calls pass; first failing "
+                          f"N: {c['first_failed']}", flush=True)
+    out["elapsed_s"] = round(time.time() - started, 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))
+    print(f"JSON: {args.json}  (logs: {out['workdir']}; {out['elapsed_s']} s)", flush=True)
+    return 0
+
+
+def _fake_args(args: argparse.Namespace) -> list[str]:
+    return ["--drop-min-s", str(args.drop_min_s), "--drop-max-s", str(args.drop_max_s), "--seed", str(args.seed),
+            "--digits"]
+
+
+def _host_info() -> dict[str, Any]:
+    from benchmarks.procs import cpu_count
+
+    model = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpus": cpu_count(), "cpu_model": model, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """`voice-gateway bench [options]` (gateway/cli.py passes the rest of the command line)."""
+    return main(list(getattr(args, "rest", None) or []))
+
+
+def fetch(url: str, timeout_s: float = 10.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout_s) as r:
+        return r.read()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

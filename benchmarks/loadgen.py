@@ -1,0 +1,376 @@
+"""Load generator process: N simulated calls sending 20 ms frames in real time, recording per frame
+when it left and when its echo came back (CLOCK_MONOTONIC, comparable with the echo fake's stamps).
+
+    python -m benchmarks.loadgen SPEC.json      (driven by benchmarks/load.py)
+
+Protocol with the parent, one line each on stdout/stdin: the calls connect and finish their setup,
+then it prints `ready OK FAILED`; the parent answers `go T0_NS`; every call sends frame k at
+T0 + phase + k·20 ms (phase: a per-call offset in [0, 20) ms, as independent callers would), waits
+up to `drain_s` for the last echoes, hangs up, writes SPEC.out (npz) and prints `done`.
+
+Call kinds: `native` (gateway /v1/voice, binary PCM16 frames), `twilio` (gateway /v1/twilio, Twilio
+Media Streams JSON, telephony.md §1), and the provider protocols spoken directly, for the
+baselines: `gemini` (gemini-live.md §2) and `openai` (openai-realtime.md §2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import random
+import sys
+import time
+from collections import Counter
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
+
+import aiohttp  # noqa: E402
+import numpy as np  # noqa: E402
+import orjson  # noqa: E402
+
+from audio.formats import MULAW_8K, PCM16_16K, PCM16_24K, AudioFormat  # noqa: E402
+from benchmarks.marker import MARKER, SEQ_MODULUS, SILENCE, MarkerStream, marker_frame, tone_frames  # noqa: E402
+
+FRAME_NS = 20_000_000
+DIGIT_EVERY = 25  # faults mode: one DTMF digit (4 tone frames) every 0.5 s of call audio
+DIGIT_FIRST = 12
+
+
+def frame_plan(n_frames: int, digits: bool) -> list[tuple[str, int]]:
+    """What each frame carries: ("m", seq) a marker, ("t", index) tone frame `index` of a digit."""
+    plan: list[tuple[str, int]] = [("m", k) for k in range(n_frames)]
+    if digits:
+        for start in range(DIGIT_FIRST, n_frames - 20, DIGIT_EVERY):
+            for i in range(4):
+                plan[start + i] = ("t", start * 16 + i)  # digit number start // 25 …, tone frame i
+    return plan
+
+
+def digit_at(start: int) -> str:
+    return "0123456789"[(start // DIGIT_EVERY) % 10]
+
+
+@lru_cache(maxsize=32768)
+def _b64(seq: int, fmt: AudioFormat) -> str:
+    return binascii.b2a_base64(marker_frame(seq, fmt), newline=False).decode("ascii")
+
+
+class Call:
+    """One simulated call: open(), then stream(t0) sends its frames while a reader records echoes."""
+
+    in_fmt: AudioFormat
+    out_fmt: AudioFormat
+
+    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+        self.spec = spec
+        self.tag = tag
+        self.http = http
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.decoder = MarkerStream(self.out_fmt)
+        self.recv_ns = np.full(SEQ_MODULUS, -1, dtype=np.int64)
+        self.duplicates = self.reordered = self.garbled = 0
+        self._max_seq = -1
+        self.events: Counter[str] = Counter()
+        self.heard_digits = ""
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    # -- subclass hooks ------------------------------------------------------------------------
+    url_path = ""
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    async def handshake(self) -> None:
+        """Send the setup messages; the reader sets _ready when the peer acknowledged them."""
+
+    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str | bytes:
+        raise NotImplementedError
+
+    def on_text(self, msg: Any) -> bytes | None:
+        """A text/JSON message from the peer: the reply audio it carries, if any."""
+        return None
+
+    async def hang_up(self) -> None:
+        pass
+
+    # -- the common part ------------------------------------------------------------------------
+    async def open(self, base_url: str, timeout_s: float) -> None:
+        self.ws = await self.http.ws_connect(base_url + self.url_path, headers=self.headers(), compress=0,
+                                             max_msg_size=16 * 1024 * 1024, autoping=True)
+        self._reader = asyncio.create_task(self._read())
+        await self.handshake()
+        await asyncio.wait_for(self._ready.wait(), timeout_s)
+
+    async def _read(self) -> None:
+        assert self.ws is not None
+        async for msg in self.ws:
+            now = time.monotonic_ns()
+            if msg.type is aiohttp.WSMsgType.BINARY and self._binary_audio:
+                audio: bytes | None = msg.data
+            elif msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                audio = self.on_text(orjson.loads(msg.data))
+            else:
+                break
+            if audio:
+                self._record(audio, now)
+
+    _binary_audio = False
+
+    def _record(self, audio: bytes, now: int) -> None:
+        for d in self.decoder.feed(audio):
+            if d.kind == MARKER:
+                if self.recv_ns[d.seq] >= 0:
+                    self.duplicates += 1
+                    continue
+                self.recv_ns[d.seq] = now
+                if d.seq < self._max_seq:
+                    self.reordered += 1
+                self._max_seq = max(self._max_seq, d.seq)
+            elif d.kind != SILENCE:
+                self.garbled += 1
+
+    async def stream(self, t0_ns: int, plan: list[tuple[str, int]], phase_ns: int,
+                     send_ns: np.ndarray, late_ns: np.ndarray) -> None:
+        ws = self.ws
+        assert ws is not None
+        start = t0_ns + phase_ns
+        for k, (kind, value) in enumerate(plan):
+            due = start + k * FRAME_NS
+            wait = due - time.monotonic_ns()
+            if wait > 0:
+                await asyncio.sleep(wait / 1e9)
+            if kind == "m":
+                audio, seq = marker_frame(value, self.in_fmt), value
+            else:
+                audio, seq = tone_frames(digit_at(value // 16), self.in_fmt)[value % 16], None
+            message = self.audio_message(k, audio, seq)
+            now = time.monotonic_ns()
+            if ws.closed:
+                return
+            if isinstance(message, bytes):
+                await ws.send_bytes(message)
+            else:
+                await ws.send_str(message)
+            late_ns[k] = now - due
+            if seq is not None:
+                send_ns[seq] = now
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.hang_up()
+        if self.ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.ws.close(), 2.0)
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(BaseException):
+                await self._reader
+
+
+class NativeCall(Call):
+    url_path = "/v1/voice"
+    _binary_audio = True
+
+    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+        self.in_fmt = AudioFormat(encoding=spec["in_encoding"], sample_rate_hz=spec["in_rate"])
+        self.out_fmt = AudioFormat(encoding=spec["out_encoding"], sample_rate_hz=spec["out_rate"])
+        super().__init__(spec, tag, http)
+
+    async def handshake(self) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(orjson.dumps({
+            "type": "session.start", "provider": self.spec["provider"],
+            "fallback": self.spec.get("fallback") or [self.spec["provider"]], "instructions": self.tag,
+            "audio": {"input": self.in_fmt.to_wire(), "output": self.out_fmt.to_wire()}}).decode())
+
+    def audio_message(self, k: int, audio: bytes, seq: int | None) -> bytes:
+        return audio
+
+    def on_text(self, msg: Any) -> None:
+        kind = msg.get("type", "?")
+        self.events[kind] += 1
+        if kind == "session.started":
+            self._ready.set()
+        elif kind == "transcript.final" and msg.get("role") == "user":
+            self.heard_digits += msg.get("text", "")
+        return None
+
+
+class TwilioCall(Call):
+    url_path = "/v1/twilio"
+    in_fmt = MULAW_8K
+    out_fmt = MULAW_8K
+
+    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+        super().__init__(spec, tag, http)
+        self.sid = "MZ" + tag.encode().hex()[-32:].rjust(32, "0")
+
+    async def handshake(self) -> None:
+        assert self.ws is not None
+        params = {"provider": self.spec["provider"], "instructions": self.tag,
+                  "fallback": ",".join(self.spec.get("fallback") or [self.spec["provider"]])}
+        await self.ws.send_str('{"event":"connected","protocol":"Call","version":"1.0.0"}')
+        await self.ws.send_str(orjson.dumps({"event": "start", "sequenceNumber": "1", "streamSid": self.sid,
+                                             "start": {"streamSid": self.sid, "accountSid": "AC" + "0" * 32,
+                                                       "callSid": "CA" + self.sid[2:], "tracks": ["inbound"],
+                                                       "customParameters": params,
+                                                       "mediaFormat": {"encoding": "audio/x-mulaw",
+                                                                       "sampleRate": 8000, "channels": 1}}}).decode())
+        self._ready.set()  # Twilio gets no answer to `start`
+
+    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str:
+        payload = _b64(seq, MULAW_8K) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
+        return (f'{{"event":"media","sequenceNumber":"{k + 2}","streamSid":"{self.sid}","media":'
+                f'{{"track":"inbound","chunk":"{k + 1}","timestamp":"{k * 20}","payload":"{payload}"}}}}')
+
+    def on_text(self, msg: Any) -> bytes | None:
+        event = msg.get("event")
+        if event == "media":
+            return binascii.a2b_base64(msg["media"]["payload"])
+        self.events[str(event)] += 1
+        if event == "mark" and self.ws is not None:  # instant playout: the mark has "played"
+            name = msg.get("mark", {}).get("name", "")
+            asyncio.get_running_loop().create_task(self.ws.send_str(orjson.dumps(
+                {"event": "mark", "sequenceNumber": "0", "streamSid": self.sid, "mark": {"name": name}}).decode()))
+        return None
+
+    async def hang_up(self) -> None:
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.send_str(orjson.dumps({"event": "stop", "sequenceNumber": "0", "streamSid": self.sid,
+                                                 "stop": {"accountSid": "AC", "callSid": "CA"}}).decode())
+
+
+class GeminiCall(Call):
+    url_path = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+    in_fmt = PCM16_16K
+    out_fmt = PCM16_24K
+
+    def headers(self) -> dict[str, str]:
+        return {"x-goog-api-key": self.spec["api_key"]}
+
+    async def handshake(self) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(orjson.dumps({"setup": {
+            "model": "models/gemini-2.5-flash-native-audio-preview-12-2025",
+            "generationConfig": {"responseModalities": ["AUDIO"]},
+            "systemInstruction": {"parts": [{"text": self.tag}]}}}).decode())
+
+    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str:
+        data = _b64(seq, PCM16_16K) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
+        return '{"realtimeInput":{"audio":{"data":"' + data + '","mimeType":"audio/pcm;rate=16000"}}}'
+
+    def on_text(self, msg: Any) -> bytes | None:
+        content = msg.get("serverContent")
+        if content is not None and "modelTurn" in content:
+            return binascii.a2b_base64(content["modelTurn"]["parts"][0]["inlineData"]["data"])
+        if "setupComplete" in msg:
+            self._ready.set()
+        return None
+
+
+class OpenAICall(Call):
+    url_path = "/v1/realtime?model=gpt-realtime"
+
+    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+        self.in_fmt = self.out_fmt = MULAW_8K if spec.get("g711") else PCM16_24K
+        super().__init__(spec, tag, http)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self.spec["api_key"]}
+
+    def _format(self) -> dict[str, Any]:
+        return {"type": "audio/pcmu"} if self.in_fmt == MULAW_8K else {"type": "audio/pcm", "rate": 24000}
+
+    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str:
+        data = _b64(seq, self.in_fmt) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
+        return '{"type":"input_audio_buffer.append","audio":"' + data + '"}'
+
+    def on_text(self, msg: Any) -> bytes | None:
+        kind = msg.get("type")
+        if kind == "response.output_audio.delta":
+            return binascii.a2b_base64(msg["delta"])
+        if kind == "session.created" and self.ws is not None:
+            asyncio.get_running_loop().create_task(self.ws.send_str(orjson.dumps({
+                "type": "session.update", "session": {
+                    "type": "realtime", "instructions": self.tag, "output_modalities": ["audio"],
+                    "audio": {"input": {"format": self._format(), "turn_detection": None},
+                              "output": {"format": self._format()}}}}).decode()))
+        elif kind == "session.updated":
+            self._ready.set()
+        return None
+
+
+CALL_KINDS: dict[str, type[Call]] = {"native": NativeCall, "twilio": TwilioCall, "gemini": GeminiCall,
+                                     "openai": OpenAICall}
+
+
+async def run(spec: dict[str, Any]) -> None:
+    import uvloop  # noqa: F401 - the loop policy is set by main()
+
+    tags = [f"{spec['run']}/{i}" for i in range(spec["calls"])]
+    plan = frame_plan(int(spec["duration_s"] * 50), bool(spec.get("digits")))
+    rng = random.Random(spec.get("seed", 0))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+        calls = [CALL_KINDS[spec["kind"]](spec, tag, http) for tag in tags]
+        gate = asyncio.Semaphore(50)  # don't storm the accept queue
+
+        async def open_one(call: Call) -> bool:
+            async with gate:
+                try:
+                    await call.open(spec["url"], spec.get("open_timeout_s", 10.0))
+                    return True
+                except Exception as e:  # counted and reported; the run goes on without it
+                    print(f"open failed: {type(e).__name__}: {e}", file=sys.stderr)
+                    return False
+
+        opened = await asyncio.gather(*(open_one(c) for c in calls))
+        live = [c for c, ok in zip(calls, opened, strict=True) if ok]
+        print(f"ready {len(live)} {len(calls) - len(live)}", flush=True)
+        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        t0 = int(line.split()[1])
+        n = len(plan)
+        send_ns = np.full((len(calls), n), -1, dtype=np.int64)
+        late_ns = np.full((len(calls), n), -1, dtype=np.int64)
+        index = {c.tag: i for i, c in enumerate(calls)}
+        await asyncio.gather(*(c.stream(t0, plan, rng.randrange(FRAME_NS), send_ns[index[c.tag]],
+                                        late_ns[index[c.tag]]) for c in live), return_exceptions=True)
+        await _drain(live, send_ns, index, spec.get("drain_s", 1.0))
+        await asyncio.gather(*(c.close() for c in calls))
+    digits_sent = "".join(digit_at(v // 16) for kind, v in plan if kind == "t" and v % 16 == 0)
+    np.savez(spec["out"], tags=np.array(tags, dtype=str), send_ns=send_ns, late_ns=late_ns,
+             recv_ns=np.stack([c.recv_ns[:n] for c in calls]), opened=np.array(opened, dtype=bool),
+             duplicates=np.array([c.duplicates for c in calls]), reordered=np.array([c.reordered for c in calls]),
+             garbled=np.array([c.garbled for c in calls]), heard_digits=np.array([c.heard_digits for c in calls]),
+             digits_sent=np.array(digits_sent), events=np.array(orjson.dumps(
+                 sum((c.events for c in calls), Counter())).decode()))
+    print("done", flush=True)
+
+
+async def _drain(calls: list[Call], send_ns: np.ndarray, index: dict[str, int], drain_s: float) -> None:
+    """Wait for outstanding echoes, up to drain_s."""
+    deadline = time.monotonic() + drain_s
+    while time.monotonic() < deadline:
+        missing = sum(int(np.count_nonzero((send_ns[index[c.tag]] >= 0) & (c.recv_ns[:send_ns.shape[1]] < 0)))
+                      for c in calls)
+        if missing == 0:
+            return
+        await asyncio.sleep(0.05)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvloop
+
+    args = sys.argv[1:] if argv is None else argv
+    spec = orjson.loads(Path(args[0]).read_bytes())
+    uvloop.run(run(spec))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
