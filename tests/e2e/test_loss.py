@@ -15,7 +15,7 @@ from audio.convert import convert
 from audio.dtmf import generate_dtmf
 from audio.formats import PCM16_16K, AudioFormat
 from providers.fakes.common import Fault, FaultScript
-from tests.harness import FAST_RECONNECT, Gateway, dtmf_utterance
+from tests.harness import FAKE_KEYS, FAST_RECONNECT, Gateway, dtmf_utterance
 
 pytestmark = pytest.mark.timeout(40)
 PROVIDERS = ["gemini", "openai", "deepgram"]
@@ -157,3 +157,29 @@ async def test_input_formats_are_converted_for_each_provider(fmt: AudioFormat) -
         assert final["text"] == "90"
 
 
+
+
+async def test_reconnect_and_replay_log_lines_carry_their_fields(caplog: pytest.LogCaptureFixture) -> None:
+    import orjson
+
+    from gateway.logs import JsonFormatter
+
+    fault = Fault(kind="drop", audio_bytes=FAKE_BYTES_PER_S["gemini"] // 2)
+    caplog.set_level("INFO")
+    async with Gateway(faults={"gemini": FaultScript().add(1, fault)}, fallback=only("gemini")) as gw, \
+            gw.client() as c:
+        started = await c.start("gemini", input_format=PCM16_16K)
+        await c.send_audio(dtmf_utterance("1234", PCM16_16K), PCM16_16K)
+        await c.wait_for("connection.reconnected")
+    fmt = JsonFormatter()
+    lines = [orjson.loads(fmt.format(r)) for r in caplog.records]
+    attempt = next(x for x in lines if x["event"] == "reconnect.attempt")
+    assert attempt["provider"] == "gemini" and attempt["session_id"] == started["session_id"]
+    assert (attempt["attempt"], attempt["max_attempts"]) == (1, 5)
+    assert attempt["backoff_delay"] == FAST_RECONNECT.base_delay_s(1)
+    replayed = next(x for x in lines if x["event"] == "audio.replayed")
+    assert replayed["replayed_count"] > 0 and replayed["total_count"] >= replayed["replayed_count"]
+    success = next(x for x in lines if x["event"] == "reconnect.succeeded")
+    assert success["session_id"] == started["session_id"] and success["replayed_count"] == replayed["replayed_count"]
+    text = "\n".join(orjson.dumps(x).decode() for x in lines)
+    assert FAKE_KEYS["gemini"] not in text
