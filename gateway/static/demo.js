@@ -9,7 +9,9 @@ const OUTPUT_RATE = 24000;
 const LOGGED = (type) => type.startsWith("connection.") || type.startsWith("session.")
   || type === "provider.switched" || type === "error";
 
-const vg = window.vg = { sessionId: null, events: [], transcripts: [], state: "idle", audioBytesReceived: 0 };
+const vg = window.vg = {
+  sessionId: null, events: [], transcripts: [], state: "idle", audioBytesReceived: 0, protocol: null,
+};
 const $ = (id) => document.getElementById(id);
 let ws = null;
 let audioCtx = null;
@@ -166,6 +168,19 @@ async function startMicrophone() {
   // Not connected to the destination: the caller must not hear their own microphone.
 }
 
+// RFC 7230 tchar: the only characters a Sec-WebSocket-Protocol value may hold.
+const SUBPROTOCOL_SAFE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+function openSocket(token) {
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/voice`;
+  if (!token) return new WebSocket(url);
+  // Browsers cannot set headers on a WebSocket: the token rides as a subprotocol value and the
+  // gateway echoes only `voice-gateway.v1` (design.md §3). A token with other characters ("/", "=")
+  // would make the constructor throw, so it goes as `?token=`, the other form design.md §3 allows.
+  if (SUBPROTOCOL_SAFE.test(token)) return new WebSocket(url, ["voice-gateway.v1", `token.${token}`]);
+  return new WebSocket(`${url}?token=${encodeURIComponent(token)}`);
+}
+
 async function start() {
   setRunning(true);
   setStatus("Starting...");
@@ -182,13 +197,18 @@ async function start() {
     await stop();
     return;
   }
-  const token = $("token").value.trim();
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/voice`;
-  // Browsers cannot set headers on a WebSocket: the token rides as a subprotocol value and the
-  // gateway echoes only `voice-gateway.v1` (design.md §3).
-  ws = token ? new WebSocket(url, ["voice-gateway.v1", `token.${token}`]) : new WebSocket(url);
+  try {
+    ws = openSocket($("token").value.trim());
+  } catch (err) {
+    setStatus(`Could not connect: ${err.message || err}`, true);
+    await stop();
+    return;
+  }
   ws.binaryType = "arraybuffer";
+  let opened = false;
   ws.onopen = () => {
+    opened = true;
+    vg.protocol = ws.protocol || null;
     const provider = $("provider-select").value;
     ws.send(JSON.stringify({
       type: "session.start",
@@ -202,7 +222,12 @@ async function start() {
   ws.onmessage = onMessage;
   ws.onerror = () => setStatus("WebSocket error (see the browser console)", true);
   ws.onclose = (e) => {
-    if (vg.state !== "ended") {
+    if (!opened) {
+      // A refused upgrade (403 for a missing or wrong token, a foreign origin; 503 while draining)
+      // reaches a page only as close code 1006: say what the likely causes are.
+      setStatus("Could not connect: the gateway refused the call or is unreachable. "
+        + "Check the client token, or try again later.", true);
+    } else if (vg.state !== "ended") {
       setStatus(e.code === 1000 ? "Disconnected." : `Disconnected (code ${e.code}${e.reason ? ": " + e.reason : ""})`,
         e.code !== 1000);
     }
