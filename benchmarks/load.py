@@ -276,8 +276,10 @@ def _host_info() -> dict[str, Any]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    """`voice-gateway bench [options]` (gateway/cli.py passes the rest of the command line)."""
-    return main(list(getattr(args, "rest", None) or []))
+    """`voice-gateway bench -- [options]`: gateway/cli.py passes the rest of the command line (its
+    argparse REMAINDER needs the `--` before options; a leading `--` is dropped here)."""
+    rest = list(getattr(args, "rest", None) or [])
+    return main(rest[1:] if rest[:1] == ["--"] else rest)
 
 
 def fetch(url: str, timeout_s: float = 10.0) -> bytes:

@@ -46,6 +46,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime, stime (stat fields 14, 15)
 
 
+def system_cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far (all cores; /proc/stat, idle and iowait excluded)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(v) for v in fields]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK  # user..steal minus idle, iowait
+
+
 def memory_kb(pid: int) -> dict[str, int]:
     """VmRSS (now) and VmHWM (peak) in KiB."""
     out: dict[str, int] = {}

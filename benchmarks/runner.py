@@ -36,6 +36,7 @@ from benchmarks.procs import (
     pin,
     start_gateway,
     start_server,
+    system_cpu_seconds,
 )
 
 GO_DELAY_NS = 300_000_000  # between `go` and the first frame: every generator has read its line
@@ -145,8 +146,9 @@ class BenchRunner:
                 g.go(t0)
             time.sleep(max(0.0, (t0 - time.monotonic_ns()) / 1e9))
             start = {p.pid: cpu_seconds(p.pid) for p in procs} | {g.popen.pid: cpu_seconds(g.popen.pid) for g in gens}
+            start[0] = system_cpu_seconds()  # key 0: the whole machine
             time.sleep(duration_s)
-            end = {pid: cpu_seconds(pid) for pid in start}
+            end = {pid: cpu_seconds(pid) for pid in start if pid} | {0: system_cpu_seconds()}
             peak_kb = memory_kb(server.pid).get("VmHWM", 0) if server else 0
             for g in gens:
                 g.expect("done", drain_s + 30)
@@ -203,6 +205,10 @@ class BenchRunner:
             figures["cpu_us_per_frame"] = round(s / frames * 1e6, 2)  # one frame in + its echo out
             figures["peak_rss_kib_per_call"] = round(max(0, peak_kb - idle_kb) / live, 1)
             figures["server_rss_idle_kib"], figures["server_rss_peak_kib"] = idle_kb, peak_kb
+        ours = sum(v for pid, v in cpu.items() if pid)
+        figures["other_processes_cpu_pct"] = round(100 * max(0.0, cpu[0] - ours) / duration_s, 1)
+        if figures["other_processes_cpu_pct"] > 20:
+            notes.append(f"machine busy: other processes {figures['other_processes_cpu_pct']:.0f}% CPU")
         cores = len(self.load_cpus) if self.load_cpus else 1
         if (load + cpu[self.fake.pid]) / duration_s > 0.9 * cores:
             notes.append(f"load core saturated ({figures['load_cpu_pct'] + figures['fake_cpu_pct']:.0f}%)")

@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="load benchmark: gateway vs direct vs bare relay (benchmarks/load.py)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
-    b.set_defaults(func=_not_built("bench"))
+    b.set_defaults(func=lambda args: __import__("gateway.bench_cli", fromlist=["_"]).run_bench(args))
     return p
 
 
