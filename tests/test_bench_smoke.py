@@ -1,0 +1,73 @@
+"""The load benchmark keeps working: a few seconds, a handful of calls (benchmarks/load.py --smoke).
+
+Structure and frame flow are asserted, never speed: figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from audio.convert import FormatConverter
+from audio.formats import MULAW_8K, PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
+from benchmarks.marker import GARBLED, MARKER, SILENCE, MarkerStream, marker_frame, silence_frame, tone_frames
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(60)
+def test_smoke_run_prints_the_table_and_writes_the_report(tmp_path: Path) -> None:
+    out = tmp_path / "load.json"
+    proc = subprocess.run([sys.executable, "benchmarks/load.py", "--smoke", "--json", str(out),
+                           "--workdir", str(tmp_path / "work")], cwd=REPO, capture_output=True, text=True,
+                          timeout=50)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "added up p99" in proc.stdout and "CPU s/call-min" in proc.stdout
+    report = orjson.loads(out.read_bytes())
+    rows = {(r["path"], r["target"]): r for r in report["runs"]}
+    assert set(rows) == {("gemini (baseline)", "direct"), ("gemini (baseline)", "relay"), ("native", "gateway")}
+    for row in rows.values():
+        assert row["calls"] == 4 and row["calls_failed"] == 0
+        assert row["frames_sent"] > 0 and row["frames_echoed"] > 0  # frames flowed, and came back matched
+        assert row["frames_echoed"] + row["frames_lost"] == row["frames_sent"]
+        for direction in ("uplink_ms", "downlink_ms", "round_trip_ms"):
+            assert set(row[direction]) == {"p50", "p95", "p99", "max"}
+            assert row[direction]["p50"] is not None
+    gateway = rows[("native", "gateway")]
+    for key in ("cpu_s_per_call_minute", "cpu_us_per_frame", "peak_rss_kib_per_call", "cpu_vs_relay"):
+        assert key in gateway
+    assert set(gateway["added"]) == {"uplink_ms", "downlink_ms"}
+    assert "cpu_s_per_call_minute" in rows[("gemini (baseline)", "relay")]
+    assert "cpu_s_per_call_minute" not in rows[("gemini (baseline)", "direct")]
+
+
+def test_unknown_path_is_refused_without_starting_anything() -> None:
+    proc = subprocess.run([sys.executable, "benchmarks/load.py", "--paths", "carrier-pigeon"], cwd=REPO,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "unknown path(s): carrier-pigeon" in proc.stderr
+
+
+@pytest.mark.parametrize(("src", "dst"), [(PCM16_16K, PCM16_24K), (MULAW_8K, PCM16_16K), (PCM16_24K, MULAW_8K),
+                                          (PCM16_8K, PCM16_16K), (PCM16_24K, PCM16_8K), (MULAW_8K, MULAW_8K)])
+def test_markers_survive_the_gateway_converters_in_any_chunking(src: AudioFormat, dst: AudioFormat) -> None:
+    """What the benchmark's frame matching rests on: through the gateway's own resamplers and G.711
+    codec, cut at arbitrary places, every frame decodes to the number it was sent with."""
+    conv, stream = FormatConverter(src, dst), MarkerStream(dst)
+    sent = [seq if seq % 9 else None for seq in range(4000, 4200)]  # wraps past 4095; some silence
+    out = b"".join(conv.convert(marker_frame(s, src) if s is not None else silence_frame(src)) for s in sent)
+    decoded = []
+    for i in range(0, len(out), 77):  # odd cuts: mid-sample, mid-frame
+        decoded += stream.feed(out[i:i + 77])
+    assert [d.seq if d.kind == MARKER else None for d in decoded] == [s % 4096 if s is not None else None for s in sent]
+    assert all(d.kind in (MARKER, SILENCE) for d in decoded)
+
+
+def test_a_dtmf_tone_is_never_read_as_a_marker() -> None:
+    stream = MarkerStream(PCM16_16K)
+    kinds = [d.kind for f in tone_frames("5", PCM16_16K) for d in stream.feed(f)]
+    assert kinds and set(kinds) == {GARBLED}
