@@ -266,22 +266,26 @@ class CallSession:
                 return False
             if old is not None and old is not link:
                 self._spawn(old.close())
-            self._close_pending_tools(link.provider)
-            self._out_conv = None
-            self.state = SessionState.ACTIVE
-            self.counters["switches"] += 1
-            elapsed = self.rt.clock.now() - trigger_at
-            metrics.voice_gateway_provider_switches.labels(old_provider, link.provider, reason).inc()
-            metrics.voice_gateway_switch_seconds.labels(reason).observe(elapsed)
-            carried = self._carried_turns()
-            log_event(log, logging.WARNING if reason in ("circuit_open", "reconnect_failed") else logging.INFO,
-                      "provider.switched", f"switched {old_provider} → {link.provider} ({reason})",
-                      session_id=self.id, provider=link.provider, from_provider=old_provider,
-                      reason=reason, carried_turns=carried, switch_s=round(elapsed, 4))
-            await self._emit(ProviderSwitched(
-                from_provider=old_provider, to_provider=link.provider, provider=link.provider, reason=reason,
-                carried_turns=carried, capabilities=self.rt.adapter_class(link.provider).capabilities.to_wire()))
+            await self._switched(old_provider, link, reason, trigger_at)
             return True
+
+    async def _switched(self, old_provider: str, link: ProviderLink, reason: str, trigger_at: float) -> None:
+        """The call is on `link` now: count, log and tell the client (provider.switched)."""
+        self._close_pending_tools(link.provider)
+        self._out_conv = None
+        self.state = SessionState.ACTIVE
+        self.counters["switches"] += 1
+        elapsed = self.rt.clock.now() - trigger_at
+        metrics.voice_gateway_provider_switches.labels(old_provider, link.provider, reason).inc()
+        metrics.voice_gateway_switch_seconds.labels(reason).observe(elapsed)
+        carried = self._carried_turns()
+        log_event(log, logging.WARNING if reason in ("circuit_open", "reconnect_failed") else logging.INFO,
+                  "provider.switched", f"switched {old_provider} → {link.provider} ({reason})",
+                  session_id=self.id, provider=link.provider, from_provider=old_provider,
+                  reason=reason, carried_turns=carried, switch_s=round(elapsed, 4))
+        await self._emit(ProviderSwitched(
+            from_provider=old_provider, to_provider=link.provider, provider=link.provider, reason=reason,
+            carried_turns=carried, capabilities=self.rt.adapter_class(link.provider).capabilities.to_wire()))
 
     def _close_pending_tools(self, new_provider: str) -> None:
         """A tool call in flight is completed on the new provider when it can take the result;
@@ -324,22 +328,14 @@ class CallSession:
                 old = self.link
                 self.link = None
                 self.state = SessionState.SWITCHING
+                trigger_at = self.rt.clock.now()
                 link = await self._open_first_usable(chain)
                 if link is None:
                     self.link = old
                     self.state = SessionState.WAITING
                     await self.rt.clock.sleep(0.05)  # the admitted trial failed: don't spin
                     continue
-                self.state = SessionState.ACTIVE
-                self.counters["switches"] += 1
-                from_p = old.provider if old is not None else "none"
-                metrics.voice_gateway_provider_switches.labels(from_p, link.provider, reason).inc()
-                log_event(log, logging.INFO, "provider.switched", f"resumed on {link.provider} ({reason})",
-                          session_id=self.id, provider=link.provider, from_provider=from_p, reason=reason)
-                await self._emit(ProviderSwitched(
-                    from_provider=from_p, to_provider=link.provider, provider=link.provider,
-                    reason=reason, carried_turns=self._carried_turns(),
-                    capabilities=self.rt.adapter_class(link.provider).capabilities.to_wire()))
+                await self._switched(old.provider if old is not None else "none", link, reason, trigger_at)
         finally:
             metrics.voice_gateway_no_provider_sessions.dec()
 
