@@ -126,6 +126,13 @@ async function switchProvider(sessionId, provider, select) {
 }
 
 // -- circuits --------------------------------------------------------------------------------
+// A breaker forced open by a rejected key never half-opens by itself (design.md §5): its
+// retry_after_s is only advisory, so say that it waits for the operator instead of counting down.
+function retryAfter(c) {
+  if (c.state === "OPEN" && c.opened_reason === "auth") return "after reset (key rejected)";
+  return c.retry_after_s ? `${Math.ceil(c.retry_after_s)}s` : "-";
+}
+
 function renderCircuits(res) {
   const circuits = (res.data && res.data.circuits) || [];
   state.circuits = circuits;
@@ -138,7 +145,7 @@ function renderCircuits(res) {
     cell(row, 1, c.name || "-");
     cell(row, 2, c.state || "?", `state-${c.state || ""}`);
     cell(row, 3, c.failures ?? 0, "num");
-    cell(row, 4, c.retry_after_s ? `${Math.ceil(c.retry_after_s)}s` : "-", "num");
+    cell(row, 4, retryAfter(c), "num");
     let button = row.querySelector("button");
     if (!button) {
       button = document.createElement("button");

@@ -26,8 +26,12 @@ function setStatus(text, bad = false) {
   $("status").classList.toggle("bad", bad);
 }
 
-function setProvider(name) {
+// `capabilities` from session.started / provider.switched (design.md §5): after a switch to a
+// transcripts-only provider the caller must learn why the spoken replies stopped.
+function setProvider(name, capabilities) {
   $("provider").textContent = name || "none";
+  const speaks = !capabilities || capabilities.audio_output !== false;
+  $("provider-note").textContent = speaks ? "" : "(transcripts only: no spoken reply)";
 }
 
 function setRunning(running) {
@@ -139,14 +143,14 @@ function onMessage(msg) {
     case "session.started":
       vg.sessionId = ev.session_id;
       vg.state = "live";
-      setProvider(ev.provider);
+      setProvider(ev.provider, ev.capabilities);
       setStatus(`Connected: session ${ev.session_id}. Speak now.`);
       break;
     case "transcript.partial": onTranscript(ev, false); break;
     case "transcript.final": onTranscript(ev, true); break;
     case "audio.delta": playPcm16(base64ToBuffer(ev.audio)); break;
     case "turn.interrupted": flushPlayback(); break;
-    case "provider.switched": setProvider(ev.to || ev.provider); break;
+    case "provider.switched": setProvider(ev.to || ev.provider, ev.capabilities); break;
     case "error": setStatus(`Error: ${ev.message}`, true); break;
     case "session.ended": vg.state = "ended"; setStatus(`Session ended: ${ev.reason}`); break;
     default: break;

@@ -61,10 +61,12 @@ async def test_demo_page_streams_the_microphone_and_shows_transcript_events_and_
             reply = browser.log(page).sockets[0].binary_received()
             assert await page.evaluate("window.vg.audioBytesReceived") == len(reply) > 0
             assert heard(reply, 24000) == DIGITS  # the page asked for PCM16 24 kHz and got the digits back
+            await expect(page.locator("#provider-note")).to_have_text("")
         else:
             started = await page.evaluate("window.vg.events.find(e => e.type === 'session.started')")
             assert started["capabilities"]["audio_output"] is False
             assert await page.evaluate("window.vg.audioBytesReceived") == 0
+            await expect(page.locator("#provider-note")).to_have_text("(transcripts only: no spoken reply)")
         await save_screenshot(page, SCREENSHOT[provider])
 
         # On the wire: session.start first (design.md §4), then 20 ms PCM16 16 kHz binary frames only.
