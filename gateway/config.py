@@ -80,7 +80,7 @@ class Settings:
     idle_timeout_s: float = 60.0
     max_message_bytes: int = 65536
     max_frames_per_s: int = 200
-    max_bytes_per_s: int = 256000
+    max_bytes_per_s: int = 0  # 0: derived from each call's audio format (8× its real-time rate)
     twilio_auth_token: str | None = field(default=None, repr=False)
     public_url: str | None = None  # the externally visible origin Twilio signs URLs with
 
@@ -269,7 +269,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         drain_timeout_s=env.seconds("VG_DRAIN_TIMEOUT_S", 30.0, allow_zero=True),
         idle_timeout_s=env.seconds("VG_IDLE_TIMEOUT_S", 60.0),
         max_frames_per_s=env.integer("VG_MAX_FRAMES_PER_S", 200),
-        max_bytes_per_s=env.integer("VG_MAX_BYTES_PER_S", 256000),
+        max_bytes_per_s=env.integer("VG_MAX_BYTES_PER_S", 0, minimum=0),
         twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env))
 
 

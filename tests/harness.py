@@ -64,8 +64,10 @@ class Gateway:
                                    base_url=fake.url + ("/v1" if name == "openai" else ""), simulated=False)
             for name, fake in self.fakes.items()
         }
+        # the tests send audio much faster than real time: lift the rate ceilings unless a test sets them
+        limits = {"max_bytes_per_s": 64_000_000, "max_frames_per_s": 100_000}
         settings = dataclasses.replace(Settings(), providers=providers, reconnect=self.reconnect,
-                                       fallback_chain=self.fallback, **self.overrides)
+                                       fallback_chain=self.fallback, **{**limits, **self.overrides})
         self.runtime = Runtime(settings)
         await self.runtime.start()
         app = create_app(settings, runtime=self.runtime)

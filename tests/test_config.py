@@ -30,7 +30,7 @@ def test_defaults_run_every_provider_simulated() -> None:
             settings.breaker.half_open_max_calls, settings.breaker.success_threshold) == (5, 60.0, 3, 2)
     assert (settings.replay_buffer_chunks, settings.openai_rotate_after_s, settings.drain_timeout_s,
             settings.idle_timeout_s, settings.max_message_bytes) == (100, 3300.0, 30.0, 60.0, 65536)
-    assert (settings.max_frames_per_s, settings.max_bytes_per_s) == (200, 256000)
+    assert (settings.max_frames_per_s, settings.max_bytes_per_s) == (200, 0)  # 0: from the audio format
     assert settings.return_to_primary_after_s is None
     assert settings.client_tokens == () and not settings.client_auth_configured
     with pytest.raises(dataclasses.FrozenInstanceError):

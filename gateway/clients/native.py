@@ -101,7 +101,8 @@ class NativeConnection:
         s = self.rt.settings
         self.base_limits = ConnectionLimits(
             max_message_bytes=s.max_message_bytes, max_frames_per_s=s.max_frames_per_s,
-            max_bytes_per_s=s.max_bytes_per_s, idle_timeout_s=s.idle_timeout_s)
+            max_bytes_per_s=s.max_bytes_per_s or ConnectionLimits().max_bytes_per_s,
+            idle_timeout_s=s.idle_timeout_s)
         self.limiter = FrameRateLimiter(self.base_limits, now=self.rt.clock.now)
 
     async def error(self, err: GatewayError) -> None:
@@ -175,8 +176,10 @@ class NativeConnection:
             cfg = parse_session_start(msg, default_provider=s.default_provider, default_fallback=s.fallback_chain)
             self.session = CallSession(runtime=self.rt, config=cfg, client=CLIENT, sink=self.sink)
             # ceilings follow the call's audio bitrate (8× real time: room to catch up after a stall)
-            self.limiter.limits = limits_for_format(cfg.input_format, self.base_limits, headroom=8.0,
-                                                    wire_overhead=1.4 if cfg.json_audio else 1.0)
+            # unless the operator set an explicit VG_MAX_BYTES_PER_S
+            if not s.max_bytes_per_s:
+                self.limiter.limits = limits_for_format(cfg.input_format, self.base_limits, headroom=8.0,
+                                                        wire_overhead=1.4 if cfg.json_audio else 1.0)
             await self.session.start()
             return False
         session = self.session

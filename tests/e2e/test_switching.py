@@ -193,3 +193,27 @@ async def test_tool_call_in_flight_is_carried_to_openai_or_reported() -> None:
         assert outputs and outputs[0]["call_id"] == call["call_id"]
         assert "45" in "".join(d.digit for d in detect_dtmf(bytes(c.audio), 24000))
 
+
+
+async def test_return_to_primary_at_a_turn_boundary_once_its_circuit_has_been_closed_long_enough() -> None:
+    async with Gateway(return_to_primary_after_s=0.2) as gw, gw.client() as c:
+        await c.start("gemini", input_format=PCM16_16K)
+        await fail_provider(gw, "gemini")
+        switched = await c.wait_for("provider.switched", timeout=10)
+        assert switched["to"] == "openai"
+        await speak_turn(c, "1")  # gemini's circuit is OPEN: the call stays on openai
+        assert len(c.of_type("provider.switched")) == 1
+        gw.fakes["gemini"].faults = FaultScript()  # gemini is healthy again; the operator resets it
+        gw.runtime.breakers.get("gemini").reset()
+        await speak_turn(c, "2")  # closed for < 0.2 s at this turn's end, or just past it
+        import asyncio
+
+        await asyncio.sleep(0.25)
+        await speak_turn(c, "3")
+        back = await c.wait_for("provider.switched", lambda e: e["reason"] == "return_to_primary", timeout=5)
+        assert (back["from"], back["to"]) == ("openai", "gemini")
+        mark = len(c.events)
+        await speak_turn(c, "4")
+        final = await c.wait_for("transcript.final", lambda e: e["role"] == "user", start=mark)
+        assert final["provider"] == "gemini" and final["text"] == "4"
+        assert c.user_finals() == "1234"
