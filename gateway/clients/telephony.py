@@ -25,7 +25,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gateway import metrics
 from gateway.auth import verify_twilio_signature
 from gateway.clients.upgrade import admit, refuse
-from gateway.errors import BadMessage, ClientError
+from gateway.errors import BadMessage, ClientError, RateLimited
+from gateway.limits import ConnectionLimits, FrameRateLimiter, limits_for_format
 from gateway.logs import log_event
 from gateway.session import CallSession
 from gateway.session_config import PROVIDERS, SessionConfig, parse_provider_list
@@ -175,6 +176,11 @@ class TelephonyConnection:
         self.ser = serializer_for(vendor)
         self.sink = TelephonySink(ws, self.ser, vendor)
         self.session: CallSession | None = None
+        st = self.rt.settings
+        self.limiter = FrameRateLimiter(ConnectionLimits(
+            max_message_bytes=st.max_message_bytes, max_frames_per_s=st.max_frames_per_s,
+            max_bytes_per_s=st.max_bytes_per_s or ConnectionLimits().max_bytes_per_s,
+            idle_timeout_s=st.idle_timeout_s), now=self.rt.clock.now)
 
     async def run(self) -> None:
         try:
@@ -186,10 +192,13 @@ class TelephonyConnection:
                 if frame is None:
                     continue
                 try:
+                    self.limiter.check(len(frame) if isinstance(frame, bytes) else len(frame.encode()))
                     for ev in self.ser.parse(frame):
                         if await self.on_event(ev):
                             return
                 except ClientError as e:
+                    if isinstance(e, RateLimited):
+                        metrics.voice_gateway_rate_limited.labels(self.vendor).inc()
                     metrics.voice_gateway_client_errors.labels(self.vendor, e.code).inc()
                     log_event(log, logging.WARNING, "telephony.bad_input", e.message, client=self.vendor,
                               code=e.code, session_id=self.session.id if self.session else None)
@@ -206,6 +215,9 @@ class TelephonyConnection:
                 s = self.rt.settings
                 cfg = config_from_start(ev, default_provider=s.default_provider, default_fallback=s.fallback_chain)
                 self.sink.started()
+                if not s.max_bytes_per_s:  # JSON + base64 wraps the audio: ~1.6× on the wire
+                    self.limiter.limits = limits_for_format(ev.input_format, self.limiter.limits, headroom=8.0,
+                                                            wire_overhead=1.6)
                 self.session = CallSession(runtime=self.rt, config=cfg, client=self.vendor, sink=self.sink)
                 log_event(log, logging.INFO, "telephony.call_started", f"{self.vendor} call started",
                           client=self.vendor, session_id=self.session.id, provider=cfg.provider)
