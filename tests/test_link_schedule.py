@@ -148,3 +148,39 @@ async def test_reconnect_succeeds_and_replays_buffered_audio() -> None:
     assert done.dropped_audio_chunks == 0
     assert third.audio_chunks == 4
     assert sink.lost == []
+
+
+async def test_deepgram_gets_keepalive_after_5_s_without_audio_and_not_before() -> None:
+    from providers.deepgram import DeepgramAdapter
+    from providers.fakes.deepgram import FakeDeepgram
+
+    key = "dgFAKE-deepgram-key-1a2b3c4d5e6f"
+    clock = VirtualClock()
+    sink = Sink(clock)
+    async with FakeDeepgram(api_key=key) as fake:
+        cfg = SessionConfig(provider="deepgram", input_format=PCM16_16K)
+        endpoint = Endpoint(base_url=fake.url, api_key=key)
+        link = ProviderLink(provider="deepgram", adapter_factory=lambda: DeepgramAdapter(cfg, endpoint),
+                            breaker=CircuitBreaker("deepgram", clock=clock), connector=ProviderConnector(),
+                            clock=clock, policy=ReconnectPolicy(), replay=ReplayBuffer(), sink=sink,
+                            history=list, session_id="t")
+        await link.open()
+        record = fake.connections[0]
+
+        def keepalives() -> int:
+            return sum(1 for m in record.messages if isinstance(m, dict) and m.get("type") == "KeepAlive")
+
+        clock.advance(4.9)
+        await asyncio.sleep(0.05)
+        assert keepalives() == 0
+        await link.send_audio(chunk(0))  # audio resets the idle timer
+        clock.advance(4.9)
+        await asyncio.sleep(0.05)
+        assert keepalives() == 0
+        clock.advance(0.2)  # 5 s since the last audio
+        await asyncio.sleep(0.05)
+        assert keepalives() == 1
+        clock.advance(5.0)
+        await asyncio.sleep(0.05)
+        assert keepalives() == 2
+        await link.close()
