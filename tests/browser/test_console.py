@@ -127,4 +127,9 @@ async def test_console_reports_a_refused_switch_and_the_call_stays(browser: Brow
         await expect(dropdown).to_have_value("gemini", timeout=3000)  # back to what the call uses
         assert gw.runtime.sessions[started["session_id"]].provider == "gemini"
         assert call.of_type("provider.switched") == []
+
+        # on a phone-sized screen the wide calls table scrolls in its box; the page does not
+        await console.set_viewport_size({"width": 400, "height": 800})
+        assert await console.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+        await save_screenshot(console, "console-narrow.png")
         assert browser.log(console).page_errors == []
