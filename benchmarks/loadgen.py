@@ -71,7 +71,7 @@ class Call:
         self.tag = tag
         self.http = http
         self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self.decoder = MarkerStream(self.out_fmt)
+        self.decoder = MarkerStream(self.out_fmt, resync=True)
         self.recv_ns = np.full(SEQ_MODULUS, -1, dtype=np.int64)
         self.duplicates = self.reordered = self.garbled = 0
         self._max_seq = -1
@@ -346,7 +346,8 @@ async def run(spec: dict[str, Any]) -> None:
     np.savez(spec["out"], tags=np.array(tags, dtype=str), send_ns=send_ns, late_ns=late_ns,
              recv_ns=np.stack([c.recv_ns[:n] for c in calls]), opened=np.array(opened, dtype=bool),
              duplicates=np.array([c.duplicates for c in calls]), reordered=np.array([c.reordered for c in calls]),
-             garbled=np.array([c.garbled for c in calls]), heard_digits=np.array([c.heard_digits for c in calls]),
+             garbled=np.array([c.garbled for c in calls]),
+             realignments=np.array([c.decoder.realignments for c in calls]), heard_digits=np.array([c.heard_digits for c in calls]),
              digits_sent=np.array(digits_sent), events=np.array(orjson.dumps(
                  sum((c.events for c in calls), Counter())).decode()))
     print("done", flush=True)

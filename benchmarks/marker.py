@@ -88,9 +88,15 @@ class Decoded:
 
 class MarkerStream:
     """Feed a stream's bytes as they arrive; get one `Decoded` per 20 ms frame position, in order,
-    as soon as its marker segments are complete (16 ms into the frame)."""
+    as soon as its marker segments are complete (16 ms into the frame).
 
-    def __init__(self, fmt: AudioFormat) -> None:
+    `resync=True` (client side): after two garbled frames in a row, look for the offset at which two
+    consecutive frames decode as consecutive markers and re-align there. The gateway may cut a few
+    samples out of its output (a provider switch drops the old resampler's held-back tail, ≤ 1.7 ms),
+    which would otherwise shift the 20 ms grid for the rest of the call. `realignments` counts them.
+    """
+
+    def __init__(self, fmt: AudioFormat, *, resync: bool = False) -> None:
         self.fmt = fmt
         self._mulaw = fmt.encoding == "mulaw"
         rate = fmt.sample_rate_hz
@@ -102,6 +108,9 @@ class MarkerStream:
         self._pcm = bytearray()  # PCM16 from the start of frame `position`
         self._odd = b""
         self._decoded_current = False
+        self._resync = resync
+        self._garbled_run = 0
+        self.realignments = 0
         self.position = 0
 
     def feed(self, data: bytes) -> list[Decoded]:
@@ -117,9 +126,18 @@ class MarkerStream:
         pcm, frame_bytes = self._pcm, self._frame * 2
         while True:
             if not self._decoded_current:
+                if self._resync and self._garbled_run >= 2:
+                    if len(pcm) < (2 * self._frame + self._need) * 2:
+                        break
+                    offset = self._find_alignment()
+                    if offset is not None:
+                        del pcm[:offset * 2]
+                        self.realignments += 1
                 if len(pcm) < self._need * 2:
                     break
-                out.append(self._decode(np.frombuffer(pcm, dtype="<i2", count=self._need)))
+                d = self._decode(np.frombuffer(pcm, dtype="<i2", count=self._need))
+                self._garbled_run = self._garbled_run + 1 if d.kind == GARBLED else 0
+                out.append(d)
                 self._decoded_current = True
             if len(pcm) < frame_bytes:  # the rest of this frame is its guard, still to come
                 break
@@ -127,6 +145,18 @@ class MarkerStream:
             self.position += 1
             self._decoded_current = False
         return out
+
+    def _find_alignment(self) -> int | None:
+        """The smallest shift (samples) at which this frame and the next are consecutive markers."""
+        for offset in range(1, self._frame):
+            a = self._decode(np.frombuffer(self._pcm, dtype="<i2", count=self._need, offset=offset * 2))
+            if a.kind != MARKER:
+                continue
+            b = self._decode(np.frombuffer(self._pcm, dtype="<i2", count=self._need,
+                                           offset=(offset + self._frame) * 2))
+            if b.kind == MARKER and b.seq == (a.seq + 1) % SEQ_MODULUS:
+                return offset
+        return None
 
     def _decode(self, samples: np.ndarray) -> Decoded:
         means = samples.reshape(SEGMENTS, self._seg)[:, self._centre].mean(axis=1).tolist()

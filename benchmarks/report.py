@@ -42,7 +42,7 @@ def analyse(loadgen_files: list[Path], fake: dict[str, Any]) -> dict[str, Any]:
     rtt: list[np.ndarray] = []
     late: list[np.ndarray] = []
     totals = dict(calls=0, calls_failed=0, frames_sent=0, frames_echoed=0, frames_lost=0, duplicates_client=0,
-                  reordered=0, garbled=0, never_reached_provider=0)
+                  reordered=0, garbled=0, realignments=0, never_reached_provider=0)
     events: dict[str, int] = {}
     digits = dict(sent=0, lost=0, duplicated=0)
     for path in loadgen_files:
@@ -65,6 +65,7 @@ def analyse(loadgen_files: list[Path], fake: dict[str, Any]) -> dict[str, Any]:
             totals["duplicates_client"] += int(lg["duplicates"][i])
             totals["reordered"] += int(lg["reordered"][i])
             totals["garbled"] += int(lg["garbled"][i])
+            totals["realignments"] += int(lg["realignments"][i])
             rtt.append(recv[echoed] - send[echoed])
             lat = lg["late_ns"][i]
             late.append(lat[lat >= 0])

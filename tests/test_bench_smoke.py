@@ -71,3 +71,17 @@ def test_a_dtmf_tone_is_never_read_as_a_marker() -> None:
     stream = MarkerStream(PCM16_16K)
     kinds = [d.kind for f in tone_frames("5", PCM16_16K) for d in stream.feed(f)]
     assert kinds and set(kinds) == {GARBLED}
+
+
+def test_the_client_decoder_realigns_after_the_gateway_drops_a_few_samples() -> None:
+    """A provider switch discards the old resampler's held-back tail (≤ 1.7 ms): the frames after it
+    must still be matched, not counted as lost."""
+    fmt = PCM16_8K
+    stream = MarkerStream(fmt, resync=True)
+    audio = b"".join(marker_frame(s, fmt) for s in range(0, 40))
+    cut = 20 * fmt.frame_bytes(20) + 2 * 13  # frame 20 loses its first 13 samples (1.6 ms)
+    decoded = stream.feed(audio[:20 * fmt.frame_bytes(20)] + audio[cut:])
+    seqs = [d.seq for d in decoded if d.kind == MARKER]
+    assert seqs[:20] == list(range(20))
+    assert seqs[-15:] == list(range(25, 40))  # back on the grid within a few frames
+    assert stream.realignments == 1
