@@ -71,11 +71,11 @@ BASELINES = {"gemini": {"kind": "gemini"}, "openai-pcmu": {"kind": "openai", "g7
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="voice-gateway bench", description=__doc__.split("\n")[0])
-    p.add_argument("--paths", default="native,native-8k,twilio,twilio-pcmu",
+    p.add_argument("--paths", default="native,twilio,twilio-pcmu",
                    help=f"comma-separated, of: {', '.join(PATHS)} (Twilio paths are skipped while the "
                         "gateway has no /v1/twilio)")
     p.add_argument("--calls", default="10,50,100", help="concurrent call counts to measure")
-    p.add_argument("--duration", type=float, default=10.0, help="seconds of streaming per run (≤ 80)")
+    p.add_argument("--duration", type=float, default=8.0, help="seconds of streaming per run (≤ 80)")
     p.add_argument("--targets", default="direct,relay,gateway")
     p.add_argument("--capacity", action=argparse.BooleanOptionalAction, default=True,
                    help="search the largest N with p99 added latency ≤ 20 ms and nothing lost")

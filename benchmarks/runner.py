@@ -120,9 +120,22 @@ class BenchRunner:
 
     def run(self, target: str, spec: dict[str, Any], n: int, duration_s: float, *, profile: bool = False,
             drain_s: float = 1.0) -> RunResult:
+        """Never raises for a run that went wrong: the result then carries `error` and no figures."""
         self._count += 1
         name = "-".join(str(spec[k]) for k in ("kind", "provider", "in_rate") if k in spec)
         run_id = f"r{self._count}-{target}-{name}-{n}"
+        try:
+            return self._run(run_id, target, spec, n, duration_s, profile=profile, drain_s=drain_s)
+        except (RuntimeError, OSError, ValueError) as e:
+            print(f"  {run_id}: FAILED: {e}", flush=True)
+            empty = report.analyse([], {"tags": [], "rx_ns": [], "tx_ns": [], "connections": [],
+                                        "duplicates": [], "digits": []})
+            return RunResult(run_id, {**empty, "calls": n, "calls_failed": n, "run_id": run_id, "error": str(e),
+                                      "notes": [f"run failed: {e}"], "load_cpu_pct": 0.0, "fake_cpu_pct": 0.0,
+                                      "server_cpu_pct": 0.0, "frames_lost": 0})
+
+    def _run(self, run_id: str, target: str, spec: dict[str, Any], n: int, duration_s: float, *, profile: bool,
+             drain_s: float) -> RunResult:
         server = self._start_target(target, run_id)
         url = self.fake_url if server is None else f"ws://127.0.0.1:{server.port}"
         idle_kb = memory_kb(server.pid).get("VmRSS", 0) if server else 0

@@ -1,0 +1,87 @@
+"""Summarise a py-spy `--format raw` profile (collapsed stacks) of the gateway.
+
+    python -m benchmarks.profile_summary WORKDIR/RUN-pyspy.txt [--frames 50000] [--top 25] [--match gateway/]
+
+Prints the share of samples per source file (self time: where the CPU actually was), then per
+function on the stack (inclusive) and at the top (self). With `--cpu-s` (process CPU seconds during
+the profile) and `--frames` (frames relayed meanwhile; both are in the run's JSON) each share is
+also shown as CPU µs per frame. py-spy records only non-idle samples by default, so samples ∝ CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+_LOCATION = re.compile(r"^(?P<func>.+?) \((?P<file>[^:()]+)(?::\d+)?\)$")
+
+
+def parse(path: Path) -> tuple[Counter[str], Counter[str], Counter[str], int]:
+    inclusive: Counter[str] = Counter()
+    self_time: Counter[str] = Counter()
+    by_file: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        frames = [_name(f) for f in stack.split(";")]
+        for f in set(frames):
+            inclusive[f] += n
+        self_time[frames[-1]] += n
+        by_file[frames[-1].rpartition("(")[2].rstrip(")")] += n
+    return inclusive, self_time, by_file, total
+
+
+def _name(frame: str) -> str:
+    m = _LOCATION.match(frame.strip())
+    if not m:
+        return frame.strip()
+    file = m.group("file")
+    for root in ("site-packages/", "lib/python3"):
+        if root in file:
+            file = file.split(root, 1)[1]
+    return f"{m.group('func')} ({file})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("profile", type=Path)
+    p.add_argument("--frames", type=int, help="frames relayed during the profile")
+    p.add_argument("--cpu-s", type=float, help="CPU seconds of the process during the profile")
+    p.add_argument("--top", type=int, default=30)
+    p.add_argument("--match", default="", help="only functions whose name/file contains this")
+    args = p.parse_args(argv)
+    inclusive, self_time, by_file, total = parse(args.profile)
+    if not total:
+        print("no samples", file=sys.stderr)
+        return 1
+    print(f"{total} samples")
+    per_sample_us = (args.cpu_s / total * 1e6) if args.cpu_s else None
+
+    def cost(n: int) -> str:
+        if per_sample_us is None or not args.frames:
+            return ""
+        return f"{n * per_sample_us / args.frames:7.1f} µs/frame"
+
+    for title, counter in (("self time by file", by_file), ("inclusive (on the stack)", inclusive),
+                           ("self (top of the stack)", self_time)):
+        print(f"\n{title}: % of samples")
+        shown = 0
+        for func, n in counter.most_common():
+            if args.match not in func:
+                continue
+            print(f"{100 * n / total:6.1f}%  {cost(n)}  {func}")
+            shown += 1
+            if shown >= args.top:
+                break
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
