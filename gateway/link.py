@@ -573,8 +573,9 @@ class ProviderLink:
         if isinstance(err, ProviderRejected):
             await self._note_rejected(err, attempts=attempts)
         else:
+            # the client hears the class of failure, not the provider's own words (design §4)
             await self._sink.on_client_event(self, ConnectionFailed(
-                provider=self.provider, reason=f"{reason}: {err.message}", total_attempts=attempts))
+                provider=self.provider, reason=f"{reason}: {err.error_type}", total_attempts=attempts))
         await self._sink.on_link_lost(self, reason, err)
         return False
 
@@ -592,7 +593,7 @@ class ProviderLink:
             log_event(log, logging.ERROR, "provider.config_rejected",
                       f"{self.provider} rejected the session configuration: {err.message}",
                       provider=self.provider, session_id=self.session_id)
-            reason = f"config: {err.message}"
+            reason = f"config: {self.provider} rejected the session configuration"
         await self._sink.on_client_event(self, ConnectionFailed(
             provider=self.provider, reason=reason, total_attempts=attempts))
 

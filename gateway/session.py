@@ -127,8 +127,8 @@ class CallSession:
             provider=link.provider if link else "none", fallback=list(self.config.fallback),
             audio_input=self.config.input_format.to_wire(), audio_output=self.config.output_format.to_wire(),
             capabilities=adapter.capabilities.to_wire() if adapter else {}))
-        if link is None:
-            await self._no_provider(None, "start")
+        if link is None:  # every breaker of the chain refused: resuming later is a circuit_open switch
+            await self._no_provider(None, "circuit_open")
 
     async def end(self, reason: str = "client_ended") -> None:
         if self.state is SessionState.ENDED:
@@ -218,8 +218,7 @@ class CallSession:
 
     async def _open_first_usable(self, chain: Sequence[str]) -> ProviderLink | None:
         for provider in chain:
-            if not self.rt.breakers.get(provider).would_admit():
-                continue
+            # link.open() asks the breaker (admit): a refusal is counted as `rejected` and logged
             link = self._new_link(provider)
             previous, self.link = self.link, link  # live audio now buffers for the new link
             try:
@@ -302,7 +301,6 @@ class CallSession:
     async def _no_provider(self, err: GatewayError | None, reason: str) -> None:
         self.state = SessionState.WAITING
         retry = min((self.rt.breakers.get(p).retry_after_s() for p in self._chain()), default=1.0)
-        metrics.voice_gateway_no_provider_sessions.inc()
         log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
                   session_id=self.id, reason=reason, retry_after_s=retry)
         await self._emit(ErrorEvent(code="provider_unavailable", provider=None, retry_after=round(retry, 3),
@@ -314,9 +312,12 @@ class CallSession:
     async def _wait_for_provider(self, reason: str) -> None:
         """Park until any breaker of the chain admits a call (its open timeout on the injected clock,
         an operator reset, a freed half-open slot), then take the call there."""
+        metrics.voice_gateway_no_provider_sessions.inc()  # here, so a cancelled waiter always undoes it
         try:
             while self.state is SessionState.WAITING:
                 chain = self._chain()
+                if not chain:  # nothing configured to wait for (parse_session_start prevents this)
+                    return
                 waits = [asyncio.ensure_future(self.rt.breakers.get(p).wait_admissible()) for p in chain]
                 try:
                     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)

@@ -334,9 +334,6 @@ def test_fuzz_parse_session_start(record_property) -> None:
     report(record_property, "parse_session_start", counter)
 
 
-@pytest.mark.xfail(strict=True, reason="provider auto with fallback [] is accepted as fallback ('auto',): "
-                   "no provider is ever usable and the session's provider waiter dies with "
-                   "ValueError('Set of Tasks/Futures is empty.') from asyncio.wait([])")
 def test_auto_with_an_empty_fallback_is_refused_or_defaulted() -> None:
     msg = {"type": "session.start", "provider": "auto", "fallback": []}
     try:
@@ -416,9 +413,6 @@ async def feed_offline(rt: Runtime, drawn: tuple, counter: Counter[str]) -> None
     assert not rt.sessions  # every call of this connection is over
 
 
-@pytest.mark.xfail(strict=True, reason="CallSession._no_provider increments voice_gateway_no_provider_sessions "
-                   "before its waiter task first runs; a call ending before that cancels the task without "
-                   "the finally that decrements, so the gauge (alert NoProviderUsable) stays up")
 async def test_a_waiting_call_that_ends_at_once_leaves_no_provider_gauge_as_it_was() -> None:
     rt = await start_offline_runtime()
     try:

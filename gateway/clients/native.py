@@ -68,6 +68,8 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
     if provider not in (*PROVIDERS, "auto"):
         raise BadMessage(f"provider must be one of {', '.join(PROVIDERS)} or auto")
     fallback = parse_provider_list(msg.get("fallback", list(default_fallback)), field_name="fallback")
+    if not fallback:  # an empty list means "no preference": auto uses the default chain, others only themselves
+        fallback = default_fallback if provider == "auto" else (provider,)
     audio = msg.get("audio") or {}
     if not isinstance(audio, dict):
         raise BadMessage("audio must be an object with input and output formats")
@@ -80,8 +82,10 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
     options = msg.get("provider_options") or {}
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise BadMessage("provider_options must map provider names to objects")
+    if any(not isinstance(v.get("model", ""), str) for v in options.values()):
+        raise BadMessage("provider_options.<provider>.model must be a string")
     return SessionConfig(
-        provider=provider, fallback=fallback or (provider,),
+        provider=provider, fallback=fallback,
         input_format=parse_audio_format(audio.get("input"), defaults.input_format),
         output_format=parse_audio_format(
             {k: v for k, v in out_raw.items() if k != "transport"} if isinstance(out_raw, dict) else out_raw,
