@@ -29,6 +29,7 @@ import asyncio
 import binascii
 import io
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -50,6 +51,7 @@ from benchmarks.marker import MARKER, SEQ_MODULUS, SILENCE, MarkerStream, marker
 GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 OPENAI_PATH = "/v1/realtime"
 _SILENCE_SEQ = -1
+_RATE = re.compile(r"rate=(\d+)")
 
 
 def _b64(data: bytes) -> str:
@@ -185,20 +187,26 @@ class EchoProvider:
         ws = await self._accept(request)
         assert ws is not None
         conn: EchoConnection | None = None
+        tag: str | None = None
         async for msg in ws:
             if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                 break
             rx_ns = time.monotonic_ns()
             m = orjson.loads(msg.data)
             ri = m.get("realtimeInput") or m.get("realtime_input")
-            if ri is not None and conn is not None:
+            if ri is not None and tag is not None:
                 audio = ri.get("audio")
-                if audio is not None and not await conn.audio(binascii.a2b_base64(audio["data"]), rx_ns):
+                if audio is None:
+                    continue
+                if conn is None:  # the first chunk's MIME type sets the input rate (16 kHz native, §1)
+                    rate = _RATE.search(audio.get("mimeType", ""))
+                    fmt = AudioFormat(encoding="pcm16", sample_rate_hz=int(rate.group(1))) if rate else PCM16_16K
+                    conn = EchoConnection(self, ws, request, tag, fmt, gemini_reply, self._gemini_digit)
+                if not await conn.audio(binascii.a2b_base64(audio["data"]), rx_ns):
                     break
             elif "setup" in m:
                 parts = ((m["setup"].get("systemInstruction") or {}).get("parts") or [{}])
-                conn = EchoConnection(self, ws, request, str(parts[0].get("text", "untagged")), PCM16_16K,
-                                      gemini_reply, self._gemini_digit)
+                tag = str(parts[0].get("text", "untagged"))
                 await ws.send_bytes(b'{"setupComplete":{}}')
         return ws
 

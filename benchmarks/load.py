@@ -79,11 +79,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--targets", default="direct,relay,gateway")
     p.add_argument("--capacity", action=argparse.BooleanOptionalAction, default=True,
                    help="search the largest N with p99 added latency ≤ 20 ms and nothing lost")
-    p.add_argument("--capacity-path", default="twilio,native-8k",
-                   help="first available of these paths is searched")
+    p.add_argument("--capacity-paths", default="twilio-pcmu,twilio",
+                   help="paths to search (those measured in this run)")
     p.add_argument("--capacity-start", type=int, default=150)
     p.add_argument("--capacity-max", type=int, default=600)
-    p.add_argument("--capacity-duration", type=float, default=6.0)
+    p.add_argument("--capacity-duration", type=float, default=5.0)
     p.add_argument("--faults", action="store_true", help="run the fault mode instead of the comparison")
     p.add_argument("--fault-calls", type=int, default=20)
     p.add_argument("--fault-duration", type=float, default=20.0)
@@ -175,12 +175,21 @@ def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec) -> dic
         return passed
 
     good, bad, n = 0, None, args.capacity_start
-    while n <= args.capacity_max:
-        if ok(n):
-            good, n = n, int(n * 1.5)
-        else:
+    if not ok(n):  # below the start: halve until a pass (or 10 calls)
+        bad = n
+        while n > 10:
+            n = max(10, n // 2)
+            if ok(n):
+                good = n
+                break
             bad = n
-            break
+    else:
+        good, n = n, int(n * 1.5)
+        while n <= args.capacity_max:
+            if not ok(n):
+                bad = n
+                break
+            good, n = n, int(n * 1.5)
     for _ in range(2):
         if bad is None or bad - good <= max(10, good // 10):
             break
@@ -244,10 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             out["runs"] = rows = compare(runner, args, paths)
             print("\n" + report.table(rows), flush=True)
             if args.capacity:
-                cap = next((PATHS[p] for p in args.capacity_path.split(",") if PATHS.get(p) in paths), None)
-                if cap is not None:
-                    out["capacity"] = capacity(runner, args, cap)
-                    c = out["capacity"]
+                out["capacity"] = []
+                for cap in [PATHS[p] for p in args.capacity_paths.split(",") if PATHS.get(p) in paths]:
+                    c = capacity(runner, args, cap)
+                    out["capacity"].append(c)
                     print(f"capacity ({cap.name}): {c['max_calls_passed']} calls pass; first failing "
                           f"N: {c['first_failed']}", flush=True)
     out["elapsed_s"] = round(time.time() - started, 1)

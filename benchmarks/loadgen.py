@@ -34,21 +34,34 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from audio.formats import MULAW_8K, PCM16_16K, PCM16_24K, AudioFormat  # noqa: E402
-from benchmarks.marker import MARKER, SEQ_MODULUS, SILENCE, MarkerStream, marker_frame, tone_frames  # noqa: E402
+from benchmarks.marker import (  # noqa: E402
+    MARKER,
+    SEQ_MODULUS,
+    SILENCE,
+    MarkerStream,
+    marker_frame,
+    silence_frame,
+    tone_frames,
+)
 
 FRAME_NS = 20_000_000
 DIGIT_EVERY = 25  # faults mode: one DTMF digit (4 tone frames) every 0.5 s of call audio
 DIGIT_FIRST = 12
 
 
+TAIL_FRAMES = 5  # unmeasured silence after the last marker: a real call goes on after any frame
+
+
 def frame_plan(n_frames: int, digits: bool) -> list[tuple[str, int]]:
-    """What each frame carries: ("m", seq) a marker, ("t", index) tone frame `index` of a digit."""
+    """What each frame carries: ("m", seq) a marker, ("t", index) tone frame `index` of a digit,
+    ("s", 0) silence. The silent tail pushes the last markers through anything the gateway holds
+    back until more audio comes (a resampler's filter delay, a partial outbound frame)."""
     plan: list[tuple[str, int]] = [("m", k) for k in range(n_frames)]
     if digits:
         for start in range(DIGIT_FIRST, n_frames - 20, DIGIT_EVERY):
             for i in range(4):
                 plan[start + i] = ("t", start * 16 + i)  # digit number start // 25 …, tone frame i
-    return plan
+    return plan + [("s", 0)] * TAIL_FRAMES
 
 
 def digit_at(start: int) -> str:
@@ -147,6 +160,8 @@ class Call:
                 await asyncio.sleep(wait / 1e9)
             if kind == "m":
                 audio, seq = marker_frame(value, self.in_fmt), value
+            elif kind == "s":
+                audio, seq = silence_frame(self.in_fmt), None
             else:
                 audio, seq = tone_frames(digit_at(value // 16), self.in_fmt)[value % 16], None
             message = self.audio_message(k, audio, seq)
