@@ -156,20 +156,40 @@ def ps_spec(ps: PathSpec) -> dict[str, Any]:
     return {"kind": ps.kind, "provider": ps.provider, **ps.formats}
 
 
-def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec) -> dict[str, Any]:
-    """Grow N by ×1.5 until a run fails the criterion, then bisect once or twice."""
+def _worst(add: dict[str, dict[str, float | None]], pct: str) -> float:
+    return max((d[pct] for d in add.values() if d.get(pct) is not None), default=math.inf)
+
+
+def structural_delay_ms(rows: list[dict[str, Any]], path: str) -> float:
+    """The added median latency of `path` at the lightest load measured, when it is over half the
+    capacity bound: a delay built into the path (not a load effect); else 0."""
+    light = [r for r in rows if r["path"] == path and r.get("added")]
+    if not light:
+        return 0.0
+    median = _worst(min(light, key=lambda r: r["calls"])["added"], "p50")
+    return median if CAPACITY_P99_MS / 2 < median < math.inf else 0.0
+
+
+def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec, structural_ms: float = 0.0
+             ) -> dict[str, Any]:
+    """Grow N by ×1.5 until a run fails the criterion, then bisect once or twice.
+
+    A path with a structural delay (see structural_delay_ms) meets the bound at no load at all:
+    that is reported, and the search counts the bound on top of that delay, so the CPU limit is
+    still found."""
     steps: list[dict[str, Any]] = []
 
     def ok(n: int) -> bool:
         direct = runner.run("direct", BASELINES[ps.baseline], n, args.capacity_duration)
         gw = runner.run("gateway", ps_spec(ps), n, args.capacity_duration)
         add = report.added(gw.figures, direct.figures)
-        worst = max((v for d in add.values() for k, v in d.items() if k == "p99" and v is not None),
-                    default=math.inf)
-        passed = (gw.figures["frames_lost"] == 0 and gw.figures["calls_failed"] == 0 and worst <= CAPACITY_P99_MS)
-        steps.append({"calls": n, "passed": passed, "added_p99_ms": worst,
-                      "direct": _brief(direct), "gateway": _brief(gw)})
-        print(f"capacity {ps.name} N={n}: {'pass' if passed else 'FAIL'} (added p99 {worst:.2f} ms, "
+        worst = _worst(add, "p99")
+        passed = (gw.figures["frames_lost"] == 0 and gw.figures["calls_failed"] == 0
+                  and worst - structural_ms <= CAPACITY_P99_MS)
+        steps.append({"calls": n, "passed": passed, "added_p99_ms": worst, "direct": _brief(direct),
+                      "gateway": _brief(gw)})
+        print(f"capacity {ps.name} N={n}: {'pass' if passed else 'FAIL'} (added p99 {worst:.2f} ms"
+              f"{f' = {structural_ms:.1f} structural + {worst - structural_ms:.2f}' if structural_ms else ''}, "
               f"lost {gw.figures['frames_lost']}, gateway CPU {gw.figures['server_cpu_pct']:.0f}%, "
               f"load CPU {gw.figures['load_cpu_pct']:.0f}%)", flush=True)
         return passed
@@ -198,8 +218,11 @@ def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec) -> dic
             good = mid
         else:
             bad = mid
-    return {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
-            "max_calls_passed": good, "first_failed": bad, "searched_up_to": args.capacity_max, "steps": steps}
+    out = {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
+           "max_calls_passed": good, "first_failed": bad, "searched_up_to": args.capacity_max, "steps": steps}
+    if structural_ms:  # no N meets the bound as such: say so, and what the CPU allows on top of the delay
+        out |= {"max_calls_passed": 0, "structural_added_ms": structural_ms, "max_calls_over_structural": good}
+    return out
 
 
 def _brief(res: RunResult) -> dict[str, Any]:
@@ -255,9 +278,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.capacity:
                 out["capacity"] = []
                 for cap in [PATHS[p] for p in args.capacity_paths.split(",") if PATHS.get(p) in paths]:
-                    c = capacity(runner, args, cap)
+                    c = capacity(runner, args, cap, structural_delay_ms(rows, cap.name))
                     out["capacity"].append(c)
-                    print(f"capacity ({cap.name}): {c['max_calls_passed']} calls pass; first failing "
+                    extra = (f" (structural +{c['structural_added_ms']:.1f} ms at any load; on top of it "
+                             f"{c['max_calls_over_structural']} calls)" if "structural_added_ms" in c else "")
+                    print(f"capacity ({cap.name}): {c['max_calls_passed']} calls pass{extra}; first failing "
                           f"N: {c['first_failed']}", flush=True)
     out["elapsed_s"] = round(time.time() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)

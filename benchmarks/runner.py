@@ -153,6 +153,8 @@ class BenchRunner:
             failed = sum(int(r[2]) for r in ready)
             if profile and server is not None:
                 profiler = _start_profiler(server.pid, duration_s, self.workdir / f"{run_id}-pyspy.txt")
+                if profiler is not None:
+                    pin(profiler.pid, self.load_cpus)  # the sampler must not take the server's core
             procs = [p for p in (server, self.fake) if p is not None]
             t0 = time.monotonic_ns() + GO_DELAY_NS
             for g in gens:
