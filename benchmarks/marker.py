@@ -90,10 +90,11 @@ class MarkerStream:
     """Feed a stream's bytes as they arrive; get one `Decoded` per 20 ms frame position, in order,
     as soon as its marker segments are complete (16 ms into the frame).
 
-    `resync=True` (client side): after two garbled frames in a row, look for the offset at which two
-    consecutive frames decode as consecutive markers and re-align there. The gateway may cut a few
-    samples out of its output (a provider switch drops the old resampler's held-back tail, ≤ 1.7 ms),
-    which would otherwise shift the 20 ms grid for the rest of the call. `realignments` counts them.
+    `resync=True` (client side): when a frame decodes as garbled, look up to half a frame either
+    side (the previous frame's bytes are kept for that) for the offset at which it and the next
+    frame decode as consecutive markers, and re-align there. The gateway may cut a few samples out
+    of its output (a provider switch drops the old resampler's held-back tail, ≤ 1.7 ms), which would
+    otherwise shift the 20 ms grid for the rest of the call. `realignments` counts them.
     """
 
     def __init__(self, fmt: AudioFormat, *, resync: bool = False) -> None:
@@ -106,10 +107,10 @@ class MarkerStream:
         q = self._seg // 4
         self._centre = slice(q, self._seg - q)  # middle half of each segment
         self._pcm = bytearray()  # PCM16 from the start of frame `position`
+        self._prev = b""  # the frame before it (resync only)
         self._odd = b""
         self._decoded_current = False
         self._resync = resync
-        self._garbled_run = 0
         self.realignments = 0
         self.position = 0
 
@@ -126,37 +127,46 @@ class MarkerStream:
         pcm, frame_bytes = self._pcm, self._frame * 2
         while True:
             if not self._decoded_current:
-                if self._resync and self._garbled_run >= 2:
-                    if len(pcm) < (2 * self._frame + self._need) * 2:
-                        break
-                    offset = self._find_alignment()
-                    if offset is not None:
-                        del pcm[:offset * 2]
-                        self.realignments += 1
                 if len(pcm) < self._need * 2:
                     break
                 d = self._decode(np.frombuffer(pcm, dtype="<i2", count=self._need))
-                self._garbled_run = self._garbled_run + 1 if d.kind == GARBLED else 0
+                if d.kind == GARBLED and self._resync:
+                    if len(pcm) < (self._frame + self._need) * 2:
+                        break  # the next frame's marker is needed to confirm an alignment
+                    if self._realign():
+                        d = self._decode(np.frombuffer(pcm, dtype="<i2", count=self._need))
                 out.append(d)
                 self._decoded_current = True
             if len(pcm) < frame_bytes:  # the rest of this frame is its guard, still to come
                 break
+            if self._resync:
+                self._prev = bytes(pcm[:frame_bytes])
             del pcm[:frame_bytes]
             self.position += 1
             self._decoded_current = False
         return out
 
-    def _find_alignment(self) -> int | None:
-        """The smallest shift (samples) at which this frame and the next are consecutive markers."""
-        for offset in range(1, self._frame):
-            a = self._decode(np.frombuffer(self._pcm, dtype="<i2", count=self._need, offset=offset * 2))
+    def _realign(self) -> bool:
+        """Shift the stream to the nearest offset (within ±half a frame) at which this frame and
+        the next are consecutive markers. False when there is none (a real gap or garbage)."""
+        buf = self._prev + bytes(self._pcm)
+        base = len(self._prev) // 2
+        total = len(buf) // 2
+        half = self._frame // 2
+        for offset in sorted(range(-half, half), key=abs):
+            start = base + offset
+            if offset == 0 or start < 0 or start + self._frame + self._need > total:
+                continue
+            a = self._decode(np.frombuffer(buf, dtype="<i2", count=self._need, offset=start * 2))
             if a.kind != MARKER:
                 continue
-            b = self._decode(np.frombuffer(self._pcm, dtype="<i2", count=self._need,
-                                           offset=(offset + self._frame) * 2))
+            b = self._decode(np.frombuffer(buf, dtype="<i2", count=self._need, offset=(start + self._frame) * 2))
             if b.kind == MARKER and b.seq == (a.seq + 1) % SEQ_MODULUS:
-                return offset
-        return None
+                self._pcm[:] = buf[start * 2:]
+                self._prev = b""
+                self.realignments += 1
+                return True
+        return False
 
     def _decode(self, samples: np.ndarray) -> Decoded:
         means = samples.reshape(SEGMENTS, self._seg)[:, self._centre].mean(axis=1).tolist()

@@ -81,7 +81,5 @@ def test_the_client_decoder_realigns_after_the_gateway_drops_a_few_samples() -> 
     audio = b"".join(marker_frame(s, fmt) for s in range(0, 40))
     cut = 20 * fmt.frame_bytes(20) + 2 * 13  # frame 20 loses its first 13 samples (1.6 ms)
     decoded = stream.feed(audio[:20 * fmt.frame_bytes(20)] + audio[cut:])
-    seqs = [d.seq for d in decoded if d.kind == MARKER]
-    assert seqs[:20] == list(range(20))
-    assert seqs[-15:] == list(range(25, 40))  # back on the grid within a few frames
+    assert [d.seq for d in decoded] == list(range(40))  # only the 13 lost samples are missing
     assert stream.realignments == 1
