@@ -26,6 +26,14 @@ from providers.fakes.gemini import FakeGemini
 from providers.gemini import GeminiAdapter
 
 pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+async def connector():  # noqa: ANN201
+    """One aiohttp-backed connector per test, closed after it (no session left for the GC)."""
+    c = ProviderConnector()
+    yield c
+    await c.close()
 KEY = "AIzaFAKE-gemini-key-7c1d2e3f4a5b"
 
 
@@ -58,11 +66,11 @@ async def drive(clock: VirtualClock, done, *, real_timeout_s: float = 10.0) -> N
 
 
 def make_link(fake: FakeGemini, clock: VirtualClock, breaker: CircuitBreaker, sink: Sink,
-              policy: ReconnectPolicy | None = None) -> ProviderLink:
+              connector: ProviderConnector, policy: ReconnectPolicy | None = None) -> ProviderLink:
     cfg = SessionConfig(provider="gemini", input_format=PCM16_16K)
     endpoint = Endpoint(base_url=fake.url, api_key=KEY)
     return ProviderLink(provider="gemini", adapter_factory=lambda: GeminiAdapter(cfg, endpoint), breaker=breaker,
-                        connector=ProviderConnector(), clock=clock, policy=policy or ReconnectPolicy(),
+                        connector=connector, clock=clock, policy=policy or ReconnectPolicy(),
                         replay=ReplayBuffer(), sink=sink, history=list, session_id="t")
 
 
@@ -70,13 +78,13 @@ def chunk(seq: int) -> AudioChunk:
     return AudioChunk(data=bytes(640), fmt=PCM16_16K, seq=seq, offset_s=seq * 0.02)
 
 
-async def test_reconnect_waits_exactly_1_2_4_8_16_then_fails_and_opens_breaker() -> None:
+async def test_reconnect_waits_exactly_1_2_4_8_16_then_fails_and_opens_breaker(connector: ProviderConnector) -> None:
     faults = FaultScript().add(1, Fault(kind="drop", audio_bytes=640)).add("2-6", Fault(kind="refuse", status=503))
     clock = VirtualClock()
     breaker = CircuitBreaker("gemini", clock=clock, policy=BreakerPolicy())
     sink = Sink(clock)
     async with FakeGemini(api_key=KEY, faults=faults) as fake:
-        link = make_link(fake, clock, breaker, sink)
+        link = make_link(fake, clock, breaker, sink, connector)
         await link.open()
         await drive(clock, lambda: link.state is LinkState.UP)
         clock.advance(10)  # the first connection has lived past the early-failure window
@@ -104,13 +112,13 @@ async def test_reconnect_waits_exactly_1_2_4_8_16_then_fails_and_opens_breaker()
     assert len(link.replay) == 1
 
 
-async def test_open_breaker_at_reconnect_means_no_sleep_switch_now() -> None:
+async def test_open_breaker_at_reconnect_means_no_sleep_switch_now(connector: ProviderConnector) -> None:
     faults = FaultScript().add(1, Fault(kind="drop", audio_bytes=640)).add("2-9", Fault(kind="refuse", status=503))
     clock = VirtualClock()
     breaker = CircuitBreaker("gemini", clock=clock, policy=BreakerPolicy(failure_threshold=2))
     sink = Sink(clock)
     async with FakeGemini(api_key=KEY, faults=faults) as fake:
-        link = make_link(fake, clock, breaker, sink)
+        link = make_link(fake, clock, breaker, sink, connector)
         await link.open()
         clock.advance(10)
         await asyncio.sleep(0.05)
@@ -124,13 +132,13 @@ async def test_open_breaker_at_reconnect_means_no_sleep_switch_now() -> None:
     assert len(fake.connections) == 3  # no third attempt was made
 
 
-async def test_reconnect_succeeds_and_replays_buffered_audio() -> None:
+async def test_reconnect_succeeds_and_replays_buffered_audio(connector: ProviderConnector) -> None:
     faults = FaultScript().add(1, Fault(kind="drop", audio_bytes=640)).add(2, Fault(kind="refuse", status=503))
     clock = VirtualClock()
     breaker = CircuitBreaker("gemini", clock=clock)
     sink = Sink(clock)
     async with FakeGemini(api_key=KEY, faults=faults) as fake:
-        link = make_link(fake, clock, breaker, sink)
+        link = make_link(fake, clock, breaker, sink, connector)
         await link.open()
         clock.advance(10)
         await asyncio.sleep(0.05)
@@ -150,7 +158,7 @@ async def test_reconnect_succeeds_and_replays_buffered_audio() -> None:
     assert sink.lost == []
 
 
-async def test_deepgram_gets_keepalive_after_5_s_without_audio_and_not_before() -> None:
+async def test_deepgram_gets_keepalive_after_5_s_without_audio_and_not_before(connector: ProviderConnector) -> None:
     from providers.deepgram import DeepgramAdapter
     from providers.fakes.deepgram import FakeDeepgram
 
@@ -161,7 +169,7 @@ async def test_deepgram_gets_keepalive_after_5_s_without_audio_and_not_before() 
         cfg = SessionConfig(provider="deepgram", input_format=PCM16_16K)
         endpoint = Endpoint(base_url=fake.url, api_key=key)
         link = ProviderLink(provider="deepgram", adapter_factory=lambda: DeepgramAdapter(cfg, endpoint),
-                            breaker=CircuitBreaker("deepgram", clock=clock), connector=ProviderConnector(),
+                            breaker=CircuitBreaker("deepgram", clock=clock), connector=connector,
                             clock=clock, policy=ReconnectPolicy(), replay=ReplayBuffer(), sink=sink,
                             history=list, session_id="t")
         await link.open()
