@@ -67,6 +67,9 @@ PATHS = {
                             "Twilio μ-law 8k ↔ OpenAI audio/pcmu (passthrough)"),
 }
 BASELINES = {"gemini": {"kind": "gemini"}, "openai-pcmu": {"kind": "openai", "g711": True}}
+# direct: the load generator talks to the fake; relay: through the bare aiohttp relay (the floor a
+# Python relay reaches); stack: through a relay on the gateway's own server stack (uvicorn+starlette).
+BASELINE_TARGETS = ("direct", "relay", "stack")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,7 +79,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "gateway has no /v1/twilio)")
     p.add_argument("--calls", default="10,50,100", help="concurrent call counts to measure")
     p.add_argument("--duration", type=float, default=8.0, help="seconds of streaming per run (≤ 80)")
-    p.add_argument("--targets", default="direct,relay,gateway")
+    p.add_argument("--targets", default="direct,relay,stack,gateway",
+                   help="direct (no server), relay (bare aiohttp), stack (relay on uvicorn+starlette), gateway")
     p.add_argument("--capacity", action=argparse.BooleanOptionalAction, default=True,
                    help="search the largest N with p99 added latency ≤ 20 ms and nothing lost")
     p.add_argument("--capacity-paths", default="twilio-pcmu,twilio",
@@ -95,7 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "saturates near 100 calls)")
     p.add_argument("--server-cpus", default="0", help="cores for the server under test ('' = no pinning)")
     p.add_argument("--load-cpus", default="1", help="cores for the load generators and the echo fake")
-    p.add_argument("--profile", action="store_true", help="py-spy record the gateway in gateway runs")
+    p.add_argument("--profile", action="store_true",
+                   help="py-spy record the relay and the gateway at the largest N (WORKDIR/*-pyspy.txt)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON)
     p.add_argument("--workdir", type=Path, help="logs and raw data (default: a temporary directory)")
     p.add_argument("--smoke", action="store_true",
@@ -120,35 +125,39 @@ def twilio_available() -> bool:
     return any(getattr(r, "path", None) == "/v1/twilio" for r in create_app(Settings()).routes)
 
 
-def _row(res: RunResult, path: str, target: str, direct: RunResult | None, relay: RunResult | None) -> dict[str, Any]:
+def _row(res: RunResult, path: str, target: str, base: dict[str, RunResult | None]) -> dict[str, Any]:
     row = {"path": path, "target": target, **res.figures}
+    direct = base.get("direct")
     if direct is not None and target != "direct":
         row["added"] = report.added(res.figures, direct.figures)
-    per_frame, relay_frame = res.figures.get("cpu_us_per_frame"), relay.figures.get("cpu_us_per_frame") if relay else None
-    if target == "gateway" and per_frame and relay_frame:
-        row["cpu_vs_relay"] = round(per_frame / relay_frame, 2)
+    per_frame = res.figures.get("cpu_us_per_frame")
+    for ref in ("relay", "stack"):
+        ref_run = base.get(ref)
+        ref_frame = ref_run.figures.get("cpu_us_per_frame") if ref_run is not None else None
+        if target in ("gateway", "stack") and target != ref and per_frame and ref_frame:
+            row[f"cpu_vs_{ref}"] = round(per_frame / ref_frame, 2)
     return row
 
 
 def compare(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     targets = [t.strip() for t in args.targets.split(",")]
-    for n in [int(c) for c in args.calls.split(",")]:
-        baselines: dict[str, tuple[RunResult | None, RunResult | None]] = {}
+    counts = [int(c) for c in args.calls.split(",")]
+    for n in counts:
+        profile = args.profile and n == max(counts)  # py-spy the relay and the gateway at the top load
+        baselines: dict[str, dict[str, RunResult | None]] = {}
         for b in dict.fromkeys(p.baseline for p in paths):
-            direct = runner.run("direct", BASELINES[b], n, args.duration) if "direct" in targets else None
-            relay = runner.run("relay", BASELINES[b], n, args.duration) if "relay" in targets else None
-            baselines[b] = (direct, relay)
-            for target, res in (("direct", direct), ("relay", relay)):
+            base = baselines[b] = {t: runner.run(t, BASELINES[b], n, args.duration, profile=profile and t != "direct")
+                                   if t in targets else None for t in BASELINE_TARGETS}
+            for target, res in base.items():
                 if res is not None:
-                    rows.append(_row(res, f"{b} (baseline)", target, direct, relay))
+                    rows.append(_row(res, f"{b} (baseline)", target, base))
         if "gateway" in targets:
             for ps in paths:
-                res = runner.run("gateway", ps_spec(ps), n, args.duration, profile=args.profile and n == max(
-                    int(c) for c in args.calls.split(",")))
-                direct, relay = baselines[ps.baseline]
-                rows.append(_row(res, ps.name, "gateway", direct, relay))
-        print(report.table(rows[-(len(paths) + 2 * len(baselines)):]), flush=True)
+                res = runner.run("gateway", ps_spec(ps), n, args.duration, profile=profile)
+                rows.append(_row(res, ps.name, "gateway", baselines[ps.baseline]))
+        shown = len(paths) * ("gateway" in targets) + sum(r is not None for b in baselines.values() for r in b.values())
+        print(report.table(rows[-shown:]), flush=True)
     return rows
 
 

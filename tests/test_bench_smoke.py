@@ -29,7 +29,8 @@ def test_smoke_run_prints_the_table_and_writes_the_report(tmp_path: Path) -> Non
     assert "added up p99" in proc.stdout and "CPU s/call-min" in proc.stdout
     report = orjson.loads(out.read_bytes())
     rows = {(r["path"], r["target"]): r for r in report["runs"]}
-    assert set(rows) == {("gemini (baseline)", "direct"), ("gemini (baseline)", "relay"), ("native", "gateway")}
+    assert set(rows) == {("gemini (baseline)", "direct"), ("gemini (baseline)", "relay"),
+                         ("gemini (baseline)", "stack"), ("native", "gateway")}
     for row in rows.values():
         assert row["calls"] == 4 and row["calls_failed"] == 0
         assert row["frames_sent"] > 0 and row["frames_echoed"] > 0  # frames flowed, and came back matched
@@ -38,10 +39,11 @@ def test_smoke_run_prints_the_table_and_writes_the_report(tmp_path: Path) -> Non
             assert set(row[direction]) == {"p50", "p95", "p99", "max"}
             assert row[direction]["p50"] is not None
     gateway = rows[("native", "gateway")]
-    for key in ("cpu_s_per_call_minute", "cpu_us_per_frame", "peak_rss_kib_per_call", "cpu_vs_relay"):
+    for key in ("cpu_s_per_call_minute", "cpu_us_per_frame", "peak_rss_kib_per_call", "cpu_vs_relay", "cpu_vs_stack"):
         assert key in gateway
     assert set(gateway["added"]) == {"uplink_ms", "downlink_ms"}
     assert "cpu_s_per_call_minute" in rows[("gemini (baseline)", "relay")]
+    assert "cpu_vs_relay" in rows[("gemini (baseline)", "stack")]
     assert "cpu_s_per_call_minute" not in rows[("gemini (baseline)", "direct")]
 
 
