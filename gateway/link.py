@@ -125,6 +125,9 @@ class ProviderLink:
         self._last_chunk_end_s = 0.0
         self.stream_origin_s = 0.0
         self.counters = {"chunks_sent": 0, "replayed": 0, "reconnects": 0, "handovers": 0}
+        # per-frame counters: the labelled children, looked up once (labels() costs ~0.8 µs)
+        self._chunks_sent = metrics.ai_provider_audio_chunks_sent.labels(provider)
+        self._chunks_received = metrics.ai_provider_audio_chunks_received.labels(provider)
 
     # -- public API (used by the call session) ------------------------------------------------
     async def open(self) -> None:
@@ -309,7 +312,7 @@ class ProviderLink:
         self.replay.mark_sent(chunk)
         self._last_audio_at = self._clock.now()
         self.counters["chunks_sent"] += 1
-        metrics.ai_provider_audio_chunks_sent.labels(self.provider).inc()
+        self._chunks_sent.inc()
         return True
 
     # -- breaker bookkeeping ------------------------------------------------------------------
@@ -419,7 +422,7 @@ class ProviderLink:
                 if self._handover_reason is not None and self._handover_task is None:
                     self._handover_task = asyncio.create_task(self._do_handover())
             case ReplyAudio():
-                metrics.ai_provider_audio_chunks_received.labels(self.provider).inc()
+                self._chunks_received.inc()
             case ProviderFailed(error=err, fatal_for_link=fatal):
                 metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
                 if fatal and self._sock is not None:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from audio.convert import FormatConverter
 from audio.formats import AudioChunk, AudioFormat
+from audio.resample import group_delay_s
 from gateway import metrics
 from gateway.errors import BadAudio, CircuitOpen, GatewayError, ProviderError
 from gateway.events import (
@@ -455,6 +456,13 @@ class CallSession:
             self._turn_end_at = None
         if self._out_conv is None or self._out_fmt != fmt:
             self._out_conv, self._out_fmt = FormatConverter(fmt, self.config.output_format), fmt
+            if self.client != "native" and fmt.encoding == "pcm16":
+                # Telephony sends exact 20 ms frames: feed the resampler its hold-back as leading
+                # silence, so every whole 20 ms in gives whole 20 ms out from the first chunk on
+                # (otherwise each frame waits for the next reply: +20 ms on every frame).
+                lead = round(group_delay_s(fmt.sample_rate_hz, self.config.output_format.sample_rate_hz)
+                             * fmt.sample_rate_hz)
+                self._out_conv.convert(b"\x00\x00" * lead)
         out = self._out_conv.convert(data)
         if not out:
             return

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from audio.formats import PCM16_16K, PCM16_24K, AudioFormat
+from audio.formats import PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
 from gateway.errors import ProviderError, ProviderRejected, ProviderUnavailable
 from gateway.events import (
     AudioAcknowledged,
@@ -47,7 +47,6 @@ from providers.common_wire import (
 PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 # Hot path: one audio frame per input chunk, built without a JSON encoder (base64 needs no escaping).
 _AUDIO_PREFIX = '{"realtimeInput":{"audio":{"data":"'
-_AUDIO_SUFFIX = '","mimeType":"' + wire.INPUT_MIME + '"}}}'
 MIN_OUTPUT_RATE_HZ, MAX_OUTPUT_RATE_HZ = 8000, 48000
 _AUDIO_STREAM_END = dumps({"realtimeInput": {"audioStreamEnd": True}})
 
@@ -70,11 +69,14 @@ class GeminiAdapter(ProviderAdapter):
         self._go_away_seen = False
         self._sent_handle = False  # open_frames() asked to resume a session
         self._formats: dict[int, AudioFormat] = {24000: PCM16_24K}
+        # 8 kHz callers (telephony) are sent as declared 8 kHz: the server resamples (§1 audio formats)
+        self._input_format = PCM16_8K if config.input_format.sample_rate_hz == 8000 else PCM16_16K
+        self._audio_suffix = f'","mimeType":"audio/pcm;rate={self._input_format.sample_rate_hz}"}}}}}}'
 
     # -- formats ----------------------------------------------------------------------------------
     @property
     def input_format(self) -> AudioFormat:
-        return PCM16_16K
+        return self._input_format
 
     @property
     def output_format(self) -> AudioFormat:
@@ -99,7 +101,7 @@ class GeminiAdapter(ProviderAdapter):
 
     # -- during the call ---------------------------------------------------------------------------
     def audio_frame(self, data: bytes) -> Frame:
-        return _AUDIO_PREFIX + b64encode(data) + _AUDIO_SUFFIX
+        return _AUDIO_PREFIX + b64encode(data) + self._audio_suffix
 
     def commit_frames(self) -> list[Frame]:
         # §2.1 realtimeInput.audioStreamEnd: the mic stopped; the server flushes and ends the turn.

@@ -19,7 +19,6 @@ from providers.history import alternating_turns, history_lines
 
 DEFAULT_MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
 DEFAULT_VOICE = "Puck"
-INPUT_MIME = "audio/pcm;rate=16000"
 OUTPUT_RATE_DEFAULT_HZ = 24000  # §1 "Audio formats": assume 24 kHz when mimeType has no rate=
 # The Gemini function-declaration schema is an OpenAPI 3.0 subset; unknown keys
 # (additionalProperties, $schema, ...) make the server close with 1007 "invalid argument".

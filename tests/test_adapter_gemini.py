@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audio.formats import PCM16_16K, PCM16_24K, AudioFormat
+from audio.formats import PCM16_24K, AudioFormat
 from gateway.errors import ProviderProtocolError, ProviderRejected, ProviderUnavailable
 from gateway.events import (
     AssistantTurn,
@@ -158,14 +158,22 @@ def test_no_history_means_no_seed_and_no_history_config():
 
 
 # -- input ----------------------------------------------------------------------------------------
-def test_audio_is_pcm16_16k_realtime_input_in_a_text_frame():
-    a = adapter(input_format=AudioFormat(encoding="mulaw", sample_rate_hz=8000))
-    assert a.input_format == PCM16_16K and a.output_format == PCM16_24K
+@pytest.mark.parametrize(("client_format", "rate"), [
+    (AudioFormat(encoding="pcm16", sample_rate_hz=24000), 16000),  # resampled to the native 16 kHz
+    (AudioFormat(encoding="pcm16", sample_rate_hz=48000), 16000),
+    # 8 kHz callers are declared as 8 kHz and the server resamples (§1 audio formats): the gateway
+    # only decodes μ-law, and the uplink payload halves
+    (AudioFormat(encoding="mulaw", sample_rate_hz=8000), 8000),
+    (AudioFormat(encoding="pcm16", sample_rate_hz=8000), 8000),
+])
+def test_audio_is_pcm16_realtime_input_in_a_text_frame(client_format: AudioFormat, rate: int):
+    a = adapter(input_format=client_format)
+    assert a.input_format == AudioFormat(encoding="pcm16", sample_rate_hz=rate) and a.output_format == PCM16_24K
     pcm = bytes(range(256)) * 3
     frame = a.audio_frame(pcm)
     assert isinstance(frame, str)
     msg = json.loads(frame)
-    assert msg == {"realtimeInput": {"audio": {"data": b64(pcm), "mimeType": "audio/pcm;rate=16000"}}}
+    assert msg == {"realtimeInput": {"audio": {"data": b64(pcm), "mimeType": f"audio/pcm;rate={rate}"}}}
     assert base64.b64decode(msg["realtimeInput"]["audio"]["data"]) == pcm
 
 

@@ -60,6 +60,7 @@ class TelephonySink:
         self._pacer: asyncio.Task[None] | None = None
         self._item: str = ""
         self._since_mark = 0
+        self._next_at = time.monotonic()
         self.open = True
 
     def started(self) -> None:
@@ -80,6 +81,19 @@ class TelephonySink:
         if item != self._item:
             self._item = item
         frames = self.ser.media_frames(data)
+        if frames and not self._queue and self.open and self._next_at - time.monotonic() + FRAME_S * len(frames) <= LEAD_S:
+            # Fast path: nothing queued and within the lead: send now, no pacer wake-up per frame.
+            fmt = self.ser.output_format
+            assert fmt is not None
+            self.tracker.sent(self._item or "reply", len(frames) * fmt.frame_bytes(20))
+            self._next_at = max(self._next_at, time.monotonic())
+            for f in frames:
+                self._next_at += FRAME_S
+                await self._send(f)
+            self._since_mark += len(frames)
+            if self._since_mark >= MARK_EVERY_FRAMES:
+                self._mark()
+            return
         self._enqueue(frames, media=True)
         self._since_mark += len(frames)
         if self._since_mark >= MARK_EVERY_FRAMES:
@@ -121,19 +135,18 @@ class TelephonySink:
 
     async def _pace(self) -> None:
         """One media frame per 20 ms, at most LEAD_S ahead of real time; marks go in order."""
-        next_at = time.monotonic()
         while self.open:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-                next_at = max(next_at, time.monotonic())
+                self._next_at = max(self._next_at, time.monotonic())
                 continue
             frame, media = self._queue.popleft()
             if media:
-                ahead = next_at - time.monotonic()
+                ahead = self._next_at - time.monotonic()
                 if ahead > LEAD_S:
                     await asyncio.sleep(ahead - LEAD_S)
-                next_at += FRAME_S
+                self._next_at += FRAME_S
             await self._send(frame)
 
     async def _send(self, frame: str | bytes) -> None:
