@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"] and argv[1:2] != ["--"]:
+        # everything after `bench` belongs to benchmarks/load.py, options included (no `--` needed)
+        argv = ["bench", "--", *argv[1:]]
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
