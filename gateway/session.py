@@ -272,7 +272,7 @@ class CallSession:
     async def _switched(self, old_provider: str, link: ProviderLink, reason: str, trigger_at: float) -> None:
         """The call is on `link` now: count, log and tell the client (provider.switched)."""
         self._close_pending_tools(link.provider)
-        self._out_conv = None
+        await self._flush_reply_tail()
         self.state = SessionState.ACTIVE
         self.counters["switches"] += 1
         elapsed = self.rt.clock.now() - trigger_at
@@ -421,6 +421,18 @@ class CallSession:
             case ProviderFailed(error=err):
                 await self._emit(ErrorEvent(code=err.code, provider=provider,
                                             message=f"{provider} reported an error ({err.error_type})"))
+
+    async def _flush_reply_tail(self) -> None:
+        """A switch (unlike a barge-in) keeps what the old provider already said: send the few ms
+        the old reply resampler still holds before replacing it."""
+        conv, self._out_conv = self._out_conv, None
+        tail = conv.flush() if conv is not None else b""
+        if not tail:
+            return
+        if self.config.json_audio:
+            await self._emit(AudioDelta(provider=self.provider or "", audio=base64.b64encode(tail).decode()))
+        else:
+            await self.sink.send_audio(tail, self._turn_item)
 
     async def _barge_in(self, provider: str, *, announce: bool) -> None:
         """Stop playback now; keep in the record — and in OpenAI's item — only what the caller heard."""
