@@ -20,6 +20,7 @@ from audio.formats import AudioFormat
 from gateway.errors import ProviderError
 from gateway.events import ConversationItem, ProviderEvent
 from gateway.session_config import SessionConfig
+from providers.common_wire import classify_handshake_status
 
 Frame = str | bytes
 
@@ -153,9 +154,10 @@ class ProviderAdapter(ABC):
         that cannot be parsed becomes ProviderFailed(ProviderProtocolError)."""
 
     # -- failures -----------------------------------------------------------------------------------
-    @abstractmethod
     def classify_handshake(self, status: int, body: str = "") -> ProviderError:
-        """HTTP status instead of 101: 401/403 → ProviderRejected; 429/5xx → ProviderUnavailable."""
+        """HTTP status instead of 101: 401/403 (and other 4xx: bad parameters) → ProviderRejected;
+        429/5xx → ProviderUnavailable. The same table for every provider (common_wire)."""
+        return classify_handshake_status(self.name, status, body, self.endpoint.api_key)
 
     @abstractmethod
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:

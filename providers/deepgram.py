@@ -25,7 +25,6 @@ from gateway.events import (
 from gateway.session_config import SessionConfig
 from providers.base import Capabilities, ConnectRequest, Endpoint, Frame, ProviderAdapter, ws_url
 from providers.common_wire import (
-    classify_handshake_status,
     close_message,
     decode_object,
     dumps,
@@ -162,10 +161,6 @@ class DeepgramAdapter(ProviderAdapter):
         return ProviderFailed(error=error, fatal_for_link=False)
 
     # -- failures -----------------------------------------------------------------------------------
-    def classify_handshake(self, status: int, body: str = "") -> ProviderError:
-        """§4 handshake table: 400 bad parameters and 401/403 are ours to fix; 429/5xx retry."""
-        return classify_handshake_status(self.name, status, body, self.endpoint.api_key)
-
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
         """§4 close table (1000 after CloseStream, 1011 NET-0001/NET-0000, 1008 DATA-0000)."""
         message = close_message(self.name, code, reason, self.endpoint.api_key)

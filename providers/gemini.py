@@ -36,7 +36,6 @@ from providers.base import Capabilities, ConnectRequest, Endpoint, Frame, Provid
 from providers.common_wire import (
     b64decode_any,
     b64encode,
-    classify_handshake_status,
     close_message,
     decode_object,
     dumps,
@@ -267,9 +266,6 @@ class GeminiAdapter(ProviderAdapter):
             events.append(Transcript(role="assistant", text=text, final=True))
 
     # -- failures -----------------------------------------------------------------------------------
-    def classify_handshake(self, status: int, body: str = "") -> ProviderError:
-        return classify_handshake_status(self.name, status, body, self.endpoint.api_key)
-
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
         """gemini-live.md §4 close-code table."""
         if self._go_away_seen:

@@ -36,7 +36,6 @@ from providers.base import Capabilities, ConnectRequest, Endpoint, Frame, Provid
 from providers.common_wire import (
     b64decode_any,
     b64encode,
-    classify_handshake_status,
     close_message,
     decode_object,
     dumps,
@@ -331,9 +330,6 @@ class OpenAIAdapter(ProviderAdapter):
         return ProviderUnavailable(text, provider=self.name, error_type=error_type)
 
     # -- failures -----------------------------------------------------------------------------------
-    def classify_handshake(self, status: int, body: str = "") -> ProviderError:
-        return classify_handshake_status(self.name, status, body, self.endpoint.api_key)
-
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
         """openai-realtime.md §4: 3000 invalid key, 4000 fatal request error, 1001 session cap."""
         message = close_message(self.name, code, reason, self.endpoint.api_key)
