@@ -54,7 +54,8 @@ class Runtime:
         """Resolve every provider's endpoint; start an in-process fake for each simulated one."""
         for name, ps in self.settings.providers.items():
             if ps.simulated:
-                fake = fake_class(name)()
+                # a long-lived process: bounded recording (the fakes keep everything for tests)
+                fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64)
                 await fake.start()
                 self.fakes[name] = fake
                 base = fake.url + ("/v1" if name == "openai" else "")

@@ -371,8 +371,14 @@ class FakeServer:
 
     def __init__(self, *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  ssl_context: Any = None, faults: FaultScript | None = None, seed: int = 0,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, record_limit_bytes: int | None = None,
+                 keep_connections: int | None = None) -> None:
         self.api_key = api_key
+        # Long-lived use (the gateway's embedded default): keep only the newest `record_limit_bytes` of
+        # each connection's recorded audio (and as many recent messages), and only the newest
+        # `keep_connections` finished records. Tests leave both None: everything is kept.
+        self.record_limit_bytes = record_limit_bytes
+        self.keep_connections = keep_connections
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
@@ -381,6 +387,7 @@ class FakeServer:
         self.rng = random.Random(seed)
         self.clock: Clock = clock or MonotonicClock()
         self.connections: list[ConnectionRecord] = []
+        self._numbered = 0
         self._server: Server | None = None
         self._records: dict[ServerConnection, ConnectionRecord] = {}
         self._fault_state: dict[int, _ConnectionFaults] = {}  # record.number -> state
@@ -441,15 +448,22 @@ class FakeServer:
         """Wait until connection `number` has ended (handler returned, socket closed) and return its record."""
         event = self._done.setdefault(number, asyncio.Event())
         await asyncio.wait_for(event.wait(), timeout_s)
-        return self.connections[number - 1]
+        record = self._record(number)
+        assert record is not None, f"connection {number} is no longer kept (keep_connections)"
+        return record
+
+    def _record(self, number: int) -> ConnectionRecord | None:
+        return next((r for r in self.connections if r.number == number), None)
 
     async def fault_fired(self, number: int, kind: FaultKind, timeout_s: float = 5.0) -> ConnectionRecord:
         """Wait until a fault of `kind` has fired on connection `number` (for a stall: reading is already
         paused when this returns)."""
         async with asyncio.timeout(timeout_s), self._fault_fired:
             await self._fault_fired.wait_for(
-                lambda: len(self.connections) >= number and kind in self.connections[number - 1].faults_fired)
-        return self.connections[number - 1]
+                lambda: (r := self._record(number)) is not None and kind in r.faults_fired)
+        record = self._record(number)
+        assert record is not None
+        return record
 
     # -- hooks for subclasses -----------------------------------------------------------------------------
     def key_ok(self, key: str | None) -> bool:
@@ -515,6 +529,8 @@ class FakeServer:
         state = self._fault_state[record.number]
         state.messages += messages
         state.audio_bytes += audio_bytes
+        if self.record_limit_bytes is not None:
+            self._trim(record, self.record_limit_bytes)
         for fault in list(state.armed):
             due = ((fault.messages is not None and state.messages >= fault.messages)
                    or (fault.audio_bytes is not None and state.audio_bytes >= fault.audio_bytes))
@@ -555,7 +571,8 @@ class FakeServer:
         await self.inject_fault(ws, record, fault)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        number = len(self.connections) + 1
+        self._numbered += 1  # not len(connections): old records may have been let go
+        number = self._numbered
         split = urlsplit(request.path)
         record = ConnectionRecord(
             number=number, path=split.path,
@@ -634,6 +651,17 @@ class FakeServer:
         if record.closed_by is None:
             record.closed_by = "client" if ws.protocol.close_rcvd_then_sent else "server"
         self._done.setdefault(record.number, asyncio.Event()).set()
+        if self.keep_connections is not None and len(self.connections) > self.keep_connections:
+            for old in self.connections[:-self.keep_connections]:
+                self._done.pop(old.number, None)
+            del self.connections[:-self.keep_connections]
+
+    @staticmethod
+    def _trim(record: ConnectionRecord, limit_bytes: int) -> None:
+        if len(record.audio) > 2 * limit_bytes:  # trim in steps, not on every message
+            del record.audio[:len(record.audio) - limit_bytes]
+        if len(record.messages) > 2 * 256:
+            del record.messages[:-256]
 
 
 def tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:

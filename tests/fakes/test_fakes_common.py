@@ -381,3 +381,24 @@ async def test_cut_ends_a_live_connection_abruptly_or_with_a_code() -> None:
         assert [(await fake.connection_done(n)).closed_by for n in (1, 2)] == ["fault", "fault"]
     finally:
         await fake.stop()
+
+
+async def test_bounded_recording_for_long_lived_use() -> None:
+    """The embedded default runs the fakes for days: recorded audio and old records are bounded."""
+    import websockets as _ws
+
+    from providers.fakes.deepgram import FakeDeepgram
+
+    async with FakeDeepgram(api_key="k-1234", record_limit_bytes=3200, keep_connections=2) as fake:
+        for _ in range(3):
+            async with _ws.connect(fake.url + "/v1/listen?encoding=linear16&sample_rate=16000",
+                                   additional_headers={"Authorization": "Token k-1234"}) as c:
+                for _ in range(20):
+                    await c.send(bytes(640))
+                await c.send('{"type":"CloseStream"}')
+                async for _ in c:
+                    pass
+            await fake.connection_done(fake.connections[-1].number)
+        assert [r.number for r in fake.connections] == [2, 3]
+        assert all(len(r.audio) <= 2 * 3200 for r in fake.connections)
+        assert all(r.audio_chunks == 20 for r in fake.connections)  # counting is not bounded
