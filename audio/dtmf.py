@@ -10,7 +10,9 @@ single-bin DFTs (what Goertzel computes) at the 8 tone frequencies and the colum
 harmonics, then checks that reject what is not a dual tone: a minimum level per tone, one dominant
 row and one dominant column (relative peak), bounded twist, the two tones carrying most of the block
 energy (speech and noise spread theirs), and no strong second harmonic (speech and music have them).
-A tone needs two consecutive hit blocks to start and two consecutive misses to end.
+A tone needs two consecutive hit blocks to start and two consecutive misses to end (four when the
+misses are toneless, so a 20 ms dropout inside a digit does not split it; equal digits then need
+a gap of at least 60 ms).
 """
 
 from __future__ import annotations
@@ -185,7 +187,11 @@ class DtmfDetector:
                 self._misses = 0
             else:
                 self._misses += 1
-                if self._misses >= 2:  # one odd block inside a tone is tolerated
+                # One odd block inside a tone is tolerated. A toneless stretch must last four blocks
+                # (51 ms at the default size) to end it, so a lost or glitched 20 ms packet inside a
+                # digit (which spoils up to three blocks) does not make two digits; the price: two
+                # EQUAL digits need a gap of ≥ 60 ms (Q.24 allows 40). Another digit ends it after two.
+                if self._misses >= (2 if hit is not None else 4):
                     self._finish_tone(found)
         if self._tone is None and hit is not None and hit == self._previous_hit:
             self._tone = hit

@@ -209,3 +209,15 @@ def test_digits_after_speech_are_still_heard():
     speech, _ = read_fixture("speech_16k.wav")
     audio = speech + generate_dtmf("42", 16000)
     assert [d.digit for d in feed_in_chunks(audio, 16000)] == ["4", "2"]
+
+
+@pytest.mark.parametrize("rate_hz", [8000, 16000])
+def test_a_lost_20ms_packet_inside_a_digit_does_not_split_it(rate_hz: int) -> None:
+    """A dropout (a lost 20 ms frame replaced by silence) in the middle of a tone is still one digit."""
+    audio = bytearray(generate_dtmf("3", rate_hz, tone_ms=150, gap_ms=150))
+    frame = rate_hz * 2 // 50
+    start = (rate_hz * 2 * 60 // 1000) // 2 * 2  # 60 ms into the tone
+    audio[start:start + frame] = bytes(frame)
+    assert digits_in(bytes(audio), rate_hz) == "3"
+    # ...while equal digits with a real Q.24-sized gap (≥ 40 ms) stay two digits
+    assert digits_in(generate_dtmf("33", rate_hz, tone_ms=100, gap_ms=60), rate_hz) == "33"
