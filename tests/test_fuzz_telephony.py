@@ -32,6 +32,7 @@ from gateway.telephony import (
     TwilioMediaStream,
     VonageMediaStream,
 )
+from tests.fuzzing import field_slots, json_values
 
 EXAMPLES = int(os.environ.get("VG_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -41,8 +42,7 @@ SID = "MZ0123456789abcdef0123456789abcdef"
 # -- building blocks ------------------------------------------------------------------------------
 json_scalar = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
                | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12))
-json_value = st.recursive(json_scalar, lambda inner: st.lists(inner, max_size=3)
-                          | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=10)
+json_value = json_values(json_scalar)
 
 
 def sometimes_wrong(valid: st.SearchStrategy) -> st.SearchStrategy:
@@ -163,21 +163,13 @@ def test_fuzz_telnyx(record_property) -> None:
 
 
 # -- mid-call: near-valid messages with one or two fields broken -------------------------------------
-def _slots(msg: dict) -> list[tuple[dict, str]]:
-    out = []
-    for key, value in msg.items():
-        out.append((msg, key))
-        if isinstance(value, dict):
-            out += _slots(value)
-    return out
-
 
 @st.composite
 def mutated(draw, template: st.SearchStrategy) -> dict:
     """A valid message, then 0-2 mutations: a field replaced by any JSON value, or removed."""
     msg = copy.deepcopy(draw(template))  # sampled templates are shared: never mutate them
     for _ in range(draw(st.integers(0, 2))):
-        parent, key = draw(st.sampled_from(_slots(msg)))
+        parent, key = draw(st.sampled_from(field_slots(msg)))
         if draw(st.booleans()):
             parent[key] = draw(json_value | payload)
         else:

@@ -71,30 +71,25 @@ class TelephonySink:
     async def send_json(self, payload: dict[str, Any]) -> None:
         # Vendors have no event channel; an assistant turn's end flushes its tail and marks it.
         if payload.get("type") == "turn.completed" and payload.get("role") == "assistant":
-            self._enqueue(self.ser.flush_media(), media=True)
+            self._enqueue(self.ser.flush_media())
             self._mark()
 
     async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
         if self.tracker is None:
             return
-        item = item_id or "reply"
-        if item != self._item:
-            self._item = item
+        self._item = item_id or "reply"
         frames = self.ser.media_frames(data)
-        if frames and not self._queue and self.open and self._next_at - time.monotonic() + FRAME_S * len(frames) <= LEAD_S:
+        if not frames:
+            return
+        if not self._queue and self.open and self._next_at - time.monotonic() + FRAME_S * len(frames) <= LEAD_S:
             # Fast path: nothing queued and within the lead: send now, no pacer wake-up per frame.
-            fmt = self.ser.output_format
-            assert fmt is not None
-            self.tracker.sent(self._item or "reply", len(frames) * fmt.frame_bytes(20))
+            self._count_sent(frames)
             self._next_at = max(self._next_at, time.monotonic())
             for f in frames:
                 self._next_at += FRAME_S
                 await self._send(f)
-            self._since_mark += len(frames)
-            if self._since_mark >= MARK_EVERY_FRAMES:
-                self._mark()
-            return
-        self._enqueue(frames, media=True)
+        else:
+            self._enqueue(frames)
         self._since_mark += len(frames)
         if self._since_mark >= MARK_EVERY_FRAMES:
             self._mark()
@@ -107,14 +102,17 @@ class TelephonySink:
         self._queue.append((self.ser.mark(name), False))
         self._wake.set()
 
-    def _enqueue(self, frames: list[str | bytes], *, media: bool) -> None:
+    def _count_sent(self, frames: list[str | bytes]) -> None:
+        """Reply audio handed to the vendor (now or via the pacer), for heard-vs-sent at barge-in."""
+        fmt = self.ser.output_format
+        if self.tracker is not None and fmt is not None:
+            self.tracker.sent(self._item or "reply", len(frames) * fmt.frame_bytes(self.ser.frame_ms))
+
+    def _enqueue(self, frames: list[str | bytes]) -> None:
         if not frames:
             return
-        if self.tracker is not None and media:
-            fmt = self.ser.output_format
-            assert fmt is not None
-            self.tracker.sent(self._item or "reply", len(frames) * fmt.frame_bytes(20))
-        self._queue.extend((f, media) for f in frames)
+        self._count_sent(frames)
+        self._queue.extend((f, True) for f in frames)
         self._wake.set()
 
     async def flush_audio(self) -> tuple[str, int, int] | None:
