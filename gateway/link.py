@@ -310,7 +310,8 @@ class ProviderLink:
         except (ConnectionError, RuntimeError, OSError):
             return False  # stays unsent in the replay buffer; the read loop sees the close
         self.replay.mark_sent(chunk)
-        self._last_audio_at = self._clock.now()
+        if adapter.keepalive_idle_s:  # only the keepalive timer reads it: no clock call per frame otherwise
+            self._last_audio_at = self._clock.now()
         self.counters["chunks_sent"] += 1
         self._chunks_sent.inc()
         return True
