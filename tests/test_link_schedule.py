@@ -65,6 +65,13 @@ async def drive(clock: VirtualClock, done, *, real_timeout_s: float = 10.0) -> N
             clock.advance_to_next()
 
 
+async def until(cond, *, timeout_s: float = 5.0) -> None:  # noqa: ANN001
+    """Wait for something that crosses a real socket (polled, with a deadline)."""
+    async with asyncio.timeout(timeout_s):
+        while not cond():  # noqa: ASYNC110 - the state lives in the fake server's records
+            await asyncio.sleep(0.005)
+
+
 def make_link(fake: FakeGemini, clock: VirtualClock, breaker: CircuitBreaker, sink: Sink,
               connector: ProviderConnector, policy: ReconnectPolicy | None = None) -> ProviderLink:
     cfg = SessionConfig(provider="gemini", input_format=PCM16_16K)
@@ -88,7 +95,7 @@ async def test_reconnect_waits_exactly_1_2_4_8_16_then_fails_and_opens_breaker(c
         await link.open()
         await drive(clock, lambda: link.state is LinkState.UP)
         clock.advance(10)  # the first connection has lived past the early-failure window
-        await asyncio.sleep(0.05)
+        await clock.settle()
         assert breaker.state is BreakerState.CLOSED
         await link.send_audio(chunk(0))  # the fake drops the connection on this audio
         await drive(clock, lambda: bool(sink.lost))
@@ -121,14 +128,15 @@ async def test_open_breaker_at_reconnect_means_no_sleep_switch_now(connector: Pr
         link = make_link(fake, clock, breaker, sink, connector)
         await link.open()
         clock.advance(10)
-        await asyncio.sleep(0.05)
+        await clock.settle()
         await link.send_audio(chunk(0))
         await drive(clock, lambda: bool(sink.lost))
         await link.close()
     reconnecting = [e for _, e in sink.client if isinstance(e, ConnectionReconnecting)]
     assert [e.backoff_delay for e in reconnecting] == [1, 2]  # the breaker opened at the 2nd failure
     assert [r for r, _ in sink.lost] == ["circuit_open"]
-    assert not [e for _, e in sink.client if isinstance(e, ConnectionFailed)] or True
+    failed = [e for _, e in sink.client if isinstance(e, ConnectionFailed)]
+    assert len(failed) == 1 and failed[0].reason.startswith("circuit_open") and failed[0].total_attempts == 2
     assert len(fake.connections) == 3  # no third attempt was made
 
 
@@ -141,13 +149,13 @@ async def test_reconnect_succeeds_and_replays_buffered_audio(connector: Provider
         link = make_link(fake, clock, breaker, sink, connector)
         await link.open()
         clock.advance(10)
-        await asyncio.sleep(0.05)
+        await clock.settle()
         await link.send_audio(chunk(0))
         await drive(clock, lambda: any(isinstance(e, ConnectionReconnecting) for _, e in sink.client))
         for i in range(1, 4):  # audio while the link is down: kept for replay
             await link.send_audio(chunk(i))
         await drive(clock, lambda: any(isinstance(e, ConnectionReconnected) for _, e in sink.client))
-        await asyncio.sleep(0.05)
+        await until(lambda: fake.connections[2].audio_chunks >= 4)
         third = fake.connections[2]
         await link.close()
     done = [e for _, e in sink.client if isinstance(e, ConnectionReconnected)][0]
@@ -178,17 +186,22 @@ async def test_deepgram_gets_keepalive_after_5_s_without_audio_and_not_before(co
         def keepalives() -> int:
             return sum(1 for m in record.messages if isinstance(m, dict) and m.get("type") == "KeepAlive")
 
+        async def settled_count() -> int:
+            """Keepalives the fake got before a barrier frame sent now (frames arrive in order)."""
+            await clock.settle()
+            barriers = sum(1 for m in record.messages if isinstance(m, dict) and m.get("type") == "Finalize")
+            assert await link.send_frames(['{"type":"Finalize"}'])
+            await until(lambda: sum(1 for m in record.messages
+                                    if isinstance(m, dict) and m.get("type") == "Finalize") > barriers)
+            return keepalives()
+
         clock.advance(4.9)
-        await asyncio.sleep(0.05)
-        assert keepalives() == 0
+        assert await settled_count() == 0
         await link.send_audio(chunk(0))  # audio resets the idle timer
         clock.advance(4.9)
-        await asyncio.sleep(0.05)
-        assert keepalives() == 0
+        assert await settled_count() == 0
         clock.advance(0.2)  # 5 s since the last audio
-        await asyncio.sleep(0.05)
-        assert keepalives() == 1
+        assert await settled_count() == 1
         clock.advance(5.0)
-        await asyncio.sleep(0.05)
-        assert keepalives() == 2
+        assert await settled_count() == 2
         await link.close()
