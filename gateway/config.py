@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.breaker import BreakerPolicy
+from gateway.chains.settings import VARIABLES as CHAIN_VARIABLES
+from gateway.chains.settings import ChainSettings, load_chain_settings
 from gateway.errors import ConfigError
 from gateway.logs import LEVELS, MASK, register_secret
 from gateway.retry import ReconnectPolicy
@@ -83,6 +85,7 @@ class Settings:
     max_bytes_per_s: int = 0  # 0: derived from each call's audio format (8× its real-time rate)
     twilio_auth_token: str | None = field(default=None, repr=False)
     public_url: str | None = None  # the externally visible origin Twilio signs URLs with
+    chains: ChainSettings = field(default_factory=ChainSettings)  # one-shot provider chains
 
     @property
     def client_auth_configured(self) -> bool:
@@ -98,6 +101,8 @@ class Settings:
             elif f.name == "providers":
                 out[f.name] = {name: {"api_key": MASK if p.api_key else None, "base_url": p.base_url,
                                       "model": p.model, "mode": p.mode} for name, p in value.items()}
+            elif f.name == "chains":
+                out[f.name] = value.to_public_dict()
             elif f.name in ("reconnect", "breaker"):
                 out[f.name] = {g.name: getattr(value, g.name) for g in fields(value)}
             else:
@@ -270,7 +275,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         idle_timeout_s=env.seconds("VG_IDLE_TIMEOUT_S", 60.0),
         max_frames_per_s=env.integer("VG_MAX_FRAMES_PER_S", 200),
         max_bytes_per_s=env.integer("VG_MAX_BYTES_PER_S", 0, minimum=0),
-        twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env))
+        twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env),
+        chains=load_chain_settings(env, providers))
 
 
 KNOWN_VARIABLES = frozenset({
@@ -282,7 +288,7 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
-})
+}) | CHAIN_VARIABLES
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:

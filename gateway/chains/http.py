@@ -1,0 +1,61 @@
+"""The HTTP side of the chain runner: one aiohttp ClientSession per process, one exchange per attempt.
+
+An exchange sends an `HttpRequest` and returns the whole `HttpResponse`, or raises `TimeoutError`
+(our per-attempt timeout) or `ExchangeFailed` (connect/reset/TLS). Streaming chains will get a second
+method that returns once the status line and headers are in (the commit point: no fallback after it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import Protocol
+
+import aiohttp
+
+from providers.chains.base import HttpRequest, HttpResponse
+
+
+class ExchangeFailed(Exception):
+    """The request did not get an HTTP answer (refused, reset, TLS). The message names no URL or key."""
+
+
+class HttpExchange(Protocol):
+    async def __call__(self, request: HttpRequest, timeout_s: float) -> HttpResponse: ...
+
+
+class AiohttpExchange:
+    """Owns the process's ClientSession (created on first use, closed by `close()`)."""
+
+    def __init__(self, *, connections: int = 100, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._connections = connections
+        self._ssl = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl if self._ssl else True)
+            # our own timeouts only (per attempt, below); no cookies; aiohttp's default UA
+            self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
+                                                  cookie_jar=aiohttp.DummyCookieJar())
+        return self._session
+
+    async def __call__(self, request: HttpRequest, timeout_s: float) -> HttpResponse:
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.request(request.method, request.url, headers=list(request.headers),
+                                                data=request.body or None, allow_redirects=False) as resp:
+                    body = await resp.read()
+                    return HttpResponse(status=resp.status, headers=resp.headers, body=body)
+        except TimeoutError:
+            raise
+        except aiohttp.ClientError as err:
+            raise ExchangeFailed(err.__class__.__name__) from None
+        except OSError as err:
+            raise ExchangeFailed(err.__class__.__name__) from None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
