@@ -5,7 +5,8 @@
                                                                      (the last one: honour Retry-After once)
     auth            0        -                        forced OPEN    next provider at once
     timeout         1        timeout × 2              failure        next provider
-    server/network  2        backoff b, 2b            failure        next provider
+    server          2        backoff b, 2b            failure        next provider
+    network         0        -                        failure        next provider (refused/reset: it is down)
     protocol        1        backoff b                failure        next provider
     processing_cap  0        -                        failure        next provider (Deepgram 504)
     bad_input       0        -                        not counted    next provider
@@ -39,7 +40,7 @@ ACTIONS: dict[ErrorClass, ClassAction] = {
     ErrorClass.AUTH: ClassAction(breaker=BreakerEffect.AUTH),
     ErrorClass.TIMEOUT: ClassAction(retries=1, timeout_factor=2.0),
     ErrorClass.SERVER: ClassAction(retries=2, backoff=True),
-    ErrorClass.NETWORK: ClassAction(retries=2, backoff=True),
+    ErrorClass.NETWORK: ClassAction(),
     ErrorClass.PROTOCOL: ClassAction(retries=1, backoff=True),
     ErrorClass.PROCESSING_CAP: ClassAction(),
     ErrorClass.BAD_INPUT: ClassAction(breaker=BreakerEffect.NEUTRAL),

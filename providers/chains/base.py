@@ -30,7 +30,7 @@ class ErrorClass(StrEnum):
     SERVER = "server"  # 5xx: retries with backoff
     PROCESSING_CAP = "processing_cap"  # Deepgram 504 (its 10-minute cap): no retry, fall back
     BAD_INPUT = "bad_input"  # 400/413/422: the input's fault, never a breaker failure
-    NETWORK = "network"  # connection refused/reset: like SERVER
+    NETWORK = "network"  # connection refused/reset: the provider is down, fall back at once
     PROTOCOL = "protocol"  # a 2xx we cannot parse: like SERVER
 
 

@@ -50,7 +50,8 @@ class ChainGateway:
     def __init__(self, *, faults: dict[str, str] | None = None, keys: dict[str, str] | None = None,
                  chain: tuple[str, ...] = ("deepgram", "groq", "openai"), caps: dict[str, int] | None = None,
                  fake_caps: dict[str, int] | None = None, breaker: BreakerPolicy = BreakerPolicy(),
-                 **chain_overrides: Any) -> None:
+                 settings_overrides: dict[str, Any] | None = None, **chain_overrides: Any) -> None:
+        self.settings_overrides = settings_overrides or {}
         self.faults = faults or {}
         self.keys = {**CHAIN_KEYS, **(keys or {})}
         self.chain = chain
@@ -81,7 +82,8 @@ class ChainGateway:
         # live providers point nowhere: these tests make no calls
         live = {n: ProviderSettings(name=n, api_key="unused", base_url="ws://127.0.0.1:9", simulated=False)
                 for n in ("gemini", "openai", "deepgram")}
-        settings = dataclasses.replace(Settings(), providers=live, chains=chains, breaker=self.breaker)
+        settings = dataclasses.replace(Settings(), providers=live, chains=chains, breaker=self.breaker,
+                                       **self.settings_overrides)
         self.runtime = Runtime(settings, clock=self.clock)
         await self.runtime.start()
         app = create_app(settings, runtime=self.runtime)
