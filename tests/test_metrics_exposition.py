@@ -51,7 +51,7 @@ SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
 }
 # bounded label values (design.md §4-§6); anything else would be an unbounded or misspelt series
 LABEL_VALUES: dict[str, frozenset[str]] = {
-    "name": frozenset(BREAKER.values()),
+    "name": frozenset(BREAKER.values()) | {f"{p}_transcription" for p in ("deepgram", "groq", "openai")},
     "status": frozenset({"attempted", "success", "failure", "rejected"}),
     "from_state": frozenset({"CLOSED", "HALF_OPEN", "OPEN"}),
     "to_state": frozenset({"CLOSED", "HALF_OPEN", "OPEN"}),
@@ -137,7 +137,8 @@ def check_section6_shape(exp: Exposition, *, session_ids: set[str], may_be_empty
             assert names == labels, f"{s.name}: labels {sorted(names)}, §6 says {sorted(labels)}"
             for key, value in s.labels.items():
                 assert value in LABEL_VALUES.get(key, {value}), f"{s.name}: {key}={value!r}"
-                assert key != "provider" or value in PROVIDERS, f"{s.name}: provider={value!r}"
+                # groq: chain-only provider (transcription chain, docs/chains.md)
+                assert key != "provider" or value in (*PROVIDERS, "groq"), f"{s.name}: provider={value!r}"
     # no per-session label anywhere in the exposition, §6 or not
     for fam in exp.families.values():
         for s in fam.samples:
