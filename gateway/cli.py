@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "bench")
+SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "bench", "transcribe", "providers")
 
 
 def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
@@ -34,8 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ssl-keyfile")
     s.set_defaults(func=_serve)
 
-    f = sub.add_parser("fake-provider", help="run one fake provider server (gemini|openai|deepgram)")
-    f.add_argument("provider", choices=["gemini", "openai", "deepgram"])
+    f = sub.add_parser("fake-provider", help="run one fake provider server (gemini|openai|deepgram|groq)")
+    f.add_argument("provider", choices=["gemini", "openai", "deepgram", "groq"])
     f.add_argument("--host", default="127.0.0.1")
     f.add_argument("--port", type=int, required=True)
     f.add_argument("--api-key")
@@ -43,7 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--tls-key")
     f.add_argument("--faults", help="fault SPEC, see providers/fakes/common.py")
     f.add_argument("--seed", type=int, default=0)
-    f.set_defaults(func=lambda args: __import__("providers.fakes.cli", fromlist=["_"]).run_fake_provider(args))
+    f.add_argument("--rest-faults", help="HTTP fault SPEC of the REST side (openai/deepgram), see "
+                   "providers/fakes/rest_common.py")
+    # openai/deepgram serve their REST API on the same port; groq is REST only (providers/fakes/rest_cli.py)
+    f.set_defaults(func=lambda args: __import__("providers.fakes.rest_cli", fromlist=["_"]).run(args))
 
     t = sub.add_parser("token", help="mint a short-lived client token signed with VG_CLIENT_TOKEN_SECRET")
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
@@ -57,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="load benchmark: gateway vs direct vs bare relay (benchmarks/load.py)")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(func=lambda args: __import__("gateway.bench_cli", fromlist=["_"]).run_bench(args))
+
+    from gateway.chains.cli import add_parsers as add_chain_parsers  # transcribe, providers check
+
+    add_chain_parsers(sub)
     return p
 
 
