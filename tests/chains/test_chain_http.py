@@ -50,9 +50,32 @@ async def test_all_up_deepgram_answers_through_the_openai_sdk() -> None:
         assert gw.fakes["deepgram"].requests[0].query == {"model": "nova-2", "punctuate": "true", "language": "en"}
 
 
+METRICS_AFTER_429 = {
+    ("voice_gateway_chain_fallbacks_total", (("chain", "transcription"), ("from", "deepgram"), ("to", "groq"))): 1,
+    ("voice_gateway_chain_requests_total", (("chain", "transcription"), ("provider", "deepgram"),
+                                            ("outcome", "rate_limit"))): 1,
+    ("voice_gateway_chain_requests_total", (("chain", "transcription"), ("provider", "groq"), ("outcome", "success"))): 1,
+    ("voice_gateway_chain_runs_total", (("chain", "transcription"), ("result", "fallback"))): 1,
+    ("ai_provider_requests_total", (("provider", "deepgram"), ("endpoint", "transcription"), ("status", "failure"))): 1,
+    ("ai_provider_requests_total", (("provider", "groq"), ("endpoint", "transcription"), ("status", "success"))): 1,
+    ("ai_provider_errors_total", (("provider", "deepgram"), ("error_type", "rate_limit"))): 1,
+    ("voice_gateway_chain_latency_seconds_count", (("chain", "transcription"), ("provider", "groq"))): 1,
+}
+
+
+def metric_values() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {key: metrics.sample(key[0], dict(key[1])) or 0.0 for key in METRICS_AFTER_429}
+
+
 async def test_deepgram_429_is_trx001_and_groq_answers_at_once() -> None:
     async with ChainGateway(faults={"deepgram": "*:status,status=429,retry_after=7"}) as gw:
+        before = metric_values()
+        cost_before = metrics.sample("voice_gateway_chain_cost_usd_total", {"chain": "transcription", "provider": "groq"})
         result, headers = await transcribe_sdk(gw)
+        after = metric_values()
+        assert {k: after[k] - before[k] for k in after} == METRICS_AFTER_429
+        assert metrics.sample("voice_gateway_chain_cost_usd_total", {"chain": "transcription", "provider": "groq"}) \
+            == pytest.approx(cost_before + float(headers["x-voice-gateway-cost-usd"]), abs=1e-6)
         assert result.text == "159#"
         assert headers["x-voice-gateway-provider"] == "groq" and headers["x-voice-gateway-fallback-used"] == "true"
         assert (gw.hits("deepgram"), gw.hits("groq"), gw.hits("openai")) == (1, 1, 0)
