@@ -39,6 +39,7 @@ log = logging.getLogger("gateway.chains")
 OUTCOMES = ("success", "error", "rate_limit", "auth", "timeout", "skipped", "rejected")
 _CLASS_OUTCOME = {ErrorClass.RATE_LIMIT: "rate_limit", ErrorClass.AUTH: "auth", ErrorClass.TIMEOUT: "timeout"}
 RUN_RESULTS = ("primary", "fallback", "failed")
+MIN_ATTEMPT_S = 0.05  # an attempt (or retry) with less time than this left before the deadline is not started
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +162,10 @@ class ChainRunner:
     async def _turn(self, spec: ChainSpec, options: Any, bound: BoundProvider, outcome: ChainOutcome,
                     deadline: float, *, last: bool) -> str:
         t = bound.translator
+        if deadline - self._clock.now() < MIN_ATTEMPT_S:
+            outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="deadline_exceeded",
+                                            message="the chain deadline passed before this provider's turn"))
+            return "skipped"
         if t.upload_size(options) > t.max_upload_bytes:
             outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="upload_too_large",
                                             message=f"the upload exceeds {t.name}'s {t.max_upload_bytes} byte cap"))
@@ -187,12 +192,7 @@ class ChainRunner:
         used: Counter[ErrorClass] = Counter()
         timeout_s, retry, honoured_retry_after = self.policy.attempt_timeout_s, 0, False
         while True:
-            remaining = deadline - self._clock.now()
-            if remaining <= 0:
-                error = AttemptError(error_class=ErrorClass.TIMEOUT, message="the chain deadline passed")
-                self._record_failure(spec, outcome, t.name, error, 0.0, retry)
-                self._resolve(ticket, bound, error)
-                return "timeout"
+            remaining = max(deadline - self._clock.now(), MIN_ATTEMPT_S)
             started = time.perf_counter()
             try:
                 parsed = t.parse(await self._exchange(request, min(timeout_s, remaining)))
@@ -222,7 +222,7 @@ class ChainRunner:
             elif (parsed.error_class is ErrorClass.RATE_LIMIT and last and not honoured_retry_after
                   and parsed.retry_after_s is not None and parsed.retry_after_s <= self.policy.retry_after_max_s):
                 wait, honoured_retry_after = parsed.retry_after_s, True
-            if wait is None or wait >= deadline - self._clock.now():
+            if wait is None or wait + MIN_ATTEMPT_S > deadline - self._clock.now():  # no retry past the deadline
                 self._resolve(ticket, bound, parsed)
                 return _CLASS_OUTCOME.get(parsed.error_class, "error")
             if wait > 0:

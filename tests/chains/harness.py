@@ -33,13 +33,18 @@ TRANSCRIBE_PATHS = {"deepgram": "/v1/listen", "groq": "/openai/v1/audio/transcri
 
 
 class RecordingClock:
-    """Monotonic `now()`; `sleep()` records and returns at once."""
+    """Monotonic `now()` plus whatever `advance()` added; `sleep()` records and returns at once."""
 
     def __init__(self) -> None:
         self.sleeps: list[float] = []
+        self.offset_s = 0.0
 
     def now(self) -> float:
-        return time.monotonic()
+        return time.monotonic() + self.offset_s
+
+    def advance(self, seconds: float) -> None:
+        """Jump forward (breaker open timeouts) without waiting."""
+        self.offset_s += seconds
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)

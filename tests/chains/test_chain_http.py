@@ -270,3 +270,35 @@ async def test_client_tokens_guard_the_endpoints() -> None:
         status, body = await post(gw, DTMF_WAV, Authorization="Bearer tok-123")
         assert status == 200 and body["text"] == "159#"
         assert gw.hits("deepgram") == 1
+
+
+async def test_open_chain_breaker_half_opens_after_its_timeout_and_closes_after_two_successes() -> None:
+    async with ChainGateway(faults={"deepgram": "1-15:status,status=503"}) as gw:
+        breaker = gw.chains.breaker("deepgram_transcription")
+        for _ in range(5):
+            await post(gw, DTMF_WAV)
+        assert breaker.snapshot()["state"] == "OPEN" and gw.hits("deepgram") == 15
+        gw.clock.advance(59.0)
+        assert (await post(gw, DTMF_WAV))[1]["attempts"][0]["outcome"] == "rejected"
+        gw.clock.advance(1.0)  # 60 s after opening: the next request is a half-open trial
+        status, body = await post(gw, DTMF_WAV)
+        assert status == 200 and body["provider"] == "deepgram" and breaker.snapshot()["state"] == "HALF_OPEN"
+        status, body = await post(gw, DTMF_WAV)
+        assert body["provider"] == "deepgram" and breaker.snapshot()["state"] == "CLOSED"
+        assert gw.hits("deepgram") == 17
+
+
+async def test_the_chain_deadline_bounds_every_retry() -> None:
+    async with ChainGateway(faults={"deepgram": "*:stall", "groq": "*:stall"}, attempt_timeout_s=0.4,
+                            deadline_s=0.6) as gw:
+        for fake in gw.fakes.values():
+            fake.stall_max_s = 5.0
+        status, body = await post(gw, DTMF_WAV)
+        assert status == 502 and body["error"]["code"] == "TRX-003"
+        # deepgram: 0.4 s, then its retry gets what is left of 0.6 s; nobody after that is contacted
+        assert gw.hits("deepgram") == 2 and gw.hits("groq") == 0 and gw.hits("openai") == 0
+        assert [(a["provider"], a["outcome"]) for a in body["attempts"]] == [
+            ("deepgram", "timeout"), ("deepgram", "timeout"), ("groq", "skipped"), ("openai", "skipped")]
+        assert body["attempts"][-1]["code"] == "deadline_exceeded"
+        # providers that were never contacted are not breaker results
+        assert gw.chains.breaker("groq_transcription").snapshot()["failures"] == 0
