@@ -93,3 +93,35 @@ async def test_fake_provider_cli_serves_rest_and_providers_check_reports_each() 
 async def test_transcribe_reports_a_bad_file_with_its_code() -> None:
     code, _, err = await cli("transcribe", str(REPO / "README.md"))
     assert code == 2 and "undecodable_audio" in err
+
+
+async def test_serve_with_no_keys_transcribes_a_wav_with_the_embedded_fakes() -> None:
+    import aiohttp
+
+    from benchmarks.procs import free_port
+
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "serve", "--port", str(port), cwd=REPO, env=clean_env(),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):  # up to ~30 s on a busy machine
+                try:
+                    async with http.get(base + "/readyz") as res:
+                        if res.status == 200:
+                            ready = await res.json()
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the gateway did not become ready")
+            assert {p["mode"] for p in ready["chains"]["transcription"].values()} == {"simulated"}
+            async with http.post(base + "/api/v1/transcribe", data=DTMF_WAV,
+                                 headers={"Content-Type": "audio/wav"}) as res:
+                body = await res.json()
+            assert res.status == 200 and body["text"] == "159#" and body["provider"] == "deepgram"
+    finally:
+        await stop(process)
