@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from audio.convert import FormatConverter
+from audio.errors import AudioError
 from audio.formats import AudioChunk, AudioFormat
 from audio.resample import group_delay_s
 from gateway import metrics
@@ -164,7 +165,10 @@ class CallSession:
         self._seq += 1
         self._offset_s = chunk.end_s
         if self.link is not None and self.state is not SessionState.WAITING:
-            await self.link.send_audio(chunk)
+            try:
+                await self.link.send_audio(chunk)
+            except AudioError as e:  # the audio layer's own error is the client's BadAudio here
+                raise BadAudio(str(e)) from None
             metrics.UPLINK_LATENCY.observe(time.perf_counter() - t0)
         elif self.replay.append(chunk, link_up=False):
             metrics.voice_gateway_replay_dropped_chunks.labels(self.config.provider).inc()
@@ -242,7 +246,7 @@ class CallSession:
             provider=provider, adapter_factory=lambda: adapter_cls(cfg, endpoint),
             breaker=rt.breakers.get(provider), connector=rt.connector, clock=rt.clock,
             policy=rt.settings.reconnect, replay=self.replay, sink=self, history=self._carried,
-            session_id=self.id, rotate_after_s=rt.settings.openai_rotate_after_s if provider == "openai" else None,
+            session_id=self.id, rotate_after_s=rt.rotate_after_s(provider),
         )
 
     def _carried(self) -> list[ConversationItem]:
