@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import time
@@ -59,21 +58,12 @@ from gateway.provider_socket import (
 )
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy
+from gateway.states import LINK_MOVES, LinkState
 from providers.base import Frame, ProviderAdapter
 
 log = logging.getLogger("gateway.link")
 # returned by the read loop when a handover replaced the socket it was reading
 _SWAPPED = ProviderUnavailable("socket replaced by a handover", breaker_failure=False)
-
-
-class LinkState(enum.Enum):
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    REPLAYING = "replaying"
-    UP = "up"
-    RECONNECTING = "reconnecting"
-    FAILED = "failed"
-    CLOSED = "closed"
 
 
 class LinkSink(Protocol):
@@ -134,15 +124,15 @@ class ProviderLink:
         """First establishment: one breaker call, no retry loop (the session falls over to the next
         provider instead). Raises CircuitOpen or a ProviderError."""
         ticket = self.breaker.admit()
-        self.state = LinkState.CONNECTING
+        self._move(LinkState.CONNECTING)
         try:
             await self._establish(ticket)
         except ProviderRejected as e:
-            self.state = LinkState.FAILED
+            self._fail()
             await self._note_rejected(e, attempts=1)
             raise
         except BaseException:
-            self.state = LinkState.FAILED
+            self._fail()
             raise
         self._reader = asyncio.create_task(self._run(), name=f"link-{self.provider}-{self.session_id}")
 
@@ -168,7 +158,7 @@ class ProviderLink:
     async def close(self, *, graceful: bool = True) -> None:
         """We end the link (call over, or switched away): not a failure."""
         self._closing = True
-        self.state = LinkState.CLOSED
+        self._move(LinkState.CLOSED)
         sock, adapter = self._sock, self.adapter
         if sock is not None:
             if graceful and adapter is not None:
@@ -185,6 +175,20 @@ class ProviderLink:
     @property
     def resume_handle(self) -> str | None:
         return self._resume_handle
+
+    # -- state ---------------------------------------------------------------------------------------
+    def _move(self, to: LinkState) -> None:
+        """The one setter of `state`: checked against LINK_MOVES, logged with the session id, counted."""
+        self.state = LINK_MOVES.move(self.state, to, session_id=self.session_id, provider=self.provider)
+
+    def _fail(self) -> None:
+        """FAILED, unless we closed the link meanwhile (then it stays CLOSED)."""
+        if not self._closing:
+            self._move(LinkState.FAILED)
+
+    @property
+    def _ended(self) -> bool:
+        return self._closing or self.state is LinkState.FAILED
 
     # -- establishment -------------------------------------------------------------------------
     async def _connect(self, ticket: BreakerTicket, *, history: bool
@@ -259,6 +263,10 @@ class ProviderLink:
 
     async def _activate(self, adapter: ProviderAdapter, sock: ProviderSocket, after: list[ProviderEvent],
                         ticket: BreakerTicket) -> int:
+        if self._ended:  # closed or given up while this connection was being set up: not a failure
+            ticket.success()
+            await sock.close()
+            raise ProviderUnavailable("link closed during setup", provider=self.provider, breaker_failure=False)
         self._settle_ticket(failed=False)  # the previous connection's call, if still open
         self._ticket, self._established_at = ticket, self._clock.now()
         self.adapter, self._sock = adapter, sock
@@ -270,9 +278,11 @@ class ProviderLink:
             self._spawn(self._keepalive(sock, adapter))
         if self._rotate_after_s:
             self._spawn(self._rotate_later(sock))
-        self.state = LinkState.REPLAYING
+        self._move(LinkState.REPLAYING)
         replayed = await self._replay()
-        self.state = LinkState.UP
+        if self._ended:
+            return replayed
+        self._move(LinkState.UP)
         for ev in after:
             await self._handle(ev)
         return replayed
@@ -363,7 +373,7 @@ class ProviderLink:
         except Exception as e:  # a bug must not leave the call hanging silently
             log_event(log, logging.ERROR, "link.crashed", f"{self.provider} link crashed",
                       provider=self.provider, session_id=self.session_id)
-            self.state = LinkState.FAILED
+            self._fail()
             await self._sink.on_link_lost(self, "fatal_error", GatewayError(type(e).__name__))
 
     async def _read_until_closed(self) -> ProviderError | None:
@@ -473,7 +483,10 @@ class ProviderLink:
         self._handover_reason = None
         self._handover_task = None
         self.counters["handovers"] += 1
-        replayed = await self._activate(adapter, sock, after, ticket)
+        try:
+            replayed = await self._activate(adapter, sock, after, ticket)
+        except ProviderUnavailable:
+            return  # the link was closed or gave up meanwhile; the new connection is closed too
         log_event(log, logging.INFO, "handover.completed", f"planned handover done ({reason})",
                   provider=self.provider, session_id=self.session_id, reason=reason, replayed_count=replayed)
         if old is not None:
@@ -509,7 +522,7 @@ class ProviderLink:
             err, self._fatal_error = fatal, None
         if not err.retryable:
             return await self._give_up("fatal_error", err, attempts=0)
-        self.state = LinkState.RECONNECTING
+        self._move(LinkState.RECONNECTING)
         metrics.voice_gateway_sessions_reconnecting.labels(self.provider).inc()
         try:
             return await self._reconnect_loop(err)
@@ -573,7 +586,9 @@ class ProviderLink:
         return await self._give_up("reconnect_failed", last, max_attempts)
 
     async def _give_up(self, reason: str, err: GatewayError, attempts: int) -> bool:
-        self.state = LinkState.FAILED
+        if self._closing:
+            return False
+        self._move(LinkState.FAILED)
         if isinstance(err, ProviderRejected):
             await self._note_rejected(err, attempts=attempts)
         else:

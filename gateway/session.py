@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import enum
 import logging
 import time
 import uuid
@@ -53,20 +52,13 @@ from gateway.events import (
     UserSpeechStarted,
     UserTurn,
 )
-from gateway.link import LinkState, ProviderLink
+from gateway.link import ProviderLink
 from gateway.logs import log_event
 from gateway.replay import ReplayBuffer
 from gateway.runtime import Runtime
+from gateway.states import SESSION_MOVES, LinkState, SessionState
 
 log = logging.getLogger("gateway.session")
-
-
-class SessionState(enum.Enum):
-    STARTING = "starting"
-    ACTIVE = "active"
-    SWITCHING = "switching"
-    WAITING = "waiting_for_provider"
-    ENDED = "ended"
 
 
 class ClientSink(Protocol):
@@ -115,6 +107,10 @@ class CallSession:
     def provider(self) -> str | None:
         return self.link.provider if self.link is not None else None
 
+    def _move(self, to: SessionState) -> None:
+        """The one setter of `state`: checked against SESSION_MOVES, logged with the session id, counted."""
+        self.state = SESSION_MOVES.move(self.state, to, session_id=self.id)
+
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         self.rt.sessions[self.id] = self
@@ -123,7 +119,9 @@ class CallSession:
                   client=self.client, provider=self.config.provider)
         chain = self._chain(first=self.config.provider)
         link = await self._open_first_usable(chain)
-        self.state = SessionState.ACTIVE if link else SessionState.WAITING
+        if self.state is SessionState.ENDED:
+            return
+        self._move(SessionState.ACTIVE if link else SessionState.WAITING)
         adapter = self.rt.adapter_class(link.provider) if link else None
         await self._emit(SessionStarted(
             provider=link.provider if link else "none", fallback=list(self.config.fallback),
@@ -135,7 +133,7 @@ class CallSession:
     async def end(self, reason: str = "client_ended") -> None:
         if self.state is SessionState.ENDED:
             return
-        self.state = SessionState.ENDED
+        self._move(SessionState.ENDED)
         for t in [self._waiter, *self._tasks]:
             if t is not None and not t.done() and t is not asyncio.current_task():
                 t.cancel()
@@ -223,6 +221,8 @@ class CallSession:
 
     async def _open_first_usable(self, chain: Sequence[str]) -> ProviderLink | None:
         for provider in chain:
+            if self.state is SessionState.ENDED:
+                return None
             # link.open() asks the breaker (admit): a refusal is counted as `rejected` and logged
             link = self._new_link(provider)
             previous, self.link = self.link, link  # live audio now buffers for the new link
@@ -262,11 +262,13 @@ class CallSession:
             old = self.link
             old_provider = old.provider if old is not None else "none"
             chain = [target] if target else self._chain(exclude=[old_provider])
-            self.state = SessionState.SWITCHING
+            self._move(SessionState.SWITCHING)
             link = await self._open_first_usable(chain)
+            if self.state is SessionState.ENDED:
+                return False
             if link is None:
-                self.state = SessionState.ACTIVE if old is not None and old.state is LinkState.UP else \
-                    SessionState.WAITING
+                self._move(SessionState.ACTIVE if old is not None and old.state is LinkState.UP else
+                           SessionState.WAITING)
                 return False
             if old is not None and old is not link:
                 self._spawn(old.close())
@@ -277,7 +279,9 @@ class CallSession:
         """The call is on `link` now: count, log and tell the client (provider.switched)."""
         self._close_pending_tools(link.provider)
         await self._flush_reply_tail()
-        self.state = SessionState.ACTIVE
+        if self.state is SessionState.ENDED:
+            return
+        self._move(SessionState.ACTIVE)
         self.counters["switches"] += 1
         elapsed = self.rt.clock.now() - trigger_at
         metrics.voice_gateway_provider_switches.labels(old_provider, link.provider, reason).inc()
@@ -304,7 +308,9 @@ class CallSession:
                         f"cannot be answered on {new_provider}; the user may need to repeat the request")))
 
     async def _no_provider(self, err: GatewayError | None, reason: str) -> None:
-        self.state = SessionState.WAITING
+        if self.state is SessionState.ENDED:
+            return
+        self._move(SessionState.WAITING)
         retry = min((self.rt.breakers.get(p).retry_after_s() for p in self._chain()), default=1.0)
         log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
                   session_id=self.id, reason=reason, retry_after_s=retry)
@@ -333,12 +339,14 @@ class CallSession:
                     return
                 old = self.link
                 self.link = None
-                self.state = SessionState.SWITCHING
+                self._move(SessionState.SWITCHING)
                 trigger_at = self.rt.clock.now()
                 link = await self._open_first_usable(chain)
+                if self.state is SessionState.ENDED:
+                    return
                 if link is None:
                     self.link = old
-                    self.state = SessionState.WAITING
+                    self._move(SessionState.WAITING)
                     await self.rt.clock.sleep(0.05)  # the admitted trial failed: don't spin
                     continue
                 await self._switched(old.provider if old is not None else "none", link, reason, trigger_at)
