@@ -137,9 +137,9 @@ class ProviderLink:
         self._reader = asyncio.create_task(self._run(), name=f"link-{self.provider}-{self.session_id}")
 
     async def send_audio(self, chunk: AudioChunk) -> None:
+        """Live audio, already kept in the call's replay buffer by its one writer (the session):
+        sent now when the link is up, else replayed from the buffer when it is up again."""
         self._last_chunk_end_s = chunk.end_s
-        if self.replay.append(chunk, link_up=self.state is LinkState.UP):
-            metrics.voice_gateway_replay_dropped_chunks.labels(self.provider).inc()
         if self.state is LinkState.UP:
             await self._send_chunk(chunk)
 
