@@ -12,8 +12,6 @@ from gateway import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-BREAKER_NAMES = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
-
 circuit_breaker_state = Gauge(
     "circuit_breaker_state", "Circuit breaker state: 0=CLOSED 1=HALF_OPEN 2=OPEN",
     ["name", "provider"], registry=REGISTRY)
@@ -113,6 +111,9 @@ voice_gateway_chain_runs = Counter(
 voice_gateway_chain_cost_usd = Counter(
     "voice_gateway_chain_cost_usd", "Estimated provider cost of answered chain requests, USD",
     ["chain", "provider"], registry=REGISTRY)
+voice_gateway_state_transitions = Counter(
+    "voice_gateway_state_transitions", "Moves of the link and session state machines (gateway/states.py)",
+    ["machine", "from_state", "to_state"], registry=REGISTRY)
 voice_gateway_build = Info("voice_gateway_build", "Build information", registry=REGISTRY)
 voice_gateway_build.info({"version": __version__})
 
