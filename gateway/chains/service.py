@@ -20,8 +20,9 @@ from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
 from gateway.logs import log_event
 from providers.chains.base import ChainEndpoint, ChainProvider
-from providers.chains.registry import CHAINS, breaker_name, rest_fake_class, translator_for
 from providers.chains.transcription import TRANSCRIPTION, TranscriptionOptions
+from providers.registry import CHAIN_PROVIDERS, CHAINS, chain_fake_class, chain_translator
+from providers.registry import chain_breaker_name as breaker_name
 
 log = logging.getLogger("gateway.chains")
 
@@ -41,7 +42,7 @@ class ChainService:
         for chain, order in self.orders.items():
             for name in order:
                 ps = self.settings.providers[name]
-                self.translators[(chain, name)] = translator_for(chain, name)(
+                self.translators[(chain, name)] = chain_translator(chain, name)(
                     model=ps.model, max_upload_bytes=ps.max_upload_bytes)
                 self.breakers[breaker_name(chain, name)] = CircuitBreaker(
                     name, clock=self.clock, policy=settings.breaker, name=breaker_name(chain, name))
@@ -62,10 +63,10 @@ class ChainService:
     async def _endpoint(self, ps: ChainProviderSettings) -> ChainEndpoint:
         if not ps.simulated:
             return ChainEndpoint(base_url=ps.live_base_url, api_key=ps.api_key or "", key_env=ps.key_env)
-        fake = rest_fake_class(ps.name)(keep_requests=256)
+        fake = chain_fake_class(ps.name)(keep_requests=256)
         await fake.start()
         self.fakes[ps.name] = fake
-        base = fake.url + ("/v1" if ps.name == "openai" else "")
+        base = fake.url + CHAIN_PROVIDERS[ps.name].base_path
         log_event(log, logging.INFO, "chain.provider_configured", f"{ps.name} (chains): simulated (embedded fake)",
                   provider=ps.name, mode="simulated")
         return ChainEndpoint(base_url=base, api_key="sim-" + secrets.token_hex(8), key_env=ps.key_env,

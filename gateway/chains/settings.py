@@ -12,11 +12,11 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from providers.registry import CHAIN_PROVIDER_NAMES as CHAIN_PROVIDERS
+from providers.registry import CHAIN_PROVIDERS as _ENTRIES
 
-CHAIN_PROVIDERS = ("deepgram", "groq", "openai")
-OFFICIAL_REST_URLS = {"deepgram": "https://api.deepgram.com", "groq": "https://api.groq.com",
-                      "openai": "https://api.openai.com/v1"}
-KEY_ENV = {"deepgram": "DEEPGRAM_API_KEY", "groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}
+OFFICIAL_REST_URLS = {name: e.rest_base_url for name, e in _ENTRIES.items()}
+KEY_ENV = {name: e.key_env for name, e in _ENTRIES.items()}
 UPLOAD_LIMIT_BYTES = 25 * 1024 * 1024  # the gateway's own body limit (413 above it)
 VARIABLES = frozenset({"VG_TRANSCRIPTION_CHAIN", "VG_CHAIN_ATTEMPT_TIMEOUT_S", "VG_CHAIN_DEADLINE_S",
                        "VG_CHAIN_RETRY_BACKOFF_S", "VG_CHAIN_RETRY_AFTER_MAX_S", "VG_DEEPGRAM_STT_MODEL",

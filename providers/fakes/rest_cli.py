@@ -14,11 +14,11 @@ import signal
 import sys
 
 from gateway.errors import ConfigError
-from providers.chains.registry import rest_fake_class
 from providers.fakes.cli import build_fake, run_fake_provider
 from providers.fakes.common import tls_context
 from providers.fakes.port_share import SharedPortFront
 from providers.fakes.rest_common import HttpFaultScript
+from providers.registry import chain_fake_class as rest_fake_class
 
 
 async def _until_signalled() -> None:

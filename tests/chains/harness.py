@@ -21,8 +21,8 @@ from gateway.breaker import BreakerPolicy
 from gateway.chains.settings import ChainProviderSettings, ChainSettings
 from gateway.config import ProviderSettings, Settings
 from gateway.runtime import Runtime
-from providers.chains.registry import rest_fake_class
 from providers.fakes.rest_common import HttpFaultScript
+from providers.registry import chain_fake_class as rest_fake_class
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 DTMF_WAV = (FIXTURES / "dtmf_159hash_16k.wav").read_bytes()
