@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,6 +81,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=300, help="sequential requests per path (latency)")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=8.0, help="per throughput phase")
+    ap.add_argument("--profile", action="store_true", help="py-spy the gateway during its throughput phase")
     args = ap.parse_args()
     two = cpu_count() >= 2
     gw_cpus, other_cpus = ({0}, {1}) if two else (None, None)
@@ -96,9 +98,16 @@ def main() -> int:
                   {"Authorization": f"Token {KEY}", "Content-Type": "audio/wav"})
         gateway = (f"http://127.0.0.1:{gw.port}/api/v1/transcribe", {"Content-Type": "audio/wav"})
         lat = asyncio.run(latency(direct, gateway, args.requests))
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(gw.pid), "--format", "raw", "--nonblocking",
+                                    "--duration", str(int(args.seconds)), "-o", str(logs / "gateway-pyspy.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gw.mark("t0")
         gw_done, gw_elapsed = asyncio.run(throughput(gateway, args.concurrency, args.seconds))
         gw.mark("t1")
+        if spy is not None:
+            spy.wait(30)
         fake.mark("d0")
         d_done, d_elapsed = asyncio.run(throughput(direct, args.concurrency, args.seconds))
         fake.mark("d1")
@@ -122,6 +131,8 @@ def main() -> int:
     print(f"baseline:   direct to the fake {d_done / d_elapsed:.0f} req/s ({fake_ms:.2f} ms fake CPU per request); "
           "a core shared with other work lowers the req/s, not the CPU per request")
     print(f"logs: {logs}")
+    if args.profile:
+        print(f"profile: python -m benchmarks.profile_summary {logs / 'gateway-pyspy.txt'} --match gateway/")
     return 0
 
 

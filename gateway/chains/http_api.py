@@ -130,7 +130,8 @@ async def _run(request: Request, *, openai_shape: bool) -> tuple[ChainOutcome | 
             raise HttpProblem(400, "bad_option", f"response_format must be one of {', '.join(OPENAI_FORMATS)}")
         request.state.response_format = fields.get("response_format") or "json"
         options = _options(audio, fields)
-        log_event(log, logging.INFO, "transcribe.request", "transcription request", request_id=request_id,
+        # DEBUG: the INFO line per request is chain.succeeded / chain.failed (a log line costs ~0.3 ms CPU)
+        log_event(log, logging.DEBUG, "transcribe.request", "transcription request", request_id=request_id,
                   bytes=len(audio), format=options.kind.extension, api="openai" if openai_shape else "native")
         outcome = await request.app.state.chains.transcribe(options, request_id=request_id)
     except Unauthorized as err:
