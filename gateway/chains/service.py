@@ -14,7 +14,15 @@ from gateway import metrics
 from gateway.breaker import CircuitBreaker
 from gateway.chains.http import AiohttpExchange, HttpExchange
 from gateway.chains.policy import ChainPolicy
-from gateway.chains.runner import OUTCOMES, RUN_RESULTS, BoundProvider, ChainOutcome, ChainRunner, CostHook
+from gateway.chains.runner import (
+    OUTCOMES,
+    RUN_RESULTS,
+    BoundProvider,
+    ChainOutcome,
+    ChainRunner,
+    CostGate,
+    CostHook,
+)
 from gateway.chains.settings import ChainProviderSettings
 from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
@@ -29,13 +37,14 @@ log = logging.getLogger("gateway.chains")
 
 class ChainService:
     def __init__(self, settings: Settings, *, clock: Clock | None = None, exchange: HttpExchange | None = None,
-                 on_cost: CostHook | None = None) -> None:
+                 on_cost: CostHook | None = None, cost_gate: CostGate | None = None) -> None:
         self.settings = settings.chains
         self.clock: Clock = clock or MonotonicClock()
         self._own_exchange = exchange is None
         self.exchange: HttpExchange = exchange or AiohttpExchange()
         self.runner = ChainRunner(exchange=self.exchange, clock=self.clock,
-                                  policy=ChainPolicy.from_settings(self.settings), on_cost=on_cost)
+                                  policy=ChainPolicy.from_settings(self.settings), on_cost=on_cost,
+                                  cost_gate=cost_gate)
         self.orders: dict[str, tuple[str, ...]] = {TRANSCRIPTION.name: self.settings.transcription_chain}
         self.breakers: dict[str, CircuitBreaker] = {}
         self.translators: dict[tuple[str, str], ChainProvider[Any, Any]] = {}

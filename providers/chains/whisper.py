@@ -125,8 +125,11 @@ def _segments(value: Any) -> list[dict[str, Any]] | None:
 
 def _usage(value: Any, duration_s: float | None) -> Usage:
     if isinstance(value, dict) and value.get("type") == "tokens":
-        return Usage(input_tokens=int(value.get("input_tokens") or 0),
-                     output_tokens=int(value.get("output_tokens") or 0))
+        return Usage(input_tokens=_count(value.get("input_tokens")), output_tokens=_count(value.get("output_tokens")))
     if isinstance(value, dict) and isinstance(value.get("seconds"), int | float):
         return Usage(audio_seconds=float(value["seconds"]))
     return Usage(audio_seconds=duration_s)
+
+
+def _count(value: Any) -> int:
+    return int(value) if isinstance(value, int | float) and 0 <= value < 2**53 else 0

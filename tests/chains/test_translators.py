@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.chains.policy import ACTIONS, BreakerEffect, ChainPolicy
 from gateway.config import load_settings
@@ -170,3 +172,26 @@ def test_settings_parse_chain_variables() -> None:
     public = load_settings({"GROQ_API_KEY": "gsk_secret-1"}).to_public_dict()
     assert public["chains"]["providers"]["groq"]["api_key"] == "***"
     assert "gsk_secret-1" not in orjson.dumps(public).decode()
+
+
+STATUSES = st.sampled_from([200, 200, 200, 400, 401, 402, 403, 408, 413, 422, 429, 498, 500, 502, 503, 504, 302, 204])
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-2**60, 2**60) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+                           ["text", "results", "channels", "alternatives", "transcript", "metadata", "duration",
+                            "words", "usage", "error", "message", "code", "segments", "type", "seconds",
+                            "input_tokens", "output_tokens", "model_info", "arch", "start", "end", "word"]), inner,
+                           max_size=5), max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(status=STATUSES, body=st.one_of(JSONISH.map(orjson.dumps), st.binary(max_size=64)),
+       retry_after=st.one_of(st.none(), st.text(max_size=8)))
+def test_parse_never_raises(status: int, body: bytes, retry_after: str | None) -> None:
+    """Whatever a provider answers, a translator returns a result or an AttemptError, never raises."""
+    headers = {"retry-after": retry_after} if retry_after is not None else {}
+    for t in (DeepgramBatch(), GroqWhisper(), OpenAIWhisper(), OpenAIWhisper(model="gpt-4o-transcribe")):
+        out = t.parse(HttpResponse(status=status, headers=headers, body=body))
+        if status != 200:
+            assert out.error_class in ErrorClass
+        else:
+            assert isinstance(out.text, str) if hasattr(out, "text") else out.error_class is ErrorClass.PROTOCOL
