@@ -12,16 +12,16 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway import metrics
 from gateway.breaker import BreakerTicket, CircuitBreaker
-from gateway.chains.http import ExchangeFailed, HttpExchange
+from gateway.chains.http import ExchangeFailed, HttpExchange, OpenResponse
 from gateway.chains.policy import BreakerEffect, ChainPolicy
 from gateway.clock import Clock
-from gateway.errors import CircuitOpen
+from gateway.errors import CircuitOpen, ProviderUnavailable
 from gateway.logs import log_event
 from providers.chains.base import (
     METRIC_ERROR_TYPES,
@@ -29,6 +29,7 @@ from providers.chains.base import (
     ChainEndpoint,
     ChainProvider,
     ErrorClass,
+    HttpResponse,
     Usage,
 )
 from providers.chains.spec import ChainSpec
@@ -130,14 +131,18 @@ class ChainRunner:
         self._cost_gate = cost_gate
 
     async def run(self, spec: ChainSpec, options: Any, providers: Sequence[BoundProvider], *,
-                  request_id: str) -> ChainOutcome:
-        """Validate (ClientError before any provider is contacted), then walk the chain."""
+                  request_id: str, stream: bool = False) -> ChainOutcome:
+        """Validate (ClientError before any provider is contacted), then walk the chain.
+
+        `stream=True`: the providers' translators stream (SSE); an attempt commits at a 2xx status line
+        and `outcome.result` is a `ChainStream` to iterate. Failures before the commit fall back as
+        usual; after it there is no fallback (the caller may already have sent part of the answer)."""
         spec.validate(options)
         outcome = ChainOutcome(chain=spec.name, request_id=request_id)
         deadline = self._clock.now() + self.policy.deadline_s
         for index, bound in enumerate(providers):
             last = index == len(providers) - 1
-            turn = await self._turn(spec, options, bound, outcome, deadline, last=last)
+            turn = await self._turn(spec, options, bound, outcome, deadline, last=last, stream=stream)
             metrics.voice_gateway_chain_requests.labels(spec.name, bound.name, turn).inc()
             if outcome.ok:
                 self._succeeded(spec, outcome, bound, last=last)
@@ -160,7 +165,7 @@ class ChainRunner:
 
     # -- one provider's turn ------------------------------------------------------------------------
     async def _turn(self, spec: ChainSpec, options: Any, bound: BoundProvider, outcome: ChainOutcome,
-                    deadline: float, *, last: bool) -> str:
+                    deadline: float, *, last: bool, stream: bool) -> str:
         t = bound.translator
         if deadline - self._clock.now() < MIN_ATTEMPT_S:
             outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="deadline_exceeded",
@@ -181,12 +186,12 @@ class ChainRunner:
                                             message=f"circuit OPEN, retry after {err.retry_after_s:.1f}s"))
             return "rejected"
         try:
-            return await self._attempts(spec, options, bound, ticket, outcome, deadline, last=last)
+            return await self._attempts(spec, options, bound, ticket, outcome, deadline, last=last, stream=stream)
         finally:
             ticket.cancel()  # no-op once resolved; frees a half-open slot if we were cancelled
 
     async def _attempts(self, spec: ChainSpec, options: Any, bound: BoundProvider, ticket: BreakerTicket,
-                        outcome: ChainOutcome, deadline: float, *, last: bool) -> str:
+                        outcome: ChainOutcome, deadline: float, *, last: bool, stream: bool) -> str:
         t = bound.translator
         request = t.build(options, bound.endpoint)
         used: Counter[ErrorClass] = Counter()
@@ -195,7 +200,7 @@ class ChainRunner:
             remaining = max(deadline - self._clock.now(), MIN_ATTEMPT_S)
             started = time.perf_counter()
             try:
-                parsed = t.parse(await self._exchange(request, min(timeout_s, remaining)))
+                parsed = await self._attempt(t, request, min(timeout_s, remaining), stream=stream)
             except TimeoutError:
                 parsed = AttemptError(error_class=ErrorClass.TIMEOUT,
                                       message=f"no answer within {min(timeout_s, remaining):.1f}s")
@@ -206,6 +211,8 @@ class ChainRunner:
             if not isinstance(parsed, AttemptError):
                 metrics.ai_provider_requests.labels(t.name, spec.endpoint, "success").inc()
                 ticket.success()
+                if isinstance(parsed, _Committed):
+                    parsed = ChainStream(self, spec, bound, parsed.opened, outcome)
                 outcome.result, outcome.provider = parsed, t.name
                 outcome.model = getattr(parsed, "model", None) or t.model
                 outcome.attempts.append(Attempt(provider=t.name, outcome="success", status=200,
@@ -228,6 +235,16 @@ class ChainRunner:
             if wait > 0:
                 await self._clock.sleep(wait)
             retry += 1
+
+    async def _attempt(self, t: ChainProvider[Any, Any], request: Any, timeout_s: float, *,
+                       stream: bool) -> Any:
+        if not stream:
+            return t.parse(await self._exchange(request, timeout_s))
+        opened = await self._exchange.open(request, timeout_s)
+        if 200 <= opened.status < 300:
+            return _Committed(opened)
+        body = await opened.read()
+        return t.parse(HttpResponse(status=opened.status, headers=opened.headers, body=body))
 
     def _record_failure(self, spec: ChainSpec, outcome: ChainOutcome, provider: str, error: AttemptError,
                         elapsed: float, retry: int) -> None:
@@ -258,9 +275,8 @@ class ChainRunner:
                       key_env=bound.endpoint.key_env or bound.translator.key_env, breaker=bound.breaker.name)
             bound.breaker.force_open("auth")
 
-    def _succeeded(self, spec: ChainSpec, outcome: ChainOutcome, bound: BoundProvider, *, last: bool) -> None:
-        t = bound.translator
-        usage = t.usage(outcome.result)
+    def bill(self, spec: ChainSpec, outcome: ChainOutcome, t: ChainProvider[Any, Any], usage: Usage) -> float:
+        """Cost of the answer from the provider's usage fields → metric and cost hook."""
         price_for = getattr(t, "price_for", None)
         cost = price_for(outcome.model or t.model).cost_usd(usage) if price_for else 0.0
         outcome.cost_usd = cost
@@ -268,6 +284,12 @@ class ChainRunner:
         if self._on_cost is not None:
             self._on_cost(CostRecord(chain=spec.name, provider=t.name, model=outcome.model or "", usage=usage,
                                      cost_usd=cost, request_id=outcome.request_id))
+        return cost
+
+    def _succeeded(self, spec: ChainSpec, outcome: ChainOutcome, bound: BoundProvider, *, last: bool) -> None:
+        t = bound.translator
+        # a stream is billed when it ends (its usage comes last); anything else now
+        cost = 0.0 if isinstance(outcome.result, ChainStream) else self.bill(spec, outcome, t, t.usage(outcome.result))
         metrics.voice_gateway_chain_runs.labels(spec.name, "fallback" if outcome.fallback_used else "primary").inc()
         path = "→".join(outcome.path)
         if last and outcome.fallback_used:
@@ -279,3 +301,40 @@ class ChainRunner:
             log_event(log, logging.INFO, "chain.succeeded", f"{spec.name}: answered by {t.name}",
                       chain=spec.name, request_id=outcome.request_id, provider=t.name, path=path,
                       fallback_used=outcome.fallback_used, cost_usd=round(cost, 6))
+
+
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    opened: OpenResponse
+
+
+class ChainStream:
+    """A committed streaming answer. `async for event in stream.events()` yields the translator's
+    events; the answer is billed from the decoder's usage when the stream ends. A break-off after the
+    commit raises ProviderUnavailable: no fallback once the caller may have sent part of the answer."""
+
+    def __init__(self, runner: ChainRunner, spec: ChainSpec, bound: BoundProvider, opened: OpenResponse,
+                 outcome: ChainOutcome) -> None:
+        self._runner, self._spec, self._bound, self._opened, self._outcome = runner, spec, bound, opened, outcome
+        self.model = outcome.model
+
+    async def events(self) -> AsyncIterator[Any]:
+        t = self._bound.translator
+        decoder = t.stream_decoder()
+        try:
+            async for data in self._opened.chunks():
+                for event in decoder.feed(data):
+                    yield event
+            for event in decoder.finish():
+                yield event
+        except (TimeoutError, ExchangeFailed) as err:
+            error_type = "timeout" if isinstance(err, TimeoutError) else "network"
+            metrics.ai_provider_errors.labels(t.name, error_type).inc()
+            log_event(log, logging.ERROR, "chain.stream_failed",
+                      f"{self._spec.name}: {t.name} broke off mid-stream ({error_type})", chain=self._spec.name,
+                      request_id=self._outcome.request_id, provider=t.name, error_type=error_type)
+            raise ProviderUnavailable(f"{t.name} broke off mid-stream", provider=t.name,
+                                      error_type=error_type) from None
+        finally:
+            self._opened.close()
+        self._runner.bill(self._spec, self._outcome, t, decoder.usage)

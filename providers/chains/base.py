@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import orjson
@@ -128,6 +128,17 @@ class Price:
         return max(usage.audio_seconds, self.minimum_billed_s) / 60.0 * self.per_minute_usd
 
 
+class StreamDecoder(Protocol):
+    """Sans-I/O decoder of one streaming answer: body bytes in, the chain's events out. `usage` is what
+    the provider reported by the end (its final event), for the cost hook."""
+
+    usage: Usage
+
+    def feed(self, data: bytes) -> list[Any]: ...
+
+    def finish(self) -> list[Any]: ...
+
+
 def retry_after_s(headers: Mapping[str, str]) -> float | None:
     """`Retry-After` in seconds (only the delta-seconds form; an HTTP date is ignored)."""
     value = headers.get("retry-after")
@@ -175,6 +186,13 @@ class ChainProvider(Generic[Options, Result]):
 
     def upload_size(self, options: Options) -> int:
         return 0
+
+    # -- streaming answers (SSE): the runner commits at a 2xx status line, then feeds the body here --
+    streams: ClassVar[bool] = False
+
+    def stream_decoder(self) -> StreamDecoder:
+        """A fresh decoder for one committed 2xx streaming body."""
+        raise NotImplementedError
 
     def classify(self, response: HttpResponse) -> ErrorClass:
         return classify_status(response.status)
