@@ -230,7 +230,7 @@ class ChainRunner:
                   and parsed.retry_after_s is not None and parsed.retry_after_s <= self.policy.retry_after_max_s):
                 wait, honoured_retry_after = parsed.retry_after_s, True
             if wait is None or wait + MIN_ATTEMPT_S > deadline - self._clock.now():  # no retry past the deadline
-                self._resolve(ticket, bound, parsed)
+                self._resolve(ticket, bound, parsed, spec.codes.for_attempt(t.name, parsed.error_class))
                 return _CLASS_OUTCOME.get(parsed.error_class, "error")
             if wait > 0:
                 await self._clock.sleep(wait)
@@ -261,7 +261,7 @@ class ChainRunner:
                   status=error.status, error_class=error.error_class.value, retry=retry,
                   provider_code=error.provider_code)
 
-    def _resolve(self, ticket: BreakerTicket, bound: BoundProvider, error: AttemptError) -> None:
+    def _resolve(self, ticket: BreakerTicket, bound: BoundProvider, error: AttemptError, code: str) -> None:
         effect = self.policy.action(error.error_class).breaker
         if effect is BreakerEffect.NEUTRAL:
             ticket.cancel()
@@ -271,7 +271,7 @@ class ChainRunner:
             log_event(log, logging.ERROR, "chain.auth_failed",
                       f"{bound.name} refused the credentials in {bound.endpoint.key_env or bound.translator.key_env} "
                       f"(HTTP {error.status}); its '{bound.breaker.name}' circuit is forced OPEN until an operator "
-                      "resets it or the key changes", provider=bound.name, status=error.status,
+                      "resets it or the key changes", provider=bound.name, status=error.status, code=code,
                       key_env=bound.endpoint.key_env or bound.translator.key_env, breaker=bound.breaker.name)
             bound.breaker.force_open("auth")
 
