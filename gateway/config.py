@@ -304,6 +304,7 @@ def run_check_config(args: argparse.Namespace | None = None) -> int:
         return 2
     report = {"ok": True,
               "providers": {name: p.mode for name, p in settings.providers.items()},
+              "chain_providers": {name: p.mode for name, p in settings.chains.providers.items()},
               "warnings": [f"{name} is not a known setting" for name in unknown_variables(os.environ)],
               "settings": settings.to_public_dict()}
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
