@@ -158,8 +158,8 @@ class ChainRunner:
                           status=failed.status)
         outcome.code = spec.codes.all_failed
         metrics.voice_gateway_chain_runs.labels(spec.name, "failed").inc()
-        log_event(log, logging.ERROR, "chain.failed",
-                  f"{spec.name}: every provider failed ({outcome.code})", chain=spec.name, request_id=request_id, code=outcome.code,
+        log_event(log, logging.ERROR, "chain.failed", f"{spec.name}: every provider failed ({outcome.code})",
+                  chain=spec.name, request_id=request_id, code=outcome.code,
                   attempts=[a.to_dict() for a in outcome.attempts])
         return outcome
 
@@ -254,7 +254,8 @@ class ChainRunner:
             status=error.status, error_class=error.error_class.value, latency_ms=elapsed * 1000, retry=retry,
             message=error.message))
         metrics.ai_provider_requests.labels(provider, spec.endpoint, "failure").inc()
-        metrics.ai_provider_errors.labels(provider, METRIC_ERROR_TYPES[error.error_class]).inc()
+        if error.error_class is not ErrorClass.BAD_INPUT:  # the input's fault is not a provider error
+            metrics.ai_provider_errors.labels(provider, METRIC_ERROR_TYPES[error.error_class]).inc()
         log_event(log, logging.INFO, "chain.attempt_failed",
                   f"{spec.name}: {provider} attempt {retry + 1} failed: {error.error_class.value} ({code})",
                   chain=spec.name, request_id=outcome.request_id, provider=provider, code=code,
