@@ -34,6 +34,7 @@ class FakeDeepgramRest(RestFake):
     max_body_bytes = 64 * 1024 * 1024  # the real cap is 2 GB; a fake needs no more than this
 
     def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_concurrent", 100)  # pre-recorded concurrency per project (PAYG/Growth)
         super().__init__(**kwargs)
         self._rng = random.Random(self.seed)
 

@@ -126,7 +126,7 @@ class RestFake:
 
     def __init__(self, *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  faults: HttpFaultScript | None = None, seed: int = 0, ssl_context: Any = None,
-                 keep_requests: int | None = None) -> None:
+                 keep_requests: int | None = None, max_concurrent: int | None = None) -> None:
         self.api_key = api_key
         self.host = host
         self.port = port
@@ -134,6 +134,8 @@ class RestFake:
         self.seed = seed
         self.ssl_context = ssl_context
         self.keep_requests = keep_requests  # long-lived embedded use: bounded recording
+        self.max_concurrent = max_concurrent  # more requests in flight than this get 429 (Deepgram: 100)
+        self._in_flight = 0
         self.requests: list[RequestRecord] = []
         self._numbered = 0
         self._runner: web.AppRunner | None = None
@@ -215,12 +217,19 @@ class RestFake:
             self.requests.append(record)
             if self.keep_requests is not None and len(self.requests) > self.keep_requests:
                 del self.requests[: len(self.requests) - self.keep_requests]
-            response = await self._apply_faults(request, record)
-            if response is None:
-                if not self.key_ok(self.credential(request)):
-                    response = self.error_response(401, "Invalid API Key", "invalid_api_key")
-                else:
-                    response = await handler(request, record)
+            self._in_flight += 1
+            try:
+                response = await self._apply_faults(request, record)
+                if response is None:
+                    if not self.key_ok(self.credential(request)):
+                        response = self.error_response(401, "Invalid API Key", "invalid_api_key")
+                    elif self.max_concurrent is not None and self._in_flight > self.max_concurrent:
+                        response = self.error_response(429, "Too many requests. Please try again later.",
+                                                       "rate_limit_exceeded")
+                    else:
+                        response = await handler(request, record)
+            finally:
+                self._in_flight -= 1
             record.status = response.status
             return response
 

@@ -183,3 +183,18 @@ async def test_delay_fault_and_fault_spec_errors() -> None:
         async with httpx.AsyncClient() as http:
             res = await http.get(fake.url + "/openai/v1/models", headers={"Authorization": f"Bearer {KEY_GROQ}"})
         assert res.status_code == 200 and res.elapsed.total_seconds() >= 0.05
+
+
+async def test_deepgram_fake_answers_429_over_its_concurrency_cap() -> None:
+    import asyncio
+
+    async with FakeDeepgramRest(api_key=KEY_DG, max_concurrent=1,
+                                faults=HttpFaultScript.parse("1:delay,ms=300")) as fake:
+        dg = deepgram_client(fake.url)
+        slow = asyncio.create_task(dg.listen.v1.media.transcribe_file(request=DTMF_WAV, request_options=NO_RETRY))
+        while not fake.requests:  # noqa: ASYNC110 - the first request is in flight once recorded
+            await asyncio.sleep(0.005)
+        with pytest.raises(ApiError) as info:
+            await dg.listen.v1.media.transcribe_file(request=DTMF_WAV, request_options=NO_RETRY)
+        assert info.value.status_code == 429 and info.value.body["err_code"] == "TOO_MANY_REQUESTS"
+        assert (await slow).results.channels[0].alternatives[0].transcript == "159#"
