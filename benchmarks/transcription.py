@@ -48,7 +48,10 @@ async def one(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) ->
     return time.perf_counter() - started
 
 
-async def latency(direct: tuple[str, dict[str, str]], gateway: tuple[str, dict[str, str]], n: int) -> dict[str, list[float]]:
+Target = tuple[str, dict[str, str]]  # URL, headers
+
+
+async def latency(direct: Target, gateway: Target, n: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {"direct": [], "gateway": []}
     async with aiohttp.ClientSession() as http:
         for _ in range(20):  # warm-up: connections, caches, the fake's decode cache
@@ -60,7 +63,7 @@ async def latency(direct: tuple[str, dict[str, str]], gateway: tuple[str, dict[s
     return out
 
 
-async def throughput(target: tuple[str, dict[str, str]], concurrency: int, seconds: float) -> tuple[int, float]:
+async def throughput(target: Target, concurrency: int, seconds: float) -> tuple[int, float]:
     done = 0
     stop_at = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -100,7 +103,8 @@ def main() -> int:
         lat = asyncio.run(latency(direct, gateway, args.requests))
         spy = None
         if args.profile:
-            spy = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(gw.pid), "--format", "raw", "--nonblocking",
+            py_spy = str(Path(sys.executable).with_name("py-spy"))
+            spy = subprocess.Popen([py_spy, "record", "--pid", str(gw.pid), "--format", "raw", "--nonblocking",
                                     "--duration", str(int(args.seconds)), "-o", str(logs / "gateway-pyspy.txt")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gw.mark("t0")

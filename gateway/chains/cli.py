@@ -74,7 +74,8 @@ def run_transcribe(args: argparse.Namespace) -> int:
         err = body.get("error", {})
         print(f"voice-gateway transcribe: {err.get('code')}: {err.get('message')}", file=sys.stderr)
         for a in body.get("attempts", []):
-            print(f"  {a['provider']}: {a['outcome']} {a.get('code') or ''} {a.get('status') or ''}", file=sys.stderr)
+            detail = f"{a.get('code') or ''} {a.get('status') or ''}"
+            print(f"  {a['provider']}: {a['outcome']} {detail}", file=sys.stderr)
     return 0 if status == 200 else (2 if 400 <= status < 500 else 1)
 
 

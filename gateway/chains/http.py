@@ -53,8 +53,8 @@ class AiohttpExchange:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._connections, ssl=self._ssl if self._ssl else True)
             # our own timeouts only (per attempt, below); no cookies; aiohttp's default UA
-            self._session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None),
-                                                  cookie_jar=aiohttp.DummyCookieJar())
+            self._session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar(),
+                                                  timeout=aiohttp.ClientTimeout(total=None))
         return self._session
 
     async def __call__(self, request: HttpRequest, timeout_s: float) -> HttpResponse:

@@ -50,7 +50,8 @@ def _error(status: int, code: str, message: str, request_id: str, outcome: Chain
     if outcome is not None:
         body["attempts"] = [a.to_dict() for a in outcome.attempts]
     # the Stainless SDKs (openai, groq) obey this over their status rules: the chain already retried
-    return JSONResponse(body, status_code=status, headers=_headers(outcome, request_id) | {"x-should-retry": "false"})
+    headers = _headers(outcome, request_id) | {"x-should-retry": "false"}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _headers(outcome: ChainOutcome | None, request_id: str) -> dict[str, str]:
@@ -104,7 +105,8 @@ async def _intake(request: Request, *, multipart_only: bool) -> tuple[bytes, dic
             raise HttpProblem(400, "missing_file", "the multipart body needs a `file` part")
         return audio, {**dict(request.query_params), **{k: v for k, v in fields.items() if isinstance(v, str)}}
     if multipart_only or not (ctype.startswith("audio/") or ctype == "application/octet-stream"):
-        expected = "multipart/form-data" if multipart_only else "audio/*, application/octet-stream or multipart/form-data"
+        expected = ("multipart/form-data" if multipart_only
+                    else "audio/*, application/octet-stream or multipart/form-data")
         raise HttpProblem(415, "unsupported_media_type", f"Content-Type must be {expected}")
     return body, dict(request.query_params)
 
@@ -144,8 +146,8 @@ async def _run(request: Request, *, openai_shape: bool) -> tuple[ChainOutcome | 
     if outcome.ok:
         return outcome, None, request_id
     if outcome.only_bad_input:
-        return outcome, _error(400, "audio_rejected", "every provider refused this audio", request_id, outcome), \
-            request_id
+        rejected = _error(400, "audio_rejected", "every provider refused this audio", request_id, outcome)
+        return outcome, rejected, request_id
     return outcome, _error(502, outcome.code or "TRX-003", "every transcription provider failed", request_id,
                            outcome, kind="provider_error"), request_id
 
@@ -158,7 +160,8 @@ async def transcribe(request: Request) -> Response:
     result: TranscriptionResult = outcome.result
     body: dict[str, Any] = {"text": result.text, "provider": outcome.provider, "model": outcome.model,
                             "fallback_used": outcome.fallback_used,
-                            "attempts": [a.to_dict() for a in outcome.attempts], "duration_s": result.duration_s,
+                            "attempts": [a.to_dict() for a in outcome.attempts],
+                            "duration_s": result.duration_s,
                             "cost_usd": round(outcome.cost_usd, 8), "request_id": request_id,
                             "language": result.language}
     if result.words:
@@ -188,8 +191,8 @@ async def openai_transcriptions(request: Request) -> Response:
                               "text": s.get("text", ""), "tokens": [], "temperature": 0.0, "avg_logprob": 0.0,
                               "compression_ratio": 0.0, "no_speech_prob": 0.0}
                              for n, s in enumerate(result.segments or [])],
-                "words": [{"word": w.get("word") or "", "start": w.get("start") or 0.0, "end": w.get("end") or 0.0}
-                          for w in result.words or []], **({"usage": body["usage"]} if "usage" in body else {})}
+                "words": [{"word": w.get("word") or "", "start": w.get("start") or 0.0,
+                           "end": w.get("end") or 0.0} for w in result.words or []], **({"usage": body["usage"]} if "usage" in body else {})}
     return JSONResponse(body, headers=headers)
 
 

@@ -173,7 +173,7 @@ class ChainRunner:
             return "skipped"
         if t.upload_size(options) > t.max_upload_bytes:
             outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="upload_too_large",
-                                            message=f"the upload exceeds {t.name}'s {t.max_upload_bytes} byte cap"))
+                                            message=f"the upload exceeds the {t.max_upload_bytes} byte cap"))
             return "skipped"
         if self._cost_gate is not None and not self._cost_gate(spec.name, t.name):
             outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="budget_exceeded",
@@ -186,7 +186,8 @@ class ChainRunner:
                                             message=f"circuit OPEN, retry after {err.retry_after_s:.1f}s"))
             return "rejected"
         try:
-            return await self._attempts(spec, options, bound, ticket, outcome, deadline, last=last, stream=stream)
+            return await self._attempts(spec, options, bound, ticket, outcome, deadline, last=last,
+                                        stream=stream)
         finally:
             ticket.cancel()  # no-op once resolved; frees a half-open slot if we were cancelled
 
@@ -227,9 +228,11 @@ class ChainRunner:
                 wait = self.policy.backoff_s(used[parsed.error_class]) if action.backoff else 0.0
                 timeout_s = self.policy.attempt_timeout_s * action.timeout_factor
             elif (parsed.error_class is ErrorClass.RATE_LIMIT and last and not honoured_retry_after
-                  and parsed.retry_after_s is not None and parsed.retry_after_s <= self.policy.retry_after_max_s):
+                  and parsed.retry_after_s is not None
+                  and parsed.retry_after_s <= self.policy.retry_after_max_s):
                 wait, honoured_retry_after = parsed.retry_after_s, True
-            if wait is None or wait + MIN_ATTEMPT_S > deadline - self._clock.now():  # no retry past the deadline
+            # no retry that would start past the deadline
+            if wait is None or wait + MIN_ATTEMPT_S > deadline - self._clock.now():
                 self._resolve(ticket, bound, parsed, spec.codes.for_attempt(t.name, parsed.error_class))
                 return _CLASS_OUTCOME.get(parsed.error_class, "error")
             if wait > 0:
@@ -269,11 +272,12 @@ class ChainRunner:
             return
         ticket.failure(METRIC_ERROR_TYPES[error.error_class])
         if effect is BreakerEffect.AUTH:
+            key_env = bound.endpoint.key_env or bound.translator.key_env
             log_event(log, logging.ERROR, "chain.auth_failed",
-                      f"{bound.name} refused the credentials in {bound.endpoint.key_env or bound.translator.key_env} "
-                      f"(HTTP {error.status}); its '{bound.breaker.name}' circuit is forced OPEN until an operator "
-                      "resets it or the key changes", provider=bound.name, status=error.status, code=code,
-                      key_env=bound.endpoint.key_env or bound.translator.key_env, breaker=bound.breaker.name)
+                      f"{bound.name} refused the credentials in {key_env} (HTTP {error.status}); its "
+                      f"'{bound.breaker.name}' circuit is forced OPEN until an operator resets it or the key "
+                      "changes", provider=bound.name, status=error.status, code=code, key_env=key_env,
+                      breaker=bound.breaker.name)
             bound.breaker.force_open("auth")
 
     def bill(self, spec: ChainSpec, outcome: ChainOutcome, t: ChainProvider[Any, Any], usage: Usage) -> float:
@@ -290,8 +294,10 @@ class ChainRunner:
     def _succeeded(self, spec: ChainSpec, outcome: ChainOutcome, bound: BoundProvider, *, last: bool) -> None:
         t = bound.translator
         # a stream is billed when it ends (its usage comes last); anything else now
-        cost = 0.0 if isinstance(outcome.result, ChainStream) else self.bill(spec, outcome, t, t.usage(outcome.result))
-        metrics.voice_gateway_chain_runs.labels(spec.name, "fallback" if outcome.fallback_used else "primary").inc()
+        streaming = isinstance(outcome.result, ChainStream)
+        cost = 0.0 if streaming else self.bill(spec, outcome, t, t.usage(outcome.result))
+        result = "fallback" if outcome.fallback_used else "primary"
+        metrics.voice_gateway_chain_runs.labels(spec.name, result).inc()
         path = "→".join(outcome.path)
         if last and outcome.fallback_used:
             log_event(log, logging.CRITICAL, "chain.last_resort",
@@ -316,7 +322,8 @@ class ChainStream:
 
     def __init__(self, runner: ChainRunner, spec: ChainSpec, bound: BoundProvider, opened: OpenResponse,
                  outcome: ChainOutcome) -> None:
-        self._runner, self._spec, self._bound, self._opened, self._outcome = runner, spec, bound, opened, outcome
+        self._runner, self._spec, self._bound = runner, spec, bound
+        self._opened, self._outcome = opened, outcome
         self.model = outcome.model
 
     async def events(self) -> AsyncIterator[Any]:

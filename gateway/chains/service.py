@@ -76,8 +76,8 @@ class ChainService:
         await fake.start()
         self.fakes[ps.name] = fake
         base = fake.url + CHAIN_PROVIDERS[ps.name].base_path
-        log_event(log, logging.INFO, "chain.provider_configured", f"{ps.name} (chains): simulated (embedded fake)",
-                  provider=ps.name, mode="simulated")
+        log_event(log, logging.INFO, "chain.provider_configured",
+                  f"{ps.name} (chains): simulated (embedded fake)", provider=ps.name, mode="simulated")
         return ChainEndpoint(base_url=base, api_key="sim-" + secrets.token_hex(8), key_env=ps.key_env,
                              simulated=True)
 

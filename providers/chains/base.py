@@ -206,7 +206,8 @@ class FilePart:
     data: bytes
 
 
-def encode_multipart(fields: list[tuple[str, str | FilePart]], boundary: str | None = None) -> tuple[str, bytes]:
+def encode_multipart(fields: list[tuple[str, str | FilePart]],
+                     boundary: str | None = None) -> tuple[str, bytes]:
     """(content-type header value, body). Field names and filenames are ours or sanitised by the
     caller; quotes and line breaks are dropped so they cannot break the framing."""
     boundary = boundary or "vgw" + secrets.token_hex(16)
@@ -214,7 +215,8 @@ def encode_multipart(fields: list[tuple[str, str | FilePart]], boundary: str | N
     for name, value in fields:
         out += f"--{boundary}\r\n".encode()
         if isinstance(value, FilePart):
-            out += (f'Content-Disposition: form-data; name="{_token(name)}"; filename="{_token(value.filename)}"\r\n'
+            out += (f'Content-Disposition: form-data; name="{_token(name)}"; '
+                    f'filename="{_token(value.filename)}"\r\n'
                     f"Content-Type: {value.content_type}\r\n\r\n").encode()
             out += value.data
         else:
@@ -240,6 +242,6 @@ def error_message(body: bytes, *keys: str) -> tuple[str, str | None]:
         return "", None
     inner = data.get("error") if isinstance(data.get("error"), dict) else data
     message = next((inner[k] for k in ("message", "err_msg", *keys) if isinstance(inner.get(k), str)), "")
-    code = next((inner[k] for k in ("code", "err_code", "error_code", "category") if isinstance(inner.get(k), str)),
-                None)
+    code = next((inner[k] for k in ("code", "err_code", "error_code", "category")
+                 if isinstance(inner.get(k), str)), None)
     return message[:200], code

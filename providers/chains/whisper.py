@@ -102,7 +102,8 @@ class OpenAIWhisper(WhisperTranscriber):
     max_upload_bytes = 26_214_400  # 25 MiB request body
     prices = {"whisper-1": Price(per_minute_usd=0.006),
               "gpt-4o-transcribe": Price(per_million_input_tokens_usd=2.5, per_million_output_tokens_usd=10.0),
-              "gpt-4o-mini-transcribe": Price(per_million_input_tokens_usd=1.25, per_million_output_tokens_usd=5.0)}
+              "gpt-4o-mini-transcribe": Price(per_million_input_tokens_usd=1.25,
+                                              per_million_output_tokens_usd=5.0)}
 
     def default_model(self) -> str:
         return "whisper-1"
@@ -120,12 +121,14 @@ def _segments(value: Any) -> list[dict[str, Any]] | None:
     items = _list(value)
     if items is None:
         return None
-    return [{"start": s.get("start"), "end": s.get("end"), "text": str(s.get("text", "")).strip()} for s in items]
+    return [{"start": s.get("start"), "end": s.get("end"), "text": str(s.get("text", "")).strip()}
+            for s in items]
 
 
 def _usage(value: Any, duration_s: float | None) -> Usage:
     if isinstance(value, dict) and value.get("type") == "tokens":
-        return Usage(input_tokens=_count(value.get("input_tokens")), output_tokens=_count(value.get("output_tokens")))
+        return Usage(input_tokens=_count(value.get("input_tokens")),
+                     output_tokens=_count(value.get("output_tokens")))
     if isinstance(value, dict) and isinstance(value.get("seconds"), int | float):
         return Usage(audio_seconds=float(value["seconds"]))
     return Usage(audio_seconds=duration_s)

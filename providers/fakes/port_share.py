@@ -48,7 +48,8 @@ class SharedPortFront:
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                 return
             upgrade = b"\r\nupgrade: websocket" in head.lower()
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.ws_port if upgrade else self.rest_port)
+            target = self.ws_port if upgrade else self.rest_port
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
             up_writer.write(head)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         except (ConnectionError, OSError):
