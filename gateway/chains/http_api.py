@@ -91,7 +91,9 @@ async def _form(request: Request, body: bytes) -> dict[str, Any]:
 
 
 async def _intake(request: Request, *, multipart_only: bool) -> tuple[bytes, dict[str, Any]]:
-    """(audio, option fields). Auth, size and media type, in that order."""
+    """(audio, option fields). Draining, auth, size and media type, in that order."""
+    if request.app.state.runtime.draining:  # SIGTERM: new work goes to another replica (design.md §3)
+        raise HttpProblem(503, "draining", "the gateway is shutting down; retry on another instance")
     origin_ok(request)
     token, _ = token_from_scope(request.headers, request.scope.get("query_string", b""))
     request.app.state.client_auth.verify(token)

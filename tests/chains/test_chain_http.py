@@ -235,6 +235,11 @@ async def test_upload_limits_413_and_skip_providers_over_their_cap() -> None:
 
 async def test_bad_requests_get_stable_codes_and_contact_nobody() -> None:
     async with ChainGateway() as gw:
+        assert gw.runtime is not None
+        gw.runtime.draining = True  # what SIGTERM does (gateway/serve.py)
+        status, body = await post(gw, DTMF_WAV)
+        assert (status, body["error"]["code"]) == (503, "draining")
+        gw.runtime.draining = False
         assert (await post(gw, DTMF_WAV, "text/plain"))[1]["error"]["code"] == "unsupported_media_type"
         status, body = await post(gw, b"", "audio/wav")
         assert (status, body["error"]["code"]) == (400, "empty_audio")
