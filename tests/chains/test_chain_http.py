@@ -107,9 +107,13 @@ async def test_all_down_is_502_trx003_with_three_attempts(caplog: pytest.LogCapt
     async with ChainGateway() as gw:
         for fake in gw.fakes.values():
             await fake.stop()
-        async with sdk(gw) as client:
+        failed = {"chain": "transcription", "result": "failed"}
+        runs_before = metrics.sample("voice_gateway_chain_runs_total", failed) or 0.0
+        # the SDK's own retries left at their default (2): `x-should-retry: false` stops them
+        async with openai.AsyncOpenAI(api_key="anything", base_url=gw.http + "/v1") as client:
             with pytest.raises(openai.APIStatusError) as info:
                 await client.audio.transcriptions.create(file=("call.wav", DTMF_WAV), model="whisper-1")
+        assert metrics.sample("voice_gateway_chain_runs_total", failed) == runs_before + 1
         assert info.value.status_code == 502
         assert info.value.code == "TRX-003"
         body = info.value.response.json()
