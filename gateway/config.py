@@ -307,14 +307,55 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return sorted(name for name in environ if name.startswith("VG_") and name not in KNOWN_VARIABLES)
 
 
+class _ReadRecorder(Mapping[str, str]):
+    """An environment that remembers the last variable read: the parser raises right after reading
+    the variable it refuses (cross-field checks read the later one last), so that is the culprit."""
+
+    def __init__(self, environ: Mapping[str, str], unset: set[str]) -> None:
+        self._environ, self._unset = environ, unset
+        self.last: str | None = None
+
+    def __getitem__(self, name: str) -> str:
+        self.last = name
+        if name in self._unset:
+            raise KeyError(name)
+        return self._environ[name]
+
+    def __iter__(self):  # noqa: ANN204
+        return (k for k in self._environ if k not in self._unset)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def config_errors(environ: Mapping[str, str]) -> list[str]:
+    """Every configuration error, not only the first: parse, and after each error parse again with
+    the refused variable unset (its default), until the rest parses. [] when the config is valid."""
+    errors: list[str] = []
+    unset: set[str] = set()
+    for _ in range(len(environ) + 1):
+        env = _ReadRecorder(environ, unset)
+        try:
+            load_settings(env)
+            return errors
+        except ConfigError as exc:
+            if env.last is None or env.last in unset:
+                return [*errors, exc.message]
+            errors.append(exc.message)
+            unset.add(env.last)
+    return errors
+
+
 def run_check_config(args: argparse.Namespace | None = None) -> int:
     """`voice-gateway check-config`: print the effective settings as JSON, secrets masked.
     Exit 0 when valid, 2 (error on stderr and in the JSON) when not."""
     try:
         settings = load_settings()
     except ConfigError as exc:
-        sys.stdout.write(orjson.dumps({"ok": False, "error": exc.message}).decode() + "\n")
-        print(f"voice-gateway check-config: {exc.message}", file=sys.stderr)
+        errors = config_errors(os.environ) or [exc.message]
+        sys.stdout.write(orjson.dumps({"ok": False, "error": errors[0], "errors": errors}).decode() + "\n")
+        for message in errors:
+            print(f"voice-gateway check-config: {message}", file=sys.stderr)
         return 2
     report = {"ok": True,
               "providers": {name: p.mode for name, p in settings.providers.items()},

@@ -334,8 +334,9 @@ class ProviderLink:
     def _record_failure(self, err: ProviderError) -> None:
         metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
         metrics.ai_provider_requests.labels(self.provider, "connect", "failure").inc()
-        level = logging.ERROR if isinstance(err, ProviderRejected) else logging.WARNING
-        log_event(log, level, "connection.failed", f"{self.provider} link failed: {err.message}",
+        # A rejection (bad key, bad config) gets its one ERROR line from _note_rejected, which says
+        # what to fix; this line records the attempt.
+        log_event(log, logging.WARNING, "connection.failed", f"{self.provider} link failed: {err.message}",
                   provider=self.provider, session_id=self.session_id, error_type=err.error_type,
                   retryable=err.retryable)
 
@@ -591,12 +592,12 @@ class ProviderLink:
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{self.provider} rejected the configured credentials: check the "
                       f"{self.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",
-                      provider=self.provider, session_id=self.session_id)
+                      provider=self.provider, session_id=self.session_id, expected=True)
             reason = f"auth: {self.provider} rejected the API key"
         else:
             log_event(log, logging.ERROR, "provider.config_rejected",
                       f"{self.provider} rejected the session configuration: {err.message}",
-                      provider=self.provider, session_id=self.session_id)
+                      provider=self.provider, session_id=self.session_id, expected=True)
             reason = f"config: {self.provider} rejected the session configuration"
         await self._sink.on_client_event(self, ConnectionFailed(
             provider=self.provider, reason=reason, total_attempts=attempts))

@@ -303,7 +303,7 @@ class CallSession:
         self.state = SessionState.WAITING
         retry = min((self.rt.breakers.get(p).retry_after_s() for p in self._chain()), default=1.0)
         log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
-                  session_id=self.id, reason=reason, retry_after_s=retry)
+                  session_id=self.id, reason=reason, retry_after_s=retry, expected=True)
         await self._emit(ErrorEvent(code="provider_unavailable", provider=None, retry_after=round(retry, 3),
                                     message="no provider is available right now; audio is buffered "
                                             "(up to the replay bound) and the call resumes when one is"))
