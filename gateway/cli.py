@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run one fake provider on its real URL paths; the official SDKs "
                                    "connect to it. It speaks the DTMF dialect: digits in the audio are words.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=FAULTS_HELP)
-    f.add_argument("provider", choices=["gemini", "openai", "deepgram"], help="which provider to imitate")
+    f.add_argument("provider", choices=__import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES,
+                   help="which provider to imitate")
     f.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     f.add_argument("--port", type=int, required=True, help="TCP port to listen on (0 = any free port)")
     f.add_argument("--api-key", help="the only key the fake accepts (default: any key)")
