@@ -56,7 +56,8 @@ async def test_twilio_twiml_example_connects_a_signed_stream_with_its_parameters
     assert parts.scheme == "wss" and not parts.query  # <Stream> takes no query string
     token = "twilio-auth-token-for-the-example-0001"
     # the fake caller sends faster than real time: lift the per-connection frame ceiling
-    env = {"TWILIO_AUTH_TOKEN": token, "VG_PUBLIC_URL": f"wss://{parts.netloc}", "VG_MAX_FRAMES_PER_S": "100000"}
+    env = {"TWILIO_AUTH_TOKEN": token, "VG_PUBLIC_URL": f"wss://{parts.netloc}", "VG_MAX_FRAMES_PER_S": "100000",
+           "VG_MAX_BYTES_PER_S": "64000000"}
     async with embedded_gateway(env) as base:
         signature = RequestValidator(token).compute_signature(url, {})
         async with FakeTwilioCaller(base + parts.path, params, instant_playout=True,
@@ -66,5 +67,6 @@ async def test_twilio_twiml_example_connects_a_signed_stream_with_its_parameters
             while digits(ulaw_decode(bytes(caller.received_audio)), 8000) != "26":
                 assert asyncio.get_running_loop().time() < deadline, "no spoken reply"
                 await caller.send_silence(200)
+                await asyncio.sleep(0.05)
             assert not caller.protocol_errors
             await caller.hangup()
