@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "bench")
+SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "config-reference", "bench")
 FAULTS_HELP = """fault SPEC: rules separated by ';', each  CONN:KIND[,key=value...]
   CONN     a connection number (1-based), a range 2-4, or * for every connection
   KIND     drop       abort the TCP connection (no close frame)
@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check-config", help="validate the effective config and print it, secrets masked")
     c.set_defaults(func=lambda args: __import__("gateway.config", fromlist=["_"]).run_check_config(args))
+
+    r = sub.add_parser("config-reference", help="print the configuration reference (docs/configuration.md)")
+    r.add_argument("--write", metavar="FILE", help="write it to FILE instead of stdout")
+    r.set_defaults(func=lambda args: __import__("gateway.settings_reference", fromlist=["_"]).run_config_reference(args))
 
     b = sub.add_parser("bench", help="load benchmark: gateway vs direct vs bare relay (benchmarks/load.py); "
                                      "`voice-gateway bench --help` lists its options")

@@ -8,6 +8,7 @@ import asyncio
 import io
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -164,7 +165,15 @@ def test_make_run_installs_only_the_runtime_dependencies(tmp_path: Path) -> None
 
 
 def test_the_wheel_builds_without_the_license_warning_and_ships_the_client(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path), str(REPO)],
+    # build from a copy of the checkout: setuptools writes build/ and *.egg-info into the source tree
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    src = tmp_path / "src"
+    for name in files:
+        if (REPO / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, src / name)
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-v", "-w", str(tmp_path), str(src)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "project.license" not in done.stdout + done.stderr
