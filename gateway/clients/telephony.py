@@ -253,7 +253,10 @@ def _vendor_signature(ws: WebSocket, vendor: str) -> bool | None:
     vendor credential configured for this endpoint: the client-token rules apply)."""
     settings = ws.app.state.runtime.settings
     if vendor == "twilio" and settings.twilio_auth_token:
-        url = twilio_stream_url(settings.public_url, ws.headers.get("host"), ws.scope["path"],
+        # the path as sent (percent-escapes intact): Twilio signs the URL as written in the TwiML
+        raw_path = ws.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else ws.scope["path"]
+        url = twilio_stream_url(settings.public_url, ws.headers.get("host"), path,
                                 ws.scope.get("query_string", b"").decode("latin-1"))
         return verify_twilio_signature(settings.twilio_auth_token, url, {},
                                        ws.headers.get("x-twilio-signature", ""))
