@@ -86,22 +86,27 @@ async def test_without_a_public_url_the_host_header_names_the_signed_url() -> No
         await carries_a_call(gw, caller)
 
 
-@pytest.mark.parametrize(("headers", "path"), [
-    ({"X-Twilio-Signature": twilio_signature("https://voice.example.com/v1/twilio")}, "/v1/twilio"),
-    ({"X-Twilio-Signature": twilio_signature("wss://voice.example.com/v1/twilio", "another-token")},
-     "/v1/twilio"),
-    ({"X-Twilio-Signature": twilio_signature("wss://voice.example.com/v1/twilio")}, "/v1/twilio?tenant=x"),
-    ({"X-Twilio-Signature": twilio_signature("wss://voice.example.com/v1/telnyx")}, "/v1/twilio"),
-    ({"X-Twilio-Signature": twilio_signature("wss://other.example.com/v1/twilio")}, "/v1/twilio"),
-    ({}, "/v1/twilio"),
+WRONG_TWILIO = {  # case → (headers, path dialled); the gateway's VG_PUBLIC_URL is wss://voice.example.com
+    "signed-over-https": ({"X-Twilio-Signature": twilio_signature("https://voice.example.com/v1/twilio")},
+                          "/v1/twilio"),
+    "wrong-auth-token": ({"X-Twilio-Signature": twilio_signature("wss://voice.example.com/v1/twilio",
+                                                                 "another-token")}, "/v1/twilio"),
+    "query-added": ({"X-Twilio-Signature": twilio_signature("wss://voice.example.com/v1/twilio")},
+                    "/v1/twilio?tenant=x"),
+    "other-path": ({"X-Twilio-Signature": twilio_signature("wss://voice.example.com/v1/telnyx")}, "/v1/twilio"),
+    "other-host": ({"X-Twilio-Signature": twilio_signature("wss://other.example.com/v1/twilio")}, "/v1/twilio"),
+    "unsigned": ({}, "/v1/twilio"),
     # a valid client token does not replace Twilio's signature once TWILIO_AUTH_TOKEN is set
-    ({"Authorization": f"Bearer {CLIENT_TOKEN}"}, "/v1/twilio"),
-], ids=["signed-over-https", "wrong-auth-token", "query-added", "other-path", "other-host", "unsigned",
-        "client-token-only"])
-async def test_wrong_twilio_signatures_are_refused(headers: dict[str, str], path: str) -> None:
+    "client-token-only": ({"Authorization": f"Bearer {CLIENT_TOKEN}"}, "/v1/twilio"),
+}
+
+
+async def test_wrong_twilio_signatures_are_refused() -> None:
     async with deployed(VG_PUBLIC_URL="wss://voice.example.com") as gw:
-        assert await refused(FakeTwilioCaller(gw.url + path, headers=headers)) == 403
-        assert not gw.runtime.sessions and not gw.fakes["gemini"].connections
+        statuses = {case: await refused(FakeTwilioCaller(gw.url + path, headers=headers))
+                    for case, (headers, path) in WRONG_TWILIO.items()}
+        assert statuses == dict.fromkeys(WRONG_TWILIO, 403)
+        assert not gw.runtime.sessions and not any(f.connections for f in gw.fakes.values())
 
 
 def vonage_jwt(secret: str = VONAGE_SECRET, *, age_s: float = 0.0, **claims: object) -> str:
@@ -120,19 +125,26 @@ async def test_vonage_signed_jwt_admits_without_a_client_token() -> None:
         await carries_a_call(gw, caller)
 
 
-@pytest.mark.parametrize("authorization", [
-    f"Bearer {vonage_jwt('a-different-vonage-signature-secret-0123')}",
-    f"Bearer {vonage_jwt(age_s=3600)}",  # a replayed old token
-    f"Bearer {vonage_jwt(exp=int(time.time()) - 5)}",
-    f"Bearer {jwt.encode({'iat': int(time.time())}, key=None, algorithm='none')}",
-    f"Bearer {jwt.encode({'jti': 'x'}, VONAGE_SECRET, algorithm='HS256')}",  # no iat
-    f"Bearer {CLIENT_TOKEN}",  # a client token does not replace Vonage's JWT once the secret is set
-    "",
-], ids=["wrong-secret", "too-old", "expired", "alg-none", "no-iat", "client-token", "missing"])
-async def test_wrong_vonage_jwts_are_refused(authorization: str) -> None:
+def wrong_vonage_authorizations() -> dict[str, str]:
+    return {
+        "wrong-secret": f"Bearer {vonage_jwt('a-different-vonage-signature-secret-0123')}",
+        "too-old": f"Bearer {vonage_jwt(age_s=3600)}",  # a replayed old token
+        "expired": f"Bearer {vonage_jwt(exp=int(time.time()) - 5)}",
+        "alg-none": f"Bearer {jwt.encode({'iat': int(time.time())}, key=None, algorithm='none')}",
+        "no-iat": f"Bearer {jwt.encode({'jti': 'x'}, VONAGE_SECRET, algorithm='HS256')}",
+        # a client token does not replace Vonage's JWT once the secret is set
+        "client-token": f"Bearer {CLIENT_TOKEN}",
+        "missing": "",
+    }
+
+
+async def test_wrong_vonage_jwts_are_refused() -> None:
+    cases = wrong_vonage_authorizations()
     async with deployed(VONAGE_SIGNATURE_SECRET=VONAGE_SECRET) as gw:
-        headers = {"Authorization": authorization} if authorization else {}
-        assert await refused(FakeVonageCaller(gw.url + "/v1/vonage", headers=headers)) == 403
+        statuses = {case: await refused(FakeVonageCaller(gw.url + "/v1/vonage",
+                                                         headers={"Authorization": value} if value else {}))
+                    for case, value in cases.items()}
+        assert statuses == dict.fromkeys(cases, 403)
         assert not gw.runtime.sessions
 
 
@@ -171,3 +183,58 @@ def test_bad_public_urls_are_refused_naming_the_variable(value: str) -> None:
     with pytest.raises(ConfigError, match="VG_PUBLIC_URL"):
         load_settings({"VG_PUBLIC_URL": value})
 
+
+
+async def test_the_real_server_on_a_public_bind_takes_a_signed_twilio_call() -> None:
+    """`voice-gateway serve` as in Docker: VG_HOST=0.0.0.0, settings only from the environment,
+    client tokens configured, no provider keys (simulated providers answer). Twilio's signature over
+    the public wss URL admits the call; the caller hears the digits spoken back."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import aiohttp
+
+    from audio.dtmf import detect_dtmf
+    from audio.formats import MULAW_8K
+    from audio.g711 import ulaw_decode
+    from tests.e2e.test_serve_process import free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("VG_") and not k.endswith(("_API_KEY", "_API_KEY_FILE", "_BASE_URL"))}
+    env.update({**PUBLIC_BIND, "VG_PORT": str(port), "TWILIO_AUTH_TOKEN": TWILIO_TOKEN,
+                "VG_PUBLIC_URL": "https://voice.example.com"})
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "voice-gateway"), "serve"], env=env,  # noqa: ASYNC220
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(400):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                await asyncio.sleep(0.05)
+        url = f"ws://127.0.0.1:{port}/v1/twilio"
+        assert await refused(FakeTwilioCaller(url, headers={"X-Twilio-Signature": "bad"})) == 403
+        signed = twilio_signature("wss://voice.example.com/v1/twilio")
+        async with FakeTwilioCaller(url, {"provider": "gemini"}, instant_playout=True,
+                                    headers={"X-Twilio-Signature": signed}) as caller:
+            await caller.send_audio(dtmf_utterance("38", MULAW_8K), realtime=True)  # the real rate ceilings apply
+            deadline = asyncio.get_running_loop().time() + 20
+            heard = ""
+            while heard != "38":
+                assert asyncio.get_running_loop().time() < deadline, f"heard {heard!r}"
+                await caller.send_silence(100)
+                await asyncio.sleep(0.1)
+                heard = "".join(d.digit for d in detect_dtmf(ulaw_decode(bytes(caller.received_audio)), 8000))
+            await caller.hangup()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+    assert '"reason":"signature"' in out and TWILIO_TOKEN not in out
