@@ -99,3 +99,17 @@ async def test_after_a_network_cut_it_reconnects_and_sends_what_was_said_meanwhi
             second = await until(call, SessionStarted)
             assert second.session_id != first.session_id  # a new call on the gateway
             assert (await until(call, Transcript, lambda t: t.final)).text == "369"
+
+
+def test_events_parse_to_their_types_and_unknown_shapes_stay_untyped() -> None:
+    from voice_gateway_client import ProviderSwitched, UnknownEvent, parse_event
+
+    switched = parse_event({"type": "provider.switched", "session_id": "s1", "ts": 1.0, "from": "gemini",
+                            "to": "openai", "provider": "openai", "reason": "circuit_open", "carried_turns": 2,
+                            "capabilities": {"audio_output": True}})
+    assert switched == ProviderSwitched("gemini", "openai", "circuit_open", 2, {"audio_output": True})
+    assert switched.session_id == "s1"
+    assert parse_event({"type": "audio.delta", "audio": "AAE="}) == AudioChunk(b"\x00\x01")
+    # a newer gateway's event, or a known type missing a field: handed over, never raised
+    assert parse_event({"type": "cost.update", "usd": 0.1}) == UnknownEvent("cost.update")
+    assert parse_event({"type": "error"}) == UnknownEvent("error")
