@@ -64,7 +64,7 @@ def session_start(*, provider: str = "auto", fallback: list[str] | None = None,
 class VoiceGatewayClient:
     def __init__(self, url: str, *, token: str | None = None, reconnect: bool = True,
                  max_reconnect_attempts: int = 5, initial_backoff_s: float = 0.5, max_backoff_s: float = 8.0,
-                 buffer_chunks: int = 100, open_timeout_s: float = 10.0, **start: Any) -> None:
+                 buffer_chunks: int = 100, open_timeout_s: float = 10.0, ssl: Any = None, **start: Any) -> None:
         self.url = url
         self.start_message = session_start(**start)
         self._token = token
@@ -73,6 +73,7 @@ class VoiceGatewayClient:
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
         self._open_timeout_s = open_timeout_s
+        self._ssl = ssl  # an ssl.SSLContext for wss:// with a private CA; None: the system's trust store
         self._ws: ClientConnection | None = None
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._pending: collections.deque[bytes] = collections.deque(maxlen=buffer_chunks)
@@ -110,7 +111,8 @@ class VoiceGatewayClient:
         try:
             self._ws = await websockets.connect(self.url, subprotocols=[SUBPROTOCOL], additional_headers=headers,
                                                 open_timeout=self._open_timeout_s, max_size=2**22,
-                                                compression=None, proxy=None)
+                                                compression=None, proxy=None,
+                                                **({"ssl": self._ssl} if self._ssl is not None else {}))
         except websockets.InvalidStatus as e:
             raise GatewayRefused(e.response.status_code) from None
         # session.start goes first, before any audio (buffered audio follows it)

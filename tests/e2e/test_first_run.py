@@ -180,3 +180,53 @@ def test_the_wheel_builds_without_the_license_warning_and_ships_the_client(tmp_p
     wheel = next(tmp_path.glob("voice_gateway-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "voice_gateway_client/__init__.py" in names and "gateway/app.py" in names
+
+
+async def test_serve_with_ssl_certfile_serves_https_and_wss(tmp_path: Path) -> None:
+    """deployment.md option 1: the gateway terminates TLS itself; a client trusting the CA talks
+    wss:// to it (trustme makes the CA and the certificate for 127.0.0.1)."""
+    import ssl
+
+    import trustme
+
+    from audio.formats import PCM16_16K
+    from tests.harness import dtmf_utterance
+    from voice_gateway_client import Transcript, connect
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "server.pem"))
+    port = free_port()
+    proc = subprocess.Popen([str(BIN), "serve", "--port", str(port), "--ssl-certfile", str(tmp_path / "server.pem"),  # noqa: ASYNC220
+                             "--ssl-keyfile", str(tmp_path / "server.pem")],
+                            env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(400):
+                try:
+                    async with http.get(f"https://127.0.0.1:{port}/healthz", ssl=client_ctx) as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                await asyncio.sleep(0.05)
+        async with connect(f"wss://127.0.0.1:{port}/v1/voice", provider="deepgram", ssl=client_ctx) as call:
+            pcm = dtmf_utterance("5", PCM16_16K)
+            for i in range(0, len(pcm), 640):
+                await call.send_audio(pcm[i:i + 640])
+                await asyncio.sleep(0.005)
+            async for event in call:
+                if isinstance(event, Transcript) and event.final:
+                    assert event.text == "5"
+                    break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+
+
+def test_serve_refuses_a_certificate_without_its_key() -> None:
+    done = run_cli("serve", "--ssl-certfile", "cert.pem")
+    assert done.returncode == 2 and "--ssl-keyfile" in done.stderr
