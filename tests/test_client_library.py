@@ -113,3 +113,19 @@ def test_events_parse_to_their_types_and_unknown_shapes_stay_untyped() -> None:
     # a newer gateway's event, or a known type missing a field: handed over, never raised
     assert parse_event({"type": "cost.update", "usd": 0.1}) == UnknownEvent("cost.update")
     assert parse_event({"type": "error"}) == UnknownEvent("error")
+
+
+def test_the_library_stands_alone() -> None:
+    """It ships to applications that do not run the gateway: it imports none of the gateway's code."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "voice_gateway_client"
+    imported = set()
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+    assert imported & {"gateway", "providers", "audio"} == set()
