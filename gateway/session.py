@@ -17,7 +17,7 @@ import collections
 import logging
 import time
 import uuid
-from typing import Any, Protocol
+from typing import Any
 
 from audio.convert import FormatConverter
 from audio.errors import AudioError
@@ -56,22 +56,10 @@ from gateway.link import ProviderLink
 from gateway.logs import log_event
 from gateway.replay import ReplayBuffer
 from gateway.runtime import Runtime
+from gateway.sink import ClientSink
 from gateway.states import LinkState, SessionState
 
 log = logging.getLogger("gateway.session")
-
-
-class ClientSink(Protocol):
-    """How a session talks back to its client (native WebSocket, Twilio, ...)."""
-
-    async def send_json(self, payload: dict[str, Any]) -> None: ...
-
-    async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
-        """Reply audio in the session's output format (`item_id`: the provider's reply item)."""
-
-    async def flush_audio(self) -> tuple[str, int, int] | None:
-        """Barge-in: drop queued playback now. Telephony sinks return (item_id, heard_ms, sent_ms)
-        for the reply that was playing, from the playback marks; None when they cannot tell."""
 
 
 class CallSession:
@@ -320,6 +308,7 @@ class CallSession:
             case TurnCompleted(role=role):
                 await self._emit(TurnEvent(provider=provider, kind="completed", role=role))
                 if role == "assistant":
+                    await self.sink.turn_completed()
                     self.failover.turn_completed()
             case TurnInterrupted():
                 await self._barge_in(provider, announce=True)
@@ -351,12 +340,10 @@ class CallSession:
         """Stop playback now; keep in the record — and in OpenAI's item — only what the caller heard."""
         self._out_conv = None
         heard = await self.sink.flush_audio()
-        if heard is not None:
-            item_id, heard_ms, sent_ms = heard
-            if sent_ms > 0 and heard_ms < sent_ms:
-                if item_id:
-                    await self.truncate_heard(item_id, heard_ms)
-                self._truncate_assistant(heard_ms / sent_ms)
+        if heard is not None and heard.cut_short:
+            if heard.item_id:
+                await self.truncate_heard(heard.item_id, heard.heard_ms)
+            self._truncate_assistant(heard.heard_ms / heard.sent_ms)
         if announce:
             await self._emit(TurnEvent(provider=provider, kind="interrupted"))
 
@@ -381,7 +368,7 @@ class CallSession:
             self._turn_end_at = None
         if self._out_conv is None or self._out_fmt != fmt:
             self._out_conv, self._out_fmt = FormatConverter(fmt, self.config.output_format), fmt
-            if self.client != "native" and fmt.encoding == "pcm16":
+            if self.sink.exact_frames and fmt.encoding == "pcm16":
                 # Telephony sends exact 20 ms frames: feed the resampler its hold-back as leading
                 # silence, so every whole 20 ms in gives whole 20 ms out from the first chunk on
                 # (otherwise each frame waits for the next reply: +20 ms on every frame).
