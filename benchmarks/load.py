@@ -317,13 +317,6 @@ def _host_info() -> dict[str, Any]:
             "platform": platform.platform()}
 
 
-def run_bench(args: argparse.Namespace) -> int:
-    """`voice-gateway bench -- [options]`: gateway/cli.py passes the rest of the command line (its
-    argparse REMAINDER needs the `--` before options; a leading `--` is dropped here)."""
-    rest = list(getattr(args, "rest", None) or [])
-    return main(rest[1:] if rest[:1] == ["--"] else rest)
-
-
 def fetch(url: str, timeout_s: float = 10.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout_s) as r:
         return r.read()

@@ -4,17 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "bench")
-
-
-def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_: argparse.Namespace) -> int:
-        print(f"voice-gateway {name}: not built yet", file=sys.stderr)
-        return 2
-
-    return run
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -45,7 +45,7 @@ from gateway.events import (
     TurnStarted,
 )
 from gateway.handover import Handovers
-from gateway.logs import log_event
+from gateway.logs import log_context, log_event
 from gateway.provider_socket import (
     Closed,
     ConnectFailed,
@@ -121,18 +121,21 @@ class ProviderLink:
     async def open(self) -> None:
         """First establishment: one breaker call, no retry loop (the session falls over to the next
         provider instead). Raises CircuitOpen or a ProviderError."""
-        ticket = self.breaker.admit()
-        self.move(LinkState.CONNECTING)
-        try:
-            await self.establish(ticket)
-        except ProviderRejected as e:
-            self._fail()
-            await self._reconnector.note_rejected(e, attempts=1)
-            raise
-        except BaseException:
-            self._fail()
-            raise
-        self._reader = asyncio.create_task(self._run(), name=f"link-{self.provider}-{self.session_id}")
+        # every log line of this link names its session and provider: set here, inherited by the
+        # link's tasks (created inside this block) and so by its handovers and reconnects
+        with log_context(session_id=self.session_id, provider=self.provider):
+            ticket = self.breaker.admit()
+            self.move(LinkState.CONNECTING)
+            try:
+                await self.establish(ticket)
+            except ProviderRejected as e:
+                self._fail()
+                await self._reconnector.note_rejected(e, attempts=1)
+                raise
+            except BaseException:
+                self._fail()
+                raise
+            self._reader = asyncio.create_task(self._run(), name=f"link-{self.provider}-{self.session_id}")
 
     async def send_audio(self, chunk: AudioChunk) -> None:
         """Live audio, already kept in the call's replay buffer by its one writer (the session):
@@ -254,7 +257,7 @@ class ProviderLink:
             metrics.ai_provider_latency_seconds.labels(self.provider, "connect").observe(elapsed)
             metrics.voice_gateway_provider_connect_seconds.labels(self.provider).observe(elapsed)
             log_event(log, logging.INFO, "connection.established", f"{self.provider} link established",
-                      provider=self.provider, session_id=self.session_id, connect_s=round(elapsed, 4))
+                      connect_s=round(elapsed, 4))
             return adapter, sock, after
         if sock is not None:
             await sock.close()
@@ -327,7 +330,7 @@ class ProviderLink:
             self.counters["replayed"] += n
             metrics.voice_gateway_replayed_chunks.labels(self.provider).inc(n)
             log_event(log, logging.INFO, "audio.replayed", f"replayed {n} buffered chunks",
-                      provider=self.provider, session_id=self.session_id, replayed_count=n,
+                      replayed_count=n,
                       total_count=self.counters["replayed"])
         return n
 
@@ -371,7 +374,7 @@ class ProviderLink:
         metrics.ai_provider_requests.labels(self.provider, "connect", "failure").inc()
         level = logging.ERROR if isinstance(err, ProviderRejected) else logging.WARNING
         log_event(log, level, "connection.failed", f"{self.provider} link failed: {err.message}",
-                  provider=self.provider, session_id=self.session_id, error_type=err.error_type,
+                  error_type=err.error_type,
                   retryable=err.retryable)
 
     # -- the read loop -------------------------------------------------------------------------
@@ -393,8 +396,7 @@ class ProviderLink:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug must not leave the call hanging silently
-            log_event(log, logging.ERROR, "link.crashed", f"{self.provider} link crashed",
-                      provider=self.provider, session_id=self.session_id)
+            log_event(log, logging.ERROR, "link.crashed", f"{self.provider} link crashed")
             self._fail()
             await self._sink.on_link_lost(self, "fatal_error", GatewayError(type(e).__name__))
 
@@ -427,7 +429,7 @@ class ProviderLink:
         self._settle_ticket(failed=early and err.breaker_failure, error_type=err.error_type)
         metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
         log_event(log, logging.WARNING, "connection.lost", f"{self.provider} link closed unexpectedly",
-                  provider=self.provider, session_id=self.session_id, close_code=frame.code,
+                  close_code=frame.code,
                   error_type=err.error_type)
         return err
 

@@ -93,7 +93,7 @@ class Reconnector:
                 backoff_delay=delay, buffered_audio_chunks=buffered))
             log_event(log, logging.WARNING, "reconnect.attempt",
                       f"reconnecting to {link.provider} (attempt {attempt}/{max_attempts}) in {delay:g}s",
-                      provider=link.provider, session_id=link.session_id, attempt=attempt,
+                      attempt=attempt,
                       max_attempts=max_attempts, backoff_delay=delay, buffered_count=buffered)
             await self._clock.sleep(delay)
             if link.closing:
@@ -115,7 +115,7 @@ class Reconnector:
                 last = e
                 log_event(log, logging.WARNING, "reconnect.failed",
                           f"reconnect attempt {attempt}/{max_attempts} to {link.provider} failed",
-                          provider=link.provider, session_id=link.session_id, attempt=attempt,
+                          attempt=attempt,
                           max_attempts=max_attempts, error_type=e.error_type)
                 continue
             metrics.ai_provider_reconnections.labels(link.provider, "true").inc()
@@ -126,7 +126,7 @@ class Reconnector:
                 replayed_audio_chunks=replayed, dropped_audio_chunks=dropped))
             log_event(log, logging.INFO, "reconnect.succeeded",
                       f"reconnected to {link.provider} after {attempt} attempt(s)",
-                      provider=link.provider, session_id=link.session_id, attempt=attempt,
+                      attempt=attempt,
                       max_attempts=max_attempts, replayed_count=replayed, dropped_count=dropped,
                       total_count=link.counters["replayed"], duration_s=round(duration, 3))
             return True
@@ -155,12 +155,10 @@ class Reconnector:
             link.breaker.force_open("auth")
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{link.provider} rejected the configured credentials: check the "
-                      f"{link.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",
-                      provider=link.provider, session_id=link.session_id)
+                      f"{link.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset")
             reason = f"auth: {link.provider} rejected the API key"
         else:
             log_event(log, logging.ERROR, "provider.config_rejected",
-                      f"{link.provider} rejected the session configuration: {err.message}",
-                      provider=link.provider, session_id=link.session_id)
+                      f"{link.provider} rejected the session configuration: {err.message}")
             reason = f"config: {link.provider} rejected the session configuration"
         await link.tell_client(ConnectionFailed(provider=link.provider, reason=reason, total_attempts=attempts))

@@ -80,6 +80,3 @@ class ReplayBuffer:
     def unsent(self) -> Iterator[AudioChunk]:
         return (e.chunk for e in self._entries if e.stream_end_s is None)
 
-    @property
-    def depth(self) -> int:
-        return len(self._entries)
