@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fuzz bench system-deps clean
+.PHONY: run test lint typecheck fuzz bench system-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -35,7 +35,11 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check gateway providers audio tests benchmarks fixtures
 
-test: $(STAMP) system-deps lint
+# mypy: strict on audio/, providers/ and the base layer, default checks elsewhere (pyproject [tool.mypy])
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint typecheck
 	$(BIN)/python -m pytest -q
 
 fuzz: $(STAMP)

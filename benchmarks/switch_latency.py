@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audio.formats import PCM16_16K  # noqa: E402
 from gateway import metrics  # noqa: E402
-from tests.harness import Gateway  # noqa: E402
+from tests.harness import Gateway, VoiceClient  # noqa: E402
 
 ORDER = ("openai", "deepgram", "gemini")
 
 
-async def stream(c, stop: asyncio.Event) -> None:  # noqa: ANN001
+async def stream(c: VoiceClient, stop: asyncio.Event) -> None:
     frame = bytes(PCM16_16K.frame_bytes(20))
     next_at = time.perf_counter()
     while not stop.is_set():

@@ -9,6 +9,7 @@ no longer move the state (they are still counted in calls_total).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ logger = logging.getLogger("gateway.breaker")
 AUTH_REASON = "auth"
 HALF_OPEN_RETRY_AFTER_S = 1.0  # advisory wait when all half-open trial slots are taken
 _EPSILON_S = 1e-9  # float noise in clock arithmetic must not keep a breaker open past its timeout
+
+
+def _wake(waiter: asyncio.Future[None], _timer: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class BreakerState(IntEnum):
@@ -176,7 +182,7 @@ class CircuitBreaker:
             timer: asyncio.Task[None] | None = None
             if self._state is BreakerState.OPEN and self.opened_reason != AUTH_REASON:
                 timer = asyncio.ensure_future(self._clock.sleep(self._open_remaining_s()))
-                timer.add_done_callback(lambda _t, f=woken: f.done() or f.set_result(None))
+                timer.add_done_callback(functools.partial(_wake, woken))
             try:
                 await woken
             finally:

@@ -34,6 +34,7 @@ from gateway.events import (
     ClientEvent,
     ConversationItem,
     GoAway,
+    LinkLostReason,
     ProviderEvent,
     ProviderFailed,
     ReplyAudio,
@@ -72,7 +73,7 @@ class LinkSink(Protocol):
 
     async def on_client_event(self, link: ProviderLink, event: ClientEvent) -> None: ...
 
-    async def on_link_lost(self, link: ProviderLink, reason: str, error: GatewayError | None) -> None:
+    async def on_link_lost(self, link: ProviderLink, reason: LinkLostReason, error: GatewayError | None) -> None:
         """The link gave up: reason is circuit_open | reconnect_failed | fatal_error."""
 
 
@@ -197,7 +198,7 @@ class ProviderLink:
     async def tell_client(self, event: ClientEvent) -> None:
         await self._sink.on_client_event(self, event)
 
-    async def lost(self, reason: str, err: GatewayError) -> None:
+    async def lost(self, reason: LinkLostReason, err: GatewayError) -> None:
         await self._sink.on_link_lost(self, reason, err)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:

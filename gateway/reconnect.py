@@ -20,7 +20,13 @@ from gateway import metrics
 from gateway.breaker import BreakerTicket, CircuitBreaker
 from gateway.clock import Clock
 from gateway.errors import CircuitOpen, GatewayError, ProviderError, ProviderRejected
-from gateway.events import ClientEvent, ConnectionFailed, ConnectionReconnected, ConnectionReconnecting
+from gateway.events import (
+    ClientEvent,
+    ConnectionFailed,
+    ConnectionReconnected,
+    ConnectionReconnecting,
+    LinkLostReason,
+)
 from gateway.logs import log_event
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy
@@ -53,7 +59,7 @@ class RecoveringLink(Protocol):
 
     async def tell_client(self, event: ClientEvent) -> None: ...
 
-    async def lost(self, reason: str, err: GatewayError) -> None: ...
+    async def lost(self, reason: LinkLostReason, err: GatewayError) -> None: ...
 
 
 class Reconnector:
@@ -132,7 +138,7 @@ class Reconnector:
             return True
         return await self.give_up("reconnect_failed", last, max_attempts)
 
-    async def give_up(self, reason: str, err: GatewayError, attempts: int) -> bool:
+    async def give_up(self, reason: LinkLostReason, err: GatewayError, attempts: int) -> bool:
         """FAILED: tell the client and hand the link to the session. Always False."""
         link = self._link
         if link.closing:

@@ -17,6 +17,7 @@ import collections
 import logging
 import time
 import uuid
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from audio.convert import FormatConverter
@@ -31,12 +32,14 @@ from gateway.events import (
     ClientEvent,
     ConversationItem,
     ErrorEvent,
+    LinkLostReason,
     ProviderEvent,
     ProviderFailed,
     ProviderSwitched,
     ReplyAudio,
     SessionEnded,
     SessionStarted,
+    SwitchReason,
     ToolCall,
     ToolCallCancelled,
     ToolCallEvent,
@@ -56,14 +59,16 @@ from gateway.link import ProviderLink
 from gateway.logs import log_event
 from gateway.replay import ReplayBuffer
 from gateway.runtime import Runtime
+from gateway.session_config import SessionConfig
 from gateway.sink import ClientSink
 from gateway.states import LinkState, SessionState
+from providers.base import Frame, ProviderAdapter
 
 log = logging.getLogger("gateway.session")
 
 
 class CallSession:
-    def __init__(self, *, runtime: Runtime, config, client: str, sink: ClientSink,  # noqa: ANN001
+    def __init__(self, *, runtime: Runtime, config: SessionConfig, client: str, sink: ClientSink,
                  session_id: str | None = None) -> None:
         self.rt = runtime
         self.config = config
@@ -198,14 +203,14 @@ class CallSession:
         """Barge-in on telephony: keep only what the caller heard."""
         await self._send_control(lambda a: a.truncate_frames(item_id, heard_ms))
 
-    async def _send_control(self, build) -> bool:  # noqa: ANN001
+    async def _send_control(self, build: Callable[[ProviderAdapter], list[Frame]]) -> bool:
         link = self.link
         if link is None or link.adapter is None:
             return False
         return await link.send_frames(build(link.adapter))
 
     # -- switching (gateway/failover.py decides; the session settles the client side) ---------------
-    async def switch(self, target: str | None, reason: str) -> bool:
+    async def switch(self, target: str | None, reason: SwitchReason) -> bool:
         """Move the call to `target` (or the next usable provider). Emits provider.switched."""
         return await self.failover.switch(target, reason)
 
@@ -230,7 +235,7 @@ class CallSession:
         self._close_pending_tools(provider)
         await self._flush_reply_tail()
 
-    async def switched(self, old_provider: str, link: ProviderLink, reason: str, elapsed: float) -> None:
+    async def switched(self, old_provider: str, link: ProviderLink, reason: SwitchReason, elapsed: float) -> None:
         """The call is on `link` now: count, log and tell the client (provider.switched)."""
         self.counters["switches"] += 1
         metrics.voice_gateway_provider_switches.labels(old_provider, link.provider, reason).inc()
@@ -256,7 +261,7 @@ class CallSession:
                 message=f"tool call {call_id} ({inv.name}) was issued by the previous provider and "
                         f"cannot be answered on {new_provider}; the user may need to repeat the request")))
 
-    async def no_provider(self, retry_after_s: float, reason: str) -> None:
+    async def no_provider(self, retry_after_s: float, reason: SwitchReason) -> None:
         """Nothing in the chain admits a call: the call waits, buffering; tell the client."""
         log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
                   session_id=self.id, reason=reason, retry_after_s=retry_after_s)
@@ -274,7 +279,7 @@ class CallSession:
                 self.counters["reconnects"] += 1
             await self._emit(event)
 
-    async def on_link_lost(self, link: ProviderLink, reason: str, error: GatewayError | None) -> None:
+    async def on_link_lost(self, link: ProviderLink, reason: LinkLostReason, error: GatewayError | None) -> None:
         await self.failover.link_lost(link, reason)
 
     async def on_provider_event(self, link: ProviderLink, ev: ProviderEvent) -> None:
@@ -390,7 +395,7 @@ class CallSession:
             self.recent_events.append(wire)
         await self.sink.send_json(wire)
 
-    def _spawn(self, coro) -> None:  # noqa: ANN001
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         t = asyncio.create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)

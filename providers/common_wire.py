@@ -75,10 +75,9 @@ def number(value: object) -> float | None:
     return float(value)
 
 
-def protocol_failure(provider: str, message: str, **fields: object) -> ProviderFailed:
+def protocol_failure(provider: str, message: str) -> ProviderFailed:
     """A frame we cannot use: reported, never raised; not a breaker failure by itself."""
-    error = ProviderProtocolError(message, provider=provider, error_type="protocol",
-                                  breaker_failure=False, **fields)
+    error = ProviderProtocolError(message, provider=provider, error_type="protocol", breaker_failure=False)
     return ProviderFailed(error=error, fatal_for_link=False)
 
 
@@ -87,18 +86,17 @@ def classify_handshake_status(provider: str, status: int, body: str, secret: str
     429 and 5xx are retryable breaker failures; any other 4xx is our configuration)."""
     detail = scrub(body.strip(), secret) if body else ""
     message = f"{provider} refused the WebSocket upgrade with HTTP {status}" + (f": {detail}" if detail else "")
-    fields: dict[str, object] = {"status": status}
     if status in (401, 403):
-        return ProviderRejected(message, provider=provider, error_type="auth", **fields)
+        return ProviderRejected(message, provider=provider, error_type="auth", status=status)
     if status == 408:
-        return ProviderUnavailable(message, provider=provider, error_type="timeout", **fields)
+        return ProviderUnavailable(message, provider=provider, error_type="timeout", status=status)
     if status == 429:
-        return ProviderUnavailable(message, provider=provider, error_type="rate_limit", **fields)
+        return ProviderUnavailable(message, provider=provider, error_type="rate_limit", status=status)
     if 500 <= status <= 599:
-        return ProviderUnavailable(message, provider=provider, error_type="server", **fields)
+        return ProviderUnavailable(message, provider=provider, error_type="server", status=status)
     if 400 <= status <= 499:
-        return ProviderRejected(message, provider=provider, error_type="protocol", **fields)
-    return ProviderUnavailable(message, provider=provider, error_type="protocol", **fields)
+        return ProviderRejected(message, provider=provider, error_type="protocol", status=status)
+    return ProviderUnavailable(message, provider=provider, error_type="protocol", status=status)
 
 
 def close_message(provider: str, code: int | None, reason: str, secret: str) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from audio.dtmf import detect_dtmf
@@ -78,7 +79,7 @@ class Exposition:
         """A sample's value; 0 when the series does not exist yet (a counter before its first event)."""
         return self._values.get((sample, frozenset(labels.items())), 0.0)
 
-    def family(self, section6_name: str):  # noqa: ANN201 - prometheus_client Metric
+    def family(self, section6_name: str) -> Metric:
         kind, _ = SECTION_6[section6_name]
         return self.families[section6_name.removesuffix("_total") if kind == "counter" else section6_name]
 

@@ -116,7 +116,7 @@ class NativeConnection:
     async def error(self, err: GatewayError) -> None:
         metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
         sid = self.session.id if self.session else ""
-        await self.sink.send_json(ErrorEvent(**err.to_event_fields()).to_wire(sid, self.rt.wall_time()))
+        await self.sink.send_json(ErrorEvent.from_error(err).to_wire(sid, self.rt.wall_time()))
 
     async def run(self) -> None:
         watchdog = asyncio.create_task(self.idle_watchdog())

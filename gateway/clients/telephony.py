@@ -17,6 +17,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -263,7 +264,7 @@ def _twilio_signature_ok(ws: WebSocket) -> bool:
     return verify_twilio_signature(token, url, {}, ws.headers.get("x-twilio-signature", ""))
 
 
-def telephony_endpoint(vendor: str):  # noqa: ANN201
+def telephony_endpoint(vendor: str) -> Callable[[WebSocket], Awaitable[None]]:
     async def endpoint(ws: WebSocket) -> None:
         if vendor == "twilio" and not _twilio_signature_ok(ws):
             log_event(log, logging.WARNING, "client.refused", "twilio upgrade refused: bad X-Twilio-Signature",
