@@ -1,4 +1,4 @@
-"""Load benchmark (design.md §8): the gateway against a direct baseline and a bare relay.
+"""Load benchmark (docs/architecture.md): the gateway against a direct baseline and a bare relay.
 
     .venv/bin/python benchmarks/load.py [options]      (or: voice-gateway bench [options]; make bench)
 
@@ -95,7 +95,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drop-max-s", type=float, default=9.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--calls-per-loadgen", type=int, default=150,
-                   help="calls per load-generator process (design.md §8: one Python process "
+                   help="calls per load-generator process (docs/architecture.md: one Python process "
                         "saturates near 100 calls)")
     p.add_argument("--server-cpus", default="0", help="cores for the server under test ('' = no pinning)")
     p.add_argument("--load-cpus", default="1", help="cores for the load generators and the echo fake")

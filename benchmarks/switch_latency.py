@@ -7,7 +7,7 @@ Deepgram → Gemini … by `provider.switch` messages. For each switch we time, 
 client sent the command, until the new provider's fake server has received its first audio chunk
 (the replayed buffer, then live audio). Also reported: the gateway's own
 voice_gateway_switch_seconds (trigger → new link open and replay sent). Target: p50/p95 < 300 ms
-(design.md §5 bar: < 1 s).
+(docs/architecture.md bar: < 1 s).
 """
 
 from __future__ import annotations

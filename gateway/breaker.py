@@ -1,4 +1,4 @@
-"""Circuit breakers, one per provider per process (design.md §5 "Breaker", §6 metrics).
+"""Circuit breakers, one per provider per process (docs/architecture.md "Breaker"; metrics in docs/operations.md).
 
 A "call" is one link establishment: `admit()` hands out a ticket, the link resolves it with
 `success()`, `failure()` or `cancel()`. States move only through `_move()`, checked against
@@ -103,10 +103,10 @@ class BreakerTicket:
 
 
 class CircuitBreaker:
-    """States and thresholds per design.md §5.
+    """States and thresholds per docs/architecture.md.
 
     Auth: `force_open("auth")` keeps the breaker OPEN with no automatic HALF_OPEN, so no new call
-    tries a key the provider refused, until an operator calls `reset()` (design.md §5).
+    tries a key the provider refused, until an operator calls `reset()` (docs/architecture.md).
     """
 
     def __init__(self, provider: str, *, clock: Clock, policy: BreakerPolicy = BreakerPolicy(),

@@ -3,7 +3,7 @@
 Two closed sets of frozen, slotted dataclasses:
 - `ProviderEvent`: what a sans-I/O adapter (providers/<name>.py) turns wire messages into. Only these
   leave providers/.
-- `ClientEvent`: what the gateway tells a client (design.md §4). `to_wire()` adds `type`,
+- `ClientEvent`: what the gateway tells a client (docs/protocol.md). `to_wire()` adds `type`,
   `session_id` and `ts`; field names are the public contract.
 Conversation items (the record carried across switches) live here too.
 """
@@ -147,7 +147,7 @@ ProviderEvent = (
 )
 
 
-# == gateway → client (design.md §4) ==============================================================
+# == gateway → client (docs/protocol.md) ==============================================================
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientEvent:
     TYPE: ClassVar[str] = ""

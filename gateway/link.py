@@ -1,4 +1,4 @@
-"""The one provider link runner, for every provider (design.md §5, style.md).
+"""The one provider link runner, for every provider (docs/architecture.md, docs/architecture.md).
 
 A `ProviderLink` bridges one call to one provider. It owns the socket, the read loop, the reconnect
 schedule, planned handovers, keepalives and the breaker calls; provider differences come only from

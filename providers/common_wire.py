@@ -45,7 +45,7 @@ def b64encode(data: bytes) -> str:
 
 def b64decode_any(text: str) -> bytes:
     """Decode standard or URL-safe base64, padded or not. Raises ValueError on anything else
-    (gemini-live.md §1: the server accepts both alphabets, so a faithful peer may send either)."""
+    (docs/providers/gemini.md §1: the server accepts both alphabets, so a faithful peer may send either)."""
     if "-" in text or "_" in text:
         text = text.translate(_URLSAFE_TO_STANDARD)
     missing = -len(text) % 4
@@ -82,7 +82,7 @@ def protocol_failure(provider: str, message: str) -> ProviderFailed:
 
 
 def classify_handshake_status(provider: str, status: int, body: str, secret: str) -> ProviderError:
-    """HTTP status instead of 101 → the error tree (design.md §5: 401/403 are fatal auth problems;
+    """HTTP status instead of 101 → the error tree (docs/architecture.md: 401/403 are fatal auth problems;
     429 and 5xx are retryable breaker failures; any other 4xx is our configuration)."""
     detail = scrub(body.strip(), secret) if body else ""
     message = f"{provider} refused the WebSocket upgrade with HTTP {status}" + (f": {detail}" if detail else "")

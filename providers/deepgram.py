@@ -1,4 +1,4 @@
-"""Deepgram streaming speech-to-text (`/v1/listen`) as a sans-I/O adapter (deepgram.md).
+"""Deepgram streaming speech-to-text (`/v1/listen`) as a sans-I/O adapter (docs/providers/deepgram.md).
 
 Invariants: audio goes out untouched in the client's own format (the query string declares it), as
 binary frames; the link is up at the upgrade (no setup message exists); every final Result
@@ -162,7 +162,7 @@ class DeepgramAdapter(ProviderAdapter):
 
     # -- failures -----------------------------------------------------------------------------------
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
-        """§4 close table (1000 after CloseStream, 1011 NET-0001/NET-0000, 1008 DATA-0000)."""
+        """docs/providers/deepgram.md §4 close table (1000 after CloseStream, 1011 NET-0001/NET-0000, 1008 DATA-0000)."""
         message = close_message(self.name, code, reason, self.endpoint.api_key)
         if code == 1000:
             if self._closing:
@@ -171,7 +171,7 @@ class DeepgramAdapter(ProviderAdapter):
                                        breaker_failure=False, provider_close_code=code)
         # the real reason ends "See https://dpgr.am/net0001" and may not contain the tag verbatim
         if code == 1011 and IDLE_CLOSE_TAG.lower().replace("-", "") in reason.lower().replace("-", ""):
-            # design.md §5: the idle close we caused is not a provider failure.
+            # docs/architecture.md: the idle close we caused is not a provider failure.
             return ProviderUnavailable(message, provider=self.name, error_type="timeout",
                                        breaker_failure=False, provider_close_code=code)
         if code == 1011:

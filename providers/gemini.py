@@ -1,4 +1,4 @@
-"""Gemini Live (Developer API, BidiGenerateContent) as a sans-I/O adapter (gemini-live.md).
+"""Gemini Live (Developer API, BidiGenerateContent) as a sans-I/O adapter (docs/providers/gemini.md).
 
 Invariants: input is always PCM16 16 kHz; every field of a server message is processed (several
 may arrive together, §2); transcripts are fragments, accumulated here per turn and emitted as the
@@ -256,7 +256,7 @@ class GeminiAdapter(ProviderAdapter):
         if text:
             events.append(Transcript(role="user", text=text, final=True))
             # Gemini acknowledges no audio; a finalized user turn means all audio sent so far was
-            # consumed (design.md §5 "Replay").
+            # consumed (docs/architecture.md "Replay").
             events.append(AudioAcknowledged(until_s=None))
 
     def _finish_assistant_text(self, events: list[ProviderEvent]) -> None:
@@ -267,7 +267,7 @@ class GeminiAdapter(ProviderAdapter):
 
     # -- failures -----------------------------------------------------------------------------------
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
-        """gemini-live.md §4 close-code table."""
+        """docs/providers/gemini.md §4 close-code table."""
         if self._go_away_seen:
             return None  # §4: any close after goAway is the announced one: reconnect with the handle
         message = close_message(self.name, code, reason, self.endpoint.api_key)

@@ -1,4 +1,4 @@
-"""OpenAI Realtime, GA interface, as a sans-I/O adapter (openai-realtime.md).
+"""OpenAI Realtime, GA interface, as a sans-I/O adapter (docs/providers/openai.md).
 
 Invariants: G.711 client audio is exchanged as-is (no transcoding), anything else as PCM16 24 kHz;
 the link is established at the first `session.updated` (our session.update was applied, not just
@@ -333,7 +333,7 @@ class OpenAIAdapter(ProviderAdapter):
 
     # -- failures -----------------------------------------------------------------------------------
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
-        """openai-realtime.md §4: 3000 invalid key, 4000 fatal request error, 1001 session cap."""
+        """docs/providers/openai.md §4: 3000 invalid key, 4000 fatal request error, 1001 session cap."""
         message = close_message(self.name, code, reason, self.endpoint.api_key)
         if code == 3000:
             return ProviderRejected(message, provider=self.name, error_type="auth", provider_close_code=code)

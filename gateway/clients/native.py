@@ -1,4 +1,4 @@
-"""The native client protocol on `WS /v1/voice` (design.md §4).
+"""The native client protocol on `WS /v1/voice` (docs/protocol.md).
 
 Text frames are JSON objects with a `type`; binary frames are audio in the session's input format.
 Every bad input gets an `error` event with a stable code and the call goes on; nothing a client

@@ -1,4 +1,4 @@
-// Operator console (design.md §3): polls /admin/sessions, /admin/circuits and /readyz every second;
+// Operator console (docs/protocol.md): polls /admin/sessions, /admin/circuits and /readyz every second;
 // switches a call's provider (POST /admin/sessions/{id}/switch) and resets breakers
 // (POST /admin/circuits/{provider}/reset). The admin token lives in sessionStorage only.
 // Rows are updated in place so a provider <select> the operator is using is not rebuilt under them.
@@ -126,7 +126,7 @@ async function switchProvider(sessionId, provider, select) {
 }
 
 // -- circuits --------------------------------------------------------------------------------
-// A breaker forced open by a rejected key never half-opens by itself (design.md §5): its
+// A breaker forced open by a rejected key never half-opens by itself (docs/architecture.md): its
 // retry_after_s is only advisory, so say that it waits for the operator instead of counting down.
 function retryAfter(c) {
   if (c.state === "OPEN" && c.opened_reason === "auth") return "after reset (key rejected)";

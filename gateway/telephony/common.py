@@ -1,7 +1,7 @@
 """The layer the telephony serializers share: typed inbound events, the stream state machine,
 exact-size outbound framing and playout tracking. Sans-I/O: frames in, events and frames out.
 
-Error policy (telephony.md §1 "Failure behaviour"): the vendors define no error channel on the
+Error policy (docs/telephony.md §1 "Failure behaviour"): the vendors define no error channel on the
 media socket, so `parse` raises `BadMessage`/`BadAudio` for malformed or out-of-order input and the
 endpoint logs it, counts it and carries on with the next frame; nothing else ever escapes `parse`.
 Unknown event names are ignored (vendors add events), as are media frames of tracks we did not ask
@@ -28,9 +28,9 @@ from gateway.errors import BadAudio, BadMessage
 Frame = str | bytes
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
-# Parameters a call may set through the vendor's custom parameters (design.md §3, /v1/twilio).
+# Parameters a call may set through the vendor's custom parameters (docs/protocol.md, /v1/twilio).
 CALL_OPTIONS = ("provider", "fallback", "instructions", "voice", "language")
-# audio.md: the byte that decodes to zero in each encoding, used to pad a last partial frame.
+# docs/audio.md: the byte that decodes to zero in each encoding, used to pad a last partial frame.
 
 
 # == inbound events ================================================================================
@@ -236,7 +236,7 @@ class MediaStreamSerializer(ABC):
 
 
 class JsonMediaStream(MediaStreamSerializer):
-    """Twilio and Telnyx: the same JSON event set (telephony.md §1-§2), camelCase vs snake_case.
+    """Twilio and Telnyx: the same JSON event set (docs/telephony.md §1-§2), camelCase vs snake_case.
 
     Subclasses name the stream-id key, read `start`, and shape outbound messages (`_envelope`).
     """
@@ -323,7 +323,7 @@ class PlayoutTracker:
     The bridge reports reply audio as it hands it to `media_frames` (`sent`), asks for a mark
     name after each batch (`new_mark`, then sends `serializer.mark(name)`), and feeds every
     MarkPlayed to `played`. Marks come back in order once the audio before them has played. A
-    `clear` makes the vendor return the pending marks at once (telephony.md §1), so after
+    `clear` makes the vendor return the pending marks at once (docs/telephony.md §1), so after
     `cleared()` those marks count for nothing (a mark already in flight when we cleared counts for
     nothing too). `heard_ms(item_id)` is therefore a lower bound, exact to within one mark interval
     plus the network delay: send a mark every 100-200 ms of reply audio for a tight bound.
