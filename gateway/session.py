@@ -12,7 +12,6 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import logging
 import time
@@ -20,15 +19,12 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from audio.convert import FormatConverter
 from audio.errors import AudioError
 from audio.formats import AudioChunk, AudioFormat
-from audio.resample import group_delay_s
 from gateway import metrics
 from gateway.errors import BadAudio, GatewayError
 from gateway.events import (
     AssistantTurn,
-    AudioDelta,
     ClientEvent,
     ConversationItem,
     ErrorEvent,
@@ -57,6 +53,7 @@ from gateway.events import (
 from gateway.failover import Failover
 from gateway.link import ProviderLink
 from gateway.logs import log_event
+from gateway.playback import ReplyPlayback
 from gateway.replay import ReplayBuffer
 from gateway.runtime import Runtime
 from gateway.session_config import SessionConfig
@@ -87,8 +84,8 @@ class CallSession:
         self.counters = collections.Counter[str]()
         self._seq = 0
         self._offset_s = 0.0
-        self._out_conv: FormatConverter | None = None
-        self._out_fmt: AudioFormat | None = None
+        self.playback = ReplyPlayback(sink=sink, output_format=config.output_format, json_audio=config.json_audio,
+                                      emit=self._emit)
         self._assistant_text = ""  # the current assistant turn's transcript so far
         self._assistant_index: int | None = None  # its AssistantTurn in the record, once final
         self._turn_item: str | None = None
@@ -233,7 +230,7 @@ class CallSession:
     async def switching_to(self, provider: str) -> None:
         """A new link takes the call: settle the old provider's tool calls and reply audio."""
         self._close_pending_tools(provider)
-        await self._flush_reply_tail()
+        await self.playback.flush(self.provider or "", self._turn_item)
 
     async def switched(self, old_provider: str, link: ProviderLink, reason: SwitchReason, elapsed: float) -> None:
         """The call is on `link` now: count, log and tell the client (provider.switched)."""
@@ -329,21 +326,9 @@ class CallSession:
                 await self._emit(ErrorEvent(code=err.code, provider=provider,
                                             message=f"{provider} reported an error ({err.error_type})"))
 
-    async def _flush_reply_tail(self) -> None:
-        """A switch (unlike a barge-in) keeps what the old provider already said: send the few ms
-        the old reply resampler still holds before replacing it."""
-        conv, self._out_conv = self._out_conv, None
-        tail = conv.flush() if conv is not None else b""
-        if not tail:
-            return
-        if self.config.json_audio:
-            await self._emit(AudioDelta(provider=self.provider or "", audio=base64.b64encode(tail).decode()))
-        else:
-            await self.sink.send_audio(tail, self._turn_item)
-
     async def _barge_in(self, provider: str, *, announce: bool) -> None:
         """Stop playback now; keep in the record — and in OpenAI's item — only what the caller heard."""
-        self._out_conv = None
+        self.playback.drop()
         heard = await self.sink.flush_audio()
         if heard is not None and heard.cut_short:
             if heard.item_id:
@@ -371,22 +356,7 @@ class CallSession:
             metrics.ai_provider_latency_seconds.labels(provider, "first_audio").observe(
                 self.rt.clock.now() - self._turn_end_at)
             self._turn_end_at = None
-        if self._out_conv is None or self._out_fmt != fmt:
-            self._out_conv, self._out_fmt = FormatConverter(fmt, self.config.output_format), fmt
-            if self.sink.exact_frames and fmt.encoding == "pcm16":
-                # Telephony sends exact 20 ms frames: feed the resampler its hold-back as leading
-                # silence, so every whole 20 ms in gives whole 20 ms out from the first chunk on
-                # (otherwise each frame waits for the next reply: +20 ms on every frame).
-                lead = round(group_delay_s(fmt.sample_rate_hz, self.config.output_format.sample_rate_hz)
-                             * fmt.sample_rate_hz)
-                self._out_conv.convert(b"\x00\x00" * lead)
-        out = self._out_conv.convert(data)
-        if not out:
-            return
-        if self.config.json_audio:
-            await self._emit(AudioDelta(provider=provider, audio=base64.b64encode(out).decode()))
-        else:
-            await self.sink.send_audio(out, item_id or self._turn_item)
+        await self.playback.play(provider, data, fmt, item_id or self._turn_item)
 
     # -- plumbing ------------------------------------------------------------------------------------
     async def _emit(self, event: ClientEvent) -> None:
