@@ -308,8 +308,9 @@ class CircuitBreaker:
         metrics.circuit_breaker_state.labels(**self._labels).set(int(dst))
         metrics.circuit_breaker_state_transitions.labels(
             **self._labels, from_state=src.name, to_state=dst.name).inc()
+        extra: dict[str, Any] = {"reason": reason} if reason else {}
         log_event(logger, level, event, message, provider=self.provider, breaker=self.name,
-                  from_state=src.name, to_state=dst.name, **({"reason": reason} if reason else {}), **fields)
+                  from_state=src.name, to_state=dst.name, **extra, **fields)
         for callback in list(self._listeners):
             try:
                 callback(src, dst)

@@ -97,8 +97,9 @@ async def _await_setup(adapter: ProviderAdapter, sock: ProviderSocket) -> list[P
 def _record_failure(provider: str, err: ProviderError) -> None:
     metrics.ai_provider_errors.labels(provider, err.error_type).inc()
     metrics.ai_provider_requests.labels(provider, "connect", "failure").inc()
-    level = logging.ERROR if isinstance(err, ProviderRejected) else logging.WARNING
-    log_event(log, level, "connection.failed", f"{provider} link failed: {err.message}",
+    # A rejection (bad key, bad config) gets its one ERROR line from note_rejected (reconnect.py),
+    # which says what to fix; this line records the attempt.
+    log_event(log, logging.WARNING, "connection.failed", f"{provider} link failed: {err.message}",
               error_type=err.error_type, retryable=err.retryable)
 
 

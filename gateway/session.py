@@ -132,7 +132,7 @@ class CallSession:
         await self.failover.end()
         self.rt.sessions.pop(self.id, None)
         metrics.voice_gateway_sessions_active.labels(self.client).dec()
-        totals = {"audio_chunks_in": self._seq, "duration_s": round(self.rt.clock.now() - self.started_at, 3),
+        totals: dict[str, Any] = {"audio_chunks_in": self._seq, "duration_s": round(self.rt.clock.now() - self.started_at, 3),
                   "switches": self.counters["switches"], "reconnects": self.counters["reconnects"],
                   "dropped_audio_chunks": self.replay.dropped_total}
         log_event(log, logging.INFO, "session.ended", f"call ended ({reason})", session_id=self.id, **totals)
@@ -261,7 +261,7 @@ class CallSession:
     async def no_provider(self, retry_after_s: float, reason: SwitchReason) -> None:
         """Nothing in the chain admits a call: the call waits, buffering; tell the client."""
         log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
-                  session_id=self.id, reason=reason, retry_after_s=retry_after_s)
+                  session_id=self.id, reason=reason, retry_after_s=retry_after_s, expected=True)
         await self._emit(ErrorEvent(code="provider_unavailable", provider=None, retry_after=round(retry_after_s, 3),
                                     message="no provider is available right now; audio is buffered "
                                             "(up to the replay bound) and the call resumes when one is"))
