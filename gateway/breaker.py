@@ -1,4 +1,4 @@
-"""Circuit breakers, one per provider per process (docs/architecture.md "Breaker"; metrics in docs/operations.md).
+"""Circuit breakers, one per provider per process (docs/architecture.md "Breaker"; metrics in docs/metrics.md).
 
 A "call" is one link establishment: `admit()` hands out a ticket, the link resolves it with
 `success()`, `failure()` or `cancel()`. States move only through `_move()`, checked against

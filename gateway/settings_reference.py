@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import Settings, load_settings
+from providers.registry import ENTRIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +47,7 @@ def _provider_rows(name: str, title: str, base_url_meaning: str) -> list[Setting
 
 
 SETTINGS: tuple[Setting, ...] = (
-    *_provider_rows("gemini", "Gemini Live", "the origin (as the google-genai SDK's base URL)"),
-    *_provider_rows("openai", "OpenAI Realtime", "including `/v1` (as the openai SDK's base URL)"),
-    *_provider_rows("deepgram", "Deepgram streaming STT", "the origin (as the deepgram SDK's base URL)"),
+    *(row for e in ENTRIES for row in _provider_rows(e.name, e.title, e.base_url_meaning)),
     Setting("VG_DEFAULT_PROVIDER", "Providers", "Provider of a call whose `session.start` names none: "
             "`gemini`, `openai`, `deepgram` or `auto` (the first admitting provider of the fallback chain).",
             lambda s: s.default_provider),

@@ -1,4 +1,4 @@
-"""GET /metrics against docs/operations.md (issue 7): every metric of the table, its type, its exact label
+"""GET /metrics against docs/metrics.md (issue 7): every metric of the table, its type, its exact label
 names, its buckets, and values that follow from a scenario driven over real sockets (harness).
 
 Metrics are process-global, so values are read before and after each step and the deltas asserted.
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(30)
 
 PROVIDERS = ("gemini", "openai", "deepgram")
 BREAKER = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
-# docs/operations.md, verbatim: name → (type, label names). Counters are parsed as families without `_total`.
+# docs/metrics.md, verbatim: name → (type, label names). Counters are parsed as families without `_total`.
 SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "circuit_breaker_state": ("gauge", frozenset({"name", "provider"})),
     "circuit_breaker_calls_total": ("counter", frozenset({"name", "provider", "status"})),
@@ -50,7 +50,7 @@ SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "voice_gateway_sessions_active": ("gauge", frozenset({"client"})),
     "voice_gateway_added_latency_seconds": ("histogram", frozenset({"direction"})),
 }
-# bounded label values (docs/protocol.md, docs/operations.md); anything else would be an unbounded or misspelt series
+# bounded label values (docs/protocol.md, docs/metrics.md); anything else would be an unbounded or misspelt series
 LABEL_VALUES: dict[str, frozenset[str]] = {
     "name": frozenset(BREAKER.values()),
     "status": frozenset({"attempted", "success", "failure", "rejected"}),
@@ -128,7 +128,7 @@ async def end_call(c: VoiceClient) -> None:
 
 
 def check_section6_shape(exp: Exposition, *, session_ids: set[str], may_be_empty: set[str] = frozenset()) -> None:
-    """Every metric of the table (docs/operations.md): its type, exactly its label names, bounded label values; no session labels."""
+    """Every metric of the table (docs/metrics.md): its type, exactly its label names, bounded label values; no session labels."""
     for name, (kind, labels) in SECTION_6.items():
         fam = exp.family(name)
         assert fam.type == kind, f"{name}: {fam.type}, the table says {kind}"
