@@ -5,7 +5,6 @@
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
 
-const PROVIDERS = ["gemini", "openai", "deepgram"];
 const TOKEN_KEY = "vg.adminToken";
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
@@ -78,11 +77,15 @@ function switchControl(row, session) {
     const c = cell(row, 7, "");
     select = document.createElement("select");
     select.setAttribute("aria-label", `provider for call ${session.id}`);
-    for (const p of PROVIDERS) select.add(new Option(p, p));
     select.addEventListener("change", () => switchProvider(select.dataset.sessionId, select.value, select));
     c.appendChild(select);
   }
   select.dataset.sessionId = session.id;
+  // The providers this gateway has, as /readyz lists them (the server's registry decides).
+  const names = Object.keys((state.ready && state.ready.providers) || {});
+  if (names.length && [...select.options].map((o) => o.value).join() !== names.join()) {
+    select.replaceChildren(...names.map((p) => new Option(p, p)));
+  }
   // Leave it alone while the operator is choosing or a switch is in flight.
   if (document.activeElement !== select && !select.disabled) select.value = session.provider;
 }
