@@ -1,12 +1,12 @@
-"""A call session: the client side, the current provider link, the conversation record, switching.
+"""A call session: the client side of a call, its conversation record and its replay buffer.
+Which provider the call is on, and moving it, is gateway/failover.py's job (the session listens).
 
 Invariants:
 - the config is kept for the whole call and handed to every new link (reconnect or switch);
-- the replay buffer belongs to the call, not to a link, so a switch replays it to the new provider
-  (resampled to its input format by the new link's converter);
+- the session is the one writer of the replay buffer, which belongs to the call, not to a link, so
+  a switch replays it to the new provider (resampled to its input format by the new link's converter);
 - only the current link's events reach the client; a replaced link is closed and ignored;
-- a call with no usable provider stays open, buffering within the replay bound, and resumes as soon
-  as a breaker in its fallback chain admits a call.
+- the client is reached only through its ClientSink (gateway/sink.py), never by asking its kind.
 """
 
 from __future__ import annotations
