@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--tls-cert")
     f.add_argument("--tls-key")
     f.add_argument("--faults", help="fault SPEC, see providers/fakes/common.py")
+    f.add_argument("--speech", action="store_true",
+                   help="recognise plain English speech and answer in synthesized speech (PocketSphinx, "
+                        "eSpeak NG, offline) instead of echoing it")
     f.add_argument("--seed", type=int, default=0)
     f.set_defaults(func=lambda args: __import__("providers.fakes.cli", fromlist=["_"]).run_fake_provider(args))
 

@@ -83,6 +83,7 @@ class Settings:
     max_bytes_per_s: int = 0  # 0: derived from each call's audio format (8× its real-time rate)
     twilio_auth_token: str | None = field(default=None, repr=False)
     public_url: str | None = None  # the externally visible origin Twilio signs URLs with
+    simulated_speech: bool = True  # simulated providers recognise and speak English (providers/fakes/speech.py)
 
     @property
     def client_auth_configured(self) -> bool:
@@ -270,7 +271,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         idle_timeout_s=env.seconds("VG_IDLE_TIMEOUT_S", 60.0),
         max_frames_per_s=env.integer("VG_MAX_FRAMES_PER_S", 200),
         max_bytes_per_s=env.integer("VG_MAX_BYTES_PER_S", 0, minimum=0),
-        twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env))
+        twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env),
+        simulated_speech=env.parsed("VG_SIMULATED_SPEECH", True, _on_off, "on or off"))
+
+
+def _on_off(text: str) -> bool:
+    value = text.lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(text)
 
 
 KNOWN_VARIABLES = frozenset({
@@ -282,6 +293,7 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
+    "VG_SIMULATED_SPEECH",
 })
 
 

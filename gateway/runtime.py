@@ -24,6 +24,7 @@ from providers.registry import adapter_for
 if TYPE_CHECKING:
     from gateway.session import CallSession
     from providers.fakes.common import FakeServer
+    from providers.fakes.speech import OfflineSpeech
 
 log = logging.getLogger("gateway.runtime")
 
@@ -38,6 +39,7 @@ class Runtime:
         self.endpoints: dict[str, Endpoint] = {}
         self.sessions: dict[str, CallSession] = {}
         self.fakes: dict[str, FakeServer] = {}
+        self.speech: OfflineSpeech | None = None  # the simulated providers' shared speech engine
         self.draining = False
         for name in settings.providers:
             self.breakers.get(name)  # gauges exist from the start
@@ -52,10 +54,14 @@ class Runtime:
 
     async def start(self) -> None:
         """Resolve every provider's endpoint; start an in-process fake for each simulated one."""
+        if self.settings.simulated_speech and any(ps.simulated for ps in self.settings.providers.values()):
+            from providers.fakes.speech import OfflineSpeech
+
+            self.speech = OfflineSpeech()  # its worker process starts on the first plain-speech utterance
         for name, ps in self.settings.providers.items():
             if ps.simulated:
                 # a long-lived process: bounded recording (the fakes keep everything for tests)
-                fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64)
+                fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64, speech=self.speech)
                 await fake.start()
                 self.fakes[name] = fake
                 base = fake.url + ("/v1" if name == "openai" else "")
@@ -75,6 +81,9 @@ class Runtime:
         for fake in self.fakes.values():
             await fake.stop()
         self.fakes.clear()
+        if self.speech is not None:
+            await self.speech.close()
+            self.speech = None
         await self.connector.close()
 
     def refresh_gauges(self) -> None:
