@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e '.[test,bench,opus]'
 	touch $(STAMP)
 
 # System tools the suite drives for real: chromium (browser tests), promtool/prometheus (alert rules),
