@@ -126,7 +126,7 @@ class CallSession:
         adapter = self.rt.adapter_class(link.provider) if link else None
         await self._emit(SessionStarted(
             provider=link.provider if link else "none", fallback=list(self.config.fallback),
-            audio_input=self.config.input_format.to_wire(), audio_output=self.config.output_format.to_wire(),
+            audio_input=self.config.input_wire(), audio_output=self.config.output_format.to_wire(),
             capabilities=adapter.capabilities.to_wire() if adapter else {}))
         if link is None:  # every breaker of the chain refused: resuming later is a circuit_open switch
             await self._no_provider(None, "circuit_open")

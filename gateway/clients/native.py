@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from audio.compressed import OpusDecoder, WebmOpusDecoder, compressed_decoder
 from gateway import metrics
 from gateway.auth import TokenClaims
 from gateway.clients.upgrade import admit
@@ -28,6 +29,7 @@ from gateway.session_config import (
     PROVIDERS,
     SessionConfig,
     parse_audio_format,
+    parse_input_audio,
     parse_provider_list,
     parse_tools,
 )
@@ -84,9 +86,9 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
         raise BadMessage("provider_options must map provider names to objects")
     if any(not isinstance(v.get("model", ""), str) for v in options.values()):
         raise BadMessage("provider_options.<provider>.model must be a string")
+    input_format, input_codec = parse_input_audio(audio.get("input"), defaults.input_format)
     return SessionConfig(
-        provider=provider, fallback=fallback,
-        input_format=parse_audio_format(audio.get("input"), defaults.input_format),
+        provider=provider, fallback=fallback, input_format=input_format, input_codec=input_codec,
         output_format=parse_audio_format(
             {k: v for k, v in out_raw.items() if k != "transport"} if isinstance(out_raw, dict) else out_raw,
             defaults.output_format),
@@ -102,6 +104,7 @@ class NativeConnection:
         self.rt = ws.app.state.runtime
         self.sink = NativeSink(ws)
         self.session: CallSession | None = None
+        self.decoder: OpusDecoder | WebmOpusDecoder | None = None  # compressed input (opus, webm)
         s = self.rt.settings
         self.base_limits = ConnectionLimits(
             max_message_bytes=s.max_message_bytes, max_frames_per_s=s.max_frames_per_s,
@@ -162,7 +165,14 @@ class NativeConnection:
     async def on_audio(self, data: bytes) -> None:
         if self.session is None:
             raise BadMessage("send session.start before audio", code="session_not_started")
-        await self.session.push_audio(data)
+        await self.push_audio(self.session, data)
+
+    async def push_audio(self, session: CallSession, data: bytes) -> None:
+        if self.decoder is not None:
+            data = self.decoder.decode(data) if isinstance(self.decoder, OpusDecoder) else self.decoder.feed(data)
+            if not data:
+                return
+        await session.push_audio(data)
 
     async def on_text(self, text: str) -> bool:
         """Handle one JSON message; True when the call is over."""
@@ -178,6 +188,8 @@ class NativeConnection:
                 raise BadMessage("session already started")
             s = self.rt.settings
             cfg = parse_session_start(msg, default_provider=s.default_provider, default_fallback=s.fallback_chain)
+            if cfg.input_codec is not None:
+                self.decoder = compressed_decoder(cfg.input_codec, cfg.input_format.sample_rate_hz)
             self.session = CallSession(runtime=self.rt, config=cfg, client=CLIENT, sink=self.sink)
             # ceilings follow the call's audio bitrate (8× real time: room to catch up after a stall)
             # unless the operator set an explicit VG_MAX_BYTES_PER_S
@@ -198,7 +210,7 @@ class NativeConnection:
                     raw = base64.b64decode(audio, validate=True)
                 except (binascii.Error, ValueError):
                     raise BadAudio("audio is not valid base64") from None
-                await session.push_audio(raw)
+                await self.push_audio(session, raw)
             case "audio.commit":
                 await session.commit()
             case "text":
