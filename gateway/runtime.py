@@ -6,6 +6,7 @@ Built once at start-up from `Settings`; nothing below reads the environment agai
 
 from __future__ import annotations
 
+import collections
 import logging
 import secrets
 import time
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from providers.fakes.speech import OfflineSpeech
 
 log = logging.getLogger("gateway.runtime")
+RECENTLY_ENDED = 20
 
 
 class Runtime:
@@ -41,9 +43,17 @@ class Runtime:
         self.fakes: dict[str, FakeServer] = {}
         self.speech: OfflineSpeech | None = None  # the simulated providers' shared speech engine
         self.draining = False
+        # the newest ended calls' detail snapshots, for the console (bounded: no growth over a long run)
+        self.recently_ended: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENTLY_ENDED)
         for name in settings.providers:
             self.breakers.get(name)  # gauges exist from the start
         metrics.initialize(list(settings.providers))
+
+    def remember_ended(self, snapshot: dict[str, Any]) -> None:
+        self.recently_ended.appendleft(snapshot)
+
+    def ended_session(self, session_id: str) -> dict[str, Any] | None:
+        return next((s for s in self.recently_ended if s["id"] == session_id), None)
 
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)

@@ -80,6 +80,9 @@ class ClientSink(Protocol):
         """Barge-in: drop queued playback now. Telephony sinks return (item_id, heard_ms, sent_ms)
         for the reply that was playing, from the playback marks; None when they cannot tell."""
 
+    async def hang_up(self) -> None:
+        """The gateway ends the call (operator hang-up): close the client's connection."""
+
 
 class CallSession:
     def __init__(self, *, runtime: Runtime, config, client: str, sink: ClientSink,  # noqa: ANN001
@@ -147,6 +150,8 @@ class CallSession:
                   "switches": self.counters["switches"], "reconnects": self.counters["reconnects"],
                   "dropped_audio_chunks": self.replay.dropped_total}
         log_event(log, logging.INFO, "session.ended", f"call ended ({reason})", session_id=self.id, **totals)
+        self.rt.remember_ended({**self.snapshot(detail=True), "state": "ended", "ended_reason": reason,
+                                "ended_at": self.rt.wall_time()})
         try:
             await self._emit(SessionEnded(reason=reason, totals=totals))
         except Exception:  # the client may already be gone
@@ -510,6 +515,7 @@ class CallSession:
             "id": self.id, "provider": self.provider, "state": self.state.value, "client": self.client,
             "link_state": self.link.state.value if self.link else None,
             "duration_s": round(self.rt.clock.now() - self.started_at, 1), "replay_depth": len(self.replay),
+            "replay_limit": self.replay.maxlen,
             "last_event": last, "counters": {"audio_chunks_in": self._seq, "dropped_audio_chunks":
                                              self.replay.dropped_total, **dict(self.counters),
                                              **(self.link.counters if self.link else {})},
@@ -517,5 +523,8 @@ class CallSession:
         if detail:
             out["recent_events"] = list(self.recent_events)
             out["conversation_items"] = len(self.conversation)
+            out["transcript"] = [{"role": "user" if isinstance(i, UserTurn) else "assistant", "text": i.text}
+                                 for i in self.conversation if isinstance(i, UserTurn | AssistantTurn)]
+
             out["fallback"] = list(self.config.fallback)
         return out

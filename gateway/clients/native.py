@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 from typing import Any
 
@@ -62,6 +63,12 @@ class NativeSink:
     async def flush_audio(self) -> tuple[str, int, int] | None:
         """Native clients flush their own playback on `turn.interrupted`."""
         return None
+
+    async def hang_up(self) -> None:
+        if self.open:
+            self.open = False
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await self.ws.close(1000)
 
 
 def parse_session_start(msg: dict[str, Any], *, default_provider: str,
