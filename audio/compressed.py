@@ -2,7 +2,7 @@
 
 Invariants: one decoder object per stream (Opus and resampler state live in it); `decode`/`feed` return
 the PCM16 ready so far at `sample_rate_hz` (b"" while the resampler fills); undecodable input raises
-BadAudio and leaves the decoder usable for the next packet. Opus is decoded by FFmpeg's libopus through
+AudioError (the client's `bad_audio`) and leaves the decoder usable for the next packet. Opus is decoded by FFmpeg's libopus through
 PyAV (the optional `opus` extra). The WebM container is walked here, incrementally: PyAV's demuxer wants
 a whole (or blocking, seekable) input, while a MediaRecorder stream arrives in pieces over a socket.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.errors import BadAudio
+from audio.errors import AudioError
 
 COMPRESSED_ENCODINGS: tuple[str, ...] = ("opus", "webm")
 OPUS_RATE_HZ = 48000
@@ -29,7 +29,7 @@ def _av() -> Any:
     try:
         import av
     except ImportError:  # pragma: no cover - the extra is installed by make run / make test
-        raise BadAudio("opus/webm input needs PyAV: pip install 'voice-gateway[opus]'") from None
+        raise AudioError("opus/webm input needs PyAV: pip install 'voice-gateway[opus]'") from None
     return av
 
 
@@ -48,12 +48,12 @@ class OpusDecoder:
 
     def decode(self, packet: bytes) -> bytes:
         if not packet:
-            raise BadAudio("empty Opus packet")
+            raise AudioError("empty Opus packet")
         try:
             frames = self._codec.decode(self._av.Packet(packet))
             out = [r.to_ndarray().tobytes() for f in frames for r in self._resampler.resample(f)]
         except (self._av.FFmpegError, ValueError):
-            raise BadAudio("not a valid Opus packet") from None
+            raise AudioError("not a valid Opus packet") from None
         self.packets += 1
         return b"".join(out)
 
@@ -64,7 +64,7 @@ def _vint(data: bytes | bytearray, pos: int, *, keep_marker: bool) -> tuple[int,
         return None
     first = data[pos]
     if first == 0:
-        raise BadAudio("not a WebM stream (bad EBML length)")
+        raise AudioError("not a WebM stream (bad EBML length)")
     length = 9 - first.bit_length()
     if pos + length > len(data):
         return None
@@ -105,7 +105,7 @@ class WebmOpusDecoder:
             element_id, header, size = element
             if not self._started:
                 if element_id != EBML_HEADER:
-                    raise BadAudio("not a WebM stream (no EBML header)")
+                    raise AudioError("not a WebM stream (no EBML header)")
                 self._started = True
             if element_id in MASTERS:
                 if element_id == TRACK_ENTRY:
@@ -113,13 +113,13 @@ class WebmOpusDecoder:
                 del self._buf[:header]
                 continue
             if size == UNKNOWN_SIZE:
-                raise BadAudio("WebM element of unknown size that is not a segment or cluster")
+                raise AudioError("WebM element of unknown size that is not a segment or cluster")
             if element_id not in (SIMPLE_BLOCK, BLOCK, TRACK_NUMBER, CODEC_ID, CODEC_PRIVATE):
                 del self._buf[:header]
                 self._skip = size
                 continue
             if size > MAX_ELEMENT_BYTES:
-                raise BadAudio("WebM block too large")
+                raise AudioError("WebM block too large")
             if len(self._buf) < header + size:
                 break
             payload = bytes(self._buf[header:header + size])
@@ -154,14 +154,14 @@ class WebmOpusDecoder:
     def _on_block(self, payload: bytes) -> bytes:
         track = _vint(payload, 0, keep_marker=False)
         if track is None or len(payload) < track[1] + 3:
-            raise BadAudio("truncated WebM block")
+            raise AudioError("truncated WebM block")
         if self._opus is None:
-            raise BadAudio("WebM stream without an Opus audio track before its first block")
+            raise AudioError("WebM stream without an Opus audio track before its first block")
         if track[0] != self._track:
             return b""  # another track (video): not ours
         flags = payload[track[1] + 2]
         if flags & 0x06:
-            raise BadAudio("laced WebM blocks are not supported")
+            raise AudioError("laced WebM blocks are not supported")
         return self._opus.decode(payload[track[1] + 3:])
 
 
@@ -171,4 +171,4 @@ def compressed_decoder(encoding: str, sample_rate_hz: int) -> OpusDecoder | Webm
         return OpusDecoder(sample_rate_hz)
     if encoding == "webm":
         return WebmOpusDecoder(sample_rate_hz)
-    raise BadAudio(f"unsupported compressed encoding {encoding!r}")
+    raise AudioError(f"unsupported compressed encoding {encoding!r}")

@@ -10,7 +10,7 @@ import pytest
 
 from audio.compressed import OpusDecoder, WebmOpusDecoder
 from audio.dtmf import detect_dtmf, generate_dtmf
-from gateway.errors import BadAudio
+from audio.errors import AudioError as BadAudio
 from tests.harness import Gateway
 from tests.opus_media import opus_packets, webm_stream
 

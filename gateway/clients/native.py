@@ -18,6 +18,7 @@ import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from audio.compressed import OpusDecoder, WebmOpusDecoder, compressed_decoder
+from audio.errors import AudioError
 from gateway import metrics
 from gateway.auth import TokenClaims
 from gateway.clients.upgrade import admit
@@ -27,13 +28,13 @@ from gateway.limits import ConnectionLimits, FrameRateLimiter, limits_for_format
 from gateway.logs import log_event
 from gateway.session import CallSession
 from gateway.session_config import (
-    PROVIDERS,
     SessionConfig,
     parse_audio_format,
     parse_input_audio,
     parse_provider_list,
     parse_tools,
 )
+from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 log = logging.getLogger("gateway.clients.native")
 CLIENT = "native"
@@ -76,7 +77,8 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
     provider = msg.get("provider", default_provider)
     if provider not in (*PROVIDERS, "auto"):
         raise BadMessage(f"provider must be one of {', '.join(PROVIDERS)} or auto")
-    fallback = parse_provider_list(msg.get("fallback", list(default_fallback)), field_name="fallback")
+    fallback = parse_provider_list(msg.get("fallback", list(default_fallback)), field_name="fallback",
+                                   known=PROVIDERS)
     if not fallback:  # an empty list means "no preference": auto uses the default chain, others only themselves
         fallback = default_fallback if provider == "auto" else (provider,)
     audio = msg.get("audio") or {}
@@ -122,7 +124,7 @@ class NativeConnection:
     async def error(self, err: GatewayError) -> None:
         metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
         sid = self.session.id if self.session else ""
-        await self.sink.send_json(ErrorEvent(code=err.code, message=err.message).to_wire(sid, self.rt.wall_time()))
+        await self.sink.send_json(ErrorEvent(**err.to_event_fields()).to_wire(sid, self.rt.wall_time()))
 
     async def run(self) -> None:
         watchdog = asyncio.create_task(self.idle_watchdog())
@@ -176,7 +178,10 @@ class NativeConnection:
 
     async def push_audio(self, session: CallSession, data: bytes) -> None:
         if self.decoder is not None:
-            data = self.decoder.decode(data) if isinstance(self.decoder, OpusDecoder) else self.decoder.feed(data)
+            try:
+                data = self.decoder.decode(data) if isinstance(self.decoder, OpusDecoder) else self.decoder.feed(data)
+            except AudioError as e:  # the audio layer's own error is the client's BadAudio here
+                raise BadAudio(str(e)) from None
             if not data:
                 return
         await session.push_audio(data)
