@@ -2,8 +2,8 @@
 
 Invariants: one decoder object per stream (Opus and resampler state live in it); `decode`/`feed` return
 the PCM16 ready so far at `sample_rate_hz` (b"" while the resampler fills); undecodable input raises
-AudioError (the client's `bad_audio`) and leaves the decoder usable for the next packet. Opus is decoded by FFmpeg's libopus through
-PyAV (the optional `opus` extra). The WebM container is walked here, incrementally: PyAV's demuxer wants
+AudioError (the client's `bad_audio`) and leaves the decoder usable for the next packet. Opus is decoded
+by FFmpeg's libopus through PyAV (the optional `opus` extra). The WebM container is walked here, incrementally: PyAV's demuxer wants
 a whole (or blocking, seekable) input, while a MediaRecorder stream arrives in pieces over a socket.
 """
 
