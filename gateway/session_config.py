@@ -45,6 +45,16 @@ class SessionConfig:
     def options_for(self, provider: str) -> dict[str, Any]:
         return dict(self.provider_options.get(provider, {}))
 
+    # `provider_options.<provider>.voice` / `.instructions` override the call-wide values for that
+    # provider: voice names differ per provider, so a call that switches keeps a valid voice.
+    def voice_for(self, provider: str) -> str | None:
+        voice = self.provider_options.get(provider, {}).get("voice")
+        return voice if isinstance(voice, str) and voice else self.voice
+
+    def instructions_for(self, provider: str) -> str:
+        text = self.provider_options.get(provider, {}).get("instructions")
+        return text if isinstance(text, str) and text else self.instructions
+
 
 def parse_audio_format(raw: object, default: AudioFormat) -> AudioFormat:
     if raw is None:
