@@ -149,12 +149,12 @@ class CallSession:
                   "switches": self.counters["switches"], "reconnects": self.counters["reconnects"],
                   "dropped_audio_chunks": self.replay.dropped_total}
         log_event(log, logging.INFO, "session.ended", f"call ended ({reason})", session_id=self.id, **totals)
-        self.rt.remember_ended({**self.snapshot(detail=True), "state": "ended", "ended_reason": reason,
-                                "ended_at": self.rt.wall_time()})
         try:
             await self._emit(SessionEnded(reason=reason, totals=totals))
         except Exception:  # the client may already be gone
             pass
+        self.rt.remember_ended({**self.snapshot(detail=True), "state": "ended", "ended_reason": reason,
+                                "ended_at": self.rt.wall_time()})
 
     # -- client → provider ----------------------------------------------------------------------
     async def push_audio(self, data: bytes) -> None:
