@@ -279,6 +279,8 @@ function openSocket(token) {
 async function start() {
   const provider = $("provider-select").value;
   const settings = window.vgConfig.sessionStart(provider);
+  // the form being edited counts too: its invalid values were not saved, and the caller expects them
+  if (!window.vgConfig.check(false)) settings.problems.push("see the fields marked in Provider settings.");
   if (settings.problems.length) {
     setStatus(`Fix the provider settings first: ${settings.problems.join(" ")}`, true);
     $("config-panel").open = true;
