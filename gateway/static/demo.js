@@ -8,7 +8,7 @@
 const INPUT_RATE = 16000;
 const OUTPUT_RATE = 24000;
 const LOGGED = (type) => type.startsWith("connection.") || type.startsWith("session.")
-  || type === "provider.switched" || type === "error";
+  || type === "provider.switched" || type === "error" || type === "warning";
 
 const vg = window.vg = {
   sessionId: null, events: [], transcripts: [], state: "idle", audioBytesReceived: 0, protocol: null,
@@ -133,6 +133,7 @@ function describe(ev) {
     case "provider.switched": return `${ev.from} -> ${ev.to} (${ev.reason}), ${ev.carried_turns} turns carried; `
       + `your ${window.vgConfig.label(ev.to)} settings apply`;
     case "error": return `${ev.code}: ${ev.message}`;
+    case "warning": return `${ev.code}: ${ev.message}`; // e.g. a provider option the provider does not take
     case "session.ended": return endReason(ev.reason);
     default: return "";
   }
