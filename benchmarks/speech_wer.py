@@ -27,7 +27,7 @@ from providers.fakes.speech_worker import transcribe  # noqa: E402
 SPEECH_FIXTURE = ROOT / "fixtures" / "speech_16k.wav"
 # The fixture's text (fixtures/make_fixtures.py SPEECH_TEXT; kept equal by tests/fakes/test_speech.py).
 SPEECH_TEXT = "Hello, I would like to check the balance of my account, please. Thank you very much."
-MEASURED_WER = 13 / 16  # 0.8125: this script's result on the fixture (13 word errors over 16 words)
+MEASURED_WER = 13 / 16  # 0.8125: this script's result on the fixture (13 word errors over 16 words); docs/demo.md
 
 
 def words(text: str) -> list[str]:
