@@ -412,6 +412,8 @@ class GeminiSession:
             self.start_reply(resample(utterance.audio, rate_hz, OUTPUT_RATE_HZ), None, start_s)
             return
         text, audio = await self.server.speak(self.record, heard, OUTPUT_RATE_HZ, self.voice)
+        if self.reply is not None and self.reply.sending():
+            await self.barge_in()  # a newer turn's answer replaces one still being generated
         self.start_reply(audio, text, max(start_s, self._stream_time()))
 
     async def call_tool(self, digits: str) -> None:
