@@ -118,3 +118,15 @@ async def test_offline_engine_recognises_the_fixture_and_speaks() -> None:
         assert audio != other  # another voice is another speaker
     finally:
         await engine.close()
+
+
+def test_fake_provider_cli_flag_gives_the_fake_the_offline_engine() -> None:
+    import argparse
+
+    from providers.fakes.cli import build_fake
+
+    args = argparse.Namespace(provider="openai", api_key=None, host="127.0.0.1", port=0, tls_cert=None,
+                              tls_key=None, faults=None, speech=True)
+    assert isinstance(build_fake(args).speech, OfflineSpeech)
+    args.speech = False
+    assert build_fake(args).speech is None
