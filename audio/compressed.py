@@ -48,7 +48,7 @@ class OpusDecoder:
 
     def decode(self, packet: bytes) -> bytes:
         if not packet:
-            raise AudioError("empty Opus packet")
+            return b""  # an empty message carries no audio (as with PCM)
         try:
             frames = self._codec.decode(self._av.Packet(packet))
             out = [r.to_ndarray().tobytes() for f in frames for r in self._resampler.resample(f)]

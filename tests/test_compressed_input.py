@@ -44,8 +44,9 @@ def test_a_webm_stream_decodes_from_pieces_of_any_size() -> None:
 
 def test_bad_input_is_bad_audio_and_the_decoder_goes_on() -> None:
     decoder = OpusDecoder(16000)
+    assert decoder.decode(b"") == b""  # no audio, no error (as an empty PCM message)
     with pytest.raises(BadAudio):
-        decoder.decode(b"")
+        decoder.decode(b"\xff" * 3)
     packets = opus_packets(utterance_48k("7"))
     assert b"".join(decoder.decode(p) for p in packets)  # still decodes after the refusal
     with pytest.raises(BadAudio, match="not a WebM stream"):
@@ -78,7 +79,7 @@ async def test_a_bad_opus_packet_is_refused_and_the_call_goes_on() -> None:
     async with Gateway() as gw, gw.client() as client:
         await client.start("gemini", audio={"input": {"encoding": "opus"}})
         assert client.ws is not None
-        await client.ws.send(b"")
+        await client.ws.send(b"\xff" * 3)
         error = await client.wait_for("error")
         assert error["code"] == "bad_audio"
         for packet in opus_packets(utterance_48k("3")):
