@@ -36,8 +36,9 @@ let sessionStartSent = false;
 let recorder = null;
 let analyser = null;
 let meterFrame = 0;
-let awaitingReplySince = null; // performance.now() of the last user final still waiting for a reply
-let lastUserLine = null;
+let pendingTurns = []; // user finals still waiting for a reply, oldest first: {at, line}
+let replyOpen = false; // the current assistant turn already counted its first reply
+let providerSpeaks = true; // from `capabilities`: otherwise the assistant's transcript is the reply
 
 function setStatus(text, bad = false) {
   $("status").textContent = text;
@@ -49,6 +50,7 @@ function setStatus(text, bad = false) {
 function setProvider(name, capabilities) {
   $("provider").textContent = name || "none";
   const speaks = !capabilities || capabilities.audio_output !== false;
+  providerSpeaks = speaks;
   $("provider-note").textContent = speaks ? "" : "(transcripts only: no spoken reply)";
 }
 
@@ -86,23 +88,26 @@ function onTranscript(ev, final) {
     line.textContent = ev.text;
     panel.appendChild(line);
     vg.transcripts.push({ role, text: ev.text, start: ev.start, end: ev.end });
-    if (role === "user") { awaitingReplySince = performance.now(); lastUserLine = line; }
-    else replyArrived();
+    if (role === "user") pendingTurns.push({ at: performance.now(), line });
+    else if (!providerSpeaks) { replyArrived(); replyOpen = false; } // a text-only reply is the turn
   }
   panel.scrollTop = panel.scrollHeight;
 }
 
 // Reply latency: from the user's final transcript to the first reply audio (or the assistant's
 // transcript when the provider does not speak), shown on the user's line.
+// Each assistant turn answers the oldest user turn still waiting.
 function replyArrived() {
-  if (awaitingReplySince === null || !lastUserLine) return;
-  const ms = Math.round(performance.now() - awaitingReplySince);
-  awaitingReplySince = null;
+  if (replyOpen) return;
+  replyOpen = true;
+  const turn = pendingTurns.shift();
+  if (!turn) return;
+  const ms = Math.round(performance.now() - turn.at);
   vg.latenciesMs.push(ms);
   const note = document.createElement("div");
   note.className = "latency";
   note.textContent = `reply after ${ms} ms`;
-  lastUserLine.after(note);
+  turn.line.after(note);
 }
 
 function separateCalls(provider) {
@@ -200,7 +205,8 @@ function onMessage(msg) {
     case "transcript.partial": onTranscript(ev, false); break;
     case "transcript.final": onTranscript(ev, true); break;
     case "audio.delta": playPcm16(base64ToBuffer(ev.audio)); break;
-    case "turn.interrupted": flushPlayback(); break;
+    case "turn.interrupted": flushPlayback(); replyOpen = false; break;
+    case "turn.completed": replyOpen = false; break;
     case "provider.switched":
       setProvider(ev.to || ev.provider, ev.capabilities);
       break;
@@ -298,7 +304,8 @@ async function start() {
   separateCalls(provider);
   vg.sessionId = null;
   vg.state = "connecting";
-  awaitingReplySince = null;
+  pendingTurns = [];
+  replyOpen = false;
   sessionStartSent = false;
   try {
     audioCtx = new AudioContext();
