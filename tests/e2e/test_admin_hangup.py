@@ -5,6 +5,8 @@ readable after it ended."""
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 
 from audio.formats import PCM16_16K
@@ -48,3 +50,22 @@ async def test_operator_hangs_up_a_call_and_it_is_listed_as_recently_ended() -> 
         assert after["state"] == "ended" and after["transcript"][0]["text"] == "42"
         async with http.post(f"{gw.http}/admin/sessions/{sid}/end", headers=ADMIN) as r:
             assert r.status == 404  # not live any more
+
+
+async def test_operator_hangs_up_a_twilio_call() -> None:
+    from tests.telephony_clients import FakeTwilioCaller
+
+    async with Gateway(admin_token="admin-hangup-token-42") as gw, aiohttp.ClientSession() as http:
+        caller = FakeTwilioCaller(gw.url + "/v1/twilio", {"provider": "gemini", "fallback": "gemini"},
+                                  instant_playout=True)
+        async with caller:
+            assert gw.runtime is not None
+            async with asyncio.timeout(5):
+                while not gw.runtime.sessions:  # noqa: ASYNC110 - the session appears after `start`
+                    await asyncio.sleep(0.01)
+            sid = next(iter(gw.runtime.sessions))
+            async with http.post(f"{gw.http}/admin/sessions/{sid}/end", headers=ADMIN) as r:
+                assert r.status == 200
+            await caller.wait_closed(timeout=5)  # the media stream socket was closed: Twilio ends the stream
+        assert not gw.runtime.sessions
+        assert gw.runtime.recently_ended[0]["ended_reason"] == "operator_hangup"
