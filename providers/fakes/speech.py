@@ -7,7 +7,7 @@ default turns it on (so `make run` is a real voice loop with no keys), as does `
 
 Every fake reaches it through `FakeServer.hear(...)` / `FakeServer.speak(...)`; a new fake needs no
 speech code of its own. The engine is an interface so tests can give a fake a scripted one, and the
-default `OfflineSpeech` does the CPU work (PocketSphinx, eSpeak NG) in one worker process started on
+default `OfflineSpeech` does the CPU work (PocketSphinx, eSpeak NG) in worker processes started on
 first use, away from the event loop the fakes share with the gateway.
 """
 
@@ -46,38 +46,42 @@ def reply_text(heard: str) -> str:
 
 
 class OfflineSpeech:
-    """PocketSphinx (en-US) and eSpeak NG in one worker process (providers/fakes/speech_worker.py).
+    """PocketSphinx (en-US) and eSpeak NG in worker processes (providers/fakes/speech_worker.py).
 
-    One worker for every fake and call: utterances are recognised one at a time, in arrival order.
-    The worker starts on the first utterance (DTMF-only use never starts it) and stops at `close()`."""
+    One recognition worker and one synthesis worker for every fake and call: utterances are recognised
+    one at a time, in arrival order, and an answer is spoken while the next utterance is being
+    recognised. Each worker starts on first use (DTMF-only use starts none) and stops at `close()`."""
 
     def __init__(self) -> None:
-        self._pool: ProcessPoolExecutor | None = None
+        self._pools: dict[str, ProcessPoolExecutor] = {}
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
+    def _executor(self, job: str) -> ProcessPoolExecutor:
+        if job not in self._pools:
             from providers.fakes import speech_worker
 
+            warm_up = speech_worker.warm_up_recognizer if job == "recognize" else speech_worker.warm_up_synthesizer
             # spawn, not fork: the parent runs an event loop and threads (fork would copy their locks)
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=speech_worker.warm_up)
-        return self._pool
+            self._pools[job] = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                                   initializer=warm_up)
+        return self._pools[job]
 
     async def transcribe(self, pcm16: bytes, sample_rate_hz: int) -> str:
         from providers.fakes import speech_worker
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), speech_worker.transcribe, pcm16, sample_rate_hz)
+        return await loop.run_in_executor(self._executor("recognize"), speech_worker.transcribe, pcm16,
+                                          sample_rate_hz)
 
     async def synthesize(self, text: str, sample_rate_hz: int, voice: str | None = None) -> bytes:
         from providers.fakes import speech_worker
 
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor(), speech_worker.synthesize, text, sample_rate_hz, voice)
+        return await loop.run_in_executor(self._executor("synthesize"), speech_worker.synthesize, text,
+                                          sample_rate_hz, voice)
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown)
 
 

@@ -1,6 +1,6 @@
 """The CPU side of the fakes' offline speech: PocketSphinx recognition and eSpeak NG synthesis.
 
-Runs in a worker process (providers/fakes/speech.py): PocketSphinx holds the GIL for the whole decode
+Runs in worker processes (providers/fakes/speech.py): PocketSphinx holds the GIL for the whole decode
 (measured: a 2 s utterance froze a thread-sharing event loop for 420 ms), and the fakes share the
 gateway's event loop in the embedded default. Both engines ship inside their wheels (`pocketsphinx`
 with its en-US model, `espeakng-loader` with libespeak-ng and its data): nothing is downloaded.
@@ -127,7 +127,11 @@ def synthesize(text: str, sample_rate_hz: int, voice: str | None = None) -> byte
     return np.ascontiguousarray(samples, dtype="<i2").tobytes()
 
 
-def warm_up() -> None:
-    """Load both engines (a worker's initializer), so the first utterance is not slowed by it."""
+def warm_up_recognizer() -> None:
+    """A recognition worker's initializer: load the model now, not on the first utterance."""
     _get_decoder()
+
+
+def warm_up_synthesizer() -> None:
+    """A synthesis worker's initializer: load eSpeak NG and its voice data now."""
     synthesize("ready", RECOGNIZER_RATE_HZ)

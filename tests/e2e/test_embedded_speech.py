@@ -55,7 +55,9 @@ async def test_embedded_default_transcribes_and_answers_plain_speech() -> None:
             reply = await client.wait_for("transcript.final", lambda e: e["role"] == "assistant", timeout=150)
             assert reply["text"].startswith(REPLY_PREFIX)
             users = [e["text"] for e in client.of_type("transcript.final") if e["role"] == "user"]
-            assert users and any(word in " ".join(users) for word in ("balance", "like", "you"))
+            # words, not the "" a parrot gives (their accuracy: tests/fakes/test_fake_speech.py, docs/demo.md)
+            assert users and len(" ".join(users).split()) >= 3
+            assert users[0] in runtime.fakes["gemini"].connections[-1].transcripts
             await client.wait_for("turn.completed", timeout=30)
             assert len(client.audio) > 2 * 24000  # over a second of synthesized reply
     finally:
