@@ -173,3 +173,33 @@ async def test_compressed_upload_round_trips_dtmf(browser: BrowserSession) -> No
         assert sum(map(len, binary)) < 0.5 * 32000 * 3  # far less than 3 s of PCM16 16 kHz
         assert gw.fakes["gemini"].connections[-1].digits == DIGITS
         assert browser.log(page).page_errors == []
+
+
+@pytest.fixture
+async def insecure_browser(chromium_path: str, tmp_path: Path) -> AsyncIterator[BrowserSession]:
+    """Chromium that reaches the gateway as http://vg-demo.test (not loopback: not a secure context)."""
+    async with async_playwright() as pw:
+        context = await pw.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=chromium_path, headless=True,
+            args=[*chromium_args(REPO / "fixtures" / "dtmf_browser_48k.wav"),
+                  "--host-resolver-rules=MAP vg-demo.test 127.0.0.1"])
+        context.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        try:
+            yield BrowserSession(context)
+        finally:
+            await context.close()
+
+
+@pytest.mark.timeout(30)
+async def test_demo_page_says_why_the_microphone_is_blocked_off_https(insecure_browser: BrowserSession) -> None:
+    async with Gateway() as gw:
+        page = await insecure_browser.open(f"http://vg-demo.test:{gw.port}/")
+        assert await page.evaluate("window.isSecureContext") is False
+        await expect(page.locator("#secure-warning")).to_be_visible()
+        await expect(page.locator("#secure-warning")).to_contain_text("not on HTTPS or localhost")
+        await page.click("#start")
+        await expect(page.locator("#status")).to_have_text(
+            "The microphone is blocked: this page is not on HTTPS or localhost.")
+        await expect(page.locator("#status")).to_have_class("status bad")
+        assert not gw.fakes["gemini"].connections
+        assert insecure_browser.log(page).page_errors == []
