@@ -169,6 +169,11 @@
     if (ok && save) {
       localStorage.setItem(STORAGE + shown, JSON.stringify({ raw, values }));
       $("config-status").textContent = `Saved for ${SCHEMA[shown].label}; applied at the next Start.`;
+      const status = $("status");
+      if (status.textContent.startsWith("Fix the provider settings")) {  // that complaint is settled now
+        status.textContent = "Idle. Press Start and allow the microphone.";
+        status.classList.remove("bad");
+      }
     } else if (!ok) {
       $("config-status").textContent = "Not saved: fix the fields marked below.";
     }
