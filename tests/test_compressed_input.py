@@ -86,3 +86,20 @@ async def test_a_bad_opus_packet_is_refused_and_the_call_goes_on() -> None:
             await client.ws.send(packet)
         await client.wait_until(lambda: client.user_finals() == "3", timeout=10, what="digit after the error")
         assert gw.fakes["gemini"].connections[0].digits == "3"
+
+
+def test_stereo_opus_is_mixed_down_to_mono() -> None:
+    import av
+    import numpy as np
+
+    mono = np.frombuffer(utterance_48k("46"), dtype="<i2")
+    stereo = np.stack([mono, mono], axis=1).reshape(1, -1)  # interleaved s16
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format, encoder.bit_rate = 48000, "stereo", "s16", 64000
+    packets = []
+    for i in range(0, len(mono) - 959, 960):
+        frame = av.AudioFrame.from_ndarray(stereo[:, 2 * i:2 * (i + 960)], format="s16", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, i
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    decoder = OpusDecoder(16000, channels=2)
+    assert digits(b"".join(decoder.decode(p) for p in packets), 16000) == "46"
