@@ -326,6 +326,7 @@ function drawCharts() {
     });
   });
   svg.replaceChildren(...rects);
+  $("chart-health-rows").textContent = providers.join(", ") || "-";
 }
 
 async function switchProvider(sessionId, provider, select) {
