@@ -95,6 +95,9 @@ class Runtime:
             from providers.fakes.speech import OfflineSpeech
 
             self.speech = OfflineSpeech()  # its worker process starts on the first plain-speech utterance
+            log_event(log, logging.INFO, "speech.simulated", "simulated providers recognise English speech "
+                      "(PocketSphinx) and answer in synthesized speech (eSpeak NG); VG_SIMULATED_SPEECH=off "
+                      "turns it off")
         for name, ps in self.settings.providers.items():
             if ps.simulated:
                 # a long-lived process: bounded recording (the fakes keep everything for tests)
