@@ -78,7 +78,11 @@ async def test_plain_speech_is_transcribed_and_answered_by_the_engine(provider: 
         # the fixture's pause after "please." may end a turn: every utterance is the engine's words
         assert set(record.transcripts) == {"check my balance"} and record.digits == ""
         if driver.speaks:
-            audio, cut = await client.reply()
+            # the fixture's second phrase may barge in on the first answer: take the first whole one
+            for _ in range(len(record.transcripts) + 1):
+                audio, cut = await client.reply()
+                if not cut:
+                    break
             assert digits_in(audio, 24000) == "7" and not cut  # the engine's audio, not the parrot echo
             assert engine.spoken[0][:2] == (reply_text("check my balance"), 24000)
             assert record.replies[0] == reply_text("check my balance")
