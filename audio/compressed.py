@@ -109,7 +109,17 @@ class WebmOpusDecoder:
         self._opus: OpusDecoder | None = None
 
     def feed(self, data: bytes) -> bytes:
+        """PCM16 for the blocks completed by `data`. On AudioError the bytes held so far are dropped:
+        the stream can go on with a new WebM header (a restarted MediaRecorder) or new packets."""
         self._buf += data
+        try:
+            return self._walk()
+        except AudioError:
+            self._buf.clear()
+            self._skip = 0
+            raise
+
+    def _walk(self) -> bytes:
         out: list[bytes] = []
         while True:
             if self._skip:

@@ -103,3 +103,10 @@ def test_stereo_opus_is_mixed_down_to_mono() -> None:
         packets += [bytes(p) for p in encoder.encode(frame)]
     decoder = OpusDecoder(16000, channels=2)
     assert digits(b"".join(decoder.decode(p) for p in packets), 16000) == "46"
+
+
+def test_a_webm_stream_can_start_over_after_garbage() -> None:
+    decoder = WebmOpusDecoder(16000)
+    with pytest.raises(BadAudio):
+        decoder.feed(b"garbage, not EBML")
+    assert digits(decoder.feed(webm_stream(utterance_48k("5"))), 16000) == "5"  # a restarted recorder
