@@ -65,7 +65,7 @@ class OpusDecoder:
         return b"".join(self._resampler.process(p) for p in pcm)
 
     def _mono16(self, frame: Any) -> bytes:
-        samples = frame.to_ndarray()
+        samples: np.ndarray[Any, Any] = frame.to_ndarray()
         if self.channels == 1 and frame.format.name == "s16":  # what libopus gives for mono: as is
             return samples.tobytes()
         if frame.format.name != "s16":  # planar or float output: to interleaved int16

@@ -7,7 +7,6 @@
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
 
-const PROVIDERS = ["gemini", "openai", "deepgram"];
 const TOKEN_KEY = "vg.adminToken";
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
@@ -114,7 +113,6 @@ function switchControl(row, session) {
     const c = cell(row, 7, "");
     select = document.createElement("select");
     select.setAttribute("aria-label", `provider for call ${session.id}`);
-    for (const p of PROVIDERS) select.add(new Option(p, p));
     select.addEventListener("change", () => {
       const from = select.dataset.provider;
       askConfirm(`Switch call ${select.dataset.sessionId} from ${from} to ${select.value}?`,
@@ -125,6 +123,11 @@ function switchControl(row, session) {
   }
   select.dataset.sessionId = session.id;
   select.dataset.provider = session.provider;
+  // The providers this gateway has, as /readyz lists them (the server's registry decides).
+  const names = Object.keys((state.ready && state.ready.providers) || {});
+  if (names.length && [...select.options].map((o) => o.value).join() !== names.join()) {
+    select.replaceChildren(...names.map((p) => new Option(p, p)));
+  }
   // Leave it alone while the operator is choosing, confirming, or a switch is in flight.
   if (document.activeElement !== select && !select.disabled && !pending) select.value = session.provider;
 }
@@ -345,7 +348,7 @@ async function switchProvider(sessionId, provider, select) {
 }
 
 // -- circuits --------------------------------------------------------------------------------
-// A breaker forced open by a rejected key never half-opens by itself (design.md §5): its
+// A breaker forced open by a rejected key never half-opens by itself (docs/architecture.md): its
 // retry_after_s is only advisory, so say that it waits for the operator instead of counting down.
 function retryAfter(c) {
   if (c.state === "OPEN" && c.opened_reason === "auth") return "after reset (key rejected)";
