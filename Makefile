@@ -12,12 +12,13 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e '.[test,bench,opus]'
 	touch $(STAMP) $(RUN_STAMP)
 
-# `make run` needs only the runtime dependencies (no test or bench extras).
+# `make run` needs only the runtime dependencies (no test or bench extras); `opus` is runtime: the
+# demo page's compressed upload (WebM/Opus) is decoded with PyAV.
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[opus]'
 	touch $(RUN_STAMP)
 
 # System tools the suite drives for real: chromium (browser tests), promtool/prometheus (alert rules),

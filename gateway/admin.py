@@ -1,4 +1,5 @@
-"""Operator API: sessions (list, detail, switch) and circuits (list, reset). Bearer VG_ADMIN_TOKEN."""
+"""Operator API: sessions (list with the recently ended, detail, switch, end) and circuits (list, reset).
+Bearer VG_ADMIN_TOKEN."""
 
 from __future__ import annotations
 
@@ -28,16 +29,34 @@ async def list_sessions(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
     rt = request.app.state.runtime
-    return JSONResponse({"sessions": [s.snapshot() for s in list(rt.sessions.values())]})
+    ended = [{k: v for k, v in s.items() if k not in ("recent_events", "transcript")} for s in rt.recently_ended]
+    return JSONResponse({"sessions": [s.snapshot() for s in list(rt.sessions.values())], "recently_ended": ended})
 
 
 async def session_detail(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
+    rt = request.app.state.runtime
+    s = rt.sessions.get(request.path_params["sid"])
+    if s is None:  # an ended call stays readable while it is among the recently ended
+        ended = rt.ended_session(request.path_params["sid"])
+        if ended is None:
+            return JSONResponse({"error": "not_found", "message": "no such session"}, status_code=404)
+        return JSONResponse(ended)
+    return JSONResponse(s.snapshot(detail=True))
+
+
+async def end_session(request: Request) -> JSONResponse:
+    """Operator hang-up: the call ends with reason `operator_hangup` (the client gets session.ended)
+    and its connection is closed."""
+    if (denied := _guard(request)) is not None:
+        return denied
     s = request.app.state.runtime.sessions.get(request.path_params["sid"])
     if s is None:
         return JSONResponse({"error": "not_found", "message": "no such session"}, status_code=404)
-    return JSONResponse(s.snapshot(detail=True))
+    await s.end("operator_hangup")
+    await s.sink.hang_up()
+    return JSONResponse({"ok": True, "session": request.app.state.runtime.ended_session(s.id)})
 
 
 async def switch_session(request: Request) -> JSONResponse:
@@ -83,6 +102,7 @@ routes = [
     Route("/admin/sessions", list_sessions),
     Route("/admin/sessions/{sid}", session_detail),
     Route("/admin/sessions/{sid}/switch", switch_session, methods=["POST"]),
+    Route("/admin/sessions/{sid}/end", end_session, methods=["POST"]),
     Route("/admin/circuits", list_circuits),
     Route("/admin/circuits/{provider}/reset", reset_circuit, methods=["POST"]),
 ]

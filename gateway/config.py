@@ -85,6 +85,7 @@ class Settings:
     public_url: str | None = None
     vonage_signature_secret: str | None = field(default=None, repr=False)  # Vonage signed-JWT key
     log_format: str = "json"  # "console": one readable line per record, for a terminal
+    simulated_speech: bool = True  # simulated providers recognise and speak English (providers/fakes/speech.py)
 
     @property
     def client_auth_configured(self) -> bool:
@@ -283,7 +284,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_frames_per_s=env.integer("VG_MAX_FRAMES_PER_S", 200),
         max_bytes_per_s=env.integer("VG_MAX_BYTES_PER_S", 0, minimum=0),
         twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env),
-        vonage_signature_secret=env.secret("VONAGE_SIGNATURE_SECRET"), log_format=_log_format(env))
+        vonage_signature_secret=env.secret("VONAGE_SIGNATURE_SECRET"), log_format=_log_format(env),
+        simulated_speech=env.parsed("VG_SIMULATED_SPEECH", True, _on_off, "on or off"))
+
+
+def _on_off(text: str) -> bool:
+    value = text.lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(text)
 
 
 KNOWN_VARIABLES = frozenset({
@@ -295,7 +306,7 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
-    "VG_LOG_FORMAT",
+    "VG_LOG_FORMAT", "VG_SIMULATED_SPEECH",
 })
 
 

@@ -6,6 +6,7 @@ Built once at start-up from `Settings`; nothing below reads the environment agai
 
 from __future__ import annotations
 
+import collections
 import logging
 import secrets
 import time
@@ -26,8 +27,10 @@ from providers.registry import adapter_for, provider_entry
 
 if TYPE_CHECKING:
     from providers.fakes.common import FakeServer
+    from providers.fakes.speech import OfflineSpeech
 
 log = logging.getLogger("gateway.runtime")
+RECENTLY_ENDED = 20
 
 
 class LiveCall(Protocol):
@@ -58,10 +61,19 @@ class Runtime:
         self.endpoints: dict[str, Endpoint] = {}
         self.sessions: dict[str, LiveCall] = {}
         self.fakes: dict[str, FakeServer] = {}
+        self.speech: OfflineSpeech | None = None  # the simulated providers' shared speech engine
         self.draining = False
+        # the newest ended calls' detail snapshots, for the console (bounded: no growth over a long run)
+        self.recently_ended: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENTLY_ENDED)
         for name in settings.providers:
             self.breakers.get(name)  # gauges exist from the start
         metrics.initialize(list(settings.providers))
+
+    def remember_ended(self, snapshot: dict[str, Any]) -> None:
+        self.recently_ended.appendleft(snapshot)
+
+    def ended_session(self, session_id: str) -> dict[str, Any] | None:
+        return next((s for s in self.recently_ended if s["id"] == session_id), None)
 
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)
@@ -80,10 +92,17 @@ class Runtime:
 
     async def start(self) -> None:
         """Resolve every provider's endpoint; start an in-process fake for each simulated one."""
+        if self.settings.simulated_speech and any(ps.simulated for ps in self.settings.providers.values()):
+            from providers.fakes.speech import OfflineSpeech
+
+            self.speech = OfflineSpeech()  # its worker process starts on the first plain-speech utterance
+            log_event(log, logging.INFO, "speech.simulated", "simulated providers recognise English speech "
+                      "(PocketSphinx) and answer in synthesized speech (eSpeak NG); VG_SIMULATED_SPEECH=off "
+                      "turns it off")
         for name, ps in self.settings.providers.items():
             if ps.simulated:
                 # a long-lived process: bounded recording (the fakes keep everything for tests)
-                fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64)
+                fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64, speech=self.speech)
                 await fake.start()
                 self.fakes[name] = fake
                 base = fake.url + provider_entry(name).base_path
@@ -103,6 +122,9 @@ class Runtime:
         for fake in self.fakes.values():
             await fake.stop()
         self.fakes.clear()
+        if self.speech is not None:
+            await self.speech.close()
+            self.speech = None
         await self.connector.close()
 
     def refresh_gauges(self) -> None:

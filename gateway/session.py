@@ -118,7 +118,7 @@ class CallSession:
         adapter = self.rt.adapter_class(link.provider) if link else None
         await self._emit(SessionStarted(
             provider=link.provider if link else "none", fallback=list(self.config.fallback),
-            audio_input=self.config.input_format.to_wire(), audio_output=self.config.output_format.to_wire(),
+            audio_input=self.config.input_wire(), audio_output=self.config.output_format.to_wire(),
             capabilities=adapter.capabilities.to_wire() if adapter else {}))
         if link is None:  # every breaker of the chain refused: resuming later is a circuit_open switch
             await self.failover.wait_for_provider("circuit_open")
@@ -140,6 +140,8 @@ class CallSession:
             await self._emit(SessionEnded(reason=reason, totals=totals))
         except Exception:  # the client may already be gone
             pass
+        self.rt.remember_ended({**self.snapshot(detail=True), "state": "ended", "ended_reason": reason,
+                                "ended_at": self.rt.wall_time()})
 
     # -- client → provider ----------------------------------------------------------------------
     async def push_audio(self, data: bytes) -> None:
@@ -376,6 +378,7 @@ class CallSession:
             "id": self.id, "provider": self.provider, "state": self.state.value, "client": self.client,
             "link_state": self.link.state.value if self.link else None,
             "duration_s": round(self.rt.clock.now() - self.started_at, 1), "replay_depth": len(self.replay),
+            "replay_limit": self.replay.maxlen,
             "last_event": last, "counters": {"audio_chunks_in": self._seq, "dropped_audio_chunks":
                                              self.replay.dropped_total, **dict(self.counters),
                                              **(self.link.counters if self.link else {})},
@@ -383,5 +386,8 @@ class CallSession:
         if detail:
             out["recent_events"] = list(self.recent_events)
             out["conversation_items"] = len(self.conversation)
+            out["transcript"] = [{"role": "user" if isinstance(i, UserTurn) else "assistant", "text": i.text}
+                                 for i in self.conversation if isinstance(i, UserTurn | AssistantTurn)]
+
             out["fallback"] = list(self.config.fallback)
         return out

@@ -114,15 +114,15 @@ def function_declaration(tool: ToolSpec) -> dict[str, Any]:
 
 def setup_message(config: SessionConfig, *, model: str, resume_handle: str | None,
                   seed_history: bool) -> dict[str, Any]:
-    speech: dict[str, Any] = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": config.voice or DEFAULT_VOICE}}}
+    speech: dict[str, Any] = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": config.voice_for("gemini") or DEFAULT_VOICE}}}
     if config.language:
         speech["languageCode"] = config.language
     setup: dict[str, Any] = {
         "model": model,
         "generationConfig": {"responseModalities": ["AUDIO"], "speechConfig": speech},
     }
-    if config.instructions:
-        setup["systemInstruction"] = {"parts": [{"text": config.instructions}]}
+    if instructions := config.instructions_for("gemini"):
+        setup["systemInstruction"] = {"parts": [{"text": instructions}]}
     if config.tools:
         setup["tools"] = [{"functionDeclarations": [function_declaration(t) for t in config.tools]}]
     setup["realtimeInputConfig"] = {"automaticActivityDetection": {"disabled": False, "silenceDurationMs": 500}}

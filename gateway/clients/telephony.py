@@ -181,6 +181,12 @@ class TelephonySink:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._pacer
 
+    async def hang_up(self) -> None:
+        """Operator hang-up: closing the media stream socket ends the vendor's stream."""
+        await self.close()
+        with contextlib.suppress(Exception):
+            await self.ws.close(1000)
+
 
 def config_from_start(ev: CallStarted, *, default_provider: str, default_fallback: tuple[str, ...]) -> SessionConfig:
     params = ev.params
