@@ -27,6 +27,7 @@ from typing import Protocol
 from audio.convert import FormatConverter
 from audio.formats import AudioChunk
 from gateway import metrics
+from gateway.audit import SYSTEM, audit
 from gateway.breaker import BreakerTicket, CircuitBreaker
 from gateway.clock import Clock
 from gateway.errors import CircuitOpen, GatewayError, ProviderError, ProviderRejected, ProviderUnavailable
@@ -426,6 +427,10 @@ class ProviderLink:
                 self._chunks_received.inc()
             case ProviderFailed(error=err, fatal_for_link=fatal):
                 metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
+                log_event(log, logging.ERROR if fatal else logging.WARNING, "provider.error",
+                          f"{self.provider} sent an error or a frame we could not read: {err.message}",
+                          provider=self.provider, session_id=self.session_id, error_type=err.error_type,
+                          code=err.code, fatal=fatal)
                 if fatal and self._sock is not None:
                     self._fatal_error = err
                     await self._sock.close(1000)
@@ -588,6 +593,8 @@ class ProviderLink:
         breaker OPEN so no new call tries the bad key until an operator resets it."""
         if err.error_type == "auth":
             self.breaker.force_open("auth")
+            audit("provider.key", "rejected", remote=self.provider, actor=SYSTEM, level=logging.ERROR,
+                  provider=self.provider, session_id=self.session_id, key_variable=f"{self.provider.upper()}_API_KEY")
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{self.provider} rejected the configured credentials: check the "
                       f"{self.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 from types import FrameType
 
 import uvicorn
@@ -59,8 +60,14 @@ def serve(*, host: str, port: int, ssl_certfile: str | None = None, ssl_keyfile:
         print(f"voice-gateway: invalid configuration: {e.message}")
         return 2
     configure_logging(settings.log_level)
+    from gateway.config import production_simulated
+
+    if simulated := production_simulated(settings):
+        print(f"voice-gateway: VG_ENV=production but {', '.join(simulated)} has no API key and would be "
+              "simulated by an embedded fake: /readyz will answer 503 until the key is configured",
+              file=sys.stderr)
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
+        create_app(settings, handle_sighup=True), host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
         ws_max_size=settings.max_message_bytes, ws_per_message_deflate=False, ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile, log_config=None, access_log=False, lifespan="on",
     )

@@ -30,6 +30,7 @@ class SessionConfig:
     tools: tuple[ToolSpec, ...] = ()
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     json_audio: bool = False  # reply audio as `audio.delta` events instead of binary frames
+    ignored_options: tuple[str, ...] = ()  # unknown provider_options (`provider.name`), told to the client
 
     def with_provider(self, provider: str) -> SessionConfig:
         return replace(self, provider=provider)

@@ -31,6 +31,7 @@ from gateway.session_config import (
     parse_provider_list,
     parse_tools,
 )
+from providers import options as provider_options
 
 log = logging.getLogger("gateway.clients.native")
 CLIENT = "native"
@@ -84,6 +85,7 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
         raise BadMessage("provider_options must map provider names to objects")
     if any(not isinstance(v.get("model", ""), str) for v in options.values()):
         raise BadMessage("provider_options.<provider>.model must be a string")
+    options, unknown = provider_options.split(options)
     return SessionConfig(
         provider=provider, fallback=fallback,
         input_format=parse_audio_format(audio.get("input"), defaults.input_format),
@@ -92,6 +94,7 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
             defaults.output_format),
         instructions=msg.get("instructions") or "", voice=msg.get("voice"), language=msg.get("language"),
         tools=parse_tools(msg.get("tools")), provider_options=options, json_audio=json_audio,
+        ignored_options=tuple(unknown),
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
+from gateway.audit import ANONYMOUS, audit, remote_addr
 from gateway.auth import verify_twilio_signature
 from gateway.clients.upgrade import admit, refuse
 from gateway.errors import BadMessage, ClientError, RateLimited
@@ -261,6 +262,8 @@ def telephony_endpoint(vendor: str):  # noqa: ANN201
         if vendor == "twilio" and not _twilio_signature_ok(ws):
             log_event(log, logging.WARNING, "client.refused", "twilio upgrade refused: bad X-Twilio-Signature",
                       client=vendor, reason="signature")
+            audit("twilio.upgrade", "refused", remote=remote_addr(ws.scope), actor=ANONYMOUS,
+                  level=logging.WARNING, status=403, reason="signature")
             await refuse(ws, 403)
             return
         admitted = await admit(ws, client=vendor, browser=False)
