@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import logging
 from typing import Any
 
@@ -112,6 +113,13 @@ class NativeConnection:
             idle_timeout_s=s.idle_timeout_s)
         self.limiter = FrameRateLimiter(self.base_limits, now=self.rt.clock.now)
 
+    async def close(self, code: int = 1000) -> None:
+        """Close our side; a client that already closed (hung up right after session.end) is normal,
+        not an error (starlette raises WebSocketDisconnected, a RuntimeError, then)."""
+        self.sink.open = False
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.ws.close(code)
+
     async def error(self, err: GatewayError) -> None:
         metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
         sid = self.session.id if self.session else ""
@@ -160,7 +168,7 @@ class NativeConnection:
         if self.session is not None:
             await self.session.end("idle_timeout")
             self.session = None
-        await self.ws.close(1000)
+        await self.close()
 
     async def on_audio(self, data: bytes) -> None:
         if self.session is None:
@@ -229,7 +237,7 @@ class NativeConnection:
             case "session.end":
                 await session.end("client_ended")
                 self.session = None
-                await self.ws.close(1000)
+                await self.close()
                 return True
             case _:
                 raise BadMessage(f"unknown message type {kind[:40]!r}", code="unknown_type")
