@@ -177,3 +177,64 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class FakesProc:
+    """benchmarks/fakes_server.py: the three fakes in one process; `urls` by provider."""
+
+    proc: Proc
+    urls: dict[str, str]
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def start_fakes(*, log_path: Path, faults: dict[str, str] | None = None, seed: int = 0,
+                cpus: set[int] | None = None, timeout_s: float = 30.0) -> FakesProc:
+    args = ["-m", "benchmarks.fakes_server", "--seed", str(seed)]
+    for name, spec in (faults or {}).items():
+        args += [f"--faults-{name}", spec]
+    popen = subprocess.Popen([sys.executable, *args], cwd=REPO, env=bench_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, bufsize=1)
+    pin(popen.pid, cpus)
+    proc = Proc("fakes", popen)
+    deadline = time.monotonic() + timeout_s
+    assert popen.stdout is not None
+    while time.monotonic() < deadline:
+        line = popen.stdout.readline()
+        if not line:
+            break
+        if line.startswith("listening "):
+            urls = dict(part.split("=", 1) for part in line.split()[1:])
+            _drain_to(popen, log_path, proc)
+            return FakesProc(proc, urls)
+    proc.stop()
+    raise RuntimeError("the fakes did not start")
+
+
+def start_gateway_probe(*, port: int, fakes: FakesProc, samples: Path, interval_s: float, log_path: Path,
+                        extra_env: dict[str, str] | None = None, cpus: set[int] | None = None,
+                        timeout_s: float = 30.0) -> Proc:
+    """benchmarks/gateway_probe.py with every provider live on the fakes (any key is accepted)."""
+    env = bench_env(GEMINI_BASE_URL=fakes.urls["gemini"], GEMINI_API_KEY="soak-gemini-key",
+                    OPENAI_BASE_URL=fakes.urls["openai"] + "/v1", OPENAI_API_KEY="soak-openai-key",
+                    DEEPGRAM_BASE_URL=fakes.urls["deepgram"], DEEPGRAM_API_KEY="soak-deepgram-key",
+                    **(extra_env or {}))
+    log = open(log_path, "w")  # noqa: SIM115 - closed by Proc.stop
+    popen = subprocess.Popen([sys.executable, "-m", "benchmarks.gateway_probe", "--port", str(port),
+                              "--samples", str(samples), "--interval-s", str(interval_s)], cwd=REPO,
+                             env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    pin(popen.pid, cpus)
+    proc = Proc("gateway", popen, log=log, port=port)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            break
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as r:
+                if r.status == 200:
+                    return proc
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"the gateway did not become ready; see {log_path}")
