@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fuzz bench system-deps clean
+.PHONY: run test lint fuzz fuzz-long bench system-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -40,6 +40,12 @@ test: $(STAMP) system-deps lint
 
 fuzz: $(STAMP)
 	VG_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q tests -k fuzz
+
+# >= 10^6 hostile client frames over sockets (native, Twilio, Telnyx, Vonage), the HTTP APIs, and 10^6
+# hostile provider frames into every adapter; report in test-artifacts/fuzz-long/report.json
+FUZZ_FRAMES ?= 1000000
+fuzz-long: $(STAMP)
+	nice -n 19 $(BIN)/python -m benchmarks.fuzz_long --frames $(FUZZ_FRAMES) --provider-frames $(FUZZ_FRAMES)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/audio.py
