@@ -22,6 +22,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from audio.convert import FormatConverter
@@ -124,6 +125,7 @@ class ProviderLink:
         self._closing = False
         self._fatal_error: ProviderError | None = None
         self._last_chunk_end_s = 0.0
+        self._retry_count = 0  # the reconnect attempt in progress (0: the first establishment)
         self.stream_origin_s = 0.0
         self.counters = {"chunks_sent": 0, "replayed": 0, "reconnects": 0, "handovers": 0}
         # per-frame counters: the labelled children, looked up once (labels() costs ~0.8 µs)
@@ -149,10 +151,15 @@ class ProviderLink:
 
     async def send_audio(self, chunk: AudioChunk) -> None:
         self._last_chunk_end_s = chunk.end_s
-        if self.replay.append(chunk, link_up=self.state is LinkState.UP):
+        up = self.state is LinkState.UP
+        if self.replay.append(chunk, link_up=up):
             metrics.voice_gateway_replay_dropped_chunks.labels(self.provider).inc()
-        if self.state is LinkState.UP:
+        if up:
             await self._send_chunk(chunk)
+        elif log.isEnabledFor(logging.DEBUG):
+            log_event(log, logging.DEBUG, "audio.buffering", f"buffering audio for {self.provider}",
+                      provider=self.provider, session_id=self.session_id, buffer_size=len(self.replay),
+                      is_reconnecting=self.state is LinkState.RECONNECTING)
 
     async def send_frames(self, frames: Sequence[Frame]) -> bool:
         """Control frames (commit, text, tool results, cancel, truncate). False when the link is down."""
@@ -198,7 +205,8 @@ class ProviderLink:
         try:
             async with asyncio.timeout(self.policy.connect_timeout_s):
                 sock = await self._connector.connect(adapter.connect_request(),
-                                                     timeout_s=self.policy.connect_timeout_s)
+                                                     timeout_s=self.policy.connect_timeout_s,
+                                                     heartbeat_s=adapter.stall_ping_after_s)
                 resume = self._resume_handle
                 items = self._history() if history or resume is None else ()
                 for f in adapter.open_frames(history=items, resume_handle=resume):
@@ -210,6 +218,10 @@ class ProviderLink:
                     await sock.send(f)
         except HandshakeRefused as e:
             err: ProviderError = adapter.classify_handshake(e.status, e.body)
+            if e.retry_after_s is not None:
+                err.fields["retry_after_s"] = e.retry_after_s
+            if e.status == 429:
+                self._note_rate_limited(e.retry_after_s)
         except (ConnectTimeout, TimeoutError):
             err = ProviderUnavailable("connect or setup timed out", provider=self.provider, error_type="timeout")
         except ConnectFailed as e:
@@ -225,7 +237,8 @@ class ProviderLink:
             metrics.ai_provider_latency_seconds.labels(self.provider, "connect").observe(elapsed)
             metrics.voice_gateway_provider_connect_seconds.labels(self.provider).observe(elapsed)
             log_event(log, logging.INFO, "connection.established", f"{self.provider} link established",
-                      provider=self.provider, session_id=self.session_id, connect_s=round(elapsed, 4))
+                      provider=self.provider, session_id=self.session_id, connect_s=round(elapsed, 4),
+                      model=adapter.model_name, retry_count=self._retry_count)
             return adapter, sock, after
         if sock is not None:
             await sock.close()
@@ -338,7 +351,7 @@ class ProviderLink:
         level = logging.ERROR if isinstance(err, ProviderRejected) else logging.WARNING
         log_event(log, level, "connection.failed", f"{self.provider} link failed: {err.message}",
                   provider=self.provider, session_id=self.session_id, error_type=err.error_type,
-                  retryable=err.retryable)
+                  retryable=err.retryable, retry_count=self._retry_count)
 
     # -- the read loop -------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -512,26 +525,34 @@ class ProviderLink:
         fatal = self._fatal_error
         if fatal is not None:
             err, self._fatal_error = fatal, None
+        dropped_before = self.replay.dropped_total
+        lost = self.replay.connection_lost()  # sent, evicted, never acknowledged: gone with the socket
+        if lost:
+            metrics.voice_gateway_replay_dropped_chunks.labels(self.provider).inc(lost)
+            log_event(log, logging.WARNING, "audio.lost", f"{lost} sent chunks were never acknowledged by "
+                      f"the lost {self.provider} connection and can no longer be replayed",
+                      provider=self.provider, session_id=self.session_id, dropped_count=lost)
         if not err.retryable:
             return await self._give_up("fatal_error", err, attempts=0)
         self.state = LinkState.RECONNECTING
         metrics.voice_gateway_sessions_reconnecting.labels(self.provider).inc()
         try:
-            return await self._reconnect_loop(err)
+            return await self._reconnect_loop(err, dropped_before)
         finally:
             metrics.voice_gateway_sessions_reconnecting.labels(self.provider).dec()
 
-    async def _reconnect_loop(self, cause: ProviderError) -> bool:
+    async def _reconnect_loop(self, cause: ProviderError, dropped_before: int) -> bool:
         down_since = self._clock.now()
-        dropped_before = self.replay.dropped_total
         max_attempts = self.policy.max_attempts
         last: GatewayError = cause
+        retry_after = 0.0  # the provider's Retry-After from the last refused attempt
         for attempt in range(1, max_attempts + 1):
             if not self.breaker.would_admit():  # design §5: OPEN → switch now, don't sleep first
                 return await self._give_up("circuit_open", CircuitOpen(
                     f"Circuit breaker '{self.breaker.name}' is OPEN.",
                     retry_after_s=self.breaker.retry_after_s(), breaker=self.breaker.name), attempt - 1)
-            delay = self.policy.delay_s(attempt, self._rng)
+            # a 429/503 with Retry-After: the next attempt waits at least that long (RFC 9110 §10.2.3)
+            delay = max(self.policy.delay_s(attempt, self._rng), retry_after)
             buffered = len(self.replay)
             await self._sink.on_client_event(self, ConnectionReconnecting(
                 provider=self.provider, attempt=attempt, max_attempts=max_attempts,
@@ -548,6 +569,7 @@ class ProviderLink:
             except CircuitOpen as e:
                 return await self._give_up("circuit_open", e, attempt - 1)
             self.counters["reconnects"] += 1
+            self._retry_count = attempt
             try:
                 replayed = await self._establish(ticket, history=self._resume_handle is None)
             except ProviderRejected as e:
@@ -557,6 +579,7 @@ class ProviderLink:
                 metrics.ai_provider_reconnections.labels(self.provider, "false").inc()
                 if e.fields.get("stale_handle"):
                     self._resume_handle = None
+                retry_after = float(e.fields.get("retry_after_s") or 0.0)  # type: ignore[arg-type]
                 last = e
                 log_event(log, logging.WARNING, "reconnect.failed",
                           f"reconnect attempt {attempt}/{max_attempts} to {self.provider} failed",
@@ -564,6 +587,7 @@ class ProviderLink:
                           max_attempts=max_attempts, error_type=e.error_type)
                 continue
             metrics.ai_provider_reconnections.labels(self.provider, "true").inc()
+            self._retry_count = 0
             dropped = self.replay.dropped_total - dropped_before
             duration = self._clock.now() - down_since
             await self._sink.on_client_event(self, ConnectionReconnected(
@@ -579,6 +603,10 @@ class ProviderLink:
 
     async def _give_up(self, reason: str, err: GatewayError, attempts: int) -> bool:
         self.state = LinkState.FAILED
+        log_event(log, logging.ERROR, "reconnect.exhausted",
+                  f"Reconnection failed: giving up on {self.provider} after {attempts} attempt(s) ({reason})",
+                  provider=self.provider, session_id=self.session_id, reason=reason,
+                  error_type=getattr(err, "error_type", None), total_attempts=attempts)
         if isinstance(err, ProviderRejected):
             await self._note_rejected(err, attempts=attempts)
         else:
@@ -607,6 +635,14 @@ class ProviderLink:
             reason = f"config: {self.provider} rejected the session configuration"
         await self._sink.on_client_event(self, ConnectionFailed(
             provider=self.provider, reason=reason, total_attempts=attempts))
+
+    def _note_rate_limited(self, retry_after_s: float | None) -> None:
+        """The audit's "Rate limit hit" line: WARNING with when the provider lets us back in."""
+        wait = retry_after_s if retry_after_s is not None else self.policy.delay_s(max(1, self._retry_count + 1))
+        reset = datetime.fromtimestamp(time.time() + wait, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        log_event(log, logging.WARNING, "rate_limit.hit", f"{self.provider} rate limit hit; retry after {wait:g}s",
+                  provider=self.provider, session_id=self.session_id, reset_time=reset, retry_after_s=wait,
+                  retry_count=self._retry_count)
 
     def _spawn(self, coro) -> None:  # noqa: ANN001
         t = asyncio.create_task(coro)

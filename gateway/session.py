@@ -330,6 +330,7 @@ class CallSession:
         """Park until any breaker of the chain admits a call (its open timeout on the injected clock,
         an operator reset, a freed half-open slot), then take the call there."""
         metrics.voice_gateway_no_provider_sessions.inc()  # here, so a cancelled waiter always undoes it
+        failed_tries = 0
         try:
             while self.state is SessionState.WAITING:
                 chain = self._chain()
@@ -351,7 +352,11 @@ class CallSession:
                 if link is None:
                     self.link = old
                     self.state = SessionState.WAITING
-                    await self.rt.clock.sleep(0.05)  # the admitted trial failed: don't spin
+                    # every admitted try failed: back off on the reconnect schedule (1, 2, 4, 8, 16 s,
+                    # then 16 s) instead of hammering a provider that just refused us
+                    failed_tries += 1
+                    policy = self.rt.settings.reconnect
+                    await self.rt.clock.sleep(policy.base_delay_s(min(failed_tries, policy.max_attempts)))
                     continue
                 await self._switched(old.provider if old is not None else "none", link, reason, trigger_at)
         finally:

@@ -86,6 +86,10 @@ class DeepgramAdapter(ProviderAdapter):
         options.deepgram_query(params, self.config.options_for("deepgram"))
         return params
 
+    @property
+    def model_name(self) -> str | None:
+        return str(self.query_params()["model"])
+
     def connect_request(self) -> ConnectRequest:
         return ConnectRequest(url=f"{ws_url(self.endpoint.base_url)}/v1/listen?{urlencode(self.query_params(), doseq=True)}",
                               headers=(("Authorization", f"Token {self.endpoint.api_key}"),))
