@@ -12,7 +12,7 @@ import logging
 import os
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__, metrics
 from gateway.audit import SYSTEM, audit
@@ -22,12 +22,13 @@ from gateway.config import Settings, production_simulated, read_key_file
 from gateway.errors import ConfigError
 from gateway.logs import log_event, set_environment
 from gateway.provider_socket import ProviderConnector
+from gateway.replay import ReplayBuffer
+from gateway.session_config import SessionConfig
 from providers.base import Endpoint, ProviderAdapter
 from providers.fakes import fake_class
-from providers.registry import adapter_for
+from providers.registry import adapter_for, provider_entry
 
 if TYPE_CHECKING:
-    from gateway.session import CallSession
     from providers.fakes.common import FakeServer
 
 log = logging.getLogger("gateway.runtime")
@@ -42,6 +43,24 @@ def _mtime(path: str) -> tuple[int, int, int] | None:
     return st.st_mtime_ns, st.st_ino, st.st_size
 
 
+class LiveCall(Protocol):
+    """What the runtime and the admin API need of a live call (gateway/session.py CallSession); a
+    protocol, so the runtime does not import the session that imports it."""
+
+    id: str
+    config: SessionConfig
+    replay: ReplayBuffer
+
+    @property
+    def provider(self) -> str | None: ...
+
+    async def end(self, reason: str = "client_ended") -> None: ...
+
+    async def switch(self, target: str | None, reason: str) -> bool: ...
+
+    def snapshot(self, *, detail: bool = False) -> dict[str, Any]: ...
+
+
 class Runtime:
     def __init__(self, settings: Settings, *, clock: Clock | None = None,
                  connector: ProviderConnector | None = None) -> None:
@@ -50,7 +69,7 @@ class Runtime:
         self.breakers = BreakerRegistry(self.clock, settings.breaker)
         self.connector = connector or ProviderConnector()
         self.endpoints: dict[str, Endpoint] = {}
-        self.sessions: dict[str, CallSession] = {}
+        self.sessions: dict[str, LiveCall] = {}
         self.fakes: dict[str, FakeServer] = {}
         self.draining = False
         self._key_files: dict[str, tuple[str, tuple[int, int, int] | None]] = {}  # provider → (path, last mtime seen)
@@ -64,6 +83,14 @@ class Runtime:
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)
 
+    def rotate_after_s(self, provider: str) -> float | None:
+        """When a link to `provider` hands over to a fresh connection ahead of the provider's session
+        cap (registry `max_session_s`); VG_OPENAI_ROTATE_AFTER_S sets it for OpenAI."""
+        default = provider_entry(provider).rotate_after_s
+        if default is None:
+            return None
+        return {"openai": self.settings.openai_rotate_after_s}.get(provider, default)
+
     @staticmethod
     def wall_time() -> float:
         return time.time()
@@ -76,7 +103,7 @@ class Runtime:
                 fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64)
                 await fake.start()
                 self.fakes[name] = fake
-                base = fake.url + ("/v1" if name == "openai" else "")
+                base = fake.url + provider_entry(name).base_path
                 # any non-empty key is accepted by a fake started without one; this one is random
                 self.endpoints[name] = Endpoint(base_url=base, api_key="sim-" + secrets.token_hex(8),
                                                 model=ps.model, simulated=True)

@@ -31,6 +31,7 @@ from providers.base import Endpoint
 from providers.deepgram import DeepgramAdapter
 from providers.gemini import GeminiAdapter
 from providers.openai import OpenAIAdapter
+from providers.registry import BREAKER_NAMES
 
 PROVIDERS = ("gemini", "openai", "deepgram")
 ENDPOINT = Endpoint(base_url="wss://provider.test", api_key="k" * 12)
@@ -60,7 +61,7 @@ def parsed(stream: io.StringIO) -> list[dict]:
 def test_every_breaker_family_has_series_for_every_provider_before_the_first_call() -> None:
     metrics.initialize(list(PROVIDERS))
     for p in PROVIDERS:
-        labels = {"name": metrics.BREAKER_NAMES[p], "provider": p}
+        labels = {"name": BREAKER_NAMES[p], "provider": p}
         for status in ("attempted", "success", "failure", "rejected"):
             assert metrics.sample("circuit_breaker_calls_total", {**labels, "status": status}) is not None
         for status in ("success", "failure"):

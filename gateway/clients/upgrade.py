@@ -23,7 +23,7 @@ async def refuse(ws: WebSocket, status: int) -> None:
     try:
         await ws.send_denial_response(Response(status_code=status))
     except RuntimeError:  # the server lacks the denial extension: close before accept = 403
-        await ws.close(code=1008)
+        await ws.close(code=Unauthorized.close_code)
 
 
 async def admit(ws: WebSocket, *, client: str, browser: bool) -> tuple[TokenClaims, str | None] | None:
@@ -43,11 +43,10 @@ async def admit(ws: WebSocket, *, client: str, browser: bool) -> tuple[TokenClai
         claims = state.client_auth.verify(token)
     except Unauthorized as e:
         metrics.voice_gateway_client_errors.labels(client, e.code).inc()
-        reason = getattr(e, "reason", "unauthorized")
         log_event(log, logging.WARNING, "client.refused", f"{client} upgrade refused: {e.message}",
-                  client=client, reason=reason)
+                  client=client, reason=e.reason)
         audit(f"{client}.upgrade", "refused", remote=remote, actor=token_id(token), level=logging.WARNING,
-              status=403, reason=reason)
+              status=403, reason=e.reason)
         await refuse(ws, 403)
         return None
     return claims, subprotocol
