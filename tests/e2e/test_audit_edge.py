@@ -195,3 +195,15 @@ async def test_deepgram_answers_text_and_tool_results_with_an_explicit_error() -
         for e in (first, second):
             assert (e["code"], e["provider"]) == ("not_supported", "deepgram")
         assert "text input" in first["message"] and "tool.result" in second["message"]
+
+
+# -- text input on the speech-to-speech providers ------------------------------------------------------------
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+async def test_text_input_gets_a_spoken_reply(provider: str) -> None:
+    async with Gateway(fallback=(provider,)) as gw, gw.client() as c:
+        await c.start(provider)
+        await c.send({"type": "text", "text": "please say 42"})
+        reply = await c.wait_for("transcript.final", lambda e: e["role"] == "assistant", timeout=10)
+        assert "42" in reply["text"]
+        await c.wait_until(lambda: len(c.audio) > 0, what="reply audio")
+        assert not c.of_type("error")
