@@ -22,9 +22,9 @@ def _guard(request: Request) -> JSONResponse | None:
         request.app.state.admin_auth.check(request.headers.get("authorization"))
     except Unauthorized as e:
         status = getattr(e, "status", 401)
-        audit(f"admin.{request.method.lower()} {request.url.path}", "denied", remote=remote_addr(request.scope),
+        audit("admin.access", "denied", remote=remote_addr(request.scope),
               actor=bearer_id(request.headers.get("authorization")), level=logging.WARNING, status=status,
-              reason=getattr(e, "reason", "unauthorized"))
+              reason=getattr(e, "reason", "unauthorized"), method=request.method, path=request.url.path[:200])
         return JSONResponse({"error": e.code, "message": e.message}, status_code=status,
                             headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
     return None
