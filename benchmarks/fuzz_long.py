@@ -44,7 +44,8 @@ from benchmarks.procs import REPO, free_port, start_fakes, start_gateway_probe  
 ENDPOINTS = ("voice", "twilio", "telnyx", "vonage")
 STABLE_CODES = frozenset({"bad_message", "bad_audio", "unknown_type", "session_not_started", "rate_limited",
                           "forbidden", "provider_unavailable", "not_supported", "tool_result_not_delivered",
-                          "unauthorized", "unknown_option"})
+                          "unauthorized", "unknown_option", "message_too_big", "provider_error",
+                          "provider_rejected", "provider_protocol_error", "tool_call_abandoned"})
 
 
 # -- hostile values ----------------------------------------------------------------------------------
