@@ -28,6 +28,7 @@ RATE_HZ = 16000
 FRAME_BYTES = RATE_HZ * 2 * 20 // 1000  # 640: 20 ms of PCM16 mono
 SILENCE = bytes(FRAME_BYTES)
 TAIL_S = 2.0  # silence after the last word before session.end: the last turn gets finalized
+MAX_BEHIND_S = 0.5  # a caller this far behind its schedule re-anchors it (as a phone's jitter buffer would)
 
 
 @lru_cache(maxsize=4096)
@@ -98,7 +99,7 @@ async def run_call(http: aiohttp.ClientSession, url: str, *, provider: str, fall
             started = asyncio.Event()
             reader = asyncio.create_task(_read(ws, result, started, ended))
             try:
-                await asyncio.wait_for(started.wait(), 15)
+                await asyncio.wait_for(started.wait(), 30)
             except TimeoutError:
                 result.crashed = "no session.started"
                 reader.cancel()
@@ -111,6 +112,8 @@ async def run_call(http: aiohttp.ClientSession, url: str, *, provider: str, fall
                 delay = t0 + k * 0.02 - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
+                elif delay < -MAX_BEHIND_S:  # this process was starved: go on in real time, not a flood
+                    t0 -= delay
                 if ws.closed:
                     break
                 await ws.send_bytes(frame)
