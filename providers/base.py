@@ -91,7 +91,7 @@ class ProviderAdapter(ABC):
     # Stall detection (docs/audit.md): after this long with nothing at all from the provider (no
     # message, no pong) the link pings; no pong within half of it again → the link is dead (1006)
     # and reconnects. A healthy server answers pings at once even while it has nothing to say.
-    stall_ping_after_s: ClassVar[float] = 3.0
+    stall_ping_after_s: ClassVar[float] = 5.0
 
     def __init__(self, config: SessionConfig, endpoint: Endpoint) -> None:
         self.config = config

@@ -54,7 +54,7 @@ class GeminiAdapter(ProviderAdapter):
     name: ClassVar[str] = "gemini"
     breaker_name: ClassVar[str] = "gemini_provider"
     # Gemini answers pings late now and then (design §5): a longer wait before the stall ping.
-    stall_ping_after_s: ClassVar[float] = 5.0
+    stall_ping_after_s: ClassVar[float] = 6.0
     # a result for a call another provider issued goes in as a user text turn (tool_result_frames)
     carries_pending_tool_calls: ClassVar[bool] = True
     capabilities: ClassVar[Capabilities] = Capabilities(
