@@ -241,13 +241,14 @@ async def client_side(args: argparse.Namespace, port: int, stats: Counter[str]) 
     rng = random.Random(args.seed)
     sent = 0
     lock = asyncio.Lock()
+    deadline = time.monotonic() + args.max_client_minutes * 60  # a budget: report what fitted
     async with aiohttp.ClientSession() as http:
         async def worker(wid: int) -> None:
             nonlocal sent
             wrng = random.Random(rng.random())
             while True:
                 async with lock:
-                    if sent >= args.frames:
+                    if sent >= args.frames or time.monotonic() > deadline:
                         return
                 n = await fuzz_connection(http, base, wrng, args.frames_per_connection, stats)
                 async with lock:
@@ -336,6 +337,8 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--frames-per-connection", type=int, default=2000)
     p.add_argument("--http-requests", type=int, default=5000)
+    p.add_argument("--max-client-minutes", type=float, default=float("inf"),
+                   help="stop the client side after this long and report the frames sent so far")
     p.add_argument("--seed", type=int, default=20261206)
     p.add_argument("--out", default=str(REPO / "test-artifacts" / "fuzz-long"))
     args = p.parse_args()
