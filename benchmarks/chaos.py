@@ -138,7 +138,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     specs, kinds = fault_specs(random.Random(args.seed), connections=args.calls * 4, rate=args.fault_rate)
     (out / "faults.json").write_text(orjson.dumps(specs, option=orjson.OPT_INDENT_2).decode())
-    fakes = start_fakes(log_path=out / "fakes.log", faults=specs, seed=args.seed)
+    fakes = start_fakes(log_path=out / "fakes.log", faults=specs, seed=args.seed, split=True)
     port = free_port()
     gw = start_gateway_probe(port=port, fakes=fakes, samples=out / "samples.jsonl", interval_s=10.0,
                              log_path=out / "gateway.log", extra_env={"VG_LOG_LEVEL": "INFO", **NO_CEILINGS})

@@ -26,7 +26,7 @@ PROVIDERS = ("gemini", "openai", "deepgram")
 
 async def main(args: argparse.Namespace) -> None:
     fakes = {}
-    for name in PROVIDERS:
+    for name in args.only or PROVIDERS:
         spec = getattr(args, f"faults_{name}")
         fakes[name] = fake_class(name)(faults=FaultScript.parse(spec) if spec else None, seed=args.seed,
                                        record_limit_bytes=64_000, keep_connections=16)
@@ -46,6 +46,7 @@ if __name__ == "__main__":
     for name in PROVIDERS:
         p.add_argument(f"--faults-{name}", default="")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", action="append", choices=PROVIDERS, help="serve only these (repeatable)")
     try:
         import uvloop
 

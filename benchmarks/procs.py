@@ -181,20 +181,34 @@ def free_port() -> int:
 
 @dataclass
 class FakesProc:
-    """benchmarks/fakes_server.py: the three fakes in one process; `urls` by provider."""
+    """benchmarks/fakes_server.py process(es); `urls` by provider."""
 
-    proc: Proc
+    procs: list[Proc]
     urls: dict[str, str]
 
     def stop(self) -> None:
-        self.proc.stop()
+        for proc in self.procs:
+            proc.stop()
 
 
 def start_fakes(*, log_path: Path, faults: dict[str, str] | None = None, seed: int = 0,
-                cpus: set[int] | None = None, timeout_s: float = 30.0) -> FakesProc:
-    args = ["-m", "benchmarks.fakes_server", "--seed", str(seed)]
+                cpus: set[int] | None = None, timeout_s: float = 30.0, split: bool = False) -> FakesProc:
+    """The three fakes in one process, or (`split`) one process each: under many calls the fakes'
+    DTMF recognisers are CPU work, and one process would be the bottleneck of the run."""
+    if not split:
+        return _start_fakes(log_path=log_path, faults=faults, seed=seed, cpus=cpus, timeout_s=timeout_s)
+    parts = [_start_fakes(log_path=log_path.with_name(f"{log_path.stem}-{name}{log_path.suffix}"), faults=faults,
+                          seed=seed, cpus=cpus, timeout_s=timeout_s, only=name)
+             for name in ("gemini", "openai", "deepgram")]
+    return FakesProc([p for part in parts for p in part.procs], {k: v for part in parts for k, v in part.urls.items()})
+
+
+def _start_fakes(*, log_path: Path, faults: dict[str, str] | None, seed: int, cpus: set[int] | None,
+                 timeout_s: float, only: str | None = None) -> FakesProc:
+    args = ["-m", "benchmarks.fakes_server", "--seed", str(seed)] + (["--only", only] if only else [])
     for name, spec in (faults or {}).items():
-        args += [f"--faults-{name}", spec]
+        if only is None or name == only:
+            args += [f"--faults-{name}", spec]
     popen = subprocess.Popen([sys.executable, *args], cwd=REPO, env=bench_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, bufsize=1)
     pin(popen.pid, cpus)
@@ -208,7 +222,7 @@ def start_fakes(*, log_path: Path, faults: dict[str, str] | None = None, seed: i
         if line.startswith("listening "):
             urls = dict(part.split("=", 1) for part in line.split()[1:])
             _drain_to(popen, log_path, proc)
-            return FakesProc(proc, urls)
+            return FakesProc([proc], urls)
     proc.stop()
     raise RuntimeError("the fakes did not start")
 
