@@ -20,6 +20,7 @@ from gateway.breaker import AUTH_REASON, BreakerRegistry
 from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings, production_simulated, read_key_file
 from gateway.errors import ConfigError
+from gateway.events import SwitchReason
 from gateway.logs import log_event, set_environment
 from gateway.provider_socket import ProviderConnector
 from gateway.replay import ReplayBuffer
@@ -56,7 +57,7 @@ class LiveCall(Protocol):
 
     async def end(self, reason: str = "client_ended") -> None: ...
 
-    async def switch(self, target: str | None, reason: str) -> bool: ...
+    async def switch(self, target: str | None, reason: SwitchReason) -> bool: ...
 
     def snapshot(self, *, detail: bool = False) -> dict[str, Any]: ...
 
