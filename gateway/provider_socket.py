@@ -130,9 +130,8 @@ class ProviderConnector:
                     autoclose=True,
                 )
         except aiohttp.WSServerHandshakeError as e:
-            headers = e.headers or {}
-            raise HandshakeRefused(e.status, e.message or "",
-                                   retry_after_s=parse_retry_after(headers.get("Retry-After"))) from None
+            retry_after = e.headers.get("Retry-After") if e.headers is not None else None
+            raise HandshakeRefused(e.status, e.message or "", retry_after_s=parse_retry_after(retry_after)) from None
         except TimeoutError:
             raise ConnectTimeout(f"connect timed out after {timeout_s:.1f}s") from None
         except (aiohttp.ClientError, OSError) as e:

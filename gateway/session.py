@@ -79,7 +79,7 @@ class CallSession:
             session_id=self.id, config=config, available=runtime.endpoints, breaker=runtime.breakers.get,
             new_link=self._new_link, clock=runtime.clock, listener=self,
             return_to_primary_after_s=runtime.settings.return_to_primary_after_s,
-            retry_delay_s=lambda n, policy=runtime.settings.reconnect: policy.base_delay_s(min(n, policy.max_attempts)))
+            retry_delay_s=self._waiting_retry_delay_s)
         self.conversation: list[ConversationItem] = []
         self.pending_tools: dict[str, ToolInvocation] = {}
         self.recent_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
@@ -229,6 +229,11 @@ class CallSession:
     async def switch(self, target: str | None, reason: SwitchReason) -> bool:
         """Move the call to `target` (or the next usable provider). Emits provider.switched."""
         return await self.failover.switch(target, reason)
+
+    def _waiting_retry_delay_s(self, failed_tries: int) -> float:
+        """While no provider is usable, the wait after the n-th failed try: the reconnect schedule."""
+        policy = self.rt.settings.reconnect
+        return policy.base_delay_s(min(failed_tries, policy.max_attempts))
 
     def _new_link(self, provider: str) -> ProviderLink:
         rt = self.rt

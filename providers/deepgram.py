@@ -68,7 +68,7 @@ class DeepgramAdapter(ProviderAdapter):
     # -- opening ----------------------------------------------------------------------------------
     def query_params(self) -> dict[str, str | list[str]]:
         fmt = self.config.input_format
-        params = {
+        params: dict[str, str | list[str]] = {
             "model": str(self.config.options_for("deepgram").get("model") or self.endpoint.model or DEFAULT_MODEL),
             "encoding": ENCODING_PARAM[fmt.encoding],
             "sample_rate": str(fmt.sample_rate_hz),
