@@ -61,7 +61,7 @@ async def open_connection(adapter: ProviderAdapter, *, connector: ProviderConnec
     except HandshakeRefused as e:
         err: ProviderError = adapter.classify_handshake(e.status, e.body)
         if e.retry_after_s is not None:
-            err.fields["retry_after_s"] = e.retry_after_s  # the next attempt waits at least this long
+            err.retry_after_s = e.retry_after_s  # the next attempt waits at least this long
         if e.status == 429:
             _rate_limited(provider, e.retry_after_s, retry_count)
     except (ConnectTimeout, TimeoutError):

@@ -129,7 +129,7 @@ class Reconnector:
                 metrics.ai_provider_reconnections.labels(link.provider, "false").inc()
                 if e.stale_handle:
                     link.forget_resume_handle()
-                retry_after = float(e.fields.get("retry_after_s") or 0.0)  # type: ignore[arg-type]
+                retry_after = e.retry_after_s or 0.0
                 last = e
                 log_event(log, logging.WARNING, "reconnect.failed",
                           f"reconnect attempt {attempt}/{max_attempts} to {link.provider} failed",
