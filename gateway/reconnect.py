@@ -177,7 +177,7 @@ class Reconnector:
         link = self._link
         if err.error_type == "auth":
             link.breaker.force_open("auth")
-            audit("provider.key", "rejected", remote=link.provider, actor=SYSTEM, level=logging.ERROR,
+            audit("provider.key", "rejected", remote=link.provider, actor=SYSTEM, level=logging.WARNING,
                   provider=link.provider, session_id=link.session_id,
                   key_variable=f"{link.provider.upper()}_API_KEY")
             log_event(log, logging.ERROR, "provider.auth_failed",
