@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: run test lint typecheck fuzz bench system-deps clean
+.PHONY: run test lint typecheck fuzz fuzz-long bench system-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,12 @@ test: $(STAMP) system-deps lint typecheck
 
 fuzz: $(STAMP)
 	VG_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q tests -k fuzz
+
+# >= 10^6 hostile client frames over sockets (native, Twilio, Telnyx, Vonage), the HTTP APIs, and 10^6
+# hostile provider frames into every adapter; report in test-artifacts/fuzz-long/report.json
+FUZZ_FRAMES ?= 1000000
+fuzz-long: $(STAMP)
+	nice -n 19 $(BIN)/python -m benchmarks.fuzz_long --frames $(FUZZ_FRAMES) --provider-frames $(FUZZ_FRAMES)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/audio.py

@@ -3,10 +3,13 @@ Bearer VG_ADMIN_TOKEN."""
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway.audit import audit, bearer_id, remote_addr
 from gateway.auth import check_origin
 from gateway.errors import Unauthorized
 from providers.registry import PROVIDER_NAMES as PROVIDERS
@@ -20,6 +23,9 @@ def _guard(request: Request) -> JSONResponse | None:
         request.app.state.admin_auth.check(request.headers.get("authorization"))
     except Unauthorized as e:
         status = getattr(e, "status", 401)
+        audit("admin.access", "denied", remote=remote_addr(request.scope),
+              actor=bearer_id(request.headers.get("authorization")), level=logging.WARNING, status=status,
+              reason=getattr(e, "reason", "unauthorized"), method=request.method, path=request.url.path[:200])
         return JSONResponse({"error": e.code, "message": e.message}, status_code=status,
                             headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
     return None
@@ -74,6 +80,8 @@ async def switch_session(request: Request) -> JSONResponse:
         return JSONResponse({"error": "bad_message", "message": f"provider must be one of {', '.join(PROVIDERS)}"},
                             status_code=400)
     ok = await s.switch(target, "operator")
+    audit("session.switch", "ok" if ok else "failed", remote=remote_addr(request.scope),
+          actor=bearer_id(request.headers.get("authorization")), session_id=s.id, target=target)
     if not ok:
         return JSONResponse({"error": "provider_unavailable", "message": f"could not open {target}",
                              "session": s.snapshot()}, status_code=409)
@@ -94,7 +102,10 @@ async def reset_circuit(request: Request) -> JSONResponse:
     if provider not in PROVIDERS:
         return JSONResponse({"error": "not_found", "message": "no such provider"}, status_code=404)
     b = request.app.state.runtime.breakers.get(provider)
+    before = b.state.name
     b.reset()
+    audit("circuit.reset", "ok", remote=remote_addr(request.scope),
+          actor=bearer_id(request.headers.get("authorization")), provider=provider, from_state=before)
     return JSONResponse({"ok": True, "circuit": b.snapshot()})
 
 

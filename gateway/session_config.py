@@ -38,6 +38,7 @@ class SessionConfig:
         """`audio.input` as the client declared it (its compressed encoding, when it sent one)."""
         wire = self.input_format.to_wire()
         return {**wire, "encoding": self.input_codec} if self.input_codec else wire
+    ignored_options: tuple[str, ...] = ()  # unknown provider_options (`provider.name`), told to the client
 
     def with_provider(self, provider: str) -> SessionConfig:
         return replace(self, provider=provider)

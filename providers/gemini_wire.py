@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.events import ConversationItem
 from gateway.session_config import SessionConfig, ToolSpec
+from providers import options
 from providers.history import alternating_turns, history_lines
 
 DEFAULT_MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
@@ -136,6 +137,7 @@ def setup_message(config: SessionConfig, *, model: str, resume_handle: str | Non
         # with turnComplete false does not make the model answer (or recap) before the caller speaks,
         # and the model keeps answering in audio afterwards (the pitfall pipecat works around).
         setup["historyConfig"] = {"initialHistoryInClientContent": True}
+    options.gemini_setup(setup, config.options_for("gemini"))
     return {"setup": setup}
 
 

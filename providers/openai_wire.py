@@ -12,6 +12,7 @@ import orjson
 from audio.formats import ALAW_8K, MULAW_8K, PCM16_24K, AudioFormat
 from gateway.events import ConversationItem
 from gateway.session_config import SessionConfig
+from providers import options
 from providers.history import history_lines, packed_transcript, pending_tool_calls
 
 DEFAULT_MODEL = "gpt-realtime"
@@ -64,6 +65,7 @@ def session_update(config: SessionConfig, *, input_format: AudioFormat, output_f
     session["tools"] = [{"type": "function", "name": t.name, "description": t.description,
                          "parameters": t.parameters} for t in config.tools]
     session["tool_choice"] = "auto"
+    options.openai_session(session, config.options_for("openai"))
     return {"type": "session.update", "event_id": SESSION_UPDATE_EVENT_ID, "session": session}
 
 

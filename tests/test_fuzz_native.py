@@ -52,7 +52,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None,
 CLIENT_CODES = frozenset({"bad_message", "bad_audio", "session_not_started", "unknown_type", "forbidden",
                           "rate_limited", "message_too_big"})
 ASYNC_CODES = frozenset({"provider_unavailable", "provider_error", "provider_rejected", "provider_protocol_error",
-                         "tool_result_not_delivered", "tool_call_abandoned"})
+                         "tool_result_not_delivered", "tool_call_abandoned",
+                         "not_supported"})  # text or tool.result on a speech-to-text-only provider
 STABLE_CODES = CLIENT_CODES | ASYNC_CODES
 MESSAGE_TYPES = ("session.start", "audio.append", "audio.commit", "text", "tool.result", "response.cancel",
                  "provider.switch", "session.end")

@@ -36,6 +36,7 @@ from gateway.session_config import (
     parse_tools,
 )
 from gateway.sink import Heard
+from providers import options as provider_options
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 log = logging.getLogger("gateway.clients.native")
@@ -103,6 +104,7 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
     if any(not isinstance(v.get("model", ""), str) for v in options.values()):
         raise BadMessage("provider_options.<provider>.model must be a string")
     input_format, input_codec = parse_input_audio(audio.get("input"), defaults.input_format)
+    options, unknown = provider_options.split(options)
     return SessionConfig(
         provider=provider, fallback=fallback, input_format=input_format, input_codec=input_codec,
         output_format=parse_audio_format(
@@ -110,6 +112,7 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
             defaults.output_format),
         instructions=msg.get("instructions") or "", voice=msg.get("voice"), language=msg.get("language"),
         tools=parse_tools(msg.get("tools")), provider_options=options, json_audio=json_audio,
+        ignored_options=tuple(unknown),
     )
 
 
@@ -123,6 +126,13 @@ class NativeConnection:
         self.decoder: OpusDecoder | WebmOpusDecoder | None = None  # compressed input (opus, webm)
         self.base_limits = connection_limits(self.rt.settings)
         self.limiter = FrameRateLimiter(self.base_limits, now=self.rt.clock.now)
+
+    async def close(self, code: int = 1000) -> None:
+        """Close our side; a client that already closed (hung up right after session.end) is normal,
+        not an error (starlette raises WebSocketDisconnected, a RuntimeError, then)."""
+        self.sink.open = False
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.ws.close(code)
 
     async def error(self, err: GatewayError) -> None:
         metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
@@ -154,7 +164,7 @@ class NativeConnection:
         if self.session is not None:
             await self.session.end("idle_timeout")
             self.session = None
-        await self.ws.close(1000)
+        await self.close()
 
     async def on_frame(self, frame: bytes | str) -> bool:
         """Binary: audio; text: one JSON message. True when the call is over."""
@@ -247,7 +257,7 @@ class NativeConnection:
             case "session.end":
                 await session.end("client_ended")
                 self.session = None
-                await self.ws.close(1000)
+                await self.close()
                 return True
             case _:
                 raise BadMessage(f"unknown message type {kind[:40]!r}", code="unknown_type")
