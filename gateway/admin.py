@@ -1,4 +1,8 @@
-"""Operator API: sessions (list, detail, switch) and circuits (list, reset). Bearer VG_ADMIN_TOKEN."""
+"""Operator API: sessions (list, detail, switch, end) and circuits (list, reset). Bearer VG_ADMIN_TOKEN.
+
+In fleet mode (gateway/fleet/) lists cover the whole fleet and a switch/end for a call held by
+another replica is forwarded to it; provider disable/enable and reset-all live in gateway/fleet/admin_api.py.
+"""
 
 from __future__ import annotations
 
@@ -27,8 +31,9 @@ def _guard(request: Request) -> JSONResponse | None:
 async def list_sessions(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
-    rt = request.app.state.runtime
-    return JSONResponse({"sessions": [s.snapshot() for s in list(rt.sessions.values())]})
+    from gateway.fleet.admin_api import sessions_view  # imports this module
+
+    return JSONResponse(await sessions_view(request))
 
 
 async def session_detail(request: Request) -> JSONResponse:
@@ -45,7 +50,9 @@ async def switch_session(request: Request) -> JSONResponse:
         return denied
     s = request.app.state.runtime.sessions.get(request.path_params["sid"])
     if s is None:
-        return JSONResponse({"error": "not_found", "message": "no such session"}, status_code=404)
+        from gateway.fleet.admin_api import forward_to_owner
+
+        return await forward_to_owner(request, "switch")  # 404 when no replica holds it
     try:
         body = await request.json()
     except ValueError:
@@ -64,8 +71,9 @@ async def switch_session(request: Request) -> JSONResponse:
 async def list_circuits(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
-    rt = request.app.state.runtime
-    return JSONResponse({"circuits": [b.snapshot() for b in rt.breakers.all()]})
+    from gateway.fleet.admin_api import circuits_view
+
+    return JSONResponse(await circuits_view(request))
 
 
 async def reset_circuit(request: Request) -> JSONResponse:
@@ -79,10 +87,25 @@ async def reset_circuit(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "circuit": b.snapshot()})
 
 
+async def end_session_for_fleet(request: Request) -> JSONResponse:
+    """End a call (single-process hang-up, or forwarded to the replica holding it). Kept apart from
+    any console hang-up endpoint so the two can be merged into one."""
+    if (denied := _guard(request)) is not None:
+        return denied
+    s = request.app.state.runtime.sessions.get(request.path_params["sid"])
+    if s is None:
+        from gateway.fleet.admin_api import forward_to_owner
+
+        return await forward_to_owner(request, "end")
+    await s.end("operator_ended")
+    return JSONResponse({"ok": True, "session_id": s.id, "reason": "operator_ended"})
+
+
 routes = [
     Route("/admin/sessions", list_sessions),
     Route("/admin/sessions/{sid}", session_detail),
     Route("/admin/sessions/{sid}/switch", switch_session, methods=["POST"]),
+    Route("/admin/sessions/{sid}/end", end_session_for_fleet, methods=["POST"]),
     Route("/admin/circuits", list_circuits),
     Route("/admin/circuits/{provider}/reset", reset_circuit, methods=["POST"]),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway import metrics
@@ -39,9 +40,26 @@ class Runtime:
         self.sessions: dict[str, CallSession] = {}
         self.fakes: dict[str, FakeServer] = {}
         self.draining = False
+        # Operator controls (gateway/fleet/controls.py): providers no new call may start on.
+        self.disabled_providers: dict[str, dict[str, Any]] = {}
+        # Hooks for the fleet registry and operator controls: called with (session, wire event) for
+        # every non-audio event a session emits; `fleet_status` adds the registry to /readyz.
+        self.session_observers: list[Callable[[CallSession, dict[str, Any]], None]] = []
+        self.fleet_status: Callable[[], dict[str, Any]] | None = None
         for name in settings.providers:
             self.breakers.get(name)  # gauges exist from the start
         metrics.initialize(list(settings.providers))
+
+    def provider_enabled(self, provider: str) -> bool:
+        """False while an operator has disabled `provider`: new calls and switches skip it."""
+        return provider not in self.disabled_providers
+
+    def notify_session_event(self, session: CallSession, wire: dict[str, Any]) -> None:
+        for observer in self.session_observers:
+            try:
+                observer(session, wire)
+            except Exception:  # an observer's bug must never reach the call
+                log.exception("session observer failed")
 
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)
@@ -90,13 +108,17 @@ class Runtime:
         metrics.deepgram_audio_buffer_size.set(deepest.get("deepgram", 0))
 
     def readiness(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "status": "draining" if self.draining else "ready",
             "providers": {
                 name: {"mode": ("simulated" if ep.simulated else "live"),
-                       "circuit": self.breakers.get(name).state.name}
+                       "circuit": self.breakers.get(name).state.name,
+                       "status": "enabled" if self.provider_enabled(name) else "disabled"}
                 for name, ep in self.endpoints.items()
             },
             "sessions": len(self.sessions),
         }
+        if self.fleet_status is not None:
+            body["fleet"] = self.fleet_status()
+        return body
 

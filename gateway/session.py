@@ -213,7 +213,7 @@ class CallSession:
         order = ([first] if first and first != "auto" else []) + list(self.config.fallback)
         seen: list[str] = []
         for p in order:
-            if p not in seen and p not in exclude and p in self.rt.endpoints:
+            if p not in seen and p not in exclude and p in self.rt.endpoints and self.rt.provider_enabled(p):
                 seen.append(p)
         return seen
 
@@ -497,6 +497,7 @@ class CallSession:
         wire = event.to_wire(self.id, self.rt.wall_time())
         if wire["type"] != "audio.delta":
             self.recent_events.append(wire)
+            self.rt.notify_session_event(self, wire)  # fleet registry, operator controls
         await self.sink.send_json(wire)
 
     def _spawn(self, coro) -> None:  # noqa: ANN001
