@@ -1,6 +1,9 @@
 // Operator console (design.md §3): polls /admin/sessions, /admin/circuits and /readyz every second;
 // switches a call's provider (POST /admin/sessions/{id}/switch) and resets breakers
-// (POST /admin/circuits/{provider}/reset). The admin token lives in sessionStorage only.
+// (POST /admin/circuits/{provider}/reset, or every breaker: POST /admin/circuits/reset); disables or
+// enables a provider (PATCH /admin/providers/{name}). In fleet mode the lists cover every replica
+// (docs/fleet.md) and the Replica columns say which one holds the call or breaker.
+// The admin token lives in sessionStorage only.
 // Rows are updated in place so a provider <select> the operator is using is not rebuilt under them.
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
@@ -68,7 +71,51 @@ function renderHealth(res) {
     cell(row, 0, name);
     cell(row, 1, p.mode || "?");
     cell(row, 2, p.circuit || "?", `state-${p.circuit || ""}`);
+    providerControl(row, name, p.status || "enabled");
   });
+}
+
+// -- operator controls: disable/enable a provider, reset every breaker (audited, fleet-wide) ----
+function providerControl(row, name, status) {
+  cell(row, 3, status, `status-${status}`);
+  let button = row.querySelector("button");
+  if (!button) {
+    button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.addEventListener("click", () => setProviderStatus(name, button.dataset.next, button));
+    cell(row, 4, "").appendChild(button);
+  }
+  const next = status === "disabled" ? "enabled" : "disabled";
+  button.dataset.next = next;
+  button.textContent = next === "disabled" ? "Disable" : "Enable";
+  button.setAttribute("aria-label", `${next === "disabled" ? "disable" : "enable"} ${name}`);
+}
+
+async function setProviderStatus(name, status, button) {
+  button.disabled = true;
+  try {
+    // live calls on a disabled provider move at their next turn boundary (live_calls: "switch")
+    const res = await api("PATCH", `/admin/providers/${encodeURIComponent(name)}`, { status, live_calls: "switch" });
+    if (res.ok) actionStatus(`${name} ${status}.`);
+    else actionStatus(`Refused: ${(res.data && res.data.message) || authMessage(res.status)}`, true);
+  } catch (err) {
+    actionStatus(`Failed: ${err.message || err}`, true);
+  } finally {
+    button.disabled = false;
+  }
+  poll();
+}
+
+async function resetAllCircuits() {
+  try {
+    const res = await api("POST", "/admin/circuits/reset");
+    if (res.ok) actionStatus("Every circuit breaker reset.");
+    else actionStatus(`Reset refused: ${(res.data && res.data.message) || authMessage(res.status)}`, true);
+  } catch (err) {
+    actionStatus(`Reset failed: ${err.message || err}`, true);
+  }
+  poll();
 }
 
 // -- sessions --------------------------------------------------------------------------------
@@ -104,6 +151,7 @@ function renderSessions(res) {
     cell(row, 5, s.replay_depth ?? 0, "num");
     cell(row, 6, s.last_event || "-");
     switchControl(row, s);
+    cell(row, 8, s.replica || "-");
   }
   for (const gone of byId.values()) gone.remove();
   $("session-count").textContent = String(sessions.length);
@@ -157,6 +205,9 @@ function renderCircuits(res) {
     }
     button.dataset.provider = c.provider;
     button.setAttribute("aria-label", `reset the ${c.provider} circuit breaker`);
+    // another replica's breaker: the row's Reset acts on this replica; "Reset all" reaches every one
+    button.hidden = Boolean(c.replica && state.ready && state.ready.fleet && c.replica !== state.ready.fleet.replica);
+    cell(row, 6, c.replica ? `${c.replica}${c.advisory ? ` (advisory from ${c.advisory.source})` : ""}` : "-");
   });
 }
 
@@ -208,6 +259,7 @@ $("auth-form").addEventListener("submit", (e) => {
   sessionStorage.setItem(TOKEN_KEY, $("admin-token").value.trim());
   poll();
 });
+$("reset-all").addEventListener("click", resetAllCircuits);
 $("forget-token").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN_KEY);
   $("admin-token").value = "";

@@ -8,9 +8,11 @@ drain, SIGKILL) come last. Registry TTL 1.5 s, heartbeat 0.25 s, breaker thresho
 from __future__ import annotations
 
 import signal
+import socket
 import time
 
 import pytest
+import redis
 import websockets
 
 from audio.formats import PCM16_16K
@@ -96,6 +98,27 @@ async def test_disable_on_c_reaches_every_replica_and_enable_restores(fleet) -> 
                     what=f"gemini enabled on {r.name}")
     async with VoiceClient(b.ws) as again:
         assert (await again.start("gemini", input_format=PCM16_16K))["provider"] == "gemini"
+
+
+async def test_an_owner_that_does_not_answer_gives_504(fleet) -> None:
+    """A registry entry whose replica accepts TCP but never answers (a hung process): 504, not a hang."""
+    c = fleet.replicas["C"]
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        client = redis.Redis.from_url(fleet.redis.url, decode_responses=True)
+        try:
+            client.hset("vg:call:hungcall", mapping={"id": "hungcall", "replica": "Z", "client": "native",
+                                                     "replica_url": f"http://127.0.0.1:{port}", "provider": "gemini",
+                                                     "state": "active", "started_at": str(time.time())})
+            client.pexpire("vg:call:hungcall", 20_000)
+            assert any(s["id"] == "hungcall" and s["replica"] == "Z" for s in c.sessions())
+            status, body = c.request("POST", "/admin/sessions/hungcall/switch", {"provider": "openai"})
+            assert status == 504 and body["error"] == "owner_timeout" and body["replica"] == "Z", body
+        finally:
+            client.delete("vg:call:hungcall")
+            client.close()
 
 
 def advisory(replica, provider: str) -> dict | None:
