@@ -61,6 +61,7 @@ class FleetRegistry:
         self.started_at = round(time.time(), 3)
         self._written: dict[str, dict[str, str]] = {}  # session id → fields believed to be in Redis
         self._call_started: dict[str, float] = {}  # session id → wall-clock start
+        self._replica_written: dict[str, str] = {}
         self._resync = True
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -126,8 +127,7 @@ class FleetRegistry:
 
     def _replica_fields(self) -> dict[str, str]:
         return {"id": self.replica_id, "url": self.replica_url, "draining": "1" if self.rt.draining else "0",
-                "started_at": str(self.started_at), "heartbeat_at": str(round(time.time(), 3)),
-                "calls": str(len(self.rt.sessions)),
+                "started_at": str(self.started_at), "calls": str(len(self.rt.sessions)),
                 "circuits": orjson.dumps([b.snapshot() for b in self.rt.breakers.all()]).decode()}
 
     async def sync(self, *, full: bool) -> bool:
@@ -145,16 +145,19 @@ class FleetRegistry:
             pipe.delete(keys.call(sid))
         for sid in refresh:
             pipe.pexpire(keys.call(sid), self._ttl_ms)
-        pipe.hset(keys.replica(self.replica_id), mapping=self._replica_fields())
-        pipe.pexpire(keys.replica(self.replica_id), self._ttl_ms)
-        pipe.sadd(keys.REPLICAS, self.replica_id)
+        replica = self._replica_fields()
+        # a call start or end alone does not rewrite the replica hash: its `calls` count waits for the heartbeat
+        if full or rewrite or {**replica, "calls": ""} != {**self._replica_written, "calls": ""}:
+            pipe.hset(keys.replica(self.replica_id), mapping={**replica, "heartbeat_at": str(round(time.time(), 3))})
+            pipe.pexpire(keys.replica(self.replica_id), self._ttl_ms)
+            pipe.sadd(keys.REPLICAS, self.replica_id)
         try:
             results = await pipe.execute()
         except REDIS_ERRORS as e:
             self._failed("heartbeat" if full else "write", e)
             return False
         missing = [sid for sid, ok in zip(refresh, results[len(changed) * 2 + len(gone):], strict=False) if not ok]
-        self._written = current
+        self._written, self._replica_written = current, replica
         for sid in gone:
             self._call_started.pop(sid, None)
         self._resync = False
