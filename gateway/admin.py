@@ -1,8 +1,4 @@
-"""Operator API: sessions (list, detail, switch, end) and circuits (list, reset). Bearer VG_ADMIN_TOKEN.
-
-In fleet mode (gateway/fleet/) lists cover the whole fleet and a switch/end for a call held by
-another replica is forwarded to it; provider disable/enable and reset-all live in gateway/fleet/admin_api.py.
-"""
+"""Operator API: sessions (list, detail, switch) and circuits (list, reset). Bearer VG_ADMIN_TOKEN."""
 
 from __future__ import annotations
 
@@ -12,7 +8,7 @@ from starlette.routing import Route
 
 from gateway.auth import check_origin
 from gateway.errors import Unauthorized
-from gateway.session_config import PROVIDERS
+from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 
 def _guard(request: Request) -> JSONResponse | None:
@@ -31,9 +27,8 @@ def _guard(request: Request) -> JSONResponse | None:
 async def list_sessions(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
-    from gateway.fleet.admin_api import sessions_view  # imports this module
-
-    return JSONResponse(await sessions_view(request))
+    rt = request.app.state.runtime
+    return JSONResponse({"sessions": [s.snapshot() for s in list(rt.sessions.values())]})
 
 
 async def session_detail(request: Request) -> JSONResponse:
@@ -50,9 +45,7 @@ async def switch_session(request: Request) -> JSONResponse:
         return denied
     s = request.app.state.runtime.sessions.get(request.path_params["sid"])
     if s is None:
-        from gateway.fleet.admin_api import forward_to_owner
-
-        return await forward_to_owner(request, "switch")  # 404 when no replica holds it
+        return JSONResponse({"error": "not_found", "message": "no such session"}, status_code=404)
     try:
         body = await request.json()
     except ValueError:
@@ -71,9 +64,8 @@ async def switch_session(request: Request) -> JSONResponse:
 async def list_circuits(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
-    from gateway.fleet.admin_api import circuits_view
-
-    return JSONResponse(await circuits_view(request))
+    rt = request.app.state.runtime
+    return JSONResponse({"circuits": [b.snapshot() for b in rt.breakers.all()]})
 
 
 async def reset_circuit(request: Request) -> JSONResponse:
@@ -87,25 +79,10 @@ async def reset_circuit(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "circuit": b.snapshot()})
 
 
-async def end_session_for_fleet(request: Request) -> JSONResponse:
-    """End a call (single-process hang-up, or forwarded to the replica holding it). Kept apart from
-    any console hang-up endpoint so the two can be merged into one."""
-    if (denied := _guard(request)) is not None:
-        return denied
-    s = request.app.state.runtime.sessions.get(request.path_params["sid"])
-    if s is None:
-        from gateway.fleet.admin_api import forward_to_owner
-
-        return await forward_to_owner(request, "end")
-    await s.end("operator_ended")
-    return JSONResponse({"ok": True, "session_id": s.id, "reason": "operator_ended"})
-
-
 routes = [
     Route("/admin/sessions", list_sessions),
     Route("/admin/sessions/{sid}", session_detail),
     Route("/admin/sessions/{sid}/switch", switch_session, methods=["POST"]),
-    Route("/admin/sessions/{sid}/end", end_session_for_fleet, methods=["POST"]),
     Route("/admin/circuits", list_circuits),
     Route("/admin/circuits/{provider}/reset", reset_circuit, methods=["POST"]),
 ]

@@ -23,14 +23,11 @@ from gateway.breaker import BreakerPolicy
 from gateway.errors import ConfigError
 from gateway.logs import LEVELS, MASK, register_secret
 from gateway.retry import ReconnectPolicy
+from providers.registry import PROVIDER_NAMES as PROVIDERS
+from providers.registry import PROVIDERS as PROVIDER_ENTRIES
 
-PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram")
-# Real endpoints, with the base-URL meaning of design.md §2 (Gemini/Deepgram: origin; OpenAI: + /v1).
-OFFICIAL_BASE_URLS = {
-    "gemini": "wss://generativelanguage.googleapis.com",
-    "openai": "wss://api.openai.com/v1",
-    "deepgram": "wss://api.deepgram.com",
-}
+# Real endpoints, with the base-URL meaning of docs/configuration.md (Gemini/Deepgram: origin; OpenAI: + /v1).
+OFFICIAL_BASE_URLS = {name: entry.live_base_url for name, entry in PROVIDER_ENTRIES.items()}
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
                            "twilio_auth_token"})
 T = TypeVar("T")

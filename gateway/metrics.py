@@ -12,8 +12,6 @@ from gateway import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-BREAKER_NAMES = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
-
 circuit_breaker_state = Gauge(
     "circuit_breaker_state", "Circuit breaker state: 0=CLOSED 1=HALF_OPEN 2=OPEN",
     ["name", "provider"], registry=REGISTRY)
@@ -97,6 +95,9 @@ voice_gateway_client_errors = Counter(
 voice_gateway_rate_limited = Counter(
     "voice_gateway_rate_limited", "Client connections that hit a rate ceiling",
     ["client"], registry=REGISTRY)
+voice_gateway_state_transitions = Counter(
+    "voice_gateway_state_transitions", "Moves of the link and session state machines (gateway/states.py)",
+    ["machine", "from_state", "to_state"], registry=REGISTRY)
 # fleet mode and operator controls (docs/fleet.md)
 voice_gateway_fleet_registry_errors = Counter(
     "voice_gateway_fleet_registry_errors", "Failed Redis operations of the fleet registry (calls go on)",

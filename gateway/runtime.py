@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import metrics
 from gateway.breaker import BreakerRegistry
@@ -18,15 +18,51 @@ from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
 from gateway.logs import log_event
 from gateway.provider_socket import ProviderConnector
+from gateway.replay import ReplayBuffer
+from gateway.session_config import SessionConfig
 from providers.base import Endpoint, ProviderAdapter
 from providers.fakes import fake_class
-from providers.registry import adapter_for
+from providers.registry import adapter_for, provider_entry
 
 if TYPE_CHECKING:
-    from gateway.session import CallSession
     from providers.fakes.common import FakeServer
 
 log = logging.getLogger("gateway.runtime")
+
+
+class LiveCall(Protocol):
+    """What the runtime and the admin API need of a live call (gateway/session.py CallSession); a
+    protocol, so the runtime does not import the session that imports it."""
+
+    id: str
+    config: SessionConfig
+    replay: ReplayBuffer
+
+    @property
+    def provider(self) -> str | None: ...
+
+    async def end(self, reason: str = "client_ended") -> None: ...
+
+    async def switch(self, target: str | None, reason: str) -> bool: ...
+
+    def snapshot(self, *, detail: bool = False) -> dict[str, Any]: ...
+
+
+class UsableProviders:
+    """The providers a new link may open: configured (an endpoint) and not disabled by an operator
+    (gateway/fleet/controls.py). A live view: a disable or enable holds for the next lookup."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rt.endpoints and name not in self._rt.disabled_providers
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n in self._rt.endpoints if n not in self._rt.disabled_providers)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class Runtime:
@@ -37,15 +73,16 @@ class Runtime:
         self.breakers = BreakerRegistry(self.clock, settings.breaker)
         self.connector = connector or ProviderConnector()
         self.endpoints: dict[str, Endpoint] = {}
-        self.sessions: dict[str, CallSession] = {}
+        self.sessions: dict[str, LiveCall] = {}
         self.fakes: dict[str, FakeServer] = {}
         self.draining = False
         # Operator controls (gateway/fleet/controls.py): providers no new call may start on.
         self.disabled_providers: dict[str, dict[str, Any]] = {}
         # Hooks for the fleet registry and operator controls: called with (session, wire event) for
         # every non-audio event a session emits; `fleet_status` adds the registry to /readyz.
-        self.session_observers: list[Callable[[CallSession, dict[str, Any]], None]] = []
+        self.session_observers: list[Callable[[LiveCall, dict[str, Any]], None]] = []
         self.fleet_status: Callable[[], dict[str, Any]] | None = None
+        self.usable_providers = UsableProviders(self)
         for name in settings.providers:
             self.breakers.get(name)  # gauges exist from the start
         metrics.initialize(list(settings.providers))
@@ -54,7 +91,7 @@ class Runtime:
         """False while an operator has disabled `provider`: new calls and switches skip it."""
         return provider not in self.disabled_providers
 
-    def notify_session_event(self, session: CallSession, wire: dict[str, Any]) -> None:
+    def notify_session_event(self, session: LiveCall, wire: dict[str, Any]) -> None:
         for observer in self.session_observers:
             try:
                 observer(session, wire)
@@ -63,6 +100,14 @@ class Runtime:
 
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)
+
+    def rotate_after_s(self, provider: str) -> float | None:
+        """When a link to `provider` hands over to a fresh connection ahead of the provider's session
+        cap (registry `max_session_s`); VG_OPENAI_ROTATE_AFTER_S sets it for OpenAI."""
+        default = provider_entry(provider).rotate_after_s
+        if default is None:
+            return None
+        return {"openai": self.settings.openai_rotate_after_s}.get(provider, default)
 
     @staticmethod
     def wall_time() -> float:
@@ -76,7 +121,7 @@ class Runtime:
                 fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64)
                 await fake.start()
                 self.fakes[name] = fake
-                base = fake.url + ("/v1" if name == "openai" else "")
+                base = fake.url + provider_entry(name).base_path
                 # any non-empty key is accepted by a fake started without one; this one is random
                 self.endpoints[name] = Endpoint(base_url=base, api_key="sim-" + secrets.token_hex(8),
                                                 model=ps.model, simulated=True)

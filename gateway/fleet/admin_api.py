@@ -1,11 +1,15 @@
 """Operator endpoints that know about the fleet (docs/fleet.md); all need the admin bearer token.
+Mounted before gateway/admin.py's routes, so these handle the paths both define; with no fleet they
+answer exactly as the single-process ones (whose functions they call for a local call).
 
+- `GET /admin/sessions`, `GET /admin/circuits`: the whole fleet (each row with its `replica`);
+  `?scope=local` for this replica only;
+- `POST /admin/sessions/{id}/switch`, `POST /admin/sessions/{id}/end`: a call held by another replica
+  is forwarded to it (its answer, 404 unknown call, 504 owner silent);
 - `GET /admin/providers`, `PATCH /admin/providers/{name}` `{"status": "disabled"|"enabled",
   "live_calls": "switch"|"stay"}`: new calls skip a disabled provider at once; live calls on it are
   switched away at their next turn boundary (`switch`, the default) or stay (`stay`);
 - `POST /admin/circuits/reset`: every breaker → CLOSED (and shared advisories cleared);
-- fleet views and forwarding used by gateway/admin.py: the whole fleet's sessions and circuits, and
-  switch/end of a call held by another replica (its answer, 404 unknown call, 504 owner silent).
 
 Both actions are audited and, in fleet mode, reach every replica through the control channel.
 """
@@ -19,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway import admin
 from gateway.admin import _guard
 from gateway.fleet.controls import LIVE_CALLS, audit
 from gateway.fleet.node import FORWARDED_HEADER, FleetNode, OwnerSilent
@@ -55,7 +60,7 @@ def _registry_down(message: str) -> JSONResponse:
     return JSONResponse({"error": "registry_unavailable", "message": message}, status_code=503)
 
 
-# -- fleet views (called by gateway/admin.py after its guard) ------------------------------------
+# -- fleet views -----------------------------------------------------------------------------------
 async def sessions_view(request: Request) -> dict[str, Any]:
     rt, fleet = request.app.state.runtime, _fleet_wide(request)
     local = [s.snapshot() for s in list(rt.sessions.values())]
@@ -119,6 +124,38 @@ async def forward_to_owner(request: Request, command: str) -> JSONResponse:
     return JSONResponse(answer, status_code=status)
 
 
+async def list_sessions(request: Request) -> JSONResponse:
+    if (denied := _guard(request)) is not None:
+        return denied
+    return JSONResponse(await sessions_view(request))
+
+
+async def list_circuits(request: Request) -> JSONResponse:
+    if (denied := _guard(request)) is not None:
+        return denied
+    return JSONResponse(await circuits_view(request))
+
+
+async def switch_session(request: Request) -> JSONResponse:
+    if (denied := _guard(request)) is not None:
+        return denied
+    if request.path_params["sid"] in request.app.state.runtime.sessions:
+        return await admin.switch_session(request)
+    return await forward_to_owner(request, "switch")
+
+
+async def end_session(request: Request) -> JSONResponse:
+    """End a call: here when this replica holds it (single process too), else on its owner."""
+    if (denied := _guard(request)) is not None:
+        return denied
+    session = request.app.state.runtime.sessions.get(request.path_params["sid"])
+    if session is None:
+        return await forward_to_owner(request, "end")
+    await session.end("operator_ended")
+    audit("session_end", f"call {session.id} ended by operator", session_id=session.id, **_actor(request))
+    return JSONResponse({"ok": True, "session_id": session.id, "reason": "operator_ended"})
+
+
 # -- operator actions ----------------------------------------------------------------------------
 async def list_providers(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
@@ -168,6 +205,10 @@ async def reset_all_circuits(request: Request) -> JSONResponse:
 
 
 routes = [
+    Route("/admin/sessions", list_sessions),
+    Route("/admin/sessions/{sid}/switch", switch_session, methods=["POST"]),
+    Route("/admin/sessions/{sid}/end", end_session, methods=["POST"]),
+    Route("/admin/circuits", list_circuits),
     Route("/admin/providers", list_providers),
     Route("/admin/providers/{name}", patch_provider, methods=["PATCH"]),
     Route("/admin/circuits/reset", reset_all_circuits, methods=["POST"]),
