@@ -10,6 +10,11 @@ after another on the idle gateway: WebSocket connect → `session.started` (prov
 the setup latency. Modes alternate (off, on, off, on, ...) so machine noise hits both alike; the
 figures are the medians over rounds, with Redis's own CPU reported beside them. The fleet's heartbeat
 is the production default (5 s; every heartbeat refreshes every call's TTL).
+
+On a shared, busy machine the end-to-end difference can drown in noise, so the run also measures the
+registry's own work in this process, against the same redis-server (`--registry-calls` calls): the
+CPU of registering and removing one call, and of one heartbeat per call; from those, the registry's
+CPU per call-minute (heartbeats, plus start and end spread over a `--call-minutes` long call).
 """
 
 from __future__ import annotations
@@ -105,12 +110,56 @@ def start_redis(cpus: set[int] | None) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
+class _Call:
+    """The fields of a live call the registry reads (gateway/fleet/registry.py `_fields`)."""
+
+    class _State:
+        value = "active"
+
+    def __init__(self, sid: str) -> None:
+        self.id, self.client, self.provider, self.started_at, self.state = sid, "native", "gemini", 0.0, self._State()
+
+
+async def registry_work(redis_url: str, calls: int, call_minutes: float) -> dict[str, float]:
+    """CPU (this process) of the registry's writes, per call: register, heartbeat, remove."""
+    from gateway.config import FleetSettings, Settings
+    from gateway.fleet.registry import FleetRegistry, connect
+    from gateway.runtime import Runtime
+
+    rt = Runtime(Settings())
+    fleet = FleetSettings(redis_url=redis_url, replica_id="bench-registry", ttl_s=15.0, heartbeat_s=5.0)
+    registry = FleetRegistry(rt, fleet, replica_url="http://127.0.0.1:1", redis=connect(redis_url))
+    await registry.sync(full=True)
+    t0 = time.process_time()
+    for i in range(calls):  # one call starts: one write each, as the session.started event causes
+        rt.sessions[f"c{i}"] = _Call(f"c{i}")  # type: ignore[assignment]
+        await registry.sync(full=False)
+    start_s = (time.process_time() - t0) / calls
+    beats = 20
+    t0 = time.process_time()
+    for _ in range(beats):
+        await registry.sync(full=True)
+    beat_s = (time.process_time() - t0) / beats / calls
+    t0 = time.process_time()
+    for i in range(calls):
+        del rt.sessions[f"c{i}"]
+        await registry.sync(full=False)
+    end_s = (time.process_time() - t0) / calls
+    await registry.stop()
+    await registry.redis.aclose()
+    per_call_min = beat_s * 60 / fleet.heartbeat_s + (start_s + end_s) / call_minutes
+    return {"start_ms": 1000 * start_s, "end_ms": 1000 * end_s, "beat_us_per_call": 1e6 * beat_s,
+            "cpu_per_call_min": per_call_min}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--calls", type=int, default=50)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--setups", type=int, default=60)
+    p.add_argument("--registry-calls", type=int, default=300)
+    p.add_argument("--call-minutes", type=float, default=3.0, help="average call length for the registry figure")
     p.add_argument("--server-cpus", default="0", help="gateway core(s); the load and the fakes get the others")
     args = p.parse_args(argv)
     server_cpus = {int(c) for c in args.server_cpus.split(",") if c} or None
@@ -137,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"round {rnd + 1} fleet {mode:3}: {r['cpu_per_call_min']:.4f} CPU s/call-min "
                       f"(redis {r['redis_cpu_per_call_min']:.4f}), setup p50 {r['setup_p50_ms']:.2f} ms "
                       f"p95 {r['setup_p95_ms']:.2f} ms", flush=True)
+        work = asyncio.run(registry_work(f"redis://127.0.0.1:{redis_port}/0", args.registry_calls,
+                                         args.call_minutes))
     finally:
         redis.terminate()
         redis.wait(5)
@@ -157,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
           f"+{med('on', 'redis_cpu_per_call_min'):.4f} s in Redis; call setup p50 "
           f"{med('on', 'setup_p50_ms') - med('off', 'setup_p50_ms'):+.2f} ms, "
           f"p95 {med('on', 'setup_p95_ms') - med('off', 'setup_p95_ms'):+.2f} ms")
+    print(f"registry work in-process ({args.registry_calls} calls): register {work['start_ms']:.3f} ms, "
+          f"remove {work['end_ms']:.3f} ms, heartbeat {work['beat_us_per_call']:.1f} µs per call; "
+          f"= {work['cpu_per_call_min']:.5f} CPU s per call-minute for {args.call_minutes:g}-minute calls")
     return 0
 
 
