@@ -131,8 +131,9 @@ async def registry_work(redis_url: str, calls: int, call_minutes: float) -> dict
     registry = FleetRegistry(rt, fleet, replica_url="http://127.0.0.1:1", redis=connect(redis_url))
     await registry.sync(full=True)
     t0 = time.process_time()
-    for i in range(calls):  # one call starts: one write each, as the session.started event causes
-        rt.sessions[f"c{i}"] = _Call(f"c{i}")  # type: ignore[assignment]
+    for i in range(calls):  # one call starts: its session.started event, then the write it causes
+        call = rt.sessions[f"c{i}"] = _Call(f"c{i}")  # type: ignore[assignment]
+        rt.notify_session_event(call, {"type": "session.started"})
         await registry.sync(full=False)
     start_s = (time.process_time() - t0) / calls
     beats = 20
@@ -142,7 +143,8 @@ async def registry_work(redis_url: str, calls: int, call_minutes: float) -> dict
     beat_s = (time.process_time() - t0) / beats / calls
     t0 = time.process_time()
     for i in range(calls):
-        del rt.sessions[f"c{i}"]
+        call = rt.sessions.pop(f"c{i}")
+        rt.notify_session_event(call, {"type": "session.ended"})
         await registry.sync(full=False)
     end_s = (time.process_time() - t0) / calls
     await registry.stop()

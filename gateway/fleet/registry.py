@@ -61,14 +61,15 @@ class FleetRegistry:
         self.started_at = round(time.time(), 3)
         self._written: dict[str, dict[str, str]] = {}  # session id → fields believed to be in Redis
         self._call_started: dict[str, float] = {}  # session id → wall-clock start
-        self._replica_written: dict[str, str] = {}
+        self._dirty: set[str] = set()  # calls with an event since the last write
+        self._replica_dirty = True  # breakers moved, draining started
         self._resync = True
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._ttl_ms = int(fleet.ttl_s * 1000)
         runtime.session_observers.append(self._observe)
         for breaker in runtime.breakers.all():
-            breaker.subscribe(lambda _src, _dst: self._wake.set())
+            breaker.subscribe(lambda _src, _dst: self.poke())
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -97,10 +98,12 @@ class FleetRegistry:
 
     def _observe(self, session: CallSession, wire: dict[str, Any]) -> None:
         if wire["type"] in REGISTRY_EVENTS:
+            self._dirty.add(session.id)
             self._wake.set()
 
     def poke(self) -> None:
-        """Write now (draining marked, circuits changed) rather than at the next heartbeat."""
+        """Rewrite the replica's own key now (draining marked, circuits changed), not at the heartbeat."""
+        self._replica_dirty = True
         self._wake.set()
 
     async def _run(self) -> None:
@@ -131,11 +134,18 @@ class FleetRegistry:
                 "circuits": orjson.dumps([b.snapshot() for b in self.rt.breakers.all()]).decode()}
 
     async def sync(self, *, full: bool) -> bool:
-        """Bring Redis in line with this process. `full`: also refresh every TTL (the heartbeat)."""
-        current = {sid: self._fields(s) for sid, s in list(self.rt.sessions.items())}
-        rewrite = self._resync
+        """Bring Redis in line with this process. `full` (the heartbeat): every call, every TTL refreshed;
+        otherwise only the calls that had an event (start, switch, end) since the last write."""
+        sessions, rewrite = self.rt.sessions, self._resync
+        if full or rewrite:
+            scope = list(sessions)
+            gone = [sid for sid in self._written if sid not in sessions]
+        else:
+            scope = [sid for sid in self._dirty if sid in sessions]
+            gone = [sid for sid in self._dirty if sid not in sessions and sid in self._written]
+        self._dirty = set()
+        current = {sid: self._fields(sessions[sid]) for sid in scope}
         changed = {sid: f for sid, f in current.items() if rewrite or self._written.get(sid) != f}
-        gone = [sid for sid in self._written if sid not in current]
         refresh = [sid for sid in current if sid not in changed] if full else []
         pipe = self.redis.pipeline(transaction=False)
         for sid, f in changed.items():
@@ -145,9 +155,10 @@ class FleetRegistry:
             pipe.delete(keys.call(sid))
         for sid in refresh:
             pipe.pexpire(keys.call(sid), self._ttl_ms)
-        replica = self._replica_fields()
         # a call start or end alone does not rewrite the replica hash: its `calls` count waits for the heartbeat
-        if full or rewrite or {**replica, "calls": ""} != {**self._replica_written, "calls": ""}:
+        write_replica = full or rewrite or self._replica_dirty
+        if write_replica:
+            replica = self._replica_fields()
             pipe.hset(keys.replica(self.replica_id), mapping={**replica, "heartbeat_at": str(round(time.time(), 3))})
             pipe.pexpire(keys.replica(self.replica_id), self._ttl_ms)
             pipe.sadd(keys.REPLICAS, self.replica_id)
@@ -157,9 +168,12 @@ class FleetRegistry:
             self._failed("heartbeat" if full else "write", e)
             return False
         missing = [sid for sid, ok in zip(refresh, results[len(changed) * 2 + len(gone):], strict=False) if not ok]
-        self._written, self._replica_written = current, replica
+        self._written.update(current)
         for sid in gone:
+            self._written.pop(sid, None)
             self._call_started.pop(sid, None)
+        if write_replica:
+            self._replica_dirty = False
         self._resync = False
         if missing:  # keys gone while we thought them there (Redis restarted empty): rewrite now
             log_event(log, logging.WARNING, "fleet.reregister", f"{len(missing)} call(s) missing from Redis",
