@@ -82,18 +82,33 @@ class OperatorControls:
                             source: str = "local") -> int:
         """Disable or enable `name` here; returns how many live calls will be switched away."""
         if status == "enabled":
-            self.rt.disabled_providers.pop(name, None)
+            was_disabled = self.rt.disabled_providers.pop(name, None) is not None
             metrics.voice_gateway_provider_disabled.labels(name).set(0)
+            if was_disabled:  # calls left with no usable provider (all disabled) resume on it now
+                for session in list(self.rt.sessions.values()):
+                    if getattr(session.state, "value", None) == "waiting_for_provider":
+                        self._spawn(self._resume(session, name))
             return 0
         self.rt.disabled_providers[name] = {"live_calls": live_calls, "source": source,
                                             "since": round(time.time(), 3)}
         metrics.voice_gateway_provider_disabled.labels(name).set(1)
         moving = [s for s in list(self.rt.sessions.values()) if s.provider == name] if live_calls == "switch" else []
         for session in moving:
-            task = asyncio.get_running_loop().create_task(self._switch_at_boundary(session, name))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._switch_at_boundary(session, name))
         return len(moving)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resume(self, session: CallSession, provider: str) -> None:
+        if getattr(session.state, "value", None) != "waiting_for_provider":
+            return
+        moved = await session.switch(None, "operator")
+        log_event(log, logging.INFO if moved else logging.WARNING, "operator.resume",
+                  f"{'resumed' if moved else 'could not resume'} a waiting call after {provider} was enabled",
+                  session_id=session.id, provider=provider, moved=moved)
 
     def reset_all_breakers(self) -> list[dict[str, Any]]:
         """Every breaker of this process → CLOSED (shared advisories cleared with them)."""

@@ -111,3 +111,20 @@ async def test_end_a_call_from_the_admin_api() -> None:
         assert status == 200 and body["session_id"] == sid
         assert (await live.wait_for("session.ended"))["reason"] == "operator_ended"
         assert gw.runtime is not None and sid not in gw.runtime.sessions
+
+
+async def test_a_call_waiting_because_everything_is_disabled_resumes_when_one_is_enabled() -> None:
+    async with Gateway(admin_token=TOKEN) as gw:
+        for name in ("gemini", "openai", "deepgram"):
+            assert (await call_api(gw, "PATCH", f"/admin/providers/{name}",
+                                   {"status": "disabled", "live_calls": "stay"}))[0] == 200
+        async with gw.client() as live:
+            started = await live.start("gemini", input_format=PCM16_16K)
+            assert started["provider"] == "none"
+            assert (await live.wait_for("error"))["code"] == "provider_unavailable"
+            assert (await call_api(gw, "PATCH", "/admin/providers/openai", {"status": "enabled"}))[0] == 200
+            resumed = await live.wait_for("provider.switched")
+            assert resumed["to"] == "openai"
+            await live.send_audio(dtmf_utterance("2", PCM16_16K), PCM16_16K)
+            final = await live.wait_for("transcript.final", lambda e: e["role"] == "user", timeout=10)
+            assert final["text"] == "2" and final["provider"] == "openai"
