@@ -1,6 +1,6 @@
 """Operator endpoints that know about the fleet (docs/fleet.md); all need the admin bearer token.
 Mounted before gateway/admin.py's routes, so these handle the paths both define; with no fleet they
-answer exactly as the single-process ones (whose functions they call for a local call).
+hand the request to gateway/admin.py's own handlers, and for a call held here they call its switch.
 
 - `GET /admin/sessions`, `GET /admin/circuits`: the whole fleet (each row with its `replica`);
   `?scope=local` for this replica only;
@@ -125,22 +125,26 @@ async def forward_to_owner(request: Request, command: str) -> JSONResponse:
 
 
 async def list_sessions(request: Request) -> JSONResponse:
+    if _fleet(request) is None:  # one process: exactly the single-process answer
+        return await admin.list_sessions(request)
     if (denied := _guard(request)) is not None:
         return denied
     return JSONResponse(await sessions_view(request))
 
 
 async def list_circuits(request: Request) -> JSONResponse:
+    if _fleet(request) is None:
+        return await admin.list_circuits(request)
     if (denied := _guard(request)) is not None:
         return denied
     return JSONResponse(await circuits_view(request))
 
 
 async def switch_session(request: Request) -> JSONResponse:
+    if _fleet(request) is None or request.path_params["sid"] in request.app.state.runtime.sessions:
+        return await admin.switch_session(request)
     if (denied := _guard(request)) is not None:
         return denied
-    if request.path_params["sid"] in request.app.state.runtime.sessions:
-        return await admin.switch_session(request)
     return await forward_to_owner(request, "switch")
 
 
