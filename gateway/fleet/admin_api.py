@@ -100,7 +100,8 @@ async def circuits_view(request: Request) -> dict[str, Any]:
 
 
 async def forward_to_owner(request: Request, command: str) -> JSONResponse:
-    """A switch/end for a call this replica does not hold: ask the registry who does, forward."""
+    """A command for a call this replica does not hold: ask the registry who does, forward.
+    `command` "detail" is the GET of the call itself; "switch"/"end" are POSTs."""
     sid = request.path_params["sid"]
     fleet = _fleet(request)
     not_found = JSONResponse({"error": "not_found", "message": "no such session"}, status_code=404)
@@ -113,8 +114,11 @@ async def forward_to_owner(request: Request, command: str) -> JSONResponse:
     if owner is None or owner.get("replica") == fleet.replica_id:
         return not_found
     try:
-        status, answer = await fleet.forward(owner, command, f"/admin/sessions/{sid}/{command}",
-                                             await _body(request) or {})
+        if command == "detail":
+            status, answer = await fleet.forward(owner, command, f"/admin/sessions/{sid}", None, method="GET")
+        else:
+            status, answer = await fleet.forward(owner, command, f"/admin/sessions/{sid}/{command}",
+                                                 await _body(request) or {})
     except OwnerSilent:
         return JSONResponse({"error": "owner_timeout", "replica": owner.get("replica"),
                              "message": f"replica {owner.get('replica')} holding the call did not answer "
@@ -138,6 +142,14 @@ async def list_circuits(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
     return JSONResponse(await circuits_view(request))
+
+
+async def session_detail(request: Request) -> JSONResponse:
+    if _fleet(request) is None or request.path_params["sid"] in request.app.state.runtime.sessions:
+        return await admin.session_detail(request)
+    if (denied := _guard(request)) is not None:
+        return denied
+    return await forward_to_owner(request, "detail")
 
 
 async def switch_session(request: Request) -> JSONResponse:
@@ -210,6 +222,7 @@ async def reset_all_circuits(request: Request) -> JSONResponse:
 
 routes = [
     Route("/admin/sessions", list_sessions),
+    Route("/admin/sessions/{sid}", session_detail),
     Route("/admin/sessions/{sid}/switch", switch_session, methods=["POST"]),
     Route("/admin/sessions/{sid}/end", end_session, methods=["POST"]),
     Route("/admin/circuits", list_circuits),

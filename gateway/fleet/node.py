@@ -77,16 +77,17 @@ class FleetNode:
     def status(self) -> dict[str, Any]:
         return {**self.registry.status(), "control_channel": "ok" if self.bus.subscribed.is_set() else "degraded"}
 
-    async def forward(self, owner: dict[str, str], command: str, path: str, body: dict[str, Any]) -> tuple[int, Any]:
-        """POST `path` on the owner replica; returns its (status, JSON body) or raises OwnerSilent."""
+    async def forward(self, owner: dict[str, str], command: str, path: str, body: dict[str, Any] | None,
+                      *, method: str = "POST") -> tuple[int, Any]:
+        """`method path` on the owner replica; returns its (status, JSON body) or raises OwnerSilent."""
         assert self.http is not None
         headers = {FORWARDED_HEADER: self.replica_id}
         if self.settings.admin_token:
             headers["authorization"] = f"Bearer {self.settings.admin_token}"
         timeout = aiohttp.ClientTimeout(total=self.settings.fleet.forward_timeout_s)
         try:
-            async with self.http.post(owner["replica_url"] + path, json=body, headers=headers,
-                                      timeout=timeout) as r:
+            async with self.http.request(method, owner["replica_url"] + path, json=body, headers=headers,
+                                         timeout=timeout) as r:
                 status, answer = r.status, await r.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, ValueError) as e:
             metrics.voice_gateway_fleet_forwarded_commands.labels(command, "timeout").inc()

@@ -52,6 +52,8 @@ async def test_a_call_on_a_is_listed_switched_and_ended_from_other_replicas(flee
         for other in (b, c):
             row = await until(lambda o=other: listed(o, sid), what=f"call listed by {other.name}")
             assert row["replica"] == "A" and row["provider"] == "gemini" and row["client"] == "native"
+        status, detail = b.request("GET", f"/admin/sessions/{sid}")  # the owner's full detail, via B
+        assert status == 200 and detail["replica"] == "A" and detail["recent_events"][0]["type"] == "session.started"
         # an operator switch sent to C moves the call on A
         status, answer = c.request("POST", f"/admin/sessions/{sid}/switch", {"provider": "openai"})
         assert status == 200 and answer["ok"] and answer["replica"] == "A", answer
