@@ -144,8 +144,14 @@ async def list_circuits(request: Request) -> JSONResponse:
     return JSONResponse(await circuits_view(request))
 
 
+def _held_here(request: Request) -> bool:
+    """This replica has the call, live or among its recently ended ones: gateway/admin.py answers."""
+    rt, sid = request.app.state.runtime, request.path_params["sid"]
+    return sid in rt.sessions or rt.ended_session(sid) is not None
+
+
 async def session_detail(request: Request) -> JSONResponse:
-    if _fleet(request) is None or request.path_params["sid"] in request.app.state.runtime.sessions:
+    if _fleet(request) is None or _held_here(request):
         return await admin.session_detail(request)
     if (denied := _guard(request)) is not None:
         return denied
@@ -161,15 +167,12 @@ async def switch_session(request: Request) -> JSONResponse:
 
 
 async def end_session(request: Request) -> JSONResponse:
-    """End a call: here when this replica holds it (single process too), else on its owner."""
+    """Hang up a call: gateway/admin.py's hang-up when this replica holds it, else on its owner."""
+    if _fleet(request) is None or request.path_params["sid"] in request.app.state.runtime.sessions:
+        return await admin.end_session(request)
     if (denied := _guard(request)) is not None:
         return denied
-    session = request.app.state.runtime.sessions.get(request.path_params["sid"])
-    if session is None:
-        return await forward_to_owner(request, "end")
-    await session.end("operator_ended")
-    audit("session_end", f"call {session.id} ended by operator", session_id=session.id, **_actor(request))
-    return JSONResponse({"ok": True, "session_id": session.id, "reason": "operator_ended"})
+    return await forward_to_owner(request, "end")
 
 
 # -- operator actions ----------------------------------------------------------------------------

@@ -68,7 +68,7 @@ async def test_a_call_on_a_is_listed_switched_and_ended_from_other_replicas(flee
         status, answer = b.request("POST", f"/admin/sessions/{sid}/end")
         assert status == 200 and answer["replica"] == "A", answer
         ended = await client.wait_for("session.ended")
-        assert ended["reason"] == "operator_ended"
+        assert ended["reason"] == "operator_hangup"
     await until(lambda: listed(c, sid) is None, what="ended call gone from C's view")
 
 

@@ -108,8 +108,8 @@ async def test_end_a_call_from_the_admin_api() -> None:
         sid = (await live.start("deepgram", input_format=PCM16_16K))["session_id"]
         assert (await call_api(gw, "POST", "/admin/sessions/nosuch/end"))[0] == 404
         status, body = await call_api(gw, "POST", f"/admin/sessions/{sid}/end")
-        assert status == 200 and body["session_id"] == sid
-        assert (await live.wait_for("session.ended"))["reason"] == "operator_ended"
+        assert status == 200 and body["session"]["id"] == sid
+        assert (await live.wait_for("session.ended"))["reason"] == "operator_hangup"
         assert gw.runtime is not None and sid not in gw.runtime.sessions
 
 
