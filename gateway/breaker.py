@@ -218,7 +218,7 @@ class CircuitBreaker:
             timer: asyncio.Task[None] | None = None
             if self._advisory_remaining_s() > _EPSILON_S:
                 timer = asyncio.ensure_future(self._clock.sleep(self._advisory_remaining_s()))
-                timer.add_done_callback(lambda _t, f=woken: f.done() or f.set_result(None))
+                timer.add_done_callback(functools.partial(_wake, woken))
             elif self._state is BreakerState.OPEN and self.opened_reason != AUTH_REASON:
                 timer = asyncio.ensure_future(self._clock.sleep(self._open_remaining_s()))
                 timer.add_done_callback(functools.partial(_wake, woken))

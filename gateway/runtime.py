@@ -27,6 +27,7 @@ from gateway.logs import log_event, set_environment
 from gateway.provider_socket import ProviderConnector
 from gateway.replay import ReplayBuffer
 from gateway.session_config import SessionConfig
+from gateway.states import SessionState
 from providers.base import Endpoint, ProviderAdapter
 from providers.fakes import fake_class
 from providers.registry import adapter_for, provider_entry
@@ -55,6 +56,11 @@ class LiveCall(Protocol):
     id: str
     config: SessionConfig
     replay: ReplayBuffer
+    client: str  # native / twilio / telnyx / vonage
+    started_at: float  # on the runtime's clock
+
+    @property
+    def state(self) -> SessionState: ...
 
     @property
     def provider(self) -> str | None: ...

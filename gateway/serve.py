@@ -37,7 +37,7 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         runtime.draining = True
-        fleet = getattr(self.config.app.state, "fleet", None)
+        fleet = getattr(runtime, "fleet", None) or getattr(getattr(self.config.app, "state", None), "fleet", None)
         if fleet is not None:  # mark this replica draining in the fleet registry now
             fleet.registry.poke()
         self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(runtime))

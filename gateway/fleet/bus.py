@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from redis.asyncio import Redis
 
 from gateway import metrics
 from gateway.breaker import BreakerState
@@ -36,7 +36,7 @@ RESUBSCRIBE_S = 0.5
 
 
 class ControlBus:
-    def __init__(self, runtime: Runtime, controls: OperatorControls, *, replica_id: str, redis: Redis,
+    def __init__(self, runtime: Runtime, controls: OperatorControls, *, replica_id: str, redis: Any,
                  advisories: bool) -> None:
         self.rt = runtime
         self.controls = controls
@@ -49,7 +49,7 @@ class ControlBus:
         self._tasks: set[asyncio.Task[Any]] = set()
         if advisories:
             for breaker in runtime.breakers.all():
-                breaker.subscribe(lambda src, dst, p=breaker.provider: self._on_breaker(p, dst))
+                breaker.subscribe(functools.partial(self._on_breaker_move, breaker.provider))
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._listen_forever())
@@ -94,7 +94,7 @@ class ControlBus:
             raise RegistryUnavailable(str(e)) from None
         return await self.publish({"op": "reset_all"})
 
-    def _on_breaker(self, provider: str, dst: BreakerState) -> None:
+    def _on_breaker_move(self, provider: str, _src: BreakerState, dst: BreakerState) -> None:
         if dst is BreakerState.OPEN:
             ttl_s = self.rt.breakers.get(provider).retry_after_s()
             self._advertised.add(provider)
@@ -167,8 +167,8 @@ class ControlBus:
             return
         if not isinstance(msg, dict) or (by := msg.get("by")) == self.replica_id:
             return
-        op, name = msg.get("op"), msg.get("name") or msg.get("provider")
-        if name is not None and name not in self.rt.settings.providers:
+        op, name = msg.get("op"), str(msg.get("name") or msg.get("provider") or "")
+        if not isinstance(by, str) or (op != "reset_all" and name not in self.rt.settings.providers):
             return
         if op == "provider" and msg.get("status") in ("disabled", "enabled"):
             moving = self.controls.set_provider_status(name, msg["status"], live_calls=msg.get("live_calls", "stay"),

@@ -20,8 +20,7 @@ from gateway import metrics
 from gateway.logs import log_event
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
-    from gateway.session import CallSession
+    from gateway.runtime import LiveCall, Runtime
 
 log = logging.getLogger("gateway.fleet.controls")
 audit_log = logging.getLogger("gateway.audit")
@@ -47,7 +46,7 @@ class OperatorControls:
         runtime.session_observers.append(self._observe)
 
     # -- turn boundaries -------------------------------------------------------------------------
-    def _observe(self, session: CallSession, wire: dict[str, Any]) -> None:
+    def _observe(self, session: LiveCall, wire: dict[str, Any]) -> None:
         kind = wire["type"]
         if kind == "turn.started" and wire.get("role") == "assistant":
             self._in_reply[session.id] = True
@@ -62,7 +61,7 @@ class OperatorControls:
             if (event := self._boundary.get(session.id)) is not None:
                 event.set()
 
-    async def _switch_at_boundary(self, session: CallSession, provider: str) -> None:
+    async def _switch_at_boundary(self, session: LiveCall, provider: str) -> None:
         event = self._boundary[session.id] = asyncio.Event()
         try:
             if self._in_reply.get(session.id):
@@ -86,7 +85,7 @@ class OperatorControls:
             metrics.voice_gateway_provider_disabled.labels(name).set(0)
             if was_disabled:  # calls left with no usable provider (all disabled) resume on it now
                 for session in list(self.rt.sessions.values()):
-                    if getattr(session.state, "value", None) == "waiting_for_provider":
+                    if session.state.value == "waiting_for_provider":
                         self._spawn(self._resume(session, name))
             return 0
         self.rt.disabled_providers[name] = {"live_calls": live_calls, "source": source,
@@ -102,8 +101,8 @@ class OperatorControls:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _resume(self, session: CallSession, provider: str) -> None:
-        if getattr(session.state, "value", None) != "waiting_for_provider":
+    async def _resume(self, session: LiveCall, provider: str) -> None:
+        if session.state.value != "waiting_for_provider":
             return
         moved = await session.switch(None, "operator")
         log_event(log, logging.INFO if moved else logging.WARNING, "operator.resume",

@@ -30,8 +30,7 @@ from gateway.logs import log_event
 
 if TYPE_CHECKING:
     from gateway.config import FleetSettings
-    from gateway.runtime import Runtime
-    from gateway.session import CallSession
+    from gateway.runtime import LiveCall, Runtime
 
 log = logging.getLogger("gateway.fleet.registry")
 REGISTRY_EVENTS = frozenset({"session.started", "provider.switched", "session.ended"})
@@ -42,14 +41,16 @@ class RegistryUnavailable(Exception):
     """Redis could not be read: the caller falls back to this replica's own view."""
 
 
-def connect(url: str, *, timeout_s: float = 1.0) -> Redis:
-    """One fast-failing client: a lost Redis must cost a call nothing, not seconds of retries."""
+def connect(url: str, *, timeout_s: float = 1.0) -> Any:
+    """One fast-failing client: a lost Redis must cost a call nothing, not seconds of retries.
+    Typed `Any`: with decode_responses=True it takes and returns `str`, which redis-py's annotations
+    (bytes | str everywhere, invariant mapping keys) cannot express."""
     return Redis.from_url(url, decode_responses=True, socket_connect_timeout=timeout_s,
                           socket_timeout=timeout_s, retry=Retry(NoBackoff(), 1))
 
 
 class FleetRegistry:
-    def __init__(self, runtime: Runtime, fleet: FleetSettings, *, replica_url: str, redis: Redis) -> None:
+    def __init__(self, runtime: Runtime, fleet: FleetSettings, *, replica_url: str, redis: Any) -> None:
         self.rt = runtime
         self.fleet = fleet
         self.replica_id = fleet.replica_id
@@ -96,7 +97,7 @@ class FleetRegistry:
         log_event(log, logging.INFO, "fleet.left", f"replica {self.replica_id} left the fleet",
                   replica=self.replica_id)
 
-    def _observe(self, session: CallSession, wire: dict[str, Any]) -> None:
+    def _observe(self, session: LiveCall, wire: dict[str, Any]) -> None:
         if wire["type"] in REGISTRY_EVENTS:
             self._dirty.add(session.id)
             self._wake.set()
@@ -119,7 +120,7 @@ class FleetRegistry:
             await self.sync(full=full)
 
     # -- writing --------------------------------------------------------------------------------
-    def _fields(self, session: CallSession) -> dict[str, str]:
+    def _fields(self, session: LiveCall) -> dict[str, str]:
         started = self._call_started.get(session.id)
         if started is None:
             started = self._call_started[session.id] = round(
