@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.breaker import BreakerPolicy
+from gateway.chains.settings import VARIABLES as CHAIN_VARIABLES
+from gateway.chains.settings import ChainSettings, load_chain_settings
 from gateway.errors import ConfigError
 from gateway.logs import LEVELS, MASK, register_secret
 from gateway.retry import ReconnectPolicy
@@ -116,6 +118,7 @@ class Settings:
     environment: str = "development"  # VG_ENV: development | staging | production
     key_watch_interval_s: float = 2.0  # how often *_API_KEY_FILE is checked for a rotated key
     fleet: FleetSettings = FleetSettings()
+    chains: ChainSettings = field(default_factory=ChainSettings)  # one-shot provider chains (docs/chains.md)
 
     @property
     def client_auth_configured(self) -> bool:
@@ -132,6 +135,8 @@ class Settings:
                 out[f.name] = {name: {"api_key": MASK if p.api_key else None, "base_url": p.base_url,
                                       "model": p.model, "mode": p.mode, "key_source": p.key_source}
                                for name, p in value.items()}
+            elif f.name == "chains":
+                out[f.name] = value.to_public_dict()
             elif f.name in ("reconnect", "breaker"):
                 out[f.name] = {g.name: getattr(value, g.name) for g in fields(value)}
             elif f.name == "fleet":
@@ -386,7 +391,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         simulated_speech=env.parsed("VG_SIMULATED_SPEECH", True, _on_off, "on or off"),
         environment=_environment(env),
         key_watch_interval_s=env.seconds("VG_KEY_WATCH_INTERVAL_S", 2.0),
-        fleet=_fleet(env))
+        fleet=_fleet(env),
+        chains=load_chain_settings(env, providers))
 
 
 def _on_off(text: str) -> bool:
@@ -419,7 +425,7 @@ KNOWN_VARIABLES = frozenset({
     "VG_FLEET_HEARTBEAT_S", "VG_FLEET_FORWARD_TIMEOUT_S", "VG_SHARED_BREAKER_ADVISORIES",
     "VG_LOG_FORMAT", "VG_SIMULATED_SPEECH",
     "VG_ENV", "VG_KEY_WATCH_INTERVAL_S",
-})
+}) | CHAIN_VARIABLES
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -480,6 +486,7 @@ def run_check_config(args: argparse.Namespace | None = None) -> int:
     report = {"ok": True,
               "environment": settings.environment,
               "providers": {name: p.mode for name, p in settings.providers.items()},
+              "chain_providers": {name: p.mode for name, p in settings.chains.providers.items()},
               "key_sources": {name: p.key_source for name, p in settings.providers.items()},
               "warnings": config_warnings(settings, os.environ),
               "settings": settings.to_public_dict()}

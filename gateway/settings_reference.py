@@ -136,8 +136,34 @@ SETTINGS: tuple[Setting, ...] = (
             "the call before answering 504.", lambda s: s.fleet.forward_timeout_s),
     Setting("VG_SHARED_BREAKER_ADVISORIES", "Fleet", "`1`: a circuit that opens on one replica stops the "
             "others starting calls on that provider until it would half-open.", "`0`"),
+    # -- one-shot chains (docs/chains.md); DEEPGRAM_/OPENAI_ key and base URL are shared with live calls
+    Setting("GROQ_API_KEY", "Chains", "Groq API key (transcription chain). Without a key and without a base "
+            "URL Groq is *simulated* by an in-process fake.", secret=True),
+    Setting("GROQ_BASE_URL", "Chains", "Groq endpoint override: the origin, as the groq SDK's base URL "
+            "(`/openai/v1/…` is appended); `ws(s)://` is read as `http(s)://`.",
+            lambda s: s.chains.providers["groq"].live_base_url),
+    Setting("OPENAI_WHISPER_MODEL", "Chains", "OpenAI transcription model (`whisper-1`, `gpt-4o-transcribe`, "
+            "`gpt-4o-mini-transcribe`, …); the REST base is `OPENAI_BASE_URL` read as `http(s)://`.", "whisper-1"),
+    Setting("VG_DEEPGRAM_STT_MODEL", "Chains", "Pin Deepgram's pre-recorded model; unset: `nova-2`, or "
+            "`nova-3` for `quality=high`.", "per quality"),
+    Setting("VG_GROQ_STT_MODEL", "Chains", "Groq transcription model.", "whisper-large-v3"),
+    *(Setting(f"{name.upper()}_MAX_UPLOAD_MB", "Chains", f"Largest upload sent to {title}; bigger files skip "
+              "it (`skipped`, `upload_too_large`).", cap)
+      for name, title, cap in (("deepgram", "Deepgram", "2000"), ("groq", "Groq", "25 (dev tier: 100)"),
+                               ("openai", "OpenAI", "26.2144"))),
+    Setting("VG_TRANSCRIPTION_CHAIN", "Chains", "Comma-separated order of the transcription chain "
+            "(`deepgram`, `groq`, `openai`); reorder or shorten it.",
+            lambda s: ",".join(s.chains.transcription_chain)),
+    Setting("VG_CHAIN_ATTEMPT_TIMEOUT_S", "Chains", "Timeout of one HTTP attempt; a timeout's one retry gets "
+            "twice this.", lambda s: s.chains.attempt_timeout_s),
+    Setting("VG_CHAIN_DEADLINE_S", "Chains", "Deadline of a whole chain request, every attempt and backoff "
+            "included.", lambda s: s.chains.deadline_s),
+    Setting("VG_CHAIN_RETRY_BACKOFF_S", "Chains", "5xx retries wait this, then twice this.",
+            lambda s: s.chains.retry_backoff_s),
+    Setting("VG_CHAIN_RETRY_AFTER_MAX_S", "Chains", "Longest `Retry-After` honoured (a 429 from the last "
+            "provider of a chain only).", lambda s: s.chains.retry_after_max_s),
 )
-GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Fleet")
+GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Fleet", "Chains")
 
 
 def documented_names() -> set[str]:
