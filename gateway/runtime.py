@@ -58,7 +58,7 @@ class Runtime:
                 fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64)
                 await fake.start()
                 self.fakes[name] = fake
-                base = fake.url + ("/v1" if name == "openai" else "")
+                base = fake.url + ("/v1" if name in ("openai", "openai_live") else "")
                 # any non-empty key is accepted by a fake started without one; this one is random
                 self.endpoints[name] = Endpoint(base_url=base, api_key="sim-" + secrets.token_hex(8),
                                                 model=ps.model, simulated=True)

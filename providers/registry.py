@@ -7,11 +7,13 @@ from providers.base import ProviderAdapter
 from providers.deepgram import DeepgramAdapter
 from providers.gemini import GeminiAdapter
 from providers.openai import OpenAIAdapter
+from providers.openai_live import OpenAILiveAdapter
 
 ADAPTERS: dict[str, type[ProviderAdapter]] = {
     GeminiAdapter.name: GeminiAdapter,
     OpenAIAdapter.name: OpenAIAdapter,
     DeepgramAdapter.name: DeepgramAdapter,
+    OpenAILiveAdapter.name: OpenAILiveAdapter,
 }
 
 

@@ -24,7 +24,7 @@ def build_fake(args: argparse.Namespace) -> FakeServer:
         ssl_context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load the TLS certificate or key: {err.__class__.__name__}") from None
-    return fake_class(args.provider)(api_key=args.api_key, host=args.host, port=args.port,
+    return fake_class(args.provider.replace("-", "_"))(api_key=args.api_key, host=args.host, port=args.port,
                                      ssl_context=ssl_context, faults=FaultScript.parse(args.faults),
                                      seed=getattr(args, "seed", 0))
 
