@@ -39,6 +39,7 @@ from gateway.events import (
     TurnCompleted,
     TurnInterrupted,
     TurnStarted,
+    UsageReported,
     UserSpeechStarted,
 )
 from gateway.session_config import SessionConfig
@@ -89,6 +90,7 @@ class OpenAILiveAdapter(ProviderAdapter):
         super().__init__(config, endpoint)
         self._format = wire.provider_format(config.input_format)
         self._setup_done = False
+        self._session_id = ""
         self._expiring = False  # session.closed(expired) seen: the close that follows is planned
         self._closing = False  # we sent session.close
         self.turn = Turn.IDLE
@@ -107,6 +109,7 @@ class OpenAILiveAdapter(ProviderAdapter):
             "session.output_audio.delta": self._on_audio_delta,
             "session.delegation.created": self._on_delegation,
             "response.event": self._on_response_event,
+            "session.usage.updated": self._on_usage,
         }
 
     # -- formats ----------------------------------------------------------------------------------
@@ -158,7 +161,7 @@ class OpenAILiveAdapter(ProviderAdapter):
         handler = self._handlers.get(kind)
         events: Events = []
         if handler is None:
-            return events  # acknowledgements, usage, info: nothing to relay
+            return events  # acknowledgements and info: nothing to relay
         try:
             handler(message, events)
         except Exception as exc:  # the contract: parse() never raises
@@ -187,11 +190,19 @@ class OpenAILiveAdapter(ProviderAdapter):
         session_id = session.get("id") if isinstance(session, dict) else None
         if not self._setup_done:
             self._setup_done = True
-            events.append(SetupComplete(provider_session_id=session_id if isinstance(session_id, str) else None))
+            self._session_id = session_id if isinstance(session_id, str) else ""
+            events.append(SetupComplete(provider_session_id=self._session_id or None))
+
+    def _on_usage(self, message: dict[str, Any], events: Events) -> None:
+        usage = message.get("usage")
+        seconds = number(usage.get("seconds")) if isinstance(usage, dict) else None
+        if seconds is not None and seconds >= 0:
+            events.append(UsageReported(billed_s=seconds, provider_session_id=self._session_id))
 
     def _on_closed(self, message: dict[str, Any], events: Events) -> None:
         reason = message.get("reason")
         events.extend(self.quiet_events())  # whatever was open ends with the session
+        self._on_usage(message, events)  # the final cumulative usage
         if reason == "expired":
             # The session duration limit: a planned end, handed over to a fresh session.
             self._expiring = True

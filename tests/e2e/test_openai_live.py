@@ -42,7 +42,7 @@ async def speak_turn(c: VoiceClient, digits: str) -> None:
 
 
 async def test_native_call_hears_digits_and_gets_transcripts() -> None:
-    async with Gateway() as gw, gw.client() as c:
+    async with Gateway(fake_kwargs={"openai_live": {"usage_every_s": 1.0}}) as gw, gw.client() as c:
         started = await c.start("openai_live", input_format=PCM16_16K, output_format=PCM16_24K,
                                 instructions="Answer in digits.", voice="cedar")
         assert started["provider"] == "openai_live" and started["capabilities"]["audio_output"] is True
@@ -58,6 +58,9 @@ async def test_native_call_hears_digits_and_gets_transcripts() -> None:
             "format": {"type": "audio/pcm", "rate": 16000}, "output": {"voice": "cedar"}}
         assert record.setup["instructions"] == "Answer in digits." and "delegation" not in record.setup
         assert not c.of_type("error")
+        await c.send({"type": "session.end"})
+        ended = await c.wait_for("session.ended")
+        assert ended["totals"]["provider_billed_s"] >= 1  # session.usage.updated, billed by duration
 
 
 async def test_tool_call_round_trip_and_typed_turn() -> None:
