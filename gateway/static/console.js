@@ -5,7 +5,7 @@
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
 
-const PROVIDERS = ["gemini", "openai", "deepgram"];
+const PROVIDERS = ["gemini", "openai", "deepgram", "openai_live"];
 const TOKEN_KEY = "vg.adminToken";
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);

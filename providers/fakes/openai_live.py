@@ -10,8 +10,9 @@ after an utterance the fake model speaks the digits back as tones (`session.outp
 timed `session.output_transcript.delta` per digit); plain speech is echoed. `#` at the end of an
 utterance delegates: to the Responses backend's first function tool when the session configured one
 (the call comes out as `response.event`s; `response.item.create` + `response.create` then speak the
-call's digits), else to the client (`session.delegation.created`, answered by
-`session.commentary.append`, whose keypad characters are spoken). A typed turn
+call's digits), or to the client when the session asked for client delegation explicitly
+(`session.delegation.created`, answered by `session.commentary.append`, whose keypad characters are
+spoken); with no delegation configured `#` is just a word, as in the other fakes. A typed turn
 (`session.instructions.append`) is answered by its keypad characters. Caller speech that starts before
 the reply's last tone cuts the reply in the conversation record (record.extra["conversation"]).
 """
@@ -307,7 +308,7 @@ class LiveConnection:
             tools = function_tools(self.config or {})
             if tools:
                 return await self.delegate_to_responses(tools[0]["name"], digits[:-1])
-            if ((self.config or {}).get("delegation") or {}).get("type", "client") == "client":
+            if ((self.config or {}).get("delegation") or {}).get("type") == "client":
                 return await self.delegate_to_client()
         await self.speak(digits)
 

@@ -213,7 +213,7 @@ async def test_sdk_sees_tool_delegation_typed_turn_and_errors(fake: FakeOpenAILi
 
 async def test_sdk_client_delegation_answered_with_commentary(client: AsyncOpenAI) -> None:
     async with client.live.connect() as connection:
-        s = await start(connection)
+        s = await start(connection, delegation={"type": "client"})
         await s.append(generate_dtmf("9#", 24000, trail_silence_ms=600), chunk=4800)
         delegation = (await s.until("session.delegation.created"))[-1]["delegation"]
         assert delegation["target"] == "client" and "response_id" not in delegation
