@@ -23,17 +23,13 @@ from gateway.errors import ConfigError
 from gateway.logs import LEVELS, MASK, register_secret
 from gateway.models import LEGACY_MODEL_SETTINGS, MODEL_SETTINGS, retirement_warnings
 from gateway.retry import ReconnectPolicy
+from providers.registry import PROVIDER_NAMES as PROVIDERS
+from providers.registry import PROVIDERS as PROVIDER_ENTRIES
 
-PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram", "openai_live")
+# Real endpoints, with the base-URL meaning of docs/configuration.md (Gemini/Deepgram: origin; OpenAI: + /v1).
+OFFICIAL_BASE_URLS = {name: entry.live_base_url for name, entry in PROVIDER_ENTRIES.items()}
 # The default VG_FALLBACK_CHAIN (GPT-Live is opt-in: it bills by duration).
 DEFAULT_FALLBACK: tuple[str, ...] = ("gemini", "openai", "deepgram")
-# Real endpoints, with the base-URL meaning of design.md §2 (Gemini/Deepgram: origin; OpenAI: + /v1).
-OFFICIAL_BASE_URLS = {
-    "gemini": "wss://generativelanguage.googleapis.com",
-    "openai": "wss://api.openai.com/v1",
-    "deepgram": "wss://api.deepgram.com",
-    "openai_live": "wss://api.openai.com/v1",  # + /live/sessions
-}
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
                            "twilio_auth_token"})
 T = TypeVar("T")
@@ -180,12 +176,9 @@ def _ws_base_url(var: str, text: str | None) -> str | None:
     return f"{scheme}://{parts.netloc}{parts.path}".rstrip("/")
 
 
-# GPT-Live is reached with the OpenAI key and base URL (the SDK's `{websocket_base_url}/live/sessions`).
-_CREDENTIALS_OF = {"openai_live": "openai"}
-
-
 def _provider_settings(env: _Env, name: str) -> ProviderSettings:
-    upper = _CREDENTIALS_OF.get(name, name).upper()
+    # GPT-Live is reached with the OpenAI key and base URL (the SDK's `{websocket_base_url}/live/sessions`)
+    upper = (PROVIDER_ENTRIES[name].credentials_of or name).upper()
     api_key = env.secret(f"{upper}_API_KEY")
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
     model_var = MODEL_SETTINGS.get(name, f"VG_{name.upper()}_MODEL")

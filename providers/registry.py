@@ -1,25 +1,83 @@
-"""Provider name → adapter class: the one place that knows which adapters exist."""
+"""The one list of live providers and their facts: everything else asks this module.
+
+Adding a provider is one `ProviderEntry` in `ENTRIES` (beside its adapter in providers/<name>.py and
+its fake in providers/fakes/<name>.py): the config, the metrics, the breakers, the client protocols,
+the admin API, the CLI and the embedded default all read their names and facts from here.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gateway.errors import ConfigError
-from providers.base import ProviderAdapter
+from providers.base import Capabilities, ProviderAdapter
 from providers.deepgram import DeepgramAdapter
 from providers.gemini import GeminiAdapter
 from providers.openai import OpenAIAdapter
 from providers.openai_live import OpenAILiveAdapter
 
-ADAPTERS: dict[str, type[ProviderAdapter]] = {
-    GeminiAdapter.name: GeminiAdapter,
-    OpenAIAdapter.name: OpenAIAdapter,
-    DeepgramAdapter.name: DeepgramAdapter,
-    OpenAILiveAdapter.name: OpenAILiveAdapter,
-}
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderEntry:
+    """One provider's facts. `adapter` carries the protocol facts (name, breaker name, capabilities,
+    keepalive); the entry adds where it lives and how long a connection may last."""
+
+    adapter: type[ProviderAdapter]
+    live_base_url: str  # the official endpoint, with the base-URL meaning of the adapter (docs/configuration.md)
+    base_path: str = ""  # appended to a server's origin to make a base URL (OpenAI's URLs include /v1)
+    max_session_s: float | None = None  # the provider ends a connection after this long (None: no cap)
+    credentials_of: str | None = None  # another provider whose key and base URL this one uses
+    fake: str  # "module:Class" of the fake server, imported only when a fake is wanted
+
+    @property
+    def name(self) -> str:
+        return self.adapter.name
+
+    @property
+    def breaker_name(self) -> str:
+        return self.adapter.breaker_name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.adapter.capabilities
+
+    @property
+    def rotate_after_s(self) -> float | None:
+        """When a link hands over to a fresh connection (make before break), ahead of the cap:
+        five minutes early, so a handover waiting for a turn boundary still lands in time."""
+        return None if self.max_session_s is None else self.max_session_s - ROTATE_MARGIN_S
+
+
+ROTATE_MARGIN_S = 300.0
+
+ENTRIES: tuple[ProviderEntry, ...] = (
+    ProviderEntry(adapter=GeminiAdapter, live_base_url="wss://generativelanguage.googleapis.com",
+                  fake="providers.fakes.gemini:FakeGemini"),
+    # a Realtime session ends after 60 minutes (session_expired): rotate before that
+    ProviderEntry(adapter=OpenAIAdapter, live_base_url="wss://api.openai.com/v1", base_path="/v1",
+                  max_session_s=3600.0, fake="providers.fakes.openai:FakeOpenAI"),
+    ProviderEntry(adapter=DeepgramAdapter, live_base_url="wss://api.deepgram.com",
+                  fake="providers.fakes.deepgram:FakeDeepgram"),
+    # GPT-Live: {OPENAI_BASE_URL}/live/sessions with the OpenAI key (credentials_of); an expiring
+    # session announces itself (session.closed reason expired) and is handed over then
+    ProviderEntry(adapter=OpenAILiveAdapter, live_base_url="wss://api.openai.com/v1", base_path="/v1",
+                  credentials_of="openai", fake="providers.fakes.openai_live:FakeOpenAILive"),
+)
+
+PROVIDERS: dict[str, ProviderEntry] = {e.name: e for e in ENTRIES}
+PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDERS)
+ADAPTERS: dict[str, type[ProviderAdapter]] = {e.name: e.adapter for e in ENTRIES}
+BREAKER_NAMES: dict[str, str] = {e.name: e.breaker_name for e in ENTRIES}
+
+
+def provider_entry(name: str) -> ProviderEntry:
+    """The entry for a provider name; ConfigError for a name we do not know."""
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown provider; expected one of {', '.join(PROVIDERS)}") from None
 
 
 def adapter_for(name: str) -> type[ProviderAdapter]:
     """The adapter class for a provider name; ConfigError for a name we do not know."""
-    try:
-        return ADAPTERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown provider; expected one of {', '.join(ADAPTERS)}") from None
+    return provider_entry(name).adapter
