@@ -14,8 +14,9 @@ import pytest
 from audio.dtmf import detect_dtmf
 from audio.formats import MULAW_8K, PCM16_16K, PCM16_24K
 from providers.fakes.common import Fault, FaultScript
+from tests.e2e.test_telephony import converse, digits_in_pcm16k
 from tests.harness import Gateway, VoiceClient, dtmf_utterance
-from tests.telephony_clients import FakeTwilioCaller
+from tests.telephony_clients import FakeTelnyxCaller, FakeTwilioCaller, FakeVonageCaller
 
 pytestmark = pytest.mark.timeout(40)
 SILENCE_1S = bytes(32000)  # PCM16 16 kHz
@@ -137,6 +138,26 @@ async def test_twilio_call_on_gpt_live_passes_mulaw_through() -> None:
             assert [type(t).__name__ for t in session.conversation][:1] == ["UserTurn"]
             assert session.conversation[0].text == "1234"
             assert not caller.protocol_errors and set(caller.media_frame_sizes) == {160}
+
+
+async def test_telnyx_and_vonage_calls_on_gpt_live() -> None:
+    async with Gateway() as gw:
+        telnyx = FakeTelnyxCaller(gw.url + "/v1/telnyx", {"provider": "openai_live"}, instant_playout=True)
+        async with telnyx:
+            await telnyx.send_audio(dtmf_utterance("86", MULAW_8K))
+            assert await converse(telnyx, "86") == "86"
+            assert not telnyx.protocol_errors
+            await telnyx.hangup()
+        vonage = FakeVonageCaller(gw.url + "/v1/vonage", {"provider": "openai_live"}, sample_rate=16000,
+                                  instant_playout=True)
+        async with vonage:
+            await vonage.send_audio(dtmf_utterance("31", PCM16_16K))
+            assert await converse(vonage, "31", digits_in_pcm16k) == "31"
+            assert not vonage.protocol_errors
+            await vonage.hangup()
+        first, second = gw.fakes["openai_live"].connections[:2]
+        assert first.setup is not None and first.setup["audio"]["format"] == {"type": "audio/pcmu", "rate": 8000}
+        assert second.setup is not None and second.setup["audio"]["format"] == {"type": "audio/pcm", "rate": 16000}
 
 
 def _ulaw(data: bytes) -> bytes:
