@@ -42,6 +42,11 @@ class ProviderEntry:
         return self.adapter.capabilities
 
     @property
+    def key_setting(self) -> str:
+        """The environment variable holding this provider's key (GPT-Live: OPENAI_API_KEY)."""
+        return f"{(self.credentials_of or self.name).upper()}_API_KEY"
+
+    @property
     def rotate_after_s(self) -> float | None:
         """When a link hands over to a fresh connection (make before break), ahead of the cap:
         five minutes early, so a handover waiting for a turn boundary still lands in time."""

@@ -195,3 +195,19 @@ async def test_switch_gpt_live_to_gemini_carries_the_conversation() -> None:
         closing = [m for m in gw.fakes["openai_live"].connections[0].messages
                    if isinstance(m, dict) and m.get("type") == "session.close"]
         assert closing  # the old session was closed on purpose, not dropped
+
+
+async def test_wrong_key_one_attempt_breaker_open_and_the_log_names_openai_api_key(
+        caplog: pytest.LogCaptureFixture) -> None:
+    bad = "sk-WRONG-live-key-000000000"
+    async with Gateway(keys={"openai_live": bad}, fallback=("openai_live",)) as gw, gw.client() as c:
+        await c.send({"type": "session.start", "provider": "openai_live"})
+        failed = await c.wait_for("connection.failed")
+        assert "auth" in failed["reason"] and failed["total_attempts"] == 1
+        assert gw.fakes["openai_live"].connections[0].refused == 401
+        assert len(gw.fakes["openai_live"].connections) == 1  # no retry loop
+        live = gw.runtime.breakers.get("openai_live").snapshot()
+        assert (live["name"], live["state"], live["opened_reason"]) == ("openai_live_provider", "OPEN", "auth")
+        assert gw.runtime.breakers.get("openai").snapshot()["state"] == "CLOSED"  # its own breaker
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "OPENAI_API_KEY" in text and "OPENAI_LIVE_API_KEY" not in text and bad not in text
