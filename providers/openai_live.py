@@ -95,6 +95,7 @@ class OpenAILiveAdapter(ProviderAdapter):
         self._closing = False  # we sent session.close
         self.turn = Turn.IDLE
         self._user_text = ""
+        self._last_user_text = ""  # the latest finished user turn (what a delegation is about)
         self._user_start_ms: float | None = None
         self._user_end_ms: float | None = None
         self._reply_text = ""
@@ -284,7 +285,7 @@ class OpenAILiveAdapter(ProviderAdapter):
         """The model hands work to a backend. The caller's request is complete; with client
         delegation (no tools configured) it is our work: surfaced as a tool call whose result the
         model then communicates."""
-        request = self._user_text.strip()
+        request = self._user_text.strip() or self._last_user_text
         if self.turn is Turn.USER:
             self._finish_user(events)
             self._move(Turn.IDLE)
@@ -318,6 +319,7 @@ class OpenAILiveAdapter(ProviderAdapter):
     def _finish_user(self, events: Events) -> None:
         text = self._user_text.strip()
         if text:
+            self._last_user_text = text
             events.append(Transcript(role="user", text=text, final=True, start_s=_seconds(self._user_start_ms),
                                      end_s=_seconds(self._user_end_ms)))
         # Consumed up to the end of its last word (session timeline = this connection's audio time).

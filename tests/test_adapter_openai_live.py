@@ -238,6 +238,11 @@ def test_client_delegation_is_a_delegate_tool_call_answered_with_commentary() ->
                       "delegation": {"id": "dlg_2", "target": "client", "type": "delegation"}})
     assert events[-1] == ToolCall(call_id="dlg_2", name="delegate", arguments={"request": "9#"})
     (answer,) = [sdk_valid(f) for f in a.tool_result_frames("dlg_2", "delegate", "It is nine.")]
+    # the model acknowledged aloud before delegating: the request is still the caller's last turn
+    feed(a, user("4", 900, 1000), said("one moment", 1200, 1500))
+    events = feed(a, {"type": "session.delegation.created", "event_id": "e", "offset_ms": 1600,
+                      "delegation": {"id": "dlg_3", "target": "client", "type": "delegation"}})
+    assert events == [ToolCall(call_id="dlg_3", name="delegate", arguments={"request": "4"})]
     assert answer == {"type": "session.commentary.append", "content": "It is nine.", "delegation_id": "dlg_2"}
 
 
