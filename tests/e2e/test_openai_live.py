@@ -211,3 +211,22 @@ async def test_wrong_key_one_attempt_breaker_open_and_the_log_names_openai_api_k
         assert gw.runtime.breakers.get("openai").snapshot()["state"] == "CLOSED"  # its own breaker
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert "OPENAI_API_KEY" in text and "OPENAI_LIVE_API_KEY" not in text and bad not in text
+
+
+async def test_expired_session_is_a_planned_handover_with_the_conversation_carried() -> None:
+    # expire right after the first turn and its second of silence: session.closed(reason=expired)
+    at = len(dtmf_utterance("24", PCM16_16K)) + len(SILENCE_1S)
+    faults = FaultScript().add(1, Fault(kind="expire", audio_bytes=at))
+    async with Gateway(faults={"openai_live": faults}, fallback=("openai_live",)) as gw, gw.client() as c:
+        await c.start("openai_live", input_format=PCM16_16K)
+        await speak_turn(c, "24")
+        fake = gw.fakes["openai_live"]
+        await c.wait_until(lambda: len(fake.connections) == 2, what="the successor session")
+        await speak_turn(c, "68")
+        assert c.user_finals() == "2468"
+        assert not c.of_type("connection.reconnecting") and not c.of_type("connection.failed")
+        assert [(i["role"], i["content"][0]["text"]) for i in fake.connections[1].items] == [
+            ("user", "24"), ("assistant", "24")]
+        assert fake.connections[1].digits == "68"
+        breaker = gw.runtime.breakers.get("openai_live").snapshot()
+        assert (breaker["state"], breaker["failures"]) == ("CLOSED", 0)
