@@ -239,3 +239,28 @@ async def test_sdk_refused_key_and_expired_session(fake: FakeOpenAILive) -> None
         await s.append(bytes(24000 * 2), chunk=4800)
         assert (await s.until("session.closed"))[-1]["reason"] == "expired"
     await good.close()
+
+
+async def test_sdk_against_the_cli_fake_provider_openai_live() -> None:
+    import asyncio
+    import signal
+    import sys
+    from pathlib import Path
+
+    cli = Path(sys.executable).parent / "voice-gateway"
+    process = await asyncio.create_subprocess_exec(str(cli), "fake-provider", "openai-live", "--port", "0",
+                                                   "--api-key", KEY, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 15)).decode().strip()
+        assert line.startswith("listening on ws://127.0.0.1:")
+        sdk = AsyncOpenAI(api_key=KEY, base_url=line.removeprefix("listening on ").replace("ws://", "http://") + "/v1",
+                          max_retries=0)
+        async with sdk.live.connect() as connection:
+            s = await start(connection)
+            await s.append(generate_dtmf("8", 24000, trail_silence_ms=600), chunk=4800)
+            assert text(await s.until("session.output_transcript.delta"), "session.input_transcript.delta") == "8"
+        await sdk.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
