@@ -230,3 +230,23 @@ async def test_expired_session_is_a_planned_handover_with_the_conversation_carri
         assert fake.connections[1].digits == "68"
         breaker = gw.runtime.breakers.get("openai_live").snapshot()
         assert (breaker["state"], breaker["failures"]) == ("CLOSED", 0)
+
+
+async def test_embedded_default_serves_gpt_live_without_a_key() -> None:
+    import signal
+
+    import aiohttp
+
+    from tests.e2e.test_serve_process import start_gateway
+
+    proc, port = await start_gateway({})
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{port}/readyz") as r:
+            assert (await r.json())["providers"]["openai_live"]["mode"] == "simulated"
+        async with VoiceClient(f"ws://127.0.0.1:{port}/v1/voice") as c:
+            await c.start("openai_live", input_format=PCM16_16K, output_format=PCM16_24K)
+            await speak_turn(c, "59")
+            assert c.user_finals() == "59" and heard(bytes(c.audio)) == "59"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
