@@ -27,8 +27,10 @@ class Retirement:
     replacement: str
 
 
-# model name → its announced retirement (OpenAI deprecations page).
+# model name → its announced retirement (OpenAI and Gemini API deprecations pages).
 ANNOUNCED_RETIREMENTS: dict[str, Retirement] = {
+    "gemini-2.0-flash-live-001": Retirement("2025-12-09", "gemini-2.5-flash-native-audio-preview-12-2025"),
+    "gemini-live-2.5-flash-preview": Retirement("2025-12-09", "gemini-2.5-flash-native-audio-preview-12-2025"),
     "gpt-4o-realtime-preview": Retirement("2026-05-07", "gpt-realtime-1.5"),
     "gpt-4o-realtime-preview-2024-10-01": Retirement("2025-10-16", "gpt-realtime"),
     "gpt-4o-realtime-preview-2024-12-17": Retirement("2026-05-07", "gpt-realtime-1.5"),
@@ -43,7 +45,7 @@ def retirement_warnings(models: Mapping[str, str | None]) -> list[str]:
     """One sentence per configured model (provider → model) with an announced retirement."""
     warnings = []
     for provider, model in models.items():
-        retired = ANNOUNCED_RETIREMENTS.get(model or "")
+        retired = ANNOUNCED_RETIREMENTS.get((model or "").removeprefix("models/"))  # Gemini's resource form
         if retired is not None:
             setting = MODEL_SETTINGS.get(provider, "the model setting")
             warnings.append(f"{setting}={model}: announced to be shut down on {retired.shutdown}; "

@@ -42,6 +42,8 @@ def test_retirement_warnings_name_the_setting_date_and_replacement() -> None:
     retired = ANNOUNCED_RETIREMENTS["gpt-4o-realtime-preview"]
     assert warning.startswith("VG_OPENAI_REALTIME_MODEL=gpt-4o-realtime-preview")
     assert retired.shutdown in warning and retired.replacement in warning
+    (gemini,) = retirement_warnings({"gemini": "models/gemini-2.0-flash-live-001"})
+    assert gemini.startswith("VG_GEMINI_MODEL=models/gemini-2.0-flash-live-001: announced to be shut down on 2025-12-09")
 
 
 def test_check_config_warns_about_a_retired_model() -> None:
