@@ -17,6 +17,7 @@ from pathlib import Path
 
 from gateway.config import Settings, load_settings
 from gateway.models import MODEL_SETTINGS
+from providers.registry import ENTRIES, ProviderEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,29 +31,39 @@ class Setting:
 
 def _provider_rows(name: str, title: str, base_url_meaning: str) -> list[Setting]:
     upper = name.upper()
+
+    def live_base_url(s: Settings) -> object:
+        return s.providers[name].live_base_url
+
     return [
         Setting(f"{upper}_API_KEY", "Providers", f"{title} API key. Without a key and without a base URL "
                 "the provider is *simulated* by an in-process fake (the embedded default).", secret=True),
         Setting(f"{upper}_BASE_URL", "Providers", f"{title} endpoint override, {base_url_meaning}; "
                 "`http(s)://` is read as `ws(s)://`, and `ws://` is accepted (a local fake or proxy). "
                 "The default is the provider's official endpoint.",
-                lambda s, n=name: s.providers[n].live_base_url),
+                live_base_url),
         Setting(MODEL_SETTINGS.get(name, f"VG_{upper}_MODEL"), "Providers", f"{title} model; unset: the "
                 "adapter's default model. `check-config` warns when it has an announced shutdown date.",
                 "adapter default"),
     ]
 
 
+def _entry_rows(entry: ProviderEntry) -> list[Setting]:
+    """A provider reached with another one's key and base URL (GPT-Live: OpenAI's) has only its model."""
+    if entry.credentials_of is None:
+        return _provider_rows(entry.name, entry.title, entry.base_url_meaning)
+    other = entry.credentials_of.upper()
+    return [Setting(MODEL_SETTINGS.get(entry.name, f"VG_{entry.name.upper()}_MODEL"), "Providers",
+                    f"{entry.title} model (provider `{entry.name}`, opt-in; reached with `{other}_API_KEY` at "
+                    f"`{other}_BASE_URL`{entry.url_suffix}, see docs/providers/{entry.name.replace('_', '-')}.md); "
+                    "unset: the adapter's default model. `check-config` warns when it has an announced "
+                    "shutdown date.", "adapter default")]
+
+
 SETTINGS: tuple[Setting, ...] = (
-    *_provider_rows("gemini", "Gemini Live", "the origin (as the google-genai SDK's base URL)"),
-    *_provider_rows("openai", "OpenAI Realtime", "including `/v1` (as the openai SDK's base URL)"),
+    *(row for e in ENTRIES for row in _entry_rows(e)),
     Setting("VG_OPENAI_MODEL", "Providers", "The older name of `VG_OPENAI_REALTIME_MODEL`, still read; "
             "the new name wins.", "unset"),
-    Setting("VG_OPENAI_LIVE_MODEL", "Providers", "OpenAI GPT-Live model (provider `openai_live`, opt-in; "
-            "reached with `OPENAI_API_KEY` at `OPENAI_BASE_URL` + `/live/sessions`, see "
-            "docs/providers/openai-live.md); unset: `gpt-live-1`. `check-config` warns when it has an "
-            "announced shutdown date.", "adapter default"),
-    *_provider_rows("deepgram", "Deepgram streaming STT", "the origin (as the deepgram SDK's base URL)"),
     Setting("VG_DEFAULT_PROVIDER", "Providers", "Provider of a call whose `session.start` names none: "
             "`gemini`, `openai`, `deepgram` or `auto` (the first admitting provider of the fallback chain).",
             lambda s: s.default_provider),

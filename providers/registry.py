@@ -23,10 +23,13 @@ class ProviderEntry:
     keepalive); the entry adds where it lives and how long a connection may last."""
 
     adapter: type[ProviderAdapter]
+    title: str  # the provider's product name, for docs and messages
     live_base_url: str  # the official endpoint, with the base-URL meaning of the adapter (docs/configuration.md)
+    base_url_meaning: str  # what a configured <NAME>_BASE_URL must contain (docs/configuration.md)
     base_path: str = ""  # appended to a server's origin to make a base URL (OpenAI's URLs include /v1)
     max_session_s: float | None = None  # the provider ends a connection after this long (None: no cap)
     credentials_of: str | None = None  # another provider whose key and base URL this one uses
+    url_suffix: str = ""  # for docs: what the adapter appends to the base URL
     fake: str  # "module:Class" of the fake server, imported only when a fake is wanted
 
     @property
@@ -56,17 +59,22 @@ class ProviderEntry:
 ROTATE_MARGIN_S = 300.0
 
 ENTRIES: tuple[ProviderEntry, ...] = (
-    ProviderEntry(adapter=GeminiAdapter, live_base_url="wss://generativelanguage.googleapis.com",
+    ProviderEntry(adapter=GeminiAdapter, title="Gemini Live", live_base_url="wss://generativelanguage.googleapis.com",
+                  base_url_meaning="the origin (as the google-genai SDK's base URL)",
                   fake="providers.fakes.gemini:FakeGemini"),
     # a Realtime session ends after 60 minutes (session_expired): rotate before that
-    ProviderEntry(adapter=OpenAIAdapter, live_base_url="wss://api.openai.com/v1", base_path="/v1",
+    ProviderEntry(adapter=OpenAIAdapter, title="OpenAI Realtime", live_base_url="wss://api.openai.com/v1",
+                  base_url_meaning="including `/v1` (as the openai SDK's base URL)", base_path="/v1",
                   max_session_s=3600.0, fake="providers.fakes.openai:FakeOpenAI"),
-    ProviderEntry(adapter=DeepgramAdapter, live_base_url="wss://api.deepgram.com",
+    ProviderEntry(adapter=DeepgramAdapter, title="Deepgram streaming STT", live_base_url="wss://api.deepgram.com",
+                  base_url_meaning="the origin (as the deepgram SDK's base URL)",
                   fake="providers.fakes.deepgram:FakeDeepgram"),
     # GPT-Live: {OPENAI_BASE_URL}/live/sessions with the OpenAI key (credentials_of); an expiring
     # session announces itself (session.closed reason expired) and is handed over then
-    ProviderEntry(adapter=OpenAILiveAdapter, live_base_url="wss://api.openai.com/v1", base_path="/v1",
-                  credentials_of="openai", fake="providers.fakes.openai_live:FakeOpenAILive"),
+    ProviderEntry(adapter=OpenAILiveAdapter, title="OpenAI GPT-Live", live_base_url="wss://api.openai.com/v1",
+                  base_url_meaning="including `/v1` (as the openai SDK's base URL)", base_path="/v1",
+                  credentials_of="openai", url_suffix=" + `/live/sessions`",
+                  fake="providers.fakes.openai_live:FakeOpenAILive"),
 )
 
 PROVIDERS: dict[str, ProviderEntry] = {e.name: e for e in ENTRIES}
