@@ -220,20 +220,19 @@ class OpenAILiveAdapter(ProviderAdapter):
         code = error.get("code") if isinstance(error.get("code"), str) else None
         label = scrub(code or error.get("type") or "unknown", limit=80)
         text = f"openai_live error {label}: {scrub(error.get('message'), self.endpoint.api_key)}"
-        fields = {"provider_code": label}
         if code in _AUTH_CODES:
-            events.append(ProviderFailed(ProviderRejected(text, provider=self.name, error_type="auth", **fields),
+            events.append(ProviderFailed(ProviderRejected(text, provider=self.name, error_type="auth", provider_code=label),
                                          fatal_for_link=True))
         elif wire.SESSION_START_EVENT_ID in (error.get("client_event_id"), message.get("client_event_id")):
             # Our session.start was refused: the same configuration cannot succeed on a retry.
-            events.append(ProviderFailed(ProviderRejected(text, provider=self.name, error_type="protocol", **fields),
+            events.append(ProviderFailed(ProviderRejected(text, provider=self.name, error_type="protocol", provider_code=label),
                                          fatal_for_link=True))
         elif code in _RATE_LIMIT_CODES:
             events.append(ProviderFailed(ProviderUnavailable(text, provider=self.name, error_type="rate_limit",
-                                                             **fields)))
+                                                             provider_code=label)))
         else:
             events.append(ProviderFailed(ProviderProtocolError(text, provider=self.name, error_type="protocol",
-                                                               breaker_failure=False, **fields)))
+                                                               breaker_failure=False, provider_code=label)))
 
     def _on_input_delta(self, message: dict[str, Any], events: Events) -> None:
         delta = message.get("delta")
@@ -337,19 +336,18 @@ class OpenAILiveAdapter(ProviderAdapter):
     # -- failures -----------------------------------------------------------------------------------
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
         message = close_message(self.name, code, reason, self.endpoint.api_key)
-        fields: dict[str, object] = {"close_code": code}
         if code in (1000, 1001) and (self._expiring or self._closing):
             return None  # after session.closed(expired) or our session.close: planned
         if code in (3000, 4001, 4003) or code == 1008 and "auth" in reason.lower():
-            return ProviderRejected(message, provider=self.name, error_type="auth", **fields)
+            return ProviderRejected(message, provider=self.name, error_type="auth", provider_close_code=code)
         if code in (1000, 1001):
             return ProviderUnavailable(message, provider=self.name, error_type="network",
-                                       breaker_failure=False, **fields)
+                                       breaker_failure=False, provider_close_code=code)
         if code == 1011:
-            return ProviderUnavailable(message, provider=self.name, error_type="server", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="server", provider_close_code=code)
         if code is None or code == 1006:
-            return ProviderUnavailable(message, provider=self.name, error_type="network", **fields)
-        return ProviderUnavailable(message, provider=self.name, error_type="protocol", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="network", provider_close_code=code)
+        return ProviderUnavailable(message, provider=self.name, error_type="protocol", provider_close_code=code)
 
 
 def _seconds(ms: float | None) -> float | None:
