@@ -63,7 +63,8 @@ def model_name(config: SessionConfig, endpoint_model: str | None) -> str:
 
 
 def voice_name(config: SessionConfig) -> str:
-    return config.voice if config.voice in BUILT_IN_VOICES else DEFAULT_VOICE
+    voice = config.voice_for("openai_live")
+    return voice if voice in BUILT_IN_VOICES else DEFAULT_VOICE
 
 
 def initial_items(history: Sequence[ConversationItem]) -> list[dict[str, Any]]:
@@ -107,8 +108,9 @@ def session_start(config: SessionConfig, *, fmt: AudioFormat, endpoint_model: st
         "model": model_name(config, endpoint_model),
         "audio": {"format": format_object(fmt), "output": {"voice": voice_name(config)}},
     }
-    if config.instructions:
-        session["instructions"] = config.instructions
+    instructions = config.instructions_for("openai_live")
+    if instructions:
+        session["instructions"] = instructions
     items = initial_items(history)
     if items:
         session["input"] = items
