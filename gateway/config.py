@@ -24,12 +24,15 @@ from gateway.chains.settings import VARIABLES as CHAIN_VARIABLES
 from gateway.chains.settings import ChainSettings, load_chain_settings
 from gateway.errors import ConfigError
 from gateway.logs import LEVELS, MASK, register_secret
+from gateway.models import LEGACY_MODEL_SETTINGS, MODEL_SETTINGS, retirement_warnings
 from gateway.retry import ReconnectPolicy
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 from providers.registry import PROVIDERS as PROVIDER_ENTRIES
 
 # Real endpoints, with the base-URL meaning of docs/configuration.md (Gemini/Deepgram: origin; OpenAI: + /v1).
 OFFICIAL_BASE_URLS = {name: entry.live_base_url for name, entry in PROVIDER_ENTRIES.items()}
+# The default VG_FALLBACK_CHAIN (GPT-Live is opt-in: it bills by duration).
+DEFAULT_FALLBACK: tuple[str, ...] = ("gemini", "openai", "deepgram")
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
                            "twilio_auth_token", "vonage_signature_secret"})
 LOG_FORMATS = ("json", "console")
@@ -92,7 +95,7 @@ class Settings:
     providers: dict[str, ProviderSettings] = field(
         default_factory=lambda: {name: ProviderSettings(name=name) for name in PROVIDERS})
     default_provider: str = "gemini"
-    fallback_chain: tuple[str, ...] = PROVIDERS
+    fallback_chain: tuple[str, ...] = DEFAULT_FALLBACK
     client_tokens: tuple[str, ...] = field(default=(), repr=False)
     client_token_secret: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
@@ -214,11 +217,14 @@ def _ws_base_url(var: str, text: str | None) -> str | None:
 
 
 def _provider_settings(env: _Env, name: str) -> ProviderSettings:
-    upper = name.upper()
+    # GPT-Live is reached with the OpenAI key and base URL (the SDK's `{websocket_base_url}/live/sessions`)
+    upper = (PROVIDER_ENTRIES[name].credentials_of or name).upper()
     api_key = env.secret(f"{upper}_API_KEY")
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
-    return ProviderSettings(name=name, api_key=api_key, base_url=base_url,
-                            model=env.raw(f"VG_{upper}_MODEL"),
+    model_var = MODEL_SETTINGS.get(name, f"VG_{name.upper()}_MODEL")
+    legacy = LEGACY_MODEL_SETTINGS.get(name)
+    model = env.raw(model_var) or (env.raw(legacy) if legacy else None)
+    return ProviderSettings(name=name, api_key=api_key, base_url=base_url, model=model,
                             simulated=api_key is None and base_url is None,
                             api_key_file=env.raw(f"{upper}_API_KEY_FILE"))
 
@@ -362,7 +368,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     providers = {name: _provider_settings(env, name) for name in PROVIDERS}
     default_provider = env.raw("VG_DEFAULT_PROVIDER") or "gemini"
     _check_providers("VG_DEFAULT_PROVIDER", (default_provider,), allow_auto=True)
-    fallback_chain = env.names("VG_FALLBACK_CHAIN", PROVIDERS)
+    fallback_chain = env.names("VG_FALLBACK_CHAIN", DEFAULT_FALLBACK)
     if not fallback_chain:
         raise ConfigError("VG_FALLBACK_CHAIN must name at least one provider")
     _check_providers("VG_FALLBACK_CHAIN", fallback_chain)
@@ -420,6 +426,7 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
+    "VG_OPENAI_REALTIME_MODEL", "VG_OPENAI_LIVE_MODEL",
     # fleet mode (docs/fleet.md)
     "VG_REDIS_URL", "VG_REDIS_URL_FILE", "VG_REPLICA_ID", "VG_REPLICA_URL", "VG_FLEET_TTL_S",
     "VG_FLEET_HEARTBEAT_S", "VG_FLEET_FORWARD_TIMEOUT_S", "VG_SHARED_BREAKER_ADVISORIES",
@@ -488,7 +495,8 @@ def run_check_config(args: argparse.Namespace | None = None) -> int:
               "providers": {name: p.mode for name, p in settings.providers.items()},
               "chain_providers": {name: p.mode for name, p in settings.chains.providers.items()},
               "key_sources": {name: p.key_source for name, p in settings.providers.items()},
-              "warnings": config_warnings(settings, os.environ),
+              "warnings": config_warnings(settings, os.environ)
+              + retirement_warnings({name: p.model for name, p in settings.providers.items()}),
               "settings": settings.to_public_dict()}
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0

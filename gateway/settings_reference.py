@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import Settings, load_settings
-from providers.registry import ENTRIES
+from gateway.models import MODEL_SETTINGS
+from providers.registry import ENTRIES, ProviderEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,28 @@ def _provider_rows(name: str, title: str, base_url_meaning: str) -> list[Setting
                 "`http(s)://` is read as `ws(s)://`, and `ws://` is accepted (a local fake or proxy). "
                 "The default is the provider's official endpoint.",
                 live_base_url),
-        Setting(f"VG_{upper}_MODEL", "Providers", f"{title} model; unset: the adapter's default model.",
+        Setting(MODEL_SETTINGS.get(name, f"VG_{upper}_MODEL"), "Providers", f"{title} model; unset: the "
+                "adapter's default model. `check-config` warns when it has an announced shutdown date.",
                 "adapter default"),
     ]
 
 
+def _entry_rows(entry: ProviderEntry) -> list[Setting]:
+    """A provider reached with another one's key and base URL (GPT-Live: OpenAI's) has only its model."""
+    if entry.credentials_of is None:
+        return _provider_rows(entry.name, entry.title, entry.base_url_meaning)
+    other = entry.credentials_of.upper()
+    return [Setting(MODEL_SETTINGS.get(entry.name, f"VG_{entry.name.upper()}_MODEL"), "Providers",
+                    f"{entry.title} model (provider `{entry.name}`, opt-in; reached with `{other}_API_KEY` at "
+                    f"`{other}_BASE_URL`{entry.url_suffix}, see docs/providers/{entry.name.replace('_', '-')}.md); "
+                    "unset: the adapter's default model. `check-config` warns when it has an announced "
+                    "shutdown date.", "adapter default")]
+
+
 SETTINGS: tuple[Setting, ...] = (
-    *(row for e in ENTRIES for row in _provider_rows(e.name, e.title, e.base_url_meaning)),
+    *(row for e in ENTRIES for row in _entry_rows(e)),
+    Setting("VG_OPENAI_MODEL", "Providers", "The older name of `VG_OPENAI_REALTIME_MODEL`, still read; "
+            "the new name wins.", "unset"),
     Setting("VG_DEFAULT_PROVIDER", "Providers", "Provider of a call whose `session.start` names none: "
             "`gemini`, `openai`, `deepgram` or `auto` (the first admitting provider of the fallback chain).",
             lambda s: s.default_provider),

@@ -20,6 +20,7 @@ from providers.chains.whisper import GroqWhisper, OpenAIWhisper
 from providers.deepgram import DeepgramAdapter
 from providers.gemini import GeminiAdapter
 from providers.openai import OpenAIAdapter
+from providers.openai_live import OpenAILiveAdapter
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +34,8 @@ class ProviderEntry:
     base_url_meaning: str  # what a configured <NAME>_BASE_URL must contain (docs/configuration.md)
     base_path: str = ""  # appended to a server's origin to make a base URL (OpenAI's URLs include /v1)
     max_session_s: float | None = None  # the provider ends a connection after this long (None: no cap)
+    credentials_of: str | None = None  # another provider whose key and base URL this one uses
+    url_suffix: str = ""  # for docs: what the adapter appends to the base URL
     fake: str  # "module:Class" of the fake server, imported only when a fake is wanted
 
     @property
@@ -46,6 +49,11 @@ class ProviderEntry:
     @property
     def capabilities(self) -> Capabilities:
         return self.adapter.capabilities
+
+    @property
+    def key_setting(self) -> str:
+        """The environment variable holding this provider's key (GPT-Live: OPENAI_API_KEY)."""
+        return f"{(self.credentials_of or self.name).upper()}_API_KEY"
 
     @property
     def rotate_after_s(self) -> float | None:
@@ -67,6 +75,12 @@ ENTRIES: tuple[ProviderEntry, ...] = (
     ProviderEntry(adapter=DeepgramAdapter, title="Deepgram streaming STT", live_base_url="wss://api.deepgram.com",
                   base_url_meaning="the origin (as the deepgram SDK's base URL)",
                   fake="providers.fakes.deepgram:FakeDeepgram"),
+    # GPT-Live: {OPENAI_BASE_URL}/live/sessions with the OpenAI key (credentials_of); an expiring
+    # session announces itself (session.closed reason expired) and is handed over then
+    ProviderEntry(adapter=OpenAILiveAdapter, title="OpenAI GPT-Live", live_base_url="wss://api.openai.com/v1",
+                  base_url_meaning="including `/v1` (as the openai SDK's base URL)", base_path="/v1",
+                  credentials_of="openai", url_suffix=" + `/live/sessions`",
+                  fake="providers.fakes.openai_live:FakeOpenAILive"),
 )
 
 PROVIDERS: dict[str, ProviderEntry] = {e.name: e for e in ENTRIES}

@@ -29,8 +29,9 @@ from tests.harness import FAST_RECONNECT, Gateway, VoiceClient, dtmf_utterance
 
 pytestmark = pytest.mark.timeout(30)
 
-PROVIDERS = ("gemini", "openai", "deepgram")
-BREAKER = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
+PROVIDERS = ("gemini", "openai", "deepgram", "openai_live")
+BREAKER = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt",
+           "openai_live": "openai_live_provider"}
 # docs/metrics.md, verbatim: name → (type, label names). Counters are parsed as families without `_total`.
 SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "circuit_breaker_state": ("gauge", frozenset({"name", "provider"})),

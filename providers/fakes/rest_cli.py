@@ -60,8 +60,11 @@ async def _serve_shared(args: argparse.Namespace) -> None:
         await ws_fake.stop()
 
 
+WITH_REST = ("openai", "deepgram", "groq")  # fakes that also (or only) serve a one-shot REST API
+
+
 def run(args: argparse.Namespace) -> int:
-    if args.provider == "gemini":
+    if args.provider not in WITH_REST:  # WebSocket only: gemini, openai_live, deepgram_agent
         return run_fake_provider(args)
     try:
         if bool(args.tls_cert) != bool(args.tls_key):
