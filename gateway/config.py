@@ -23,15 +23,18 @@ from gateway.errors import ConfigError
 from gateway.logs import LEVELS, MASK, register_secret
 from gateway.retry import ReconnectPolicy
 
-PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram")
+PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram", "deepgram_agent")
+# `deepgram` in a call's chain is the Voice Agent unless the call asks for transcription (providers/registry.py)
+DEFAULT_FALLBACK: tuple[str, ...] = ("gemini", "openai", "deepgram")
 # Real endpoints, with the base-URL meaning of design.md §2 (Gemini/Deepgram: origin; OpenAI: + /v1).
 OFFICIAL_BASE_URLS = {
     "gemini": "wss://generativelanguage.googleapis.com",
     "openai": "wss://api.openai.com/v1",
     "deepgram": "wss://api.deepgram.com",
+    "deepgram_agent": "wss://agent.deepgram.com",
 }
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
-                           "twilio_auth_token"})
+                           "twilio_auth_token", "deepgram_think_gateway_token"})
 T = TypeVar("T")
 
 
@@ -65,7 +68,7 @@ class Settings:
     providers: dict[str, ProviderSettings] = field(
         default_factory=lambda: {name: ProviderSettings(name=name) for name in PROVIDERS})
     default_provider: str = "gemini"
-    fallback_chain: tuple[str, ...] = PROVIDERS
+    fallback_chain: tuple[str, ...] = DEFAULT_FALLBACK
     client_tokens: tuple[str, ...] = field(default=(), repr=False)
     client_token_secret: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
@@ -83,6 +86,13 @@ class Settings:
     max_bytes_per_s: int = 0  # 0: derived from each call's audio format (8× its real-time rate)
     twilio_auth_token: str | None = field(default=None, repr=False)
     public_url: str | None = None  # the externally visible origin Twilio signs URLs with
+    # Deepgram Voice Agent thinking (docs/providers/deepgram-agent.md): think providers in the API's own
+    # fallback order (`type` or `type:model`), the Gemini model for `google`, and optionally the
+    # gateway's own OpenAI-compatible chat endpoint (issue #15) as the first think provider.
+    deepgram_think_providers: tuple[str, ...] = ("google",)
+    deepgram_think_model: str = "gemini-2.5-flash"
+    deepgram_think_gateway_url: str | None = None
+    deepgram_think_gateway_token: str | None = field(default=None, repr=False)
 
     @property
     def client_auth_configured(self) -> bool:
@@ -178,7 +188,8 @@ def _ws_base_url(var: str, text: str | None) -> str | None:
 
 def _provider_settings(env: _Env, name: str) -> ProviderSettings:
     upper = name.upper()
-    api_key = env.secret(f"{upper}_API_KEY")
+    # the Voice Agent takes the Deepgram key; only its origin has its own variable (DEEPGRAM_AGENT_BASE_URL)
+    api_key = env.secret("DEEPGRAM_API_KEY" if name == "deepgram_agent" else f"{upper}_API_KEY")
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
     return ProviderSettings(name=name, api_key=api_key, base_url=base_url,
                             model=env.raw(f"VG_{upper}_MODEL"),
@@ -240,13 +251,28 @@ def _breaker(env: _Env) -> BreakerPolicy:
         success_threshold=env.integer("VG_BREAKER_SUCCESS_THRESHOLD", 2))
 
 
+def _deepgram_think(env: _Env) -> dict[str, Any]:
+    from providers.deepgram_agent_wire import parse_think_entry  # validation lives beside the wire shape
+
+    model = env.raw("VG_DEEPGRAM_THINK_MODEL") or "gemini-2.5-flash"
+    entries = env.names("VG_DEEPGRAM_THINK_PROVIDERS", ("google",))
+    for entry in entries:
+        parse_think_entry(entry, default_model=model)
+    url = env.raw("VG_DEEPGRAM_THINK_GATEWAY_URL")
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError("VG_DEEPGRAM_THINK_GATEWAY_URL must be an http(s):// URL of /v1/chat/completions")
+    return {"deepgram_think_providers": entries, "deepgram_think_model": model,
+            "deepgram_think_gateway_url": url,
+            "deepgram_think_gateway_token": env.secret("VG_DEEPGRAM_THINK_GATEWAY_TOKEN")}
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse `environ` (default os.environ) once. Raises ConfigError naming the bad variable."""
     env = _Env(os.environ if environ is None else environ)
     providers = {name: _provider_settings(env, name) for name in PROVIDERS}
     default_provider = env.raw("VG_DEFAULT_PROVIDER") or "gemini"
     _check_providers("VG_DEFAULT_PROVIDER", (default_provider,), allow_auto=True)
-    fallback_chain = env.names("VG_FALLBACK_CHAIN", PROVIDERS)
+    fallback_chain = env.names("VG_FALLBACK_CHAIN", DEFAULT_FALLBACK)
     if not fallback_chain:
         raise ConfigError("VG_FALLBACK_CHAIN must name at least one provider")
     _check_providers("VG_FALLBACK_CHAIN", fallback_chain)
@@ -270,7 +296,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         idle_timeout_s=env.seconds("VG_IDLE_TIMEOUT_S", 60.0),
         max_frames_per_s=env.integer("VG_MAX_FRAMES_PER_S", 200),
         max_bytes_per_s=env.integer("VG_MAX_BYTES_PER_S", 0, minimum=0),
-        twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env))
+        twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env),
+        **_deepgram_think(env))
 
 
 KNOWN_VARIABLES = frozenset({
@@ -282,6 +309,8 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
+    "VG_DEEPGRAM_AGENT_MODEL", "VG_DEEPGRAM_THINK_MODEL", "VG_DEEPGRAM_THINK_PROVIDERS",
+    "VG_DEEPGRAM_THINK_GATEWAY_URL", "VG_DEEPGRAM_THINK_GATEWAY_TOKEN", "VG_DEEPGRAM_THINK_GATEWAY_TOKEN_FILE",
 })
 
 

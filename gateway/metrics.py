@@ -12,7 +12,8 @@ from gateway import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-BREAKER_NAMES = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
+BREAKER_NAMES = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt",
+                 "deepgram_agent": "deepgram_agent"}
 
 circuit_breaker_state = Gauge(
     "circuit_breaker_state", "Circuit breaker state: 0=CLOSED 1=HALF_OPEN 2=OPEN",

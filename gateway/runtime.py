@@ -18,8 +18,9 @@ from gateway.config import Settings
 from gateway.logs import log_event
 from gateway.provider_socket import ProviderConnector
 from providers.base import Endpoint, ProviderAdapter
+from providers.deepgram_agent_wire import AgentEndpoint, think_providers
 from providers.fakes import fake_class
-from providers.registry import adapter_for
+from providers.registry import adapter_for, resolve
 
 if TYPE_CHECKING:
     from gateway.session import CallSession
@@ -46,6 +47,21 @@ class Runtime:
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)
 
+    def resolve_provider(self, name: str, config: Any) -> str:  # noqa: ANN401 - a SessionConfig
+        """The configured provider a call's `name` means (`deepgram` → the Voice Agent by default)."""
+        return resolve(name, config.provider_options, self.endpoints)
+
+    def _endpoint(self, name: str, **kwargs: Any) -> Endpoint:
+        if name != "deepgram_agent":
+            return Endpoint(**kwargs)
+        s = self.settings
+        gemini = s.providers.get("gemini")
+        think = think_providers(s.deepgram_think_providers, model=s.deepgram_think_model,
+                                gemini_api_key=gemini.api_key if gemini is not None else None,
+                                gateway_url=s.deepgram_think_gateway_url,
+                                gateway_token=s.deepgram_think_gateway_token)
+        return AgentEndpoint(think=think, **kwargs)
+
     @staticmethod
     def wall_time() -> float:
         return time.time()
@@ -60,11 +76,11 @@ class Runtime:
                 self.fakes[name] = fake
                 base = fake.url + ("/v1" if name == "openai" else "")
                 # any non-empty key is accepted by a fake started without one; this one is random
-                self.endpoints[name] = Endpoint(base_url=base, api_key="sim-" + secrets.token_hex(8),
-                                                model=ps.model, simulated=True)
+                self.endpoints[name] = self._endpoint(name, base_url=base, api_key="sim-" + secrets.token_hex(8),
+                                                      model=ps.model, simulated=True)
             else:
-                self.endpoints[name] = Endpoint(base_url=ps.live_base_url, api_key=ps.api_key or "",
-                                                model=ps.model, simulated=False)
+                self.endpoints[name] = self._endpoint(name, base_url=ps.live_base_url, api_key=ps.api_key or "",
+                                                      model=ps.model, simulated=False)
             log_event(log, logging.INFO, "provider.configured",
                       f"{name}: {'simulated (embedded fake)' if ps.simulated else 'live'}",
                       provider=name, mode=ps.mode)
@@ -87,7 +103,7 @@ class Runtime:
                 deepest[p] = max(deepest[p], len(s.replay))
         for p, depth in deepest.items():
             metrics.voice_gateway_replay_buffer_chunks.labels(p).set(depth)
-        metrics.deepgram_audio_buffer_size.set(deepest.get("deepgram", 0))
+        metrics.deepgram_audio_buffer_size.set(max(deepest.get("deepgram", 0), deepest.get("deepgram_agent", 0)))
 
     def readiness(self) -> dict[str, Any]:
         return {

@@ -212,7 +212,7 @@ class CallSession:
     def _chain(self, *, first: str | None = None, exclude: Sequence[str] = ()) -> list[str]:
         order = ([first] if first and first != "auto" else []) + list(self.config.fallback)
         seen: list[str] = []
-        for p in order:
+        for p in (self.rt.resolve_provider(name, self.config) for name in order):
             if p not in seen and p not in exclude and p in self.rt.endpoints:
                 seen.append(p)
         return seen
@@ -257,7 +257,7 @@ class CallSession:
             trigger_at = self.rt.clock.now()
             old = self.link
             old_provider = old.provider if old is not None else "none"
-            chain = [target] if target else self._chain(exclude=[old_provider])
+            chain = [self.rt.resolve_provider(target, self.config)] if target else self._chain(exclude=[old_provider])
             self.state = SessionState.SWITCHING
             link = await self._open_first_usable(chain)
             if link is None:
@@ -485,7 +485,8 @@ class CallSession:
 
     def _maybe_return_to_primary(self) -> None:
         after = self.rt.settings.return_to_primary_after_s
-        primary = self.config.provider if self.config.provider != "auto" else self.config.fallback[0]
+        primary = self.rt.resolve_provider(
+            self.config.provider if self.config.provider != "auto" else self.config.fallback[0], self.config)
         if after is None or self.link is None or self.link.provider == primary:
             return
         b = self.rt.breakers.get(primary)

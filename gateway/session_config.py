@@ -8,7 +8,7 @@ from typing import Any
 from audio.formats import ENCODINGS, SAMPLE_RATES_HZ, AudioFormat
 from gateway.errors import BadMessage
 
-PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram")
+PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram", "deepgram_agent")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

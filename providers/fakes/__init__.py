@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 _MODULES = {"gemini": ("providers.fakes.gemini", "FakeGemini"),
             "openai": ("providers.fakes.openai", "FakeOpenAI"),
-            "deepgram": ("providers.fakes.deepgram", "FakeDeepgram")}
+            "deepgram": ("providers.fakes.deepgram", "FakeDeepgram"),
+            "deepgram_agent": ("providers.fakes.deepgram_agent", "FakeDeepgramAgent")}
 PROVIDERS: tuple[str, ...] = tuple(_MODULES)
 
 

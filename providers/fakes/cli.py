@@ -1,4 +1,4 @@
-"""`voice-gateway fake-provider {gemini|openai|deepgram}`: run one fake provider server alone.
+"""`voice-gateway fake-provider {gemini|openai|deepgram|deepgram-agent}`: run one fake provider server alone.
 
 Prints exactly one line, `listening on ws://HOST:PORT` (or `wss://` with --tls-cert/--tls-key), once it
 accepts connections, then serves until SIGINT or SIGTERM. The fault SPEC is parsed before anything starts,
@@ -24,7 +24,7 @@ def build_fake(args: argparse.Namespace) -> FakeServer:
         ssl_context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load the TLS certificate or key: {err.__class__.__name__}") from None
-    return fake_class(args.provider)(api_key=args.api_key, host=args.host, port=args.port,
+    return fake_class(args.provider.replace("-", "_"))(api_key=args.api_key, host=args.host, port=args.port,
                                      ssl_context=ssl_context, faults=FaultScript.parse(args.faults),
                                      seed=getattr(args, "seed", 0))
 
