@@ -142,3 +142,31 @@ async def test_switch_from_gemini_to_the_agent_carries_the_conversation_and_keep
                                {"type": "History", "role": "assistant", "content": "12"}]
         assert agent.digits == "34"  # the replayed audio reached the agent, once
         await c.wait_until(lambda: c.user_finals() == "1234", what="the transcript across the switch")
+
+
+async def test_native_barge_in_while_the_agent_speaks_interrupts_the_turn() -> None:
+    async with Gateway(agent=True, fallback=("deepgram",)) as gw, gw.client() as c:
+        await c.start("deepgram", input_format=PCM16_16K)
+        await c.send_audio(dtmf_utterance("123456789", PCM16_16K, trail_ms=400), PCM16_16K)
+        await c.wait_for("transcript.final", assistant_final("123456789"))  # ≈ 1.8 s of reply audio
+        await c.send_audio(dtmf_utterance("5", PCM16_16K), PCM16_16K)  # talks over it
+        await c.wait_for("turn.interrupted")
+        await c.wait_for("transcript.final", assistant_final("5"))
+        assert gw.fakes["deepgram_agent"].connections[0].extra["barge_ins"] == 1
+
+
+async def test_twilio_barge_in_on_the_agent_sends_clear_and_keeps_what_was_heard() -> None:
+    async with Gateway(agent=True) as gw:
+        caller = FakeTwilioCaller(gw.url + "/v1/twilio", {"provider": "deepgram", "fallback": "deepgram"})
+        async with caller:
+            await caller.send_audio(dtmf_utterance("123456", MULAW_8K, trail_ms=500))
+            # the reply (≈ 1.2 s) starts playing; let ~0.5 s of it play, then talk over it
+            await caller.wait_until(lambda c: len(c.received_audio) >= 8000 * 0.9, timeout=5)
+            await caller.send_silence(500)
+            await caller.send_audio(dtmf_utterance("9", MULAW_8K, trail_ms=100))
+            await caller.wait_until(lambda c: c.clears >= 1, timeout=5)
+            session = next(iter(gw.runtime.sessions.values()))
+            heard = "".join(d.digit for d in detect_dtmf(ulaw_decode(bytes(caller.played_audio)), 8000))
+            assert heard and "123456".startswith(heard) and heard != "123456"
+            assistant = [i for i in session.conversation if type(i).__name__ == "AssistantTurn"]
+            assert assistant and "123456".startswith(assistant[0].text) and assistant[0].text != "123456"
