@@ -5,7 +5,9 @@
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
 
-const PROVIDERS = ["gemini", "openai", "deepgram"];
+const PROVIDERS = ["gemini", "openai", "deepgram", "deepgram_agent"];
+// Shown beside a provider in the switch dropdown: what a call moved there gets (its capabilities).
+const PROVIDER_NOTES = { deepgram_agent: "voice agent: speaks, transcripts, tools" };
 const TOKEN_KEY = "vg.adminToken";
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
@@ -78,7 +80,7 @@ function switchControl(row, session) {
     const c = cell(row, 7, "");
     select = document.createElement("select");
     select.setAttribute("aria-label", `provider for call ${session.id}`);
-    for (const p of PROVIDERS) select.add(new Option(p, p));
+    for (const p of PROVIDERS) select.add(new Option(PROVIDER_NOTES[p] ? `${p} (${PROVIDER_NOTES[p]})` : p, p));
     select.addEventListener("change", () => switchProvider(select.dataset.sessionId, select.value, select));
     c.appendChild(select);
   }
