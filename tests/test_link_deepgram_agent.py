@@ -76,8 +76,9 @@ async def test_reconnect_resends_settings_with_the_conversation_in_context(conne
         link = agent_link(fake, clock, sink, connector, record)
         await link.open()
         record += [UserTurn("12"), AssistantTurn("12")]  # the conversation grew during the call
-        cut_at = clock.now()
         await fake.cut()
+        await until(lambda: link.state is LinkState.RECONNECTING)  # the drop is seen before time moves
+        cut_at = clock.now()
         await drive(clock, lambda: any(isinstance(e, ConnectionReconnected) for _, e in sink.client))
         assert [t for t, e in sink.client if isinstance(e, ConnectionReconnected)] == [cut_at + 1.0]
         assert link.state is LinkState.UP and len(fake.connections) == 2
