@@ -44,9 +44,6 @@ from providers.deepgram_agent_wire import (
 )
 
 KEEPALIVE = dumps({"type": "KeepAlive"})
-# Server messages that carry nothing a caller needs (confirmations, metrics, the agent's own history).
-_QUIET = frozenset({"Welcome", "AgentThinking", "PromptUpdated", "SpeakUpdated", "ThinkUpdated",
-                    "ListenUpdated", "History", "Warning", "LatencyReport", "FunctionCallResponse"})
 
 
 class DeepgramAgentAdapter(ProviderAdapter):
@@ -160,8 +157,8 @@ class DeepgramAgentAdapter(ProviderAdapter):
             events.append(ProviderFailed(error=error, fatal_for_link=False))
         elif kind == "Error":
             events.append(self._error(message))
-        elif kind not in _QUIET:
-            pass  # newer message types (Think Live, frustration, ...) carry nothing we relay
+        # Welcome, AgentThinking, PromptUpdated, SpeakUpdated, History, Warning, LatencyReport, server-side
+        # FunctionCallResponse and newer types (Think Live, ...) carry nothing a caller needs.
 
     def _conversation_text(self, message: dict[str, Any], events: list[ProviderEvent]) -> None:
         role, content = message["role"], message["content"]

@@ -16,7 +16,7 @@ from gateway.events import UserTurn
 from providers.fakes.common import Fault, FaultScript
 from tests.e2e.test_switching import fail_provider, speak_turn
 from tests.harness import Gateway, VoiceClient, dtmf_utterance
-from tests.telephony_clients import FakeTwilioCaller
+from tests.telephony_clients import FakeTelnyxCaller, FakeTwilioCaller, FakeVonageCaller
 
 pytestmark = pytest.mark.timeout(40)
 LOOKUP = {"name": "lookup", "description": "the digits to say",
@@ -73,10 +73,12 @@ async def test_transcribe_mode_keeps_the_listen_only_stt() -> None:
         assert c.user_finals() == "78" and not gw.fakes["deepgram_agent"].connections
 
 
-async def _converse(caller: FakeTwilioCaller, expected: str, *, max_s: float = 10.0) -> str:
+async def _converse(caller: FakeTwilioCaller, expected: str, *, max_s: float = 10.0, l16_hz: int = 0) -> str:
     """Keep the line open (200 ms of silence at a time) until the reply decodes to `expected`."""
     def heard() -> str:
-        return "".join(d.digit for d in detect_dtmf(ulaw_decode(bytes(caller.received_audio)), 8000))
+        audio = bytes(caller.received_audio)
+        pcm, rate = (audio, l16_hz) if l16_hz else (ulaw_decode(audio), 8000)
+        return "".join(d.digit for d in detect_dtmf(pcm, rate))
 
     deadline = asyncio.get_running_loop().time() + max_s
     while heard() != expected and asyncio.get_running_loop().time() < deadline:
@@ -105,6 +107,23 @@ async def test_twilio_call_on_deepgram_passes_mulaw_through_and_hears_the_reply(
                        for e in session.recent_events)
             assert set(caller.media_frame_sizes) == {160} and not caller.protocol_errors
             await caller.hangup()
+
+
+async def test_telnyx_and_vonage_calls_on_deepgram_hear_the_reply() -> None:
+    async with Gateway(agent=True) as gw:
+        async with FakeTelnyxCaller(gw.url + "/v1/telnyx", {"provider": "deepgram"}, instant_playout=True) as telnyx:
+            await telnyx.send_audio(dtmf_utterance("86", MULAW_8K))
+            assert await _converse(telnyx, "86") == "86"
+            await telnyx.hangup()
+        async with FakeVonageCaller(gw.url + "/v1/vonage", {"provider": "deepgram"}, sample_rate=16000,
+                                    instant_playout=True) as vonage:
+            await vonage.send_audio(dtmf_utterance("31", PCM16_16K))
+            assert await _converse(vonage, "31", l16_hz=16000) == "31"
+            await vonage.hangup()
+        agent = gw.fakes["deepgram_agent"]
+        assert [c.setup["audio"]["input"] for c in agent.connections] == [
+            {"encoding": "mulaw", "sample_rate": 8000}, {"encoding": "linear16", "sample_rate": 16000}]
+        assert agent.connections[1].setup["audio"]["output"]["sample_rate"] == 16000  # L16 straight through
 
 
 @pytest.mark.parametrize("kind", ["drop", "close1011"])
