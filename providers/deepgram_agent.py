@@ -90,6 +90,10 @@ class DeepgramAgentAdapter(ProviderAdapter):
     def keepalive_frame(self) -> Frame:
         return KEEPALIVE
 
+    def commit_frames(self) -> list[Frame]:
+        """audio.commit (client-side VAD): end the user's turn now (deepgram-sdk AgentV1ForceEndTurn)."""
+        return [dumps({"type": "ForceEndTurn"})]
+
     def text_frames(self, text: str) -> list[Frame]:
         self._injected.append(text.strip())
         return [dumps({"type": "InjectUserMessage", "content": text})]

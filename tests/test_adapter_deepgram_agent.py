@@ -130,6 +130,7 @@ def test_control_frames_keepalive_text_tool_result_and_updates() -> None:
     a = adapter()
     assert a.keepalive_idle_s == 5.0 and orjson.loads(a.keepalive_frame()) == {"type": "KeepAlive"}
     assert not a.ready_on_upgrade
+    assert [orjson.loads(f) for f in a.commit_frames()] == [{"type": "ForceEndTurn"}]
     assert [orjson.loads(f) for f in a.text_frames("56")] == [{"type": "InjectUserMessage", "content": "56"}]
     assert [orjson.loads(f) for f in a.tool_result_frames("c1", "lookup", "ok")] == [
         {"type": "FunctionCallResponse", "id": "c1", "name": "lookup", "content": "ok"}]

@@ -219,12 +219,15 @@ class AgentConnection:
         if self.recognizer is None:
             self.recognizer = DialectRecognizer(rate, end_silence_ms=self.server.end_silence_ms)
         self.input_s += len(pcm) / 2 / rate
-        for ev in self.recognizer.feed(pcm):
+        await self.on_dialect(self.recognizer.feed(pcm), rate)
+        return len(pcm)
+
+    async def on_dialect(self, events: list, rate: int) -> None:  # type: ignore[type-arg]
+        for ev in events:
             if isinstance(ev, SpeechStart):
                 await self.on_speech_start(ev.at_s)
             elif isinstance(ev, Utterance):
                 await self.on_utterance(ev, rate)
-        return len(pcm)
 
     async def on_speech_start(self, at_s: float) -> None:
         if at_s < self.audible_until_s:  # the caller talks over the agent: barge-in
@@ -269,6 +272,9 @@ class AgentConnection:
     async def on_control(self, kind: str | None, message: Any) -> None:
         if kind == "KeepAlive":
             self.record.extra["keepalives"] += 1
+        elif kind == "ForceEndTurn":  # the client ends the user's turn: what was heard is the utterance
+            if self.recognizer is not None and self.decoder is not None:
+                await self.on_dialect(self.recognizer.flush(), self.decoder.sample_rate_hz)
         elif kind == "InjectUserMessage" and isinstance(message.get("content"), str):
             if self.recognizer is not None and self.recognizer.in_utterance:
                 await self.emit({"type": "InjectionRefused", "message": "The user is speaking."})

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 
-from audio.dtmf import detect_dtmf
+from audio.dtmf import detect_dtmf, generate_dtmf
 from audio.formats import MULAW_8K, PCM16_16K
 from audio.g711 import ulaw_decode
 from gateway.events import UserTurn
@@ -48,13 +48,18 @@ async def test_native_call_on_deepgram_hears_digits_transcripts_a_tool_round_tri
         await c.wait_for("transcript.final", assistant_final("34"))
         await c.wait_until(lambda: reply_digits(c) == "1234", what="reply digits after the tool")
 
+        await c.send_audio(generate_dtmf("7", 16000, lead_silence_ms=100), PCM16_16K)  # no trailing silence...
+        await c.send({"type": "audio.commit"})  # ...the client's own VAD ends the turn
+        await c.wait_for("transcript.final", assistant_final("7"))
+        await c.wait_until(lambda: reply_digits(c) == "12347", what="reply to the committed turn")
+
         await c.send({"type": "text", "text": "56"})
         await c.wait_for("transcript.final", assistant_final("56"))
-        await c.wait_until(lambda: reply_digits(c) == "123456", what="reply to the typed turn")
+        await c.wait_until(lambda: reply_digits(c) == "1234756", what="reply to the typed turn")
 
-        assert c.user_finals() == "1234#"  # spoken turns only; the typed one is not echoed back
+        assert c.user_finals() == "1234#7"  # spoken turns only; the typed one is not echoed back
         session = next(iter(gw.runtime.sessions.values()))
-        assert [i.text for i in session.conversation if isinstance(i, UserTurn)] == ["12", "34#", "56"]
+        assert [i.text for i in session.conversation if isinstance(i, UserTurn)] == ["12", "34#", "7", "56"]
         record = gw.fakes["deepgram_agent"].connections[0]
         assert record.setup["audio"] == {"input": {"encoding": "linear16", "sample_rate": 16000},
                                          "output": {"encoding": "linear16", "sample_rate": 24000, "container": "none"}}

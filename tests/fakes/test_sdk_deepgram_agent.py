@@ -128,6 +128,12 @@ async def test_sdk_full_exchange_audio_function_call_injected_text_keepalive_upd
         assert [(m.role, m.content) for m in typed if m.type == "ConversationText"] == [("user", "56"), ("assistant", "56")]
         assert digits_in(audio) == "123456"
 
+        await socket.send_media(generate_dtmf("7", 16000, lead_silence_ms=100))  # no trailing silence
+        await socket.send_force_end_turn()
+        forced = await recv_until(socket, "AgentAudioDone", audio)
+        assert [(m.role, m.content) for m in forced if m.type == "ConversationText"] == [("user", "7"), ("assistant", "7")]
+        assert digits_in(audio) == "1234567"
+
         await socket.send_keep_alive()
         await socket.send_update_prompt(AgentV1UpdatePrompt(prompt="Be brief."))
         assert kinds(await recv_until(socket, "PromptUpdated", audio)) == ["PromptUpdated"]
