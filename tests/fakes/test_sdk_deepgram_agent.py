@@ -17,6 +17,7 @@ from deepgram.agent.v1.types import (
     AgentV1ConversationText,
     AgentV1Error,
     AgentV1FunctionCallRequest,
+    AgentV1InjectionRefused,
     AgentV1InjectUserMessage,
     AgentV1PromptUpdated,
     AgentV1SendFunctionCallResponse,
@@ -46,7 +47,7 @@ MODELS: dict[str, type] = {
     "UserStartedSpeaking": AgentV1UserStartedSpeaking, "AgentStartedSpeaking": AgentV1AgentStartedSpeaking,
     "AgentAudioDone": AgentV1AgentAudioDone, "FunctionCallRequest": AgentV1FunctionCallRequest,
     "PromptUpdated": AgentV1PromptUpdated, "SpeakUpdated": AgentV1SpeakUpdated, "Error": AgentV1Error,
-    "Warning": AgentV1Warning,
+    "Warning": AgentV1Warning, "InjectionRefused": AgentV1InjectionRefused,
 }
 
 
@@ -180,3 +181,19 @@ async def test_settings_with_a_gemini_key_are_recorded_masked() -> None:
         await recv_until(socket, "SettingsApplied", bytearray())
         assert "AIzaSECRET" not in repr(fake.connections[0])
         assert fake.connections[0].setup["agent"]["think"]["endpoint"]["headers"] == {"x-goog-api-key": "***"}
+
+
+async def test_sdk_parses_the_fakes_refusals_warnings_and_in_session_errors() -> None:
+    async with FakeDeepgramAgent(api_key=KEY) as fake, sdk_client(fake).agent.v1.connect() as socket:
+        audio = bytearray()
+        await recv_until(socket, "Welcome", audio)
+        await socket.send_settings(AgentV1Settings.model_validate(adapter_settings()))
+        await recv_until(socket, "SettingsApplied", audio)
+        await socket.send_media(generate_dtmf("9", 16000, lead_silence_ms=100)[:6400])  # mid-utterance
+        await recv_until(socket, "UserStartedSpeaking", audio)
+        await socket.send_inject_user_message(AgentV1InjectUserMessage(content="1"))
+        assert (await recv_until(socket, "InjectionRefused", audio))[-1].message
+        await socket.send_function_call_response(AgentV1SendFunctionCallResponse(id="nope", name="n", content="c"))
+        assert (await recv_until(socket, "Warning", audio))[-1].code
+        await socket.send_raw({"type": "NoSuchMessage"})
+        assert (await recv_until(socket, "Error", audio))[-1].code == "UNPARSABLE_CLIENT_MESSAGE"
