@@ -8,22 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from audio.errors import AudioError
 from audio.formats import ENCODINGS, AudioFormat
 from audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from audio.resample import ResampleStream, check_rate
-from gateway.errors import BadAudio
 
 _DECODERS: dict[str, Callable[[bytes], bytes]] = {"mulaw": ulaw_decode, "alaw": alaw_decode}
 _ENCODERS: dict[str, Callable[[bytes], bytes]] = {"mulaw": ulaw_encode, "alaw": alaw_encode}
 
 
 def check_format(fmt: AudioFormat) -> None:
-    """BadAudio unless the gateway can convert from/to `fmt`."""
+    """AudioError unless the gateway can convert from/to `fmt`."""
     if fmt.encoding not in ENCODINGS:
-        raise BadAudio(f"unsupported audio encoding {fmt.encoding!r} (supported: {ENCODINGS})")
+        raise AudioError(f"unsupported audio encoding {fmt.encoding!r} (supported: {ENCODINGS})")
     check_rate(fmt.sample_rate_hz)
     if fmt.channels != 1:
-        raise BadAudio("only mono audio is supported")
+        raise AudioError("only mono audio is supported")
 
 
 class FormatConverter:

@@ -57,7 +57,7 @@ def generate_dtmf(digits: str, sample_rate_hz: int, *, tone_ms: int = 100, gap_m
 
     `amplitude_dbfs` is the peak of the two-tone sum (each tone gets half of it), so 0 never clips.
     Letters may be lower case. An unknown digit or a positive level is a ValueError; an unsupported
-    rate is BadAudio.
+    rate is AudioError.
     """
     check_rate(sample_rate_hz)
     if amplitude_dbfs > 0:

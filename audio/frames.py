@@ -6,14 +6,14 @@ frame it returned plus `flush()` equals the concatenation of everything pushed.
 
 from __future__ import annotations
 
+from audio.errors import AudioError
 from audio.formats import AudioFormat
-from gateway.errors import BadAudio
 
 
 def check_pcm16(data: bytes) -> None:
-    """BadAudio if `data` cannot be whole PCM16 samples (odd length). Empty is fine."""
+    """AudioError if `data` cannot be whole PCM16 samples (odd length). Empty is fine."""
     if len(data) % 2:
-        raise BadAudio("PCM16 audio must have an even number of bytes")
+        raise AudioError("PCM16 audio must have an even number of bytes")
 
 
 class FrameSplitter:

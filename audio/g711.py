@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gateway.errors import BadAudio
+from audio.errors import AudioError
 
 _PCM16 = np.dtype("<i2")
 _PCM16_AS_INDEX = np.dtype("<u2")
@@ -75,7 +75,7 @@ _ALAW_DECODE = _build_alaw_decode_table()
 
 def _encode(pcm16: bytes, table: np.ndarray) -> bytes:
     if len(pcm16) % 2:
-        raise BadAudio("PCM16 audio must have an even number of bytes")
+        raise AudioError("PCM16 audio must have an even number of bytes")
     if not pcm16:
         return b""
     return table[np.frombuffer(pcm16, dtype=_PCM16_AS_INDEX)].tobytes()

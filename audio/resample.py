@@ -20,8 +20,8 @@ from functools import cache
 
 import numpy as np
 
+from audio.errors import AudioError
 from audio.formats import SAMPLE_RATES_HZ
-from gateway.errors import BadAudio
 
 # Filter design (windowed sinc, Kaiser). The cut-off sits at the lower Nyquist frequency; the pass
 # band ends at 85 % of it (3.4 kHz at 8 kHz: the telephone band) and the stop band starts at 115 %,
@@ -62,7 +62,7 @@ class _Polyphase:
 
 def check_rate(rate_hz: int) -> None:
     if rate_hz not in SAMPLE_RATES_HZ:
-        raise BadAudio(f"unsupported sample rate {rate_hz} Hz (supported: {SAMPLE_RATES_HZ})")
+        raise AudioError(f"unsupported sample rate {rate_hz} Hz (supported: {SAMPLE_RATES_HZ})")
 
 
 def _prototype_filter(in_rate_hz: int, out_rate_hz: int, up: int) -> np.ndarray:

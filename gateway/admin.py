@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from gateway.auth import check_origin
 from gateway.errors import Unauthorized
-from gateway.session_config import PROVIDERS
+from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 
 def _guard(request: Request) -> JSONResponse | None:

@@ -50,10 +50,7 @@ class TokenClaims:
 
 def _unauthorized(reason: Literal["missing", "bad", "expired", "origin"], message: str,
                   *, status: int = 401) -> Unauthorized:
-    err = Unauthorized(message, reason=reason)
-    err.reason = reason  # the app maps these onto log fields and HTTP statuses
-    err.status = status
-    return err
+    return Unauthorized(message, reason=reason, status=status)
 
 
 def _b64url_encode(raw: bytes) -> str:

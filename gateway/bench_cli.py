@@ -1,24 +1,28 @@
-"""`voice-gateway bench`: the load benchmark (benchmarks/load.py), run from a source checkout.
+"""`voice-gateway bench`: runs the load benchmark (benchmarks/load.py) of a source checkout.
 
-benchmarks/ is not part of the installed package (pyproject includes gateway, providers, audio), so
-this shim puts the checkout root on sys.path before importing it.
+The benchmark is not part of the installed package (it drives the gateway, fakes and load
+generators as separate processes from the checkout), so the package never imports it: from a
+checkout (an editable install) this runs `python benchmarks/load.py ARGS` in a child process;
+from an installed wheel it says how to run it from a checkout.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "load.py"
+HOW = ("voice-gateway bench needs a source checkout: clone the repository, `pip install -e '.[test,bench]'`, "
+       "then run `voice-gateway bench [OPTIONS]` or `python benchmarks/load.py [OPTIONS]` from its root")
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    if not (ROOT / "benchmarks" / "load.py").is_file():
-        print("voice-gateway bench: needs a source checkout (benchmarks/load.py not found)", file=sys.stderr)
+    if not SCRIPT.is_file():
+        print(HOW, file=sys.stderr)
         return 2
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from benchmarks.load import run_bench as run
-
-    return run(args)
+    rest = list(getattr(args, "rest", None) or [])
+    rest = rest[1:] if rest[:1] == ["--"] else rest
+    return subprocess.run([sys.executable, str(SCRIPT), *rest], cwd=ROOT, check=False).returncode

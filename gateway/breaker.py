@@ -19,6 +19,7 @@ from gateway import metrics
 from gateway.clock import Clock
 from gateway.errors import CircuitOpen, ConfigError
 from gateway.logs import log_event
+from providers.registry import BREAKER_NAMES
 
 logger = logging.getLogger("gateway.breaker")
 
@@ -105,7 +106,7 @@ class CircuitBreaker:
     def __init__(self, provider: str, *, clock: Clock, policy: BreakerPolicy = BreakerPolicy(),
                  name: str | None = None) -> None:
         self.provider = provider
-        self.name = name or metrics.BREAKER_NAMES.get(provider, f"{provider}_provider")
+        self.name = name or BREAKER_NAMES.get(provider, f"{provider}_provider")
         self.policy = policy
         self._clock = clock
         self._state = BreakerState.CLOSED

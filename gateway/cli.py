@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_serve)
 
     f = sub.add_parser("fake-provider", help="run one fake provider server (gemini|openai|deepgram|deepgram-agent)")
-    f.add_argument("provider", choices=["gemini", "openai", "deepgram", "deepgram-agent"])
+    names = __import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES
+    f.add_argument("provider", choices=[n.replace("_", "-") for n in names])  # deepgram_agent as deepgram-agent
     f.add_argument("--host", default="127.0.0.1")
     f.add_argument("--port", type=int, required=True)
     f.add_argument("--api-key")

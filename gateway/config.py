@@ -22,17 +22,13 @@ from gateway.breaker import BreakerPolicy
 from gateway.errors import ConfigError
 from gateway.logs import LEVELS, MASK, register_secret
 from gateway.retry import ReconnectPolicy
+from providers.registry import PROVIDER_NAMES as PROVIDERS
+from providers.registry import PROVIDERS as PROVIDER_ENTRIES
 
-PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram", "deepgram_agent")
-# `deepgram` in a call's chain is the Voice Agent unless the call asks for transcription (providers/registry.py)
-DEFAULT_FALLBACK: tuple[str, ...] = ("gemini", "openai", "deepgram")
-# Real endpoints, with the base-URL meaning of design.md §2 (Gemini/Deepgram: origin; OpenAI: + /v1).
-OFFICIAL_BASE_URLS = {
-    "gemini": "wss://generativelanguage.googleapis.com",
-    "openai": "wss://api.openai.com/v1",
-    "deepgram": "wss://api.deepgram.com",
-    "deepgram_agent": "wss://agent.deepgram.com",
-}
+# Real endpoints, with the base-URL meaning of docs/configuration.md (Gemini/Deepgram: origin; OpenAI: + /v1).
+OFFICIAL_BASE_URLS = {name: entry.live_base_url for name, entry in PROVIDER_ENTRIES.items()}
+# `deepgram` in a call's chain is the Voice Agent unless the call asks for transcription (registry.resolve)
+DEFAULT_FALLBACK: tuple[str, ...] = tuple(n for n, e in PROVIDER_ENTRIES.items() if e.default_fallback)
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
                            "twilio_auth_token", "deepgram_think_gateway_token"})
 T = TypeVar("T")
@@ -188,8 +184,7 @@ def _ws_base_url(var: str, text: str | None) -> str | None:
 
 def _provider_settings(env: _Env, name: str) -> ProviderSettings:
     upper = name.upper()
-    # the Voice Agent takes the Deepgram key; only its origin has its own variable (DEEPGRAM_AGENT_BASE_URL)
-    api_key = env.secret("DEEPGRAM_API_KEY" if name == "deepgram_agent" else f"{upper}_API_KEY")
+    api_key = env.secret(PROVIDER_ENTRIES[name].key_env or f"{upper}_API_KEY")
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
     return ProviderSettings(name=name, api_key=api_key, base_url=base_url,
                             model=env.raw(f"VG_{upper}_MODEL"),

@@ -12,11 +12,11 @@
     │   ├── ProviderUnavailable  retryable: network, timeout, 5xx, 429, 1006/1011 (error_type varies)
     │   └── ProviderProtocolError the provider said something we cannot parse     (error_type protocol)
     ├── CircuitOpen              a breaker refused the call (carries retry_after_s)
-    ├── NoProviderAvailable      provider_unavailable: no breaker in the fallback chain admits a call
     └── ConfigError              invalid settings at start-up
 
 Each class maps to exactly one client `error.code`, one WebSocket close code and one metric
 `error_type` label, here and nowhere else. Messages never carry payloads, audio or secrets.
+Structured facts (provider, retry_after_s, reason, status, stale_handle) are constructor arguments.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ class GatewayError(Exception):
         self.message = message or (self.__class__.__doc__ or self.code).strip()
         self.fields = fields
 
-    def to_event_fields(self) -> dict[str, object]:
+    def to_event_fields(self) -> dict[str, str]:
+        """The `error` event fields a client sees for this error (code, message)."""
         return {"code": self.code, "message": self.message}
 
 
@@ -65,6 +66,11 @@ class Unauthorized(ClientError):
     code = "unauthorized"
     close_code = 1008
 
+    def __init__(self, message: str = "", *, reason: str = "bad", status: int = 401) -> None:
+        super().__init__(message, reason=reason)
+        self.reason = reason  # missing | bad | expired | origin: a log field
+        self.status = status  # the HTTP status an HTTP endpoint answers with
+
 
 class RateLimited(ClientError):
     """The connection exceeded its frame or byte rate ceiling."""
@@ -88,9 +94,11 @@ class ProviderError(GatewayError):
     retryable: bool = True
 
     def __init__(self, message: str = "", *, provider: str = "", error_type: str | None = None,
-                 breaker_failure: bool = True, **fields: object) -> None:
-        super().__init__(message, **fields)  # type: ignore[arg-type]
+                 breaker_failure: bool = True, stale_handle: bool = False, **fields: object) -> None:
+        super().__init__(message, **fields)
         self.provider = provider
+        # Gemini: the resumption handle we offered is unknown; reconnect without it
+        self.stale_handle = stale_handle
         if error_type is not None:
             self.error_type = error_type
         # design.md §5: some unexpected closes need a reconnect but are not breaker failures
@@ -133,13 +141,6 @@ class CircuitOpen(GatewayError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.breaker = breaker
-
-
-class NoProviderAvailable(GatewayError):
-    """No provider in the fallback chain admits a call right now."""
-
-    code = "provider_unavailable"
-    error_type = "unavailable"
 
 
 class ConfigError(GatewayError):

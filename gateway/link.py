@@ -17,25 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Protocol
 
 from audio.convert import FormatConverter
 from audio.formats import AudioChunk
 from gateway import metrics
 from gateway.breaker import BreakerTicket, CircuitBreaker
 from gateway.clock import Clock
-from gateway.errors import CircuitOpen, GatewayError, ProviderError, ProviderRejected, ProviderUnavailable
+from gateway.errors import GatewayError, ProviderError, ProviderRejected, ProviderUnavailable
 from gateway.events import (
     AudioAcknowledged,
     ClientEvent,
-    ConnectionFailed,
-    ConnectionReconnected,
-    ConnectionReconnecting,
     ConversationItem,
     GoAway,
     ProviderEvent,
@@ -48,6 +44,7 @@ from gateway.events import (
     TurnInterrupted,
     TurnStarted,
 )
+from gateway.handover import Handovers
 from gateway.logs import log_event
 from gateway.provider_socket import (
     Closed,
@@ -57,23 +54,15 @@ from gateway.provider_socket import (
     ProviderConnector,
     ProviderSocket,
 )
+from gateway.reconnect import Reconnector
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy
+from gateway.states import LINK_MOVES, LinkState
 from providers.base import Frame, ProviderAdapter
 
 log = logging.getLogger("gateway.link")
 # returned by the read loop when a handover replaced the socket it was reading
 _SWAPPED = ProviderUnavailable("socket replaced by a handover", breaker_failure=False)
-
-
-class LinkState(enum.Enum):
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    REPLAYING = "replaying"
-    UP = "up"
-    RECONNECTING = "reconnecting"
-    FAILED = "failed"
-    CLOSED = "closed"
 
 
 class LinkSink(Protocol):
@@ -106,15 +95,14 @@ class ProviderLink:
         self.session_id = session_id
         self._rotate_after_s = rotate_after_s
         self._goaway_margin_s = goaway_margin_s
-        self._rng = rng
         self.state = LinkState.IDLE
         self.adapter: ProviderAdapter | None = None
         self._sock: ProviderSocket | None = None
         self._converter: FormatConverter | None = None
         self._resume_handle: str | None = None
         self._in_assistant_turn = False
-        self._handover_reason: str | None = None
-        self._handover_task: asyncio.Task[None] | None = None
+        self._handovers = Handovers(self, clock)
+        self._reconnector = Reconnector(self, clock, rng)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
         self._ticket: BreakerTicket | None = None
@@ -134,22 +122,22 @@ class ProviderLink:
         """First establishment: one breaker call, no retry loop (the session falls over to the next
         provider instead). Raises CircuitOpen or a ProviderError."""
         ticket = self.breaker.admit()
-        self.state = LinkState.CONNECTING
+        self.move(LinkState.CONNECTING)
         try:
-            await self._establish(ticket)
+            await self.establish(ticket)
         except ProviderRejected as e:
-            self.state = LinkState.FAILED
-            await self._note_rejected(e, attempts=1)
+            self._fail()
+            await self._reconnector.note_rejected(e, attempts=1)
             raise
         except BaseException:
-            self.state = LinkState.FAILED
+            self._fail()
             raise
         self._reader = asyncio.create_task(self._run(), name=f"link-{self.provider}-{self.session_id}")
 
     async def send_audio(self, chunk: AudioChunk) -> None:
+        """Live audio, already kept in the call's replay buffer by its one writer (the session):
+        sent now when the link is up, else replayed from the buffer when it is up again."""
         self._last_chunk_end_s = chunk.end_s
-        if self.replay.append(chunk, link_up=self.state is LinkState.UP):
-            metrics.voice_gateway_replay_dropped_chunks.labels(self.provider).inc()
         if self.state is LinkState.UP:
             await self._send_chunk(chunk)
 
@@ -168,7 +156,7 @@ class ProviderLink:
     async def close(self, *, graceful: bool = True) -> None:
         """We end the link (call over, or switched away): not a failure."""
         self._closing = True
-        self.state = LinkState.CLOSED
+        self.move(LinkState.CLOSED)
         sock, adapter = self._sock, self.adapter
         if sock is not None:
             if graceful and adapter is not None:
@@ -178,7 +166,8 @@ class ProviderLink:
             await sock.close()
         self._settle_ticket(failed=False)
         current = asyncio.current_task()
-        for t in [self._reader, self._handover_task, *self._tasks]:
+        self._handovers.cancel()
+        for t in [self._reader, *self._tasks]:
             if t is not None and t is not current and not t.done():
                 t.cancel()
 
@@ -186,8 +175,49 @@ class ProviderLink:
     def resume_handle(self) -> str | None:
         return self._resume_handle
 
+    # -- for the link's helpers (gateway/handover.py, gateway/reconnect.py) ---------------------------
+    @property
+    def sock(self) -> ProviderSocket | None:
+        return self._sock
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    @property
+    def in_assistant_turn(self) -> bool:
+        return self._in_assistant_turn
+
+    def forget_resume_handle(self) -> None:
+        self._resume_handle = None
+
+    async def tell_client(self, event: ClientEvent) -> None:
+        await self._sink.on_client_event(self, event)
+
+    async def lost(self, reason: str, err: GatewayError) -> None:
+        await self._sink.on_link_lost(self, reason, err)
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        t = asyncio.create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    # -- state ---------------------------------------------------------------------------------------
+    def move(self, to: LinkState) -> None:
+        """The one setter of `state`: checked against LINK_MOVES, logged with the session id, counted."""
+        self.state = LINK_MOVES.move(self.state, to, session_id=self.session_id, provider=self.provider)
+
+    def _fail(self) -> None:
+        """FAILED, unless we closed the link meanwhile (then it stays CLOSED)."""
+        if not self._closing:
+            self.move(LinkState.FAILED)
+
+    @property
+    def _ended(self) -> bool:
+        return self._closing or self.state is LinkState.FAILED
+
     # -- establishment -------------------------------------------------------------------------
-    async def _connect(self, ticket: BreakerTicket, *, history: bool
+    async def connect(self, ticket: BreakerTicket, *, history: bool
                        ) -> tuple[ProviderAdapter, ProviderSocket, list[ProviderEvent]]:
         """Upgrade + setup acknowledged, under the connect deadline. Settles `ticket` on failure.
         Returns the adapter, the socket and events parsed after the setup acknowledgement."""
@@ -228,7 +258,6 @@ class ProviderLink:
             return adapter, sock, after
         if sock is not None:
             await sock.close()
-        err.provider = self.provider
         self._record_failure(err)
         if err.breaker_failure:
             ticket.failure(err.error_type)
@@ -241,7 +270,7 @@ class ProviderLink:
             frame = await sock.receive()
             if isinstance(frame, Closed):
                 err = adapter.classify_close(frame.code, frame.reason) or ProviderUnavailable(
-                    "closed during setup", error_type="network")
+                    "closed during setup", provider=self.provider, error_type="network")
                 raise err
             events = adapter.parse(frame)
             for i, ev in enumerate(events):
@@ -252,27 +281,33 @@ class ProviderLink:
                 if isinstance(ev, ProviderFailed) and isinstance(ev.error, ProviderRejected):
                     raise ev.error
 
-    async def _establish(self, ticket: BreakerTicket, *, history: bool = True) -> int:
+    async def establish(self, ticket: BreakerTicket, *, history: bool = True) -> int:
         """Connect, then make the new connection current and replay. Returns chunks replayed."""
-        adapter, sock, after = await self._connect(ticket, history=history)
-        return await self._activate(adapter, sock, after, ticket)
+        adapter, sock, after = await self.connect(ticket, history=history)
+        return await self.activate(adapter, sock, after, ticket)
 
-    async def _activate(self, adapter: ProviderAdapter, sock: ProviderSocket, after: list[ProviderEvent],
+    async def activate(self, adapter: ProviderAdapter, sock: ProviderSocket, after: list[ProviderEvent],
                         ticket: BreakerTicket) -> int:
+        if self._ended:  # closed or given up while this connection was being set up: not a failure
+            ticket.success()
+            await sock.close()
+            raise ProviderUnavailable("link closed during setup", provider=self.provider, breaker_failure=False)
         self._settle_ticket(failed=False)  # the previous connection's call, if still open
         self._ticket, self._established_at = ticket, self._clock.now()
         self.adapter, self._sock = adapter, sock
         # chunks in the replay buffer are in the call's input format; convert per connection
         self._converter = FormatConverter(adapter.config.input_format, adapter.input_format)
         self._in_assistant_turn = False
-        self._spawn(self._settle_after_window(ticket))
+        self.spawn(self._settle_after_window(ticket))
         if adapter.keepalive_idle_s:
-            self._spawn(self._keepalive(sock, adapter))
+            self.spawn(self._keepalive(sock, adapter))
         if self._rotate_after_s:
-            self._spawn(self._rotate_later(sock))
-        self.state = LinkState.REPLAYING
+            self.spawn(self._handovers.rotate_later(sock, self._rotate_after_s))
+        self.move(LinkState.REPLAYING)
         replayed = await self._replay()
-        self.state = LinkState.UP
+        if self._ended:
+            return replayed
+        self.move(LinkState.UP)
         for ev in after:
             await self._handle(ev)
         return replayed
@@ -349,21 +384,18 @@ class ProviderLink:
                 if err is _SWAPPED:  # a handover replaced the socket: read the new one
                     continue
                 if err is None:  # planned close: hand over without backoff
-                    if self._handover_task is not None:
-                        await asyncio.shield(self._handover_task)
-                        if self._sock is not None and not self._sock.is_closed:
-                            continue
-                    if await self._handover_now("planned_close"):
+                    if await self._handovers.finish_pending() or await self._handovers.now("planned_close"):
                         continue
-                    err = ProviderUnavailable("planned handover failed", error_type="network")
-                if not await self._recover(err):
+                    err = ProviderUnavailable("planned handover failed", provider=self.provider, error_type="network")
+                fatal, self._fatal_error = self._fatal_error, None  # the error that made us close it
+                if not await self._reconnector.recover(fatal or err):
                     return
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug must not leave the call hanging silently
             log_event(log, logging.ERROR, "link.crashed", f"{self.provider} link crashed",
                       provider=self.provider, session_id=self.session_id)
-            self.state = LinkState.FAILED
+            self._fail()
             await self._sink.on_link_lost(self, "fatal_error", GatewayError(type(e).__name__))
 
     async def _read_until_closed(self) -> ProviderError | None:
@@ -384,14 +416,13 @@ class ProviderLink:
 
     def _on_closed(self, sock: ProviderSocket, adapter: ProviderAdapter, frame: Closed) -> ProviderError | None:
         if sock.closed_by_us:
-            return None if self._closing else ProviderUnavailable("closed", breaker_failure=False)
+            return None if self._closing else ProviderUnavailable("closed", provider=self.provider, breaker_failure=False)
         if sock is not self._sock:
             return _SWAPPED
         err = adapter.classify_close(frame.code, frame.reason)
-        if err is None or self._handover_reason is not None:
+        if err is None or self._handovers.reason is not None:
             self._settle_ticket(failed=False)
             return None
-        err.provider = self.provider
         early = self._clock.now() - self._established_at < self.policy.early_failure_window_s
         self._settle_ticket(failed=early and err.breaker_failure, error_type=err.error_type)
         metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
@@ -409,10 +440,10 @@ class ProviderLink:
                 self.replay.ack_until(until)
                 return
             case GoAway(time_left_s=left):
-                self._request_handover("goaway", deadline_s=max(0.0, left - self._goaway_margin_s))
+                self._handovers.request("goaway", deadline_s=max(0.0, left - self._goaway_margin_s))
                 return
             case SessionExpiring():
-                self._request_handover("session_expired", deadline_s=0.0)
+                self._handovers.request("session_expired", deadline_s=0.0)
                 return
             case SetupComplete():
                 return
@@ -420,8 +451,7 @@ class ProviderLink:
                 self._in_assistant_turn = True
             case TurnCompleted(role="assistant") | TurnInterrupted():
                 self._in_assistant_turn = False
-                if self._handover_reason is not None and self._handover_task is None:
-                    self._handover_task = asyncio.create_task(self._do_handover())
+                self._handovers.at_turn_boundary()
             case ReplyAudio():
                 self._chunks_received.inc()
             case ProviderFailed(error=err, fatal_for_link=fatal):
@@ -430,60 +460,6 @@ class ProviderLink:
                     self._fatal_error = err
                     await self._sock.close(1000)
         await self._sink.on_provider_event(self, ev)
-
-    # -- planned handovers ----------------------------------------------------------------------
-    def _request_handover(self, reason: str, *, deadline_s: float) -> None:
-        if self._handover_reason is not None:
-            return
-        self._handover_reason = reason
-        metrics.voice_gateway_planned_handovers.labels(self.provider, reason).inc()
-        log_event(log, logging.INFO, "handover.requested", f"planned handover ({reason})",
-                  provider=self.provider, session_id=self.session_id, reason=reason, deadline_s=deadline_s)
-        if not self._in_assistant_turn or deadline_s <= 0:
-            self._handover_task = asyncio.create_task(self._do_handover())
-        else:  # wait for a turn boundary, but not past the deadline
-            self._spawn(self._handover_at_deadline(deadline_s))
-
-    async def _handover_at_deadline(self, deadline_s: float) -> None:
-        await self._clock.sleep(deadline_s)
-        if self._handover_reason is not None and self._handover_task is None:
-            self._handover_task = asyncio.create_task(self._do_handover())
-
-    async def _handover_now(self, reason: str) -> bool:
-        if self._handover_reason is None:
-            self._handover_reason = reason
-        self._handover_task = asyncio.create_task(self._do_handover())
-        await asyncio.shield(self._handover_task)
-        return self._sock is not None and not self._sock.is_closed and self.state is LinkState.UP
-
-    async def _do_handover(self) -> None:
-        """Make before break: the old connection keeps carrying live audio until the new one is
-        set up; then the swap, the replay of unacknowledged audio, and the old one closes."""
-        reason = self._handover_reason or "planned"
-        old = self._sock
-        try:
-            ticket = self.breaker.admit()
-            adapter, sock, after = await self._connect(ticket, history=True)
-        except (CircuitOpen, ProviderError) as e:
-            log_event(log, logging.WARNING, "handover.failed", f"planned handover failed: {e}",
-                      provider=self.provider, session_id=self.session_id, reason=reason)
-            self._handover_reason = None
-            self._handover_task = None
-            return
-        self._handover_reason = None
-        self._handover_task = None
-        self.counters["handovers"] += 1
-        replayed = await self._activate(adapter, sock, after, ticket)
-        log_event(log, logging.INFO, "handover.completed", f"planned handover done ({reason})",
-                  provider=self.provider, session_id=self.session_id, reason=reason, replayed_count=replayed)
-        if old is not None:
-            await old.close()
-
-    async def _rotate_later(self, sock: ProviderSocket) -> None:
-        assert self._rotate_after_s is not None
-        await self._clock.sleep(self._rotate_after_s)
-        if sock is self._sock and not self._closing:
-            self._request_handover("rotation", deadline_s=60.0)
 
     # -- keepalive ------------------------------------------------------------------------------
     async def _keepalive(self, sock: ProviderSocket, adapter: ProviderAdapter) -> None:
@@ -500,108 +476,3 @@ class ProviderLink:
             with contextlib.suppress(ConnectionError, RuntimeError, OSError):
                 await sock.send(frame)
             self._last_audio_at = self._clock.now()
-
-    # -- reconnect ------------------------------------------------------------------------------
-    async def _recover(self, err: ProviderError) -> bool:
-        """Reconnect on the schedule. True when the link is up again."""
-        fatal = self._fatal_error
-        if fatal is not None:
-            err, self._fatal_error = fatal, None
-        if not err.retryable:
-            return await self._give_up("fatal_error", err, attempts=0)
-        self.state = LinkState.RECONNECTING
-        metrics.voice_gateway_sessions_reconnecting.labels(self.provider).inc()
-        try:
-            return await self._reconnect_loop(err)
-        finally:
-            metrics.voice_gateway_sessions_reconnecting.labels(self.provider).dec()
-
-    async def _reconnect_loop(self, cause: ProviderError) -> bool:
-        down_since = self._clock.now()
-        dropped_before = self.replay.dropped_total
-        max_attempts = self.policy.max_attempts
-        last: GatewayError = cause
-        for attempt in range(1, max_attempts + 1):
-            if not self.breaker.would_admit():  # design §5: OPEN → switch now, don't sleep first
-                return await self._give_up("circuit_open", CircuitOpen(
-                    f"Circuit breaker '{self.breaker.name}' is OPEN.",
-                    retry_after_s=self.breaker.retry_after_s(), breaker=self.breaker.name), attempt - 1)
-            delay = self.policy.delay_s(attempt, self._rng)
-            buffered = len(self.replay)
-            await self._sink.on_client_event(self, ConnectionReconnecting(
-                provider=self.provider, attempt=attempt, max_attempts=max_attempts,
-                backoff_delay=delay, buffered_audio_chunks=buffered))
-            log_event(log, logging.WARNING, "reconnect.attempt",
-                      f"reconnecting to {self.provider} (attempt {attempt}/{max_attempts}) in {delay:g}s",
-                      provider=self.provider, session_id=self.session_id, attempt=attempt,
-                      max_attempts=max_attempts, backoff_delay=delay, buffered_count=buffered)
-            await self._clock.sleep(delay)
-            if self._closing:
-                return False
-            try:
-                ticket = self.breaker.admit()
-            except CircuitOpen as e:
-                return await self._give_up("circuit_open", e, attempt - 1)
-            self.counters["reconnects"] += 1
-            try:
-                replayed = await self._establish(ticket, history=self._resume_handle is None)
-            except ProviderRejected as e:
-                metrics.ai_provider_reconnections.labels(self.provider, "false").inc()
-                return await self._give_up("fatal_error", e, attempt)
-            except ProviderError as e:
-                metrics.ai_provider_reconnections.labels(self.provider, "false").inc()
-                if e.fields.get("stale_handle"):
-                    self._resume_handle = None
-                last = e
-                log_event(log, logging.WARNING, "reconnect.failed",
-                          f"reconnect attempt {attempt}/{max_attempts} to {self.provider} failed",
-                          provider=self.provider, session_id=self.session_id, attempt=attempt,
-                          max_attempts=max_attempts, error_type=e.error_type)
-                continue
-            metrics.ai_provider_reconnections.labels(self.provider, "true").inc()
-            dropped = self.replay.dropped_total - dropped_before
-            duration = self._clock.now() - down_since
-            await self._sink.on_client_event(self, ConnectionReconnected(
-                provider=self.provider, attempts=attempt, duration=round(duration, 3),
-                replayed_audio_chunks=replayed, dropped_audio_chunks=dropped))
-            log_event(log, logging.INFO, "reconnect.succeeded",
-                      f"reconnected to {self.provider} after {attempt} attempt(s)",
-                      provider=self.provider, session_id=self.session_id, attempt=attempt,
-                      max_attempts=max_attempts, replayed_count=replayed, dropped_count=dropped,
-                      total_count=self.counters["replayed"], duration_s=round(duration, 3))
-            return True
-        return await self._give_up("reconnect_failed", last, max_attempts)
-
-    async def _give_up(self, reason: str, err: GatewayError, attempts: int) -> bool:
-        self.state = LinkState.FAILED
-        if isinstance(err, ProviderRejected):
-            await self._note_rejected(err, attempts=attempts)
-        else:
-            # the client hears the class of failure, not the provider's own words (design §4)
-            await self._sink.on_client_event(self, ConnectionFailed(
-                provider=self.provider, reason=f"{reason}: {err.error_type}", total_attempts=attempts))
-        await self._sink.on_link_lost(self, reason, err)
-        return False
-
-    async def _note_rejected(self, err: ProviderRejected, *, attempts: int) -> None:
-        """Auth/config rejection: fatal for the link, no retry loop (design.md §5). Auth forces the
-        breaker OPEN so no new call tries the bad key until an operator resets it."""
-        if err.error_type == "auth":
-            self.breaker.force_open("auth")
-            log_event(log, logging.ERROR, "provider.auth_failed",
-                      f"{self.provider} rejected the configured credentials: check the "
-                      f"{self.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",
-                      provider=self.provider, session_id=self.session_id)
-            reason = f"auth: {self.provider} rejected the API key"
-        else:
-            log_event(log, logging.ERROR, "provider.config_rejected",
-                      f"{self.provider} rejected the session configuration: {err.message}",
-                      provider=self.provider, session_id=self.session_id)
-            reason = f"config: {self.provider} rejected the session configuration"
-        await self._sink.on_client_event(self, ConnectionFailed(
-            provider=self.provider, reason=reason, total_attempts=attempts))
-
-    def _spawn(self, coro) -> None:  # noqa: ANN001
-        t = asyncio.create_task(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)

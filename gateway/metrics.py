@@ -12,9 +12,6 @@ from gateway import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-BREAKER_NAMES = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt",
-                 "deepgram_agent": "deepgram_agent"}
-
 circuit_breaker_state = Gauge(
     "circuit_breaker_state", "Circuit breaker state: 0=CLOSED 1=HALF_OPEN 2=OPEN",
     ["name", "provider"], registry=REGISTRY)
@@ -98,6 +95,9 @@ voice_gateway_client_errors = Counter(
 voice_gateway_rate_limited = Counter(
     "voice_gateway_rate_limited", "Client connections that hit a rate ceiling",
     ["client"], registry=REGISTRY)
+voice_gateway_state_transitions = Counter(
+    "voice_gateway_state_transitions", "Moves of the link and session state machines (gateway/states.py)",
+    ["machine", "from_state", "to_state"], registry=REGISTRY)
 voice_gateway_build = Info("voice_gateway_build", "Build information", registry=REGISTRY)
 voice_gateway_build.info({"version": __version__})
 

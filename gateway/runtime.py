@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import metrics
 from gateway.breaker import BreakerRegistry
@@ -17,16 +17,35 @@ from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
 from gateway.logs import log_event
 from gateway.provider_socket import ProviderConnector
+from gateway.replay import ReplayBuffer
+from gateway.session_config import SessionConfig
 from providers.base import Endpoint, ProviderAdapter
 from providers.deepgram_agent_wire import AgentEndpoint, think_providers
 from providers.fakes import fake_class
-from providers.registry import adapter_for, resolve
+from providers.registry import adapter_for, provider_entry
 
 if TYPE_CHECKING:
-    from gateway.session import CallSession
     from providers.fakes.common import FakeServer
 
 log = logging.getLogger("gateway.runtime")
+
+
+class LiveCall(Protocol):
+    """What the runtime and the admin API need of a live call (gateway/session.py CallSession); a
+    protocol, so the runtime does not import the session that imports it."""
+
+    id: str
+    config: SessionConfig
+    replay: ReplayBuffer
+
+    @property
+    def provider(self) -> str | None: ...
+
+    async def end(self, reason: str = "client_ended") -> None: ...
+
+    async def switch(self, target: str | None, reason: str) -> bool: ...
+
+    def snapshot(self, *, detail: bool = False) -> dict[str, Any]: ...
 
 
 class Runtime:
@@ -37,7 +56,7 @@ class Runtime:
         self.breakers = BreakerRegistry(self.clock, settings.breaker)
         self.connector = connector or ProviderConnector()
         self.endpoints: dict[str, Endpoint] = {}
-        self.sessions: dict[str, CallSession] = {}
+        self.sessions: dict[str, LiveCall] = {}
         self.fakes: dict[str, FakeServer] = {}
         self.draining = False
         for name in settings.providers:
@@ -47,11 +66,8 @@ class Runtime:
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)
 
-    def resolve_provider(self, name: str, config: Any) -> str:  # noqa: ANN401 - a SessionConfig
-        """The configured provider a call's `name` means (`deepgram` → the Voice Agent by default)."""
-        return resolve(name, config.provider_options, self.endpoints)
-
     def _endpoint(self, name: str, **kwargs: Any) -> Endpoint:
+        """A provider's endpoint; the Deepgram agent's also carries how it thinks (settings → think list)."""
         if name != "deepgram_agent":
             return Endpoint(**kwargs)
         s = self.settings
@@ -61,6 +77,14 @@ class Runtime:
                                 gateway_url=s.deepgram_think_gateway_url,
                                 gateway_token=s.deepgram_think_gateway_token)
         return AgentEndpoint(think=think, **kwargs)
+
+    def rotate_after_s(self, provider: str) -> float | None:
+        """When a link to `provider` hands over to a fresh connection ahead of the provider's session
+        cap (registry `max_session_s`); VG_OPENAI_ROTATE_AFTER_S sets it for OpenAI."""
+        default = provider_entry(provider).rotate_after_s
+        if default is None:
+            return None
+        return {"openai": self.settings.openai_rotate_after_s}.get(provider, default)
 
     @staticmethod
     def wall_time() -> float:
@@ -74,7 +98,7 @@ class Runtime:
                 fake = fake_class(name)(record_limit_bytes=320_000, keep_connections=64)
                 await fake.start()
                 self.fakes[name] = fake
-                base = fake.url + ("/v1" if name == "openai" else "")
+                base = fake.url + provider_entry(name).base_path
                 # any non-empty key is accepted by a fake started without one; this one is random
                 self.endpoints[name] = self._endpoint(name, base_url=base, api_key="sim-" + secrets.token_hex(8),
                                                       model=ps.model, simulated=True)

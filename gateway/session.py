@@ -14,18 +14,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import enum
 import logging
 import time
 import uuid
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from audio.convert import FormatConverter
+from audio.errors import AudioError
 from audio.formats import AudioChunk, AudioFormat
 from audio.resample import group_delay_s
 from gateway import metrics
-from gateway.errors import BadAudio, CircuitOpen, GatewayError, ProviderError
+from gateway.errors import BadAudio, GatewayError
 from gateway.events import (
     AssistantTurn,
     AudioDelta,
@@ -52,20 +51,14 @@ from gateway.events import (
     UserSpeechStarted,
     UserTurn,
 )
-from gateway.link import LinkState, ProviderLink
+from gateway.failover import Failover
+from gateway.link import ProviderLink
 from gateway.logs import log_event
 from gateway.replay import ReplayBuffer
 from gateway.runtime import Runtime
+from gateway.states import LinkState, SessionState
 
 log = logging.getLogger("gateway.session")
-
-
-class SessionState(enum.Enum):
-    STARTING = "starting"
-    ACTIVE = "active"
-    SWITCHING = "switching"
-    WAITING = "waiting_for_provider"
-    ENDED = "ended"
 
 
 class ClientSink(Protocol):
@@ -89,10 +82,12 @@ class CallSession:
         self.client = client
         self.sink = sink
         self.id = session_id or uuid.uuid4().hex[:16]
-        self.state = SessionState.STARTING
         self.started_at = runtime.clock.now()
         self.replay = ReplayBuffer(maxlen=runtime.settings.replay_buffer_chunks)
-        self.link: ProviderLink | None = None
+        self.failover: Failover[ProviderLink] = Failover(
+            session_id=self.id, config=config, available=runtime.endpoints, breaker=runtime.breakers.get,
+            new_link=self._new_link, clock=runtime.clock, listener=self,
+            return_to_primary_after_s=runtime.settings.return_to_primary_after_s)
         self.conversation: list[ConversationItem] = []
         self.pending_tools: dict[str, ToolInvocation] = {}
         self.recent_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
@@ -105,14 +100,21 @@ class CallSession:
         self._assistant_index: int | None = None  # its AssistantTurn in the record, once final
         self._turn_item: str | None = None
         self._turn_end_at: float | None = None
-        self._waiter: asyncio.Task[None] | None = None
-        self._switch_lock = asyncio.Lock()
-        self._counted: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
+    def link(self) -> ProviderLink | None:
+        """The current provider link (failover decides which)."""
+        return self.failover.link
+
+    @property
+    def state(self) -> SessionState:
+        return self.failover.state
+
+    @property
     def provider(self) -> str | None:
-        return self.link.provider if self.link is not None else None
+        link = self.failover.link
+        return link.provider if link is not None else None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,27 +122,24 @@ class CallSession:
         metrics.voice_gateway_sessions_active.labels(self.client).inc()
         log_event(log, logging.INFO, "session.started", "call started", session_id=self.id,
                   client=self.client, provider=self.config.provider)
-        chain = self._chain(first=self.config.provider)
-        link = await self._open_first_usable(chain)
-        self.state = SessionState.ACTIVE if link else SessionState.WAITING
+        link = await self.failover.start()
+        if self.failover.ended:
+            return
         adapter = self.rt.adapter_class(link.provider) if link else None
         await self._emit(SessionStarted(
             provider=link.provider if link else "none", fallback=list(self.config.fallback),
             audio_input=self.config.input_format.to_wire(), audio_output=self.config.output_format.to_wire(),
             capabilities=adapter.capabilities.to_wire() if adapter else {}))
         if link is None:  # every breaker of the chain refused: resuming later is a circuit_open switch
-            await self._no_provider(None, "circuit_open")
+            await self.failover.wait_for_provider("circuit_open")
 
     async def end(self, reason: str = "client_ended") -> None:
-        if self.state is SessionState.ENDED:
+        if self.failover.ended:
             return
-        self.state = SessionState.ENDED
-        for t in [self._waiter, *self._tasks]:
-            if t is not None and not t.done() and t is not asyncio.current_task():
+        for t in self._tasks:
+            if not t.done() and t is not asyncio.current_task():
                 t.cancel()
-        self._count_active(None)
-        if self.link is not None:
-            await self.link.close()
+        await self.failover.end()
         self.rt.sessions.pop(self.id, None)
         metrics.voice_gateway_sessions_active.labels(self.client).dec()
         totals = {"audio_chunks_in": self._seq, "duration_s": round(self.rt.clock.now() - self.started_at, 3),
@@ -163,11 +162,20 @@ class CallSession:
         chunk = AudioChunk(data=data, fmt=fmt, seq=self._seq, offset_s=self._offset_s)
         self._seq += 1
         self._offset_s = chunk.end_s
-        if self.link is not None and self.state is not SessionState.WAITING:
-            await self.link.send_audio(chunk)
+        failover = self.failover
+        link = failover.link if failover.state is not SessionState.WAITING else None
+        up = link is not None and link.state is LinkState.UP
+        # the one writer of the replay buffer: a chunk is kept before it is sent, so a link that goes
+        # down (or a switch) replays it; an overflow while no link is up is a drop, counted here
+        if self.replay.append(chunk, link_up=up):
+            metrics.voice_gateway_replay_dropped_chunks.labels(
+                link.provider if link is not None else self.config.provider).inc()
+        if link is not None:
+            try:
+                await link.send_audio(chunk)
+            except AudioError as e:  # the audio layer's own error is the client's BadAudio here
+                raise BadAudio(str(e)) from None
             metrics.UPLINK_LATENCY.observe(time.perf_counter() - t0)
-        elif self.replay.append(chunk, link_up=False):
-            metrics.voice_gateway_replay_dropped_chunks.labels(self.config.provider).inc()
 
     def note_dtmf(self, digit: str) -> None:
         """A key press from the phone network (Twilio `dtmf`): surfaced to operators and logs."""
@@ -208,30 +216,10 @@ class CallSession:
             return False
         return await link.send_frames(build(link.adapter))
 
-    # -- switching ---------------------------------------------------------------------------------
-    def _chain(self, *, first: str | None = None, exclude: Sequence[str] = ()) -> list[str]:
-        order = ([first] if first and first != "auto" else []) + list(self.config.fallback)
-        seen: list[str] = []
-        for p in (self.rt.resolve_provider(name, self.config) for name in order):
-            if p not in seen and p not in exclude and p in self.rt.endpoints:
-                seen.append(p)
-        return seen
-
-    async def _open_first_usable(self, chain: Sequence[str]) -> ProviderLink | None:
-        for provider in chain:
-            # link.open() asks the breaker (admit): a refusal is counted as `rejected` and logged
-            link = self._new_link(provider)
-            previous, self.link = self.link, link  # live audio now buffers for the new link
-            try:
-                await link.open()
-            except (CircuitOpen, ProviderError) as e:
-                self.link = previous
-                log_event(log, logging.WARNING, "switch.candidate_failed",
-                          f"could not open {provider}: {e}", session_id=self.id, provider=provider)
-                continue
-            self._count_active(provider)
-            return link
-        return None
+    # -- switching (gateway/failover.py decides; the session settles the client side) ---------------
+    async def switch(self, target: str | None, reason: str) -> bool:
+        """Move the call to `target` (or the next usable provider). Emits provider.switched."""
+        return await self.failover.switch(target, reason)
 
     def _new_link(self, provider: str) -> ProviderLink:
         rt = self.rt
@@ -242,40 +230,21 @@ class CallSession:
             provider=provider, adapter_factory=lambda: adapter_cls(cfg, endpoint),
             breaker=rt.breakers.get(provider), connector=rt.connector, clock=rt.clock,
             policy=rt.settings.reconnect, replay=self.replay, sink=self, history=self._carried,
-            session_id=self.id, rotate_after_s=rt.settings.openai_rotate_after_s if provider == "openai" else None,
+            session_id=self.id, rotate_after_s=rt.rotate_after_s(provider),
         )
 
     def _carried(self) -> list[ConversationItem]:
         return list(self.conversation)
 
-    async def switch(self, target: str | None, reason: str) -> bool:
-        """Move the call to `target` (or the first usable provider of the chain, skipping the current
-        one). Emits provider.switched. False when nothing could be opened."""
-        async with self._switch_lock:
-            if self.state is SessionState.ENDED:
-                return False
-            trigger_at = self.rt.clock.now()
-            old = self.link
-            old_provider = old.provider if old is not None else "none"
-            chain = [self.rt.resolve_provider(target, self.config)] if target else self._chain(exclude=[old_provider])
-            self.state = SessionState.SWITCHING
-            link = await self._open_first_usable(chain)
-            if link is None:
-                self.state = SessionState.ACTIVE if old is not None and old.state is LinkState.UP else \
-                    SessionState.WAITING
-                return False
-            if old is not None and old is not link:
-                self._spawn(old.close())
-            await self._switched(old_provider, link, reason, trigger_at)
-            return True
-
-    async def _switched(self, old_provider: str, link: ProviderLink, reason: str, trigger_at: float) -> None:
-        """The call is on `link` now: count, log and tell the client (provider.switched)."""
-        self._close_pending_tools(link.provider)
+    # -- FailoverListener ---------------------------------------------------------------------------
+    async def switching_to(self, provider: str) -> None:
+        """A new link takes the call: settle the old provider's tool calls and reply audio."""
+        self._close_pending_tools(provider)
         await self._flush_reply_tail()
-        self.state = SessionState.ACTIVE
+
+    async def switched(self, old_provider: str, link: ProviderLink, reason: str, elapsed: float) -> None:
+        """The call is on `link` now: count, log and tell the client (provider.switched)."""
         self.counters["switches"] += 1
-        elapsed = self.rt.clock.now() - trigger_at
         metrics.voice_gateway_provider_switches.labels(old_provider, link.provider, reason).inc()
         metrics.voice_gateway_switch_seconds.labels(reason).observe(elapsed)
         carried = self._carried_turns()
@@ -299,57 +268,13 @@ class CallSession:
                 message=f"tool call {call_id} ({inv.name}) was issued by the previous provider and "
                         f"cannot be answered on {new_provider}; the user may need to repeat the request")))
 
-    async def _no_provider(self, err: GatewayError | None, reason: str) -> None:
-        self.state = SessionState.WAITING
-        retry = min((self.rt.breakers.get(p).retry_after_s() for p in self._chain()), default=1.0)
+    async def no_provider(self, retry_after_s: float, reason: str) -> None:
+        """Nothing in the chain admits a call: the call waits, buffering; tell the client."""
         log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
-                  session_id=self.id, reason=reason, retry_after_s=retry)
-        await self._emit(ErrorEvent(code="provider_unavailable", provider=None, retry_after=round(retry, 3),
+                  session_id=self.id, reason=reason, retry_after_s=retry_after_s)
+        await self._emit(ErrorEvent(code="provider_unavailable", provider=None, retry_after=round(retry_after_s, 3),
                                     message="no provider is available right now; audio is buffered "
                                             "(up to the replay bound) and the call resumes when one is"))
-        if self._waiter is None or self._waiter.done():
-            self._waiter = asyncio.create_task(self._wait_for_provider(reason))
-
-    async def _wait_for_provider(self, reason: str) -> None:
-        """Park until any breaker of the chain admits a call (its open timeout on the injected clock,
-        an operator reset, a freed half-open slot), then take the call there."""
-        metrics.voice_gateway_no_provider_sessions.inc()  # here, so a cancelled waiter always undoes it
-        try:
-            while self.state is SessionState.WAITING:
-                chain = self._chain()
-                if not chain:  # nothing configured to wait for (parse_session_start prevents this)
-                    return
-                waits = [asyncio.ensure_future(self.rt.breakers.get(p).wait_admissible()) for p in chain]
-                try:
-                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for w in waits:
-                        w.cancel()
-                if self.state is not SessionState.WAITING:
-                    return
-                old = self.link
-                self.link = None
-                self.state = SessionState.SWITCHING
-                trigger_at = self.rt.clock.now()
-                link = await self._open_first_usable(chain)
-                if link is None:
-                    self.link = old
-                    self.state = SessionState.WAITING
-                    await self.rt.clock.sleep(0.05)  # the admitted trial failed: don't spin
-                    continue
-                await self._switched(old.provider if old is not None else "none", link, reason, trigger_at)
-        finally:
-            metrics.voice_gateway_no_provider_sessions.dec()
-
-    def _count_active(self, provider: str | None) -> None:
-        """ai_provider_active_sessions: this call counts for exactly one provider, or none."""
-        if self._counted == provider:
-            return
-        if self._counted is not None:
-            metrics.ai_provider_active_sessions.labels(self._counted).dec()
-        if provider is not None:
-            metrics.ai_provider_active_sessions.labels(provider).inc()
-        self._counted = provider
 
     def _carried_turns(self) -> int:
         return sum(1 for i in self.conversation if isinstance(i, UserTurn | AssistantTurn))
@@ -362,19 +287,7 @@ class CallSession:
             await self._emit(event)
 
     async def on_link_lost(self, link: ProviderLink, reason: str, error: GatewayError | None) -> None:
-        if link is not self.link or self.state is SessionState.ENDED:
-            return
-        self._spawn(self._failover(link, reason, error))
-
-    async def _failover(self, link: ProviderLink, reason: str, error: GatewayError | None) -> None:
-        switch_reason = {"fatal_error": "fatal_error"}.get(reason, reason)
-        if await self.switch(None, switch_reason):
-            await link.close(graceful=False)
-            return
-        if self.link is link:
-            self._count_active(None)
-            await link.close(graceful=False)
-            await self._no_provider(error, switch_reason)
+        await self.failover.link_lost(link, reason)
 
     async def on_provider_event(self, link: ProviderLink, ev: ProviderEvent) -> None:
         if link is not self.link:
@@ -407,7 +320,7 @@ class CallSession:
             case TurnCompleted(role=role):
                 await self._emit(TurnEvent(provider=provider, kind="completed", role=role))
                 if role == "assistant":
-                    self._maybe_return_to_primary()
+                    self.failover.turn_completed()
             case TurnInterrupted():
                 await self._barge_in(provider, announce=True)
             case ToolCall(call_id=cid, name=name, arguments=args):
@@ -482,16 +395,6 @@ class CallSession:
             await self._emit(AudioDelta(provider=provider, audio=base64.b64encode(out).decode()))
         else:
             await self.sink.send_audio(out, item_id or self._turn_item)
-
-    def _maybe_return_to_primary(self) -> None:
-        after = self.rt.settings.return_to_primary_after_s
-        primary = self.rt.resolve_provider(
-            self.config.provider if self.config.provider != "auto" else self.config.fallback[0], self.config)
-        if after is None or self.link is None or self.link.provider == primary:
-            return
-        b = self.rt.breakers.get(primary)
-        if b.closed_since is not None and self.rt.clock.now() - b.closed_since >= after and b.would_admit():
-            self._spawn(self.switch(primary, "return_to_primary"))
 
     # -- plumbing ------------------------------------------------------------------------------------
     async def _emit(self, event: ClientEvent) -> None:

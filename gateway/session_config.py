@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from audio.formats import ENCODINGS, SAMPLE_RATES_HZ, AudioFormat
 from gateway.errors import BadMessage
-
-PROVIDERS: tuple[str, ...] = ("gemini", "openai", "deepgram", "deepgram_agent")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,7 +20,7 @@ class ToolSpec:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionConfig:
     provider: str = "gemini"
-    fallback: tuple[str, ...] = ("gemini", "openai", "deepgram")
+    fallback: tuple[str, ...] = ()  # the edges fill it from the request or the configured chain
     input_format: AudioFormat = AudioFormat(encoding="pcm16", sample_rate_hz=16000)
     output_format: AudioFormat = AudioFormat(encoding="pcm16", sample_rate_hz=24000)
     instructions: str = ""
@@ -70,12 +69,13 @@ def parse_tools(raw: object) -> tuple[ToolSpec, ...]:
     return tuple(out)
 
 
-def parse_provider_list(raw: object, *, field_name: str) -> tuple[str, ...]:
+def parse_provider_list(raw: object, *, field_name: str, known: Collection[str]) -> tuple[str, ...]:
+    """A list (or comma-separated string) of provider names, each one of `known` (the registry's)."""
     if isinstance(raw, str):
         raw = [p.strip() for p in raw.split(",") if p.strip()]
     if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
         raise BadMessage(f"{field_name} must be a list of provider names")
-    bad = [p for p in raw if p not in PROVIDERS]
+    bad = [p for p in raw if p not in known]
     if bad:
-        raise BadMessage(f"unknown provider in {field_name}; expected one of {', '.join(PROVIDERS)}")
+        raise BadMessage(f"unknown provider in {field_name}; expected one of {', '.join(known)}")
     return tuple(raw)

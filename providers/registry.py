@@ -1,36 +1,95 @@
-"""Provider name → adapter class: the one place that knows which adapters exist."""
+"""The one list of live providers and their facts: everything else asks this module.
+
+Adding a provider is one `ProviderEntry` in `ENTRIES` (beside its adapter in providers/<name>.py and
+its fake in providers/fakes/<name>.py): the config, the metrics, the breakers, the client protocols,
+the admin API, the CLI and the embedded default all read their names and facts from here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
 from gateway.errors import ConfigError
-from providers.base import ProviderAdapter
+from providers.base import Capabilities, ProviderAdapter
 from providers.deepgram import DeepgramAdapter
 from providers.deepgram_agent import DeepgramAgentAdapter
 from providers.gemini import GeminiAdapter
 from providers.openai import OpenAIAdapter
 
-ADAPTERS: dict[str, type[ProviderAdapter]] = {
-    GeminiAdapter.name: GeminiAdapter,
-    OpenAIAdapter.name: OpenAIAdapter,
-    DeepgramAdapter.name: DeepgramAdapter,
-    DeepgramAgentAdapter.name: DeepgramAgentAdapter,
-}
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderEntry:
+    """One provider's facts. `adapter` carries the protocol facts (name, breaker name, capabilities,
+    keepalive); the entry adds where it lives and how long a connection may last."""
+
+    adapter: type[ProviderAdapter]
+    live_base_url: str  # the official endpoint, with the base-URL meaning of the adapter (docs/configuration.md)
+    base_path: str = ""  # appended to a server's origin to make a base URL (OpenAI's URLs include /v1)
+    max_session_s: float | None = None  # the provider ends a connection after this long (None: no cap)
+    fake: str  # "module:Class" of the fake server, imported only when a fake is wanted
+    key_env: str | None = None  # the API key's variable when not <NAME>_API_KEY (the agent: DEEPGRAM_API_KEY)
+    default_fallback: bool = True  # in the default VG_FALLBACK_CHAIN (the agent is reached as `deepgram`)
+
+    @property
+    def name(self) -> str:
+        return self.adapter.name
+
+    @property
+    def breaker_name(self) -> str:
+        return self.adapter.breaker_name
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.adapter.capabilities
+
+    @property
+    def rotate_after_s(self) -> float | None:
+        """When a link hands over to a fresh connection (make before break), ahead of the cap:
+        five minutes early, so a handover waiting for a turn boundary still lands in time."""
+        return None if self.max_session_s is None else self.max_session_s - ROTATE_MARGIN_S
+
+
+ROTATE_MARGIN_S = 300.0
+
+ENTRIES: tuple[ProviderEntry, ...] = (
+    ProviderEntry(adapter=GeminiAdapter, live_base_url="wss://generativelanguage.googleapis.com",
+                  fake="providers.fakes.gemini:FakeGemini"),
+    # a Realtime session ends after 60 minutes (session_expired): rotate before that
+    ProviderEntry(adapter=OpenAIAdapter, live_base_url="wss://api.openai.com/v1", base_path="/v1",
+                  max_session_s=3600.0, fake="providers.fakes.openai:FakeOpenAI"),
+    ProviderEntry(adapter=DeepgramAdapter, live_base_url="wss://api.deepgram.com",
+                  fake="providers.fakes.deepgram:FakeDeepgram"),
+    # the Voice Agent (docs/providers/deepgram-agent.md): a call on `deepgram` lands here, see resolve()
+    ProviderEntry(adapter=DeepgramAgentAdapter, live_base_url="wss://agent.deepgram.com",
+                  fake="providers.fakes.deepgram_agent:FakeDeepgramAgent", key_env="DEEPGRAM_API_KEY",
+                  default_fallback=False),
+)
+
+PROVIDERS: dict[str, ProviderEntry] = {e.name: e for e in ENTRIES}
+PROVIDER_NAMES: tuple[str, ...] = tuple(PROVIDERS)
+ADAPTERS: dict[str, type[ProviderAdapter]] = {e.name: e.adapter for e in ENTRIES}
+BREAKER_NAMES: dict[str, str] = {e.name: e.breaker_name for e in ENTRIES}
+
+
+def provider_entry(name: str) -> ProviderEntry:
+    """The entry for a provider name; ConfigError for a name we do not know."""
+    try:
+        return PROVIDERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown provider; expected one of {', '.join(PROVIDERS)}") from None
 
 
 def adapter_for(name: str) -> type[ProviderAdapter]:
     """The adapter class for a provider name; ConfigError for a name we do not know."""
-    try:
-        return ADAPTERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown provider; expected one of {', '.join(ADAPTERS)}") from None
+    return provider_entry(name).adapter
 
 
-def resolve(name: str, options: dict[str, dict[str, object]], available: object) -> str:
+def resolve(name: str, options: Mapping[str, Mapping[str, object]], available: Collection[str]) -> str:
     """The provider a call's `name` means. `deepgram` is the Voice Agent (it talks back) unless
     `provider_options.deepgram.mode` is "transcribe" (the listen-only STT link), or the agent is not
     among the `available` providers (a deployment that configures only the STT)."""
-    if name == "deepgram" and options.get("deepgram", {}).get("mode") != "transcribe":
-        agent = DeepgramAgentAdapter.name
-        if agent in available:  # type: ignore[operator]
-            return agent
+    if name == DeepgramAdapter.name and options.get(DeepgramAdapter.name, {}).get("mode") != "transcribe" \
+            and DeepgramAgentAdapter.name in available:
+        return DeepgramAgentAdapter.name
     return name

@@ -387,7 +387,7 @@ def test_close_codes(code, reason, kind, error_type, breaker_failure):
     error = adapter().classify_close(code, reason)
     assert type(error) is kind
     assert (error.error_type, error.breaker_failure, error.provider) == (error_type, breaker_failure, "gemini")
-    assert error.fields.get("stale_handle", False) is (code == 1008 and "session not found" in reason)
+    assert error.stale_handle is (code == 1008 and "session not found" in reason)
     assert error.retryable is (kind is ProviderUnavailable)
 
 
@@ -395,7 +395,7 @@ def test_not_found_after_a_resume_attempt_is_a_stale_handle_but_a_bad_model_is_n
     resuming = adapter()
     resuming.open_frames(history=[], resume_handle="old-handle")
     stale = resuming.classify_close(1008, "Requested entity was not found.")
-    assert isinstance(stale, ProviderUnavailable) and stale.fields["stale_handle"] is True
+    assert isinstance(stale, ProviderUnavailable) and stale.stale_handle is True
     bad_model = resuming.classify_close(1008, "models/x is not found for API version v1beta")
     assert isinstance(bad_model, ProviderRejected)
     fresh = adapter()

@@ -7,9 +7,9 @@ import pytest
 import soundfile as sf
 
 from audio.dtmf import DIGITS, DtmfDetector, DtmfDigit, detect_dtmf, generate_dtmf
+from audio.errors import AudioError
 from audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from audio.resample import resample
-from gateway.errors import BadAudio
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 RATES = (8000, 16000, 24000, 48000)
@@ -174,9 +174,9 @@ def test_lower_case_letters_are_accepted():
 
 @pytest.mark.parametrize("rate_hz", [11025, 44100])
 def test_unsupported_rate_is_bad_audio(rate_hz):
-    with pytest.raises(BadAudio):
+    with pytest.raises(AudioError):
         DtmfDetector(rate_hz)
-    with pytest.raises(BadAudio):
+    with pytest.raises(AudioError):
         generate_dtmf("1", rate_hz)
 
 

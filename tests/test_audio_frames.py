@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audio.errors import AudioError
 from audio.formats import ALAW_8K, MULAW_8K, PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
 from audio.frames import FrameSplitter, check_pcm16, split_frames
-from gateway.errors import BadAudio
 
 
 @pytest.mark.parametrize(("fmt", "size"), [
@@ -53,7 +53,7 @@ def test_empty_frames_are_a_programming_error(frame_ms):
 def test_check_pcm16():
     check_pcm16(b"")
     check_pcm16(b"\x00\x01")
-    with pytest.raises(BadAudio):
+    with pytest.raises(AudioError):
         check_pcm16(b"\x00\x01\x02")
 
 

@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
+from audio.errors import AudioError
 from audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
-from gateway.errors import BadAudio
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -77,7 +77,7 @@ def test_ulaw_round_trip_error_is_within_half_a_top_segment_step():
 
 @pytest.mark.parametrize("encode", [ulaw_encode, alaw_encode])
 def test_odd_length_pcm16_is_bad_audio(encode):
-    with pytest.raises(BadAudio):
+    with pytest.raises(AudioError):
         encode(b"\x00\x01\x02")
 
 

@@ -37,7 +37,8 @@ from gateway.clock import VirtualClock
 from gateway.config import ProviderSettings, Settings
 from gateway.errors import BadMessage, ClientError
 from gateway.runtime import Runtime
-from gateway.session_config import PROVIDERS, SessionConfig, ToolSpec
+from gateway.session_config import SessionConfig, ToolSpec
+from providers.registry import PROVIDER_NAMES as PROVIDERS
 from tests.fuzzing import field_slots, json_values
 from tests.harness import Gateway, VoiceClient, dtmf_utterance
 

@@ -81,6 +81,12 @@ def make_link(fake: FakeGemini, clock: VirtualClock, breaker: CircuitBreaker, si
                         replay=ReplayBuffer(), sink=sink, history=list, session_id="t")
 
 
+async def push(link: ProviderLink, c: AudioChunk) -> None:
+    """What the call session does with each input chunk: keep it for replay, then hand it to the link."""
+    link.replay.append(c, link_up=link.state is LinkState.UP)
+    await link.send_audio(c)
+
+
 def chunk(seq: int) -> AudioChunk:
     return AudioChunk(data=bytes(640), fmt=PCM16_16K, seq=seq, offset_s=seq * 0.02)
 
@@ -97,7 +103,7 @@ async def test_reconnect_waits_exactly_1_2_4_8_16_then_fails_and_opens_breaker(c
         clock.advance(10)  # the first connection has lived past the early-failure window
         await clock.settle()
         assert breaker.state is BreakerState.CLOSED
-        await link.send_audio(chunk(0))  # the fake drops the connection on this audio
+        await push(link, chunk(0))  # the fake drops the connection on this audio
         await drive(clock, lambda: bool(sink.lost))
         await link.close()
 
@@ -129,7 +135,7 @@ async def test_open_breaker_at_reconnect_means_no_sleep_switch_now(connector: Pr
         await link.open()
         clock.advance(10)
         await clock.settle()
-        await link.send_audio(chunk(0))
+        await push(link, chunk(0))
         await drive(clock, lambda: bool(sink.lost))
         await link.close()
     reconnecting = [e for _, e in sink.client if isinstance(e, ConnectionReconnecting)]
@@ -150,10 +156,10 @@ async def test_reconnect_succeeds_and_replays_buffered_audio(connector: Provider
         await link.open()
         clock.advance(10)
         await clock.settle()
-        await link.send_audio(chunk(0))
+        await push(link, chunk(0))
         await drive(clock, lambda: any(isinstance(e, ConnectionReconnecting) for _, e in sink.client))
         for i in range(1, 4):  # audio while the link is down: kept for replay
-            await link.send_audio(chunk(i))
+            await push(link, chunk(i))
         await drive(clock, lambda: any(isinstance(e, ConnectionReconnected) for _, e in sink.client))
         await until(lambda: fake.connections[2].audio_chunks >= 4)
         third = fake.connections[2]
@@ -197,7 +203,7 @@ async def test_deepgram_gets_keepalive_after_5_s_without_audio_and_not_before(co
 
         clock.advance(4.9)
         assert await settled_count() == 0
-        await link.send_audio(chunk(0))  # audio resets the idle timer
+        await push(link, chunk(0))  # audio resets the idle timer
         clock.advance(4.9)
         assert await settled_count() == 0
         clock.advance(0.2)  # 5 s since the last audio

@@ -25,12 +25,12 @@ from gateway.limits import ConnectionLimits, FrameRateLimiter, limits_for_format
 from gateway.logs import log_event
 from gateway.session import CallSession
 from gateway.session_config import (
-    PROVIDERS,
     SessionConfig,
     parse_audio_format,
     parse_provider_list,
     parse_tools,
 )
+from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 log = logging.getLogger("gateway.clients.native")
 CLIENT = "native"
@@ -67,7 +67,8 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
     provider = msg.get("provider", default_provider)
     if provider not in (*PROVIDERS, "auto"):
         raise BadMessage(f"provider must be one of {', '.join(PROVIDERS)} or auto")
-    fallback = parse_provider_list(msg.get("fallback", list(default_fallback)), field_name="fallback")
+    fallback = parse_provider_list(msg.get("fallback", list(default_fallback)), field_name="fallback",
+                                   known=PROVIDERS)
     if not fallback:  # an empty list means "no preference": auto uses the default chain, others only themselves
         fallback = default_fallback if provider == "auto" else (provider,)
     audio = msg.get("audio") or {}
@@ -112,7 +113,7 @@ class NativeConnection:
     async def error(self, err: GatewayError) -> None:
         metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
         sid = self.session.id if self.session else ""
-        await self.sink.send_json(ErrorEvent(code=err.code, message=err.message).to_wire(sid, self.rt.wall_time()))
+        await self.sink.send_json(ErrorEvent(**err.to_event_fields()).to_wire(sid, self.rt.wall_time()))
 
     async def run(self) -> None:
         watchdog = asyncio.create_task(self.idle_watchdog())

@@ -29,7 +29,7 @@ from gateway.errors import BadMessage, ClientError, RateLimited
 from gateway.limits import ConnectionLimits, FrameRateLimiter, limits_for_format
 from gateway.logs import log_event
 from gateway.session import CallSession
-from gateway.session_config import PROVIDERS, SessionConfig, parse_provider_list
+from gateway.session_config import SessionConfig, parse_provider_list
 from gateway.telephony import (
     CallStarted,
     CallStopped,
@@ -40,6 +40,7 @@ from gateway.telephony import (
     PlayoutTracker,
     serializer_for,
 )
+from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 log = logging.getLogger("gateway.clients.telephony")
 FRAME_S = 0.020
@@ -172,7 +173,8 @@ def config_from_start(ev: CallStarted, *, default_provider: str, default_fallbac
     provider = params.get("provider") or default_provider
     if provider not in (*PROVIDERS, "auto"):
         raise BadMessage("customParameters.provider is not a known provider")
-    fallback = parse_provider_list(params["fallback"], field_name="fallback") if params.get("fallback") \
+    fallback = parse_provider_list(params["fallback"], field_name="fallback", known=PROVIDERS) \
+        if params.get("fallback") \
         else default_fallback
     return SessionConfig(provider=provider, fallback=fallback, input_format=ev.input_format,
                          output_format=ev.output_format, instructions=params.get("instructions", ""),

@@ -22,7 +22,7 @@ async def refuse(ws: WebSocket, status: int) -> None:
     try:
         await ws.send_denial_response(Response(status_code=status))
     except RuntimeError:  # the server lacks the denial extension: close before accept = 403
-        await ws.close(code=1008)
+        await ws.close(code=Unauthorized.close_code)
 
 
 async def admit(ws: WebSocket, *, client: str, browser: bool) -> tuple[TokenClaims, str | None] | None:
@@ -40,7 +40,7 @@ async def admit(ws: WebSocket, *, client: str, browser: bool) -> tuple[TokenClai
     except Unauthorized as e:
         metrics.voice_gateway_client_errors.labels(client, e.code).inc()
         log_event(log, logging.WARNING, "client.refused", f"{client} upgrade refused: {e.message}",
-                  client=client, reason=getattr(e, "reason", "unauthorized"))
+                  client=client, reason=e.reason)
         await refuse(ws, 403)
         return None
     return claims, subprotocol

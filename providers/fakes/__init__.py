@@ -15,20 +15,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from providers.fakes.common import FakeServer
 
-_MODULES = {"gemini": ("providers.fakes.gemini", "FakeGemini"),
-            "openai": ("providers.fakes.openai", "FakeOpenAI"),
-            "deepgram": ("providers.fakes.deepgram", "FakeDeepgram"),
-            "deepgram_agent": ("providers.fakes.deepgram_agent", "FakeDeepgramAgent")}
-PROVIDERS: tuple[str, ...] = tuple(_MODULES)
+from providers.registry import PROVIDER_NAMES as PROVIDERS
+from providers.registry import PROVIDERS as _ENTRIES
 
 
 def fake_class(provider: str) -> type[FakeServer]:
-    """The fake server class for "gemini", "openai" or "deepgram" (KeyError otherwise)."""
-    module, name = _MODULES[provider]
-    return getattr(importlib.import_module(module), name)
+    """The fake server class of a registered provider (KeyError otherwise); where it lives is the
+    provider's registry entry (providers/registry.py)."""
+    module, name = _ENTRIES[provider].fake.split(":")
+    cls: type[FakeServer] = getattr(importlib.import_module(module), name)
+    return cls
 
 
 def __getattr__(name: str) -> Any:
     if name == "FAKES":
-        return {provider: fake_class(provider) for provider in _MODULES}
+        return {provider: fake_class(provider) for provider in PROVIDERS}
     raise AttributeError(name)
