@@ -24,12 +24,14 @@ from gateway import metrics
 from gateway.breaker import BreakerPolicy
 from gateway.errors import CircuitOpen
 from providers.fakes.common import Fault, FaultScript
+from providers.registry import BREAKER_NAMES, PROVIDER_NAMES
 from tests.harness import FAST_RECONNECT, Gateway, VoiceClient, dtmf_utterance
 
 pytestmark = pytest.mark.timeout(30)
 
-PROVIDERS = ("gemini", "openai", "deepgram")
+PROVIDERS = ("gemini", "openai", "deepgram")  # the providers the harness runs
 BREAKER = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
+assert all(BREAKER_NAMES[p] == name for p, name in BREAKER.items())
 # design.md §6, verbatim: name → (type, label names). Counters are parsed as families without `_total`.
 SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "circuit_breaker_state": ("gauge", frozenset({"name", "provider"})),
@@ -51,7 +53,7 @@ SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
 }
 # bounded label values (design.md §4-§6); anything else would be an unbounded or misspelt series
 LABEL_VALUES: dict[str, frozenset[str]] = {
-    "name": frozenset(BREAKER.values()),
+    "name": frozenset(BREAKER_NAMES.values()),  # every registered provider's breaker (providers/registry.py)
     "status": frozenset({"attempted", "success", "failure", "rejected"}),
     "from_state": frozenset({"CLOSED", "HALF_OPEN", "OPEN"}),
     "to_state": frozenset({"CLOSED", "HALF_OPEN", "OPEN"}),
@@ -137,7 +139,7 @@ def check_section6_shape(exp: Exposition, *, session_ids: set[str], may_be_empty
             assert names == labels, f"{s.name}: labels {sorted(names)}, §6 says {sorted(labels)}"
             for key, value in s.labels.items():
                 assert value in LABEL_VALUES.get(key, {value}), f"{s.name}: {key}={value!r}"
-                assert key != "provider" or value in PROVIDERS, f"{s.name}: provider={value!r}"
+                assert key != "provider" or value in PROVIDER_NAMES, f"{s.name}: provider={value!r}"
     # no per-session label anywhere in the exposition, §6 or not
     for fam in exp.families.values():
         for s in fam.samples:
