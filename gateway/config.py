@@ -184,7 +184,7 @@ def _ws_base_url(var: str, text: str | None) -> str | None:
 
 def _provider_settings(env: _Env, name: str) -> ProviderSettings:
     upper = name.upper()
-    api_key = env.secret(PROVIDER_ENTRIES[name].key_env or f"{upper}_API_KEY")
+    api_key = env.secret(PROVIDER_ENTRIES[name].api_key_env)
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
     return ProviderSettings(name=name, api_key=api_key, base_url=base_url,
                             model=env.raw(f"VG_{upper}_MODEL"),

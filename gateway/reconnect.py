@@ -25,6 +25,7 @@ from gateway.logs import log_event
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy
 from gateway.states import LinkState
+from providers.registry import PROVIDERS
 
 log = logging.getLogger("gateway.link")
 
@@ -153,9 +154,11 @@ class Reconnector:
         link = self._link
         if err.error_type == "auth":
             link.breaker.force_open("auth")
+            entry = PROVIDERS.get(link.provider)
+            key_env = entry.api_key_env if entry is not None else f"{link.provider.upper()}_API_KEY"
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{link.provider} rejected the configured credentials: check the "
-                      f"{link.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",
+                      f"{key_env} setting; no retry until it is fixed and the circuit reset",
                       provider=link.provider, session_id=link.session_id)
             reason = f"auth: {link.provider} rejected the API key"
         else:

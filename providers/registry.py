@@ -36,6 +36,11 @@ class ProviderEntry:
         return self.adapter.name
 
     @property
+    def api_key_env(self) -> str:
+        """The variable that holds this provider's API key (named in config errors and auth logs)."""
+        return self.key_env or f"{self.name.upper()}_API_KEY"
+
+    @property
     def breaker_name(self) -> str:
         return self.adapter.breaker_name
 

@@ -194,3 +194,17 @@ async def test_twilio_barge_in_on_the_agent_sends_clear_and_keeps_what_was_heard
             assert heard and "123456".startswith(heard) and heard != "123456"
             assistant = [i for i in session.conversation if type(i).__name__ == "AssistantTurn"]
             assert assistant and "123456".startswith(assistant[0].text) and assistant[0].text != "123456"
+
+
+async def test_a_wrong_deepgram_key_opens_the_agents_own_breaker_and_names_the_variable(
+        caplog: pytest.LogCaptureFixture) -> None:
+    bad = "dgWRONG-agent-key-000000"
+    async with Gateway(agent=True, keys={"deepgram_agent": bad}, fallback=("deepgram",)) as gw, gw.client() as c:
+        await c.send({"type": "session.start", "provider": "deepgram"})
+        failed = await c.wait_for("connection.failed")
+        assert failed["provider"] == "deepgram_agent" and "auth" in failed["reason"] and failed["total_attempts"] == 1
+        snapshot = gw.runtime.breakers.get("deepgram_agent").snapshot()
+        assert snapshot["state"] == "OPEN" and snapshot["name"] == "deepgram_agent"
+        assert gw.runtime.breakers.get("deepgram").state.name == "CLOSED"  # the STT's breaker is its own
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "check the DEEPGRAM_API_KEY setting" in text and bad not in text
