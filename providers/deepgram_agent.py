@@ -31,6 +31,7 @@ from gateway.events import (
     TurnInterrupted,
     TurnStarted,
     UserSpeechStarted,
+    UserTurn,
 )
 from gateway.session_config import SessionConfig
 from providers.base import Capabilities, ConnectRequest, Endpoint, Frame, ProviderAdapter, ws_url
@@ -79,8 +80,15 @@ class DeepgramAgentAdapter(ProviderAdapter):
 
     def open_frames(self, *, history: Sequence[ConversationItem], resume_handle: str | None) -> list[Frame]:
         out = self.output_format
-        return [dumps(settings_message(self.config, self._agent_endpoint, history,
+        answered = history[:-1] if _unanswered(history) else history
+        return [dumps(settings_message(self.config, self._agent_endpoint, answered,
                                        output_encoding=ENCODING[out.encoding], output_rate_hz=out.sample_rate_hz))]
+
+    def ready_frames(self, *, history: Sequence[ConversationItem], resumed: bool) -> list[Frame]:
+        """A user turn the previous connection never answered (cut between the user's words and the
+        reply, or typed while the link was down) is asked again, so the call keeps talking."""
+        last = _unanswered(history)
+        return self.text_frames(last.text) if last is not None else []
 
     # -- during the call ---------------------------------------------------------------------------
     def audio_frame(self, data: bytes) -> Frame:
@@ -155,6 +163,8 @@ class DeepgramAgentAdapter(ProviderAdapter):
         elif kind == "FunctionCallCancelled":
             events.append(ToolCallCancelled(call_ids=tuple(str(f["id"]) for f in message["functions"])))
         elif kind == "InjectionRefused":
+            if self._injected:  # the refused turn will not be echoed
+                self._injected.popleft()
             error = ProviderProtocolError("the agent refused the typed turn (it was speaking or listening)",
                                           provider=self.name, error_type="protocol", breaker_failure=False,
                                           code="text_refused")
@@ -219,3 +229,8 @@ class DeepgramAgentAdapter(ProviderAdapter):
         if code is None or code == 1006:
             return ProviderUnavailable(message, provider=self.name, error_type="network", **fields)
         return ProviderUnavailable(message, provider=self.name, error_type="protocol", **fields)
+
+
+def _unanswered(history: Sequence[ConversationItem]) -> UserTurn | None:
+    last = history[-1] if history else None
+    return last if isinstance(last, UserTurn) and last.text.strip() else None

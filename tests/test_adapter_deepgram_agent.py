@@ -228,3 +228,18 @@ def test_deepgram_means_the_agent_unless_transcribing_or_not_configured() -> Non
     assert resolve("deepgram", {}, {"deepgram"}) == "deepgram"
     assert resolve("gemini", {}, available) == "gemini"
     assert resolve("deepgram_agent", {"deepgram": {"mode": "transcribe"}}, available) == "deepgram_agent"
+
+
+def test_an_unanswered_user_turn_is_asked_again_on_the_new_connection_not_put_in_context() -> None:
+    a = adapter()
+    history = (UserTurn("12"), AssistantTurn("12"), UserTurn("34"))
+    assert settings_of(a, history)["agent"]["context"]["messages"] == [
+        {"type": "History", "role": "user", "content": "12"}, {"type": "History", "role": "assistant", "content": "12"}]
+    assert [orjson.loads(f) for f in a.ready_frames(history=history, resumed=False)] == [
+        {"type": "InjectUserMessage", "content": "34"}]
+    assert parse(a, {"type": "ConversationText", "role": "user", "content": "34"}) == []  # its echo
+    assert adapter().ready_frames(history=history[:2], resumed=False) == []
+    b = adapter()
+    b.text_frames("78")
+    parse(b, {"type": "InjectionRefused", "message": "busy"})
+    assert parse(b, {"type": "ConversationText", "role": "user", "content": "78"})  # spoken later: reported
