@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from deepgram.agent.v1.types import AgentV1Settings, AgentV1UpdatePrompt, AgentV1UpdateSpeak
+from deepgram.agent.v1.types import (
+    AgentV1ForceEndTurn,
+    AgentV1InjectUserMessage,
+    AgentV1KeepAlive,
+    AgentV1SendFunctionCallResponse,
+    AgentV1Settings,
+    AgentV1UpdatePrompt,
+    AgentV1UpdateSpeak,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -139,6 +147,12 @@ def test_control_frames_keepalive_text_tool_result_and_updates() -> None:
     AgentV1UpdateSpeak.model_validate(speak)
     assert speak["speak"]["provider"]["model"] == "aura-2-orion-en"
     assert a.audio_frame(b"\x01\x02") == b"\x01\x02"
+    # every control frame is the SDK's own client message, field for field
+    for frame, model in ((a.keepalive_frame(), AgentV1KeepAlive), (a.commit_frames()[0], AgentV1ForceEndTurn),
+                         (a.text_frames("9")[0], AgentV1InjectUserMessage),
+                         (a.tool_result_frames("c", "n", "o")[0], AgentV1SendFunctionCallResponse)):
+        raw = orjson.loads(frame)
+        assert model.model_validate(raw).model_dump(exclude_none=True) == raw
     assert DeepgramAgentAdapter.capabilities.audio_output and DeepgramAgentAdapter.breaker_name == "deepgram_agent"
 
 
