@@ -153,6 +153,7 @@ async def test_console_switches_a_live_demo_call_onto_the_deepgram_agent(browser
         await expect(switched).to_contain_text("gemini -> deepgram_agent (operator), 2 turns carried", timeout=5000)
         await expect(demo.locator("#provider")).to_have_text("deepgram_agent")
         await expect(demo.locator("#provider-note")).to_have_text("")  # it speaks: no transcripts-only note
+        await expect(demo.locator("#provider-caps")).to_have_text("speaks · assistant transcripts · tools")
         assert DIGITS in json.dumps(gw.fakes["deepgram_agent"].connections[-1].items)
         await save_screenshot(demo, "demo-page-deepgram-agent.png")
         assert browser.log(demo).page_errors == [] and browser.log(demo).console_errors == []
