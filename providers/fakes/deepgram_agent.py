@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 from providers.deepgram_agent_wire import masked_settings
 from providers.fakes.common import (
     ConnectionRecord,
+    DialectEvent,
     DialectRecognizer,
     FakeServer,
     Fault,
@@ -83,7 +84,7 @@ class FakeDeepgramAgent(FakeServer):
         self.idle_timeout_s = idle_timeout_s
         self.end_silence_ms = end_silence_ms
 
-    def _request_id(self, record: ConnectionRecord) -> str:
+    def request_id(self, record: ConnectionRecord) -> str:
         if "request_id" not in record.extra:
             record.extra["request_id"] = _uuid4(self.rng)
         return record.extra["request_id"]
@@ -97,7 +98,7 @@ class FakeDeepgramAgent(FakeServer):
 
     def check_request(self, connection: ServerConnection, request: Request,
                       record: ConnectionRecord) -> Response | None:
-        self._request_id(record)
+        self.request_id(record)
         if record.path != AGENT_PATH:
             return connection.respond(404, orjson.dumps({"err_code": "NOT_FOUND",
                                                          "err_msg": f"No such endpoint: {record.path}"}).decode())
@@ -113,7 +114,7 @@ class FakeDeepgramAgent(FakeServer):
 
     def decorate_response(self, connection: ServerConnection, request: Request, response: Response,
                           record: ConnectionRecord) -> None:
-        response.headers["dg-request-id"] = self._request_id(record)
+        response.headers["dg-request-id"] = self.request_id(record)
 
     async def handler(self, ws: ServerConnection, record: ConnectionRecord) -> None:
         await AgentConnection(self, ws, record).run()
@@ -149,7 +150,7 @@ class AgentConnection:
         await self.server.send(self.ws, orjson.dumps(message).decode())
 
     async def run(self) -> None:
-        await self.emit(welcome(self.server._request_id(self.record)))
+        await self.emit(welcome(self.server.request_id(self.record)))
         while True:
             try:
                 async with asyncio.timeout(self.server.idle_timeout_s):
@@ -222,7 +223,7 @@ class AgentConnection:
         await self.on_dialect(self.recognizer.feed(pcm), rate)
         return len(pcm)
 
-    async def on_dialect(self, events: list, rate: int) -> None:  # type: ignore[type-arg]
+    async def on_dialect(self, events: list[DialectEvent], rate: int) -> None:
         for ev in events:
             if isinstance(ev, SpeechStart):
                 await self.on_speech_start(ev.at_s)
