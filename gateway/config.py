@@ -27,8 +27,8 @@ from providers.registry import PROVIDERS as PROVIDER_ENTRIES
 
 # Real endpoints, with the base-URL meaning of docs/configuration.md (Gemini/Deepgram: origin; OpenAI: + /v1).
 OFFICIAL_BASE_URLS = {name: entry.live_base_url for name, entry in PROVIDER_ENTRIES.items()}
-# `deepgram` in a call's chain is the Voice Agent unless the call asks for transcription (registry.resolve)
-DEFAULT_FALLBACK: tuple[str, ...] = tuple(n for n, e in PROVIDER_ENTRIES.items() if e.default_fallback)
+# The default VG_FALLBACK_CHAIN (`deepgram` there is the Voice Agent unless a call asks to transcribe).
+DEFAULT_FALLBACK: tuple[str, ...] = ("gemini", "openai", "deepgram")
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
                            "twilio_auth_token", "deepgram_think_gateway_token"})
 T = TypeVar("T")
@@ -184,7 +184,7 @@ def _ws_base_url(var: str, text: str | None) -> str | None:
 
 def _provider_settings(env: _Env, name: str) -> ProviderSettings:
     upper = name.upper()
-    api_key = env.secret(PROVIDER_ENTRIES[name].api_key_env)
+    api_key = env.secret(PROVIDER_ENTRIES[name].key_setting)
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
     return ProviderSettings(name=name, api_key=api_key, base_url=base_url,
                             model=env.raw(f"VG_{upper}_MODEL"),

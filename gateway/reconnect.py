@@ -154,11 +154,9 @@ class Reconnector:
         link = self._link
         if err.error_type == "auth":
             link.breaker.force_open("auth")
-            entry = PROVIDERS.get(link.provider)
-            key_env = entry.api_key_env if entry is not None else f"{link.provider.upper()}_API_KEY"
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{link.provider} rejected the configured credentials: check the "
-                      f"{key_env} setting; no retry until it is fixed and the circuit reset",
+                      f"{_key_setting(link.provider)} setting; no retry until it is fixed and the circuit reset",
                       provider=link.provider, session_id=link.session_id)
             reason = f"auth: {link.provider} rejected the API key"
         else:
@@ -167,3 +165,8 @@ class Reconnector:
                       provider=link.provider, session_id=link.session_id)
             reason = f"config: {link.provider} rejected the session configuration"
         await link.tell_client(ConnectionFailed(provider=link.provider, reason=reason, total_attempts=attempts))
+
+
+def _key_setting(provider: str) -> str:
+    entry = PROVIDERS.get(provider)
+    return entry.key_setting if entry is not None else f"{provider.upper()}_API_KEY"

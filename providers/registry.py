@@ -29,15 +29,14 @@ class ProviderEntry:
     max_session_s: float | None = None  # the provider ends a connection after this long (None: no cap)
     fake: str  # "module:Class" of the fake server, imported only when a fake is wanted
     key_env: str | None = None  # the API key's variable when not <NAME>_API_KEY (the agent: DEEPGRAM_API_KEY)
-    default_fallback: bool = True  # in the default VG_FALLBACK_CHAIN (the agent is reached as `deepgram`)
 
     @property
     def name(self) -> str:
         return self.adapter.name
 
     @property
-    def api_key_env(self) -> str:
-        """The variable that holds this provider's API key (named in config errors and auth logs)."""
+    def key_setting(self) -> str:
+        """The environment variable holding this provider's key (the Deepgram agent: DEEPGRAM_API_KEY)."""
         return self.key_env or f"{self.name.upper()}_API_KEY"
 
     @property
@@ -67,8 +66,7 @@ ENTRIES: tuple[ProviderEntry, ...] = (
                   fake="providers.fakes.deepgram:FakeDeepgram"),
     # the Voice Agent (docs/providers/deepgram-agent.md): a call on `deepgram` lands here, see resolve()
     ProviderEntry(adapter=DeepgramAgentAdapter, live_base_url="wss://agent.deepgram.com",
-                  fake="providers.fakes.deepgram_agent:FakeDeepgramAgent", key_env="DEEPGRAM_API_KEY",
-                  default_fallback=False),
+                  fake="providers.fakes.deepgram_agent:FakeDeepgramAgent", key_env="DEEPGRAM_API_KEY"),
 )
 
 PROVIDERS: dict[str, ProviderEntry] = {e.name: e for e in ENTRIES}
