@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ssl-keyfile")
     s.set_defaults(func=_serve)
 
-    f = sub.add_parser("fake-provider", help="run one fake provider server (gemini|openai|deepgram|deepgram-agent)")
     names = __import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES
-    f.add_argument("provider", choices=[n.replace("_", "-") for n in names])  # deepgram_agent as deepgram-agent
+    spelled = "|".join(name.replace("_", "-") for name in names)  # openai-live, as on a command line
+    f = sub.add_parser("fake-provider", help=f"run one fake provider server ({spelled})")
+    f.add_argument("provider", choices=names, metavar=f"{{{spelled}}}", type=lambda name: name.replace("-", "_"))
     f.add_argument("--host", default="127.0.0.1")
     f.add_argument("--port", type=int, required=True)
     f.add_argument("--api-key")

@@ -1,4 +1,4 @@
-"""`voice-gateway fake-provider {gemini|openai|deepgram|deepgram-agent}`: run one fake provider server alone.
+"""`voice-gateway fake-provider {gemini|openai|deepgram}`: run one fake provider server alone.
 
 Prints exactly one line, `listening on ws://HOST:PORT` (or `wss://` with --tls-cert/--tls-key), once it
 accepts connections, then serves until SIGINT or SIGTERM. The fault SPEC is parsed before anything starts,
