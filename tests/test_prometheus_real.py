@@ -200,7 +200,7 @@ def test_prometheus_scrapes_the_gateway_evaluates_rules_and_notices_it_die(spawn
 
     # One breaker per provider, exposed from start-up, all CLOSED.
     states = {s["metric"]["provider"]: s["value"][1] for s in prom.query("circuit_breaker_state")}
-    assert states == {"gemini": "0", "openai": "0", "deepgram": "0"}
+    assert states == {"gemini": "0", "openai": "0", "deepgram": "0", "deepgram_agent": "0"}
     assert prom.value('circuit_breaker_state{provider="gemini"}') == 0
     (build,) = prom.query("voice_gateway_build_info")
     assert build["metric"]["version"] == gateway.__version__
