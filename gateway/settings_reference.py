@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import Settings, load_settings
+from providers.registry import ENTRIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,32 +28,30 @@ class Setting:
     secret: bool = False  # also read from NAME_FILE (Docker/Kubernetes secrets)
 
 
-def _provider_rows(name: str, title: str, base_url_meaning: str) -> list[Setting]:
+def _provider_rows(name: str, title: str, base_url_meaning: str, key_setting: str = "") -> list[Setting]:
     upper = name.upper()
+    key_setting = key_setting or f"{upper}_API_KEY"
+
+    def live_base_url(s: Settings) -> object:
+        return s.providers[name].live_base_url
+
+    # a provider that takes another one's key (the Deepgram agent: DEEPGRAM_API_KEY) adds no key row
+    key_rows = [Setting(key_setting, "Providers", f"{title} API key. Without a key and without a base URL "
+                        "the provider is *simulated* by an in-process fake (the embedded default).", secret=True)
+                ] if key_setting == f"{upper}_API_KEY" else []
     return [
-        Setting(f"{upper}_API_KEY", "Providers", f"{title} API key. Without a key and without a base URL "
-                "the provider is *simulated* by an in-process fake (the embedded default).", secret=True),
+        *key_rows,
         Setting(f"{upper}_BASE_URL", "Providers", f"{title} endpoint override, {base_url_meaning}; "
                 "`http(s)://` is read as `ws(s)://`, and `ws://` is accepted (a local fake or proxy). "
                 "The default is the provider's official endpoint.",
-                lambda s, n=name: s.providers[n].live_base_url),
+                live_base_url),
         Setting(f"VG_{upper}_MODEL", "Providers", f"{title} model; unset: the adapter's default model.",
                 "adapter default"),
     ]
 
 
 SETTINGS: tuple[Setting, ...] = (
-    *_provider_rows("gemini", "Gemini Live", "the origin (as the google-genai SDK's base URL)"),
-    *_provider_rows("openai", "OpenAI Realtime", "including `/v1` (as the openai SDK's base URL)"),
-    *_provider_rows("deepgram", "Deepgram streaming STT", "the origin (as the deepgram SDK's base URL)"),
-    # the Deepgram Voice Agent takes DEEPGRAM_API_KEY (docs/providers/deepgram-agent.md)
-    Setting("DEEPGRAM_AGENT_BASE_URL", "Providers", "Deepgram Voice Agent endpoint override, the origin (as the "
-            "deepgram SDK's `agent` environment); `http(s)://` is read as `ws(s)://`, `ws://` is accepted. The "
-            "agent uses `DEEPGRAM_API_KEY`; with neither that key nor this URL it is simulated. A call on "
-            "`deepgram` gets the agent unless its `provider_options.deepgram.mode` is `transcribe`.",
-            lambda s: s.providers["deepgram_agent"].live_base_url),
-    Setting("VG_DEEPGRAM_AGENT_MODEL", "Providers", "The Voice Agent's listen model; unset: `nova-3`.",
-            "adapter default"),
+    *(row for e in ENTRIES for row in _provider_rows(e.name, e.title, e.base_url_meaning, e.key_setting)),
     Setting("VG_DEEPGRAM_THINK_PROVIDERS", "Providers", "The Voice Agent's think providers, comma-separated "
             "`type` or `type:model` in the agent's own fallback order (`google`, `open_ai`, `anthropic`, "
             "`deepgram`). A `google` entry thinks through the Gemini API with `GEMINI_API_KEY` as the endpoint "
