@@ -167,7 +167,7 @@ class DeepgramAgentAdapter(ProviderAdapter):
                 self._injected.popleft()
             error = ProviderProtocolError("the agent refused the typed turn (it was speaking or listening)",
                                           provider=self.name, error_type="protocol", breaker_failure=False,
-                                          code="text_refused")
+                                          provider_code="INJECTION_REFUSED")
             events.append(ProviderFailed(error=error, fatal_for_link=False))
         elif kind == "Error":
             events.append(self._error(message))
@@ -218,17 +218,16 @@ class DeepgramAgentAdapter(ProviderAdapter):
     # -- failures -----------------------------------------------------------------------------------
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
         message = close_message(self.name, code, reason, self.endpoint.api_key)
-        fields: dict[str, object] = {"close_code": code}
         if code in (1000, 1001):  # the agent ended the session without an error: reconnect, no failure
             return ProviderUnavailable(message, provider=self.name, error_type="network",
-                                       breaker_failure=False, **fields)
+                                       breaker_failure=False, provider_close_code=code)
         if code == 1008:
-            return ProviderRejected(message, provider=self.name, error_type="protocol", **fields)
+            return ProviderRejected(message, provider=self.name, error_type="protocol", provider_close_code=code)
         if code == 1011:
-            return ProviderUnavailable(message, provider=self.name, error_type="server", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="server", provider_close_code=code)
         if code is None or code == 1006:
-            return ProviderUnavailable(message, provider=self.name, error_type="network", **fields)
-        return ProviderUnavailable(message, provider=self.name, error_type="protocol", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="network", provider_close_code=code)
+        return ProviderUnavailable(message, provider=self.name, error_type="protocol", provider_close_code=code)
 
 
 def _unanswered(history: Sequence[ConversationItem]) -> UserTurn | None:

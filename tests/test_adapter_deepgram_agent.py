@@ -200,7 +200,7 @@ def test_tools_text_echo_and_errors() -> None:
     a.text_frames("56")
     assert parse(a, {"type": "ConversationText", "role": "user", "content": "56"}) == []  # our own typed turn
     [refused] = parse(a, {"type": "InjectionRefused", "message": "busy"})
-    assert isinstance(refused, ProviderFailed) and refused.error.code == "text_refused"
+    assert isinstance(refused, ProviderFailed) and refused.error.provider_code == "INJECTION_REFUSED"
     [before] = parse(a, {"type": "Error", "code": "UNPARSABLE_CLIENT_MESSAGE", "description": "Check audio"})
     assert isinstance(before.error, ProviderRejected) and before.fatal_for_link
     parse(a, {"type": "SettingsApplied"})
