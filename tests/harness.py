@@ -44,7 +44,8 @@ class Gateway:
     def __init__(self, *, faults: dict[str, FaultScript] | None = None, keys: dict[str, str] | None = None,
                  reconnect: ReconnectPolicy = FAST_RECONNECT, fallback: tuple[str, ...] = ("gemini", "openai", "deepgram"),
                  fake_kwargs: dict[str, dict[str, Any]] | None = None, settings: Settings | None = None,
-                 agent: bool = False, **settings_overrides: Any) -> None:
+                 key_files: dict[str, str] | None = None, agent: bool = False,
+                 **settings_overrides: Any) -> None:
         # agent=True also runs the Deepgram Voice Agent fake, so `deepgram` means the agent (else the STT)
         self.agent = agent
         self.faults = faults or {}
@@ -54,6 +55,7 @@ class Gateway:
         self.fake_kwargs = fake_kwargs or {}
         self.overrides = settings_overrides
         self.base_settings = settings or Settings()  # e.g. load_settings(env): the real env path
+        self.key_files = key_files or {}  # provider → path of its *_API_KEY_FILE (key rotation tests)
         self.fakes: dict[str, Any] = {}
         self.server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +68,7 @@ class Gateway:
             await fake.start()
             self.fakes[name] = fake
         providers = {
-            name: ProviderSettings(name=name, api_key=self.keys[name],
+            name: ProviderSettings(name=name, api_key=self.keys[name], api_key_file=self.key_files.get(name),
                                    base_url=fake.url + ("/v1" if name == "openai" else ""), simulated=False)
             for name, fake in self.fakes.items()
         }
