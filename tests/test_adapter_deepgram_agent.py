@@ -257,3 +257,18 @@ def test_an_unanswered_user_turn_is_asked_again_on_the_new_connection_not_put_in
     b.text_frames("78")
     parse(b, {"type": "InjectionRefused", "message": "busy"})
     assert parse(b, {"type": "ConversationText", "role": "user", "content": "78"})  # spoken later: reported
+
+
+def test_agent_options_are_validated_and_never_reach_the_listen_query() -> None:
+    from gateway.errors import BadMessage
+    from providers.options import deepgram_query, split
+
+    known, unknown = split({"deepgram": {"mode": "transcribe", "speak_model": "aura-2-orion-en", "greeting": "Hi",
+                                         "think": [{"provider": {"type": "open_ai", "model": "gpt-4.1"}}]}})
+    assert unknown == [] and set(known["deepgram"]) == {"mode", "speak_model", "greeting", "think"}
+    for bad in ({"mode": "talk"}, {"think": "gemini"}, {"greeting": 3}):
+        with pytest.raises(BadMessage):
+            split({"deepgram": bad})
+    params: dict[str, str | list[str]] = {}
+    deepgram_query(params, {**known["deepgram"], "smart_format": True})
+    assert params == {"smart_format": "true"}

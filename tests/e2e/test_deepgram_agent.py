@@ -76,6 +76,7 @@ async def test_transcribe_mode_keeps_the_listen_only_stt() -> None:
         await c.send_audio(dtmf_utterance("78", PCM16_16K), PCM16_16K)
         await c.wait_for("transcript.final", lambda e: e["role"] == "user")
         assert c.user_finals() == "78" and not gw.fakes["deepgram_agent"].connections
+        assert "mode" not in gw.fakes["deepgram"].connections[0].query  # agent options stay off /v1/listen
 
 
 async def _converse(caller: FakeTwilioCaller, expected: str, *, max_s: float = 10.0, l16_hz: int = 0) -> str:
