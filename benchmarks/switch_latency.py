@@ -1,13 +1,14 @@
 """Trigger → first audio at the new provider, over many mid-call switches on loopback.
 
-    .venv/bin/python -m benchmarks.switch_latency [--switches 60]
+    .venv/bin/python -m benchmarks.switch_latency [--switches 60] [--agent]
 
 One call streams 20 ms PCM16 frames in real time while it is switched round Gemini → OpenAI →
 Deepgram → Gemini … by `provider.switch` messages. For each switch we time, from the moment the
 client sent the command, until the new provider's fake server has received its first audio chunk
 (the replayed buffer, then live audio). Also reported: the gateway's own
 voice_gateway_switch_seconds (trigger → new link open and replay sent). Target: p50/p95 < 300 ms
-(docs/architecture.md bar: < 1 s).
+(docs/architecture.md bar: < 1 s). With --agent the round is Gemini → OpenAI → Deepgram Voice Agent → Gemini
+(the agent's link is up only at SettingsApplied, after the Settings with the carried conversation).
 """
 
 from __future__ import annotations
@@ -37,15 +38,17 @@ async def stream(c: VoiceClient, stop: asyncio.Event) -> None:
         await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
 
 
-async def run(n: int) -> dict[str, float]:
+async def run(n: int, *, agent: bool = False) -> dict[str, float]:
     samples: list[float] = []
-    async with Gateway() as gw, gw.client() as c:
+    by_target: dict[str, list[float]] = {}
+    order = tuple("deepgram_agent" if p == "deepgram" and agent else p for p in ORDER)
+    async with Gateway(agent=agent) as gw, gw.client() as c:
         await c.start("gemini", input_format=PCM16_16K)
         stop = asyncio.Event()
         streamer = asyncio.create_task(stream(c, stop))
         await asyncio.sleep(0.3)
         for i in range(n):
-            target = ORDER[i % 3]
+            target = order[i % 3]
             fake = gw.fakes[target]
             before = len(fake.connections)
             t0 = time.perf_counter()
@@ -53,6 +56,7 @@ async def run(n: int) -> dict[str, float]:
             while not (len(fake.connections) > before and fake.connections[-1].audio_chunks > 0):  # noqa: ASYNC110
                 await asyncio.sleep(0.0005)
             samples.append(time.perf_counter() - t0)
+            by_target.setdefault(target, []).append(samples[-1])
             await asyncio.sleep(0.1)
         stop.set()
         await streamer
@@ -61,17 +65,20 @@ async def run(n: int) -> dict[str, float]:
     gw_hist = metrics.sample("voice_gateway_switch_seconds_sum", {"reason": "client"}) or 0.0
     gw_count = metrics.sample("voice_gateway_switch_seconds_count", {"reason": "client"}) or 1.0
     return {"switches": n, "p50_ms": q[49] * 1000, "p95_ms": q[94] * 1000, "max_ms": samples[-1] * 1000,
-            "gateway_mean_ms": gw_hist / gw_count * 1000}
+            "gateway_mean_ms": gw_hist / gw_count * 1000,
+            "p50_ms_by_target": {t: statistics.median(v) * 1000 for t, v in by_target.items()}}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--switches", type=int, default=60)
+    ap.add_argument("--agent", action="store_true", help="switch onto the Deepgram Voice Agent instead of the STT")
     args = ap.parse_args()
-    r = asyncio.run(run(args.switches))
+    r = asyncio.run(run(args.switches, agent=args.agent))
     print(f"switches: {r['switches']}  trigger → first audio at the new provider: "
           f"p50 {r['p50_ms']:.1f} ms  p95 {r['p95_ms']:.1f} ms  max {r['max_ms']:.1f} ms  "
           f"(gateway-side mean {r['gateway_mean_ms']:.1f} ms)")
+    print("p50 by target: " + ", ".join(f"{t} {ms:.1f} ms" for t, ms in r["p50_ms_by_target"].items()))
 
 
 if __name__ == "__main__":

@@ -31,10 +31,11 @@ from providers.registry import PROVIDERS as PROVIDER_ENTRIES
 
 # Real endpoints, with the base-URL meaning of docs/configuration.md (Gemini/Deepgram: origin; OpenAI: + /v1).
 OFFICIAL_BASE_URLS = {name: entry.live_base_url for name, entry in PROVIDER_ENTRIES.items()}
-# The default VG_FALLBACK_CHAIN (GPT-Live is opt-in: it bills by duration).
+# The default VG_FALLBACK_CHAIN (GPT-Live is opt-in: it bills by duration; `deepgram` there is the
+# Voice Agent unless a call asks to transcribe).
 DEFAULT_FALLBACK: tuple[str, ...] = ("gemini", "openai", "deepgram")
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
-                           "twilio_auth_token", "vonage_signature_secret"})
+                           "twilio_auth_token", "vonage_signature_secret", "deepgram_think_gateway_token"})
 LOG_FORMATS = ("json", "console")
 T = TypeVar("T")
 
@@ -120,6 +121,13 @@ class Settings:
     simulated_speech: bool = True  # simulated providers recognise and speak English (providers/fakes/speech.py)
     environment: str = "development"  # VG_ENV: development | staging | production
     key_watch_interval_s: float = 2.0  # how often *_API_KEY_FILE is checked for a rotated key
+    # Deepgram Voice Agent thinking (docs/providers/deepgram-agent.md): think providers in the API's own
+    # fallback order (`type` or `type:model`), the Gemini model for `google`, and optionally the
+    # gateway's own OpenAI-compatible chat endpoint (issue #15) as the first think provider.
+    deepgram_think_providers: tuple[str, ...] = ("google",)
+    deepgram_think_model: str = "gemini-2.5-flash"
+    deepgram_think_gateway_url: str | None = None
+    deepgram_think_gateway_token: str | None = field(default=None, repr=False)
     fleet: FleetSettings = FleetSettings()
     chains: ChainSettings = field(default_factory=ChainSettings)  # one-shot provider chains (docs/chains.md)
 
@@ -219,14 +227,14 @@ def _ws_base_url(var: str, text: str | None) -> str | None:
 def _provider_settings(env: _Env, name: str) -> ProviderSettings:
     # GPT-Live is reached with the OpenAI key and base URL (the SDK's `{websocket_base_url}/live/sessions`)
     upper = (PROVIDER_ENTRIES[name].credentials_of or name).upper()
-    api_key = env.secret(f"{upper}_API_KEY")
+    api_key = env.secret(PROVIDER_ENTRIES[name].key_setting)
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
     model_var = MODEL_SETTINGS.get(name, f"VG_{name.upper()}_MODEL")
     legacy = LEGACY_MODEL_SETTINGS.get(name)
     model = env.raw(model_var) or (env.raw(legacy) if legacy else None)
     return ProviderSettings(name=name, api_key=api_key, base_url=base_url, model=model,
                             simulated=api_key is None and base_url is None,
-                            api_key_file=env.raw(f"{upper}_API_KEY_FILE"))
+                            api_key_file=env.raw(f"{PROVIDER_ENTRIES[name].key_setting}_FILE"))
 
 
 ENVIRONMENTS = ("development", "staging", "production")
@@ -334,6 +342,21 @@ def _breaker(env: _Env) -> BreakerPolicy:
         success_threshold=env.integer("VG_BREAKER_SUCCESS_THRESHOLD", 2))
 
 
+def _deepgram_think(env: _Env) -> dict[str, Any]:
+    from providers.deepgram_agent_wire import parse_think_entry  # validation lives beside the wire shape
+
+    model = env.raw("VG_DEEPGRAM_THINK_MODEL") or "gemini-2.5-flash"
+    entries = env.names("VG_DEEPGRAM_THINK_PROVIDERS", ("google",))
+    for entry in entries:
+        parse_think_entry(entry, default_model=model)
+    url = env.raw("VG_DEEPGRAM_THINK_GATEWAY_URL")
+    if url is not None and urlsplit(url).scheme not in ("http", "https"):
+        raise ConfigError("VG_DEEPGRAM_THINK_GATEWAY_URL must be an http(s):// URL of /v1/chat/completions")
+    return {"deepgram_think_providers": entries, "deepgram_think_model": model,
+            "deepgram_think_gateway_url": url,
+            "deepgram_think_gateway_token": env.secret("VG_DEEPGRAM_THINK_GATEWAY_TOKEN")}
+
+
 def _fleet(env: _Env) -> FleetSettings:
     redis_url = env.secret("VG_REDIS_URL")
     if redis_url is not None:
@@ -398,7 +421,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         environment=_environment(env),
         key_watch_interval_s=env.seconds("VG_KEY_WATCH_INTERVAL_S", 2.0),
         fleet=_fleet(env),
-        chains=load_chain_settings(env, providers))
+        chains=load_chain_settings(env, providers), **_deepgram_think(env))
 
 
 def _on_off(text: str) -> bool:
@@ -432,6 +455,8 @@ KNOWN_VARIABLES = frozenset({
     "VG_FLEET_HEARTBEAT_S", "VG_FLEET_FORWARD_TIMEOUT_S", "VG_SHARED_BREAKER_ADVISORIES",
     "VG_LOG_FORMAT", "VG_SIMULATED_SPEECH",
     "VG_ENV", "VG_KEY_WATCH_INTERVAL_S",
+    "VG_DEEPGRAM_AGENT_MODEL", "VG_DEEPGRAM_THINK_MODEL", "VG_DEEPGRAM_THINK_PROVIDERS",
+    "VG_DEEPGRAM_THINK_GATEWAY_URL", "VG_DEEPGRAM_THINK_GATEWAY_TOKEN", "VG_DEEPGRAM_THINK_GATEWAY_TOKEN_FILE",
 }) | CHAIN_VARIABLES
 
 

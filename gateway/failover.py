@@ -28,6 +28,7 @@ from gateway.events import LinkLostReason, SwitchReason
 from gateway.logs import log_event
 from gateway.session_config import SessionConfig
 from gateway.states import SESSION_MOVES, LinkState, SessionState
+from providers.registry import resolve
 
 log = logging.getLogger("gateway.failover")
 WAIT_RETRY_S = 0.05  # after an admitted trial failed while waiting: don't spin on the breaker
@@ -67,7 +68,7 @@ def failover_chain(config: SessionConfig, available: Collection[str], *, first: 
     providers with an endpoint, none of `exclude`."""
     order = ([first] if first and first != "auto" else []) + list(config.fallback)
     seen: list[str] = []
-    for p in order:
+    for p in (resolve(name, config.provider_options, available) for name in order):
         if p not in seen and p not in exclude and p in available:
             seen.append(p)
     return seen
@@ -142,7 +143,8 @@ class Failover(Generic[LinkT]):
             trigger_at = self._clock.now()
             old = self.link
             old_provider = old.provider if old is not None else "none"
-            chain = [target] if target else self.chain(exclude=[old_provider])
+            chain = [resolve(target, self.config.provider_options, self._available)] if target else \
+                self.chain(exclude=[old_provider])
             self._move(SessionState.SWITCHING)
             link = await self._open_first_usable(chain)
             if self.ended:
@@ -165,7 +167,8 @@ class Failover(Generic[LinkT]):
     def turn_completed(self) -> None:
         """An assistant turn ended: the moment to go back to the primary, if the policy says so."""
         after = self._return_after_s
-        primary = self.config.provider if self.config.provider != "auto" else self.config.fallback[0]
+        primary = resolve(self.config.provider if self.config.provider != "auto" else self.config.fallback[0],
+                          self.config.provider_options, self._available)
         if after is None or self.link is None or self.link.provider == primary:
             return
         b = self._breaker(primary)

@@ -29,6 +29,7 @@ from gateway.replay import ReplayBuffer
 from gateway.session_config import SessionConfig
 from gateway.states import SessionState
 from providers.base import Endpoint, ProviderAdapter
+from providers.deepgram_agent_wire import AgentEndpoint, think_providers
 from providers.fakes import fake_class
 from providers.registry import adapter_for, provider_entry
 
@@ -138,6 +139,18 @@ class Runtime:
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)
 
+    def _endpoint(self, name: str, **kwargs: Any) -> Endpoint:
+        """A provider's endpoint; the Deepgram agent's also carries how it thinks (settings → think list)."""
+        if name != "deepgram_agent":
+            return Endpoint(**kwargs)
+        s = self.settings
+        gemini = s.providers.get("gemini")
+        think = think_providers(s.deepgram_think_providers, model=s.deepgram_think_model,
+                                gemini_api_key=gemini.api_key if gemini is not None else None,
+                                gateway_url=s.deepgram_think_gateway_url,
+                                gateway_token=s.deepgram_think_gateway_token)
+        return AgentEndpoint(think=think, **kwargs)
+
     def rotate_after_s(self, provider: str) -> float | None:
         """When a link to `provider` hands over to a fresh connection ahead of the provider's session
         cap (registry `max_session_s`); VG_OPENAI_ROTATE_AFTER_S sets it for OpenAI."""
@@ -167,11 +180,11 @@ class Runtime:
                 self.fakes[name] = fake
                 base = fake.url + provider_entry(name).base_path
                 # any non-empty key is accepted by a fake started without one; this one is random
-                self.endpoints[name] = Endpoint(base_url=base, api_key="sim-" + secrets.token_hex(8),
-                                                model=ps.model, simulated=True)
+                self.endpoints[name] = self._endpoint(name, base_url=base, api_key="sim-" + secrets.token_hex(8),
+                                                      model=ps.model, simulated=True)
             else:
-                self.endpoints[name] = Endpoint(base_url=ps.live_base_url, api_key=ps.api_key or "",
-                                                model=ps.model, simulated=False)
+                self.endpoints[name] = self._endpoint(name, base_url=ps.live_base_url, api_key=ps.api_key or "",
+                                                      model=ps.model, simulated=False)
                 if ps.api_key_file:
                     self._key_files[name] = (ps.api_key_file, _mtime(ps.api_key_file))
             log_event(log, logging.INFO, "provider.configured",
@@ -181,7 +194,7 @@ class Runtime:
         if not_ready:
             log_event(log, logging.ERROR, "gateway.not_ready",
                       f"VG_ENV=production but {', '.join(not_ready)} has no API key and would be simulated: "
-                      f"/readyz fails until {', '.join(p.upper() + '_API_KEY' for p in not_ready)} is set",
+                      f"/readyz fails until {', '.join(sorted({provider_entry(p).key_setting for p in not_ready}))} is set",
                       providers=not_ready)
         if self._key_files:
             self._watcher = asyncio.create_task(self._watch_key_files(), name="key-file-watcher")
@@ -205,7 +218,7 @@ class Runtime:
             if only is not None and name not in only:
                 continue
             self._key_files[name] = (path, _mtime(path))
-            var = f"{name.upper()}_API_KEY_FILE"
+            var = f"{provider_entry(name).key_setting}_FILE"
             try:
                 key = read_key_file(var, path)
             except ConfigError as e:
@@ -253,7 +266,7 @@ class Runtime:
                 deepest[p] = max(deepest[p], len(s.replay))
         for p, depth in deepest.items():
             metrics.voice_gateway_replay_buffer_chunks.labels(p).set(depth)
-        metrics.deepgram_audio_buffer_size.set(deepest.get("deepgram", 0))
+        metrics.deepgram_audio_buffer_size.set(max(deepest.get("deepgram", 0), deepest.get("deepgram_agent", 0)))
 
     @property
     def ready(self) -> bool:

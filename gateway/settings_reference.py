@@ -29,15 +29,19 @@ class Setting:
     secret: bool = False  # also read from NAME_FILE (Docker/Kubernetes secrets)
 
 
-def _provider_rows(name: str, title: str, base_url_meaning: str) -> list[Setting]:
+def _provider_rows(name: str, title: str, base_url_meaning: str, key_setting: str = "") -> list[Setting]:
     upper = name.upper()
+    key_setting = key_setting or f"{upper}_API_KEY"
 
     def live_base_url(s: Settings) -> object:
         return s.providers[name].live_base_url
 
+    # a provider that takes another one's key (the Deepgram agent: DEEPGRAM_API_KEY) adds no key row
+    key_rows = [Setting(key_setting, "Providers", f"{title} API key. Without a key and without a base URL "
+                        "the provider is *simulated* by an in-process fake (the embedded default).", secret=True)
+                ] if key_setting == f"{upper}_API_KEY" else []
     return [
-        Setting(f"{upper}_API_KEY", "Providers", f"{title} API key. Without a key and without a base URL "
-                "the provider is *simulated* by an in-process fake (the embedded default).", secret=True),
+        *key_rows,
         Setting(f"{upper}_BASE_URL", "Providers", f"{title} endpoint override, {base_url_meaning}; "
                 "`http(s)://` is read as `ws(s)://`, and `ws://` is accepted (a local fake or proxy). "
                 "The default is the provider's official endpoint.",
@@ -51,7 +55,7 @@ def _provider_rows(name: str, title: str, base_url_meaning: str) -> list[Setting
 def _entry_rows(entry: ProviderEntry) -> list[Setting]:
     """A provider reached with another one's key and base URL (GPT-Live: OpenAI's) has only its model."""
     if entry.credentials_of is None:
-        return _provider_rows(entry.name, entry.title, entry.base_url_meaning)
+        return _provider_rows(entry.name, entry.title, entry.base_url_meaning, entry.key_setting)
     other = entry.credentials_of.upper()
     return [Setting(MODEL_SETTINGS.get(entry.name, f"VG_{entry.name.upper()}_MODEL"), "Providers",
                     f"{entry.title} model (provider `{entry.name}`, opt-in; reached with `{other}_API_KEY` at "
@@ -64,6 +68,18 @@ SETTINGS: tuple[Setting, ...] = (
     *(row for e in ENTRIES for row in _entry_rows(e)),
     Setting("VG_OPENAI_MODEL", "Providers", "The older name of `VG_OPENAI_REALTIME_MODEL`, still read; "
             "the new name wins.", "unset"),
+    Setting("VG_DEEPGRAM_THINK_PROVIDERS", "Providers", "The Voice Agent's think providers, comma-separated "
+            "`type` or `type:model` in the agent's own fallback order (`google`, `open_ai`, `anthropic`, "
+            "`deepgram`). A `google` entry thinks through the Gemini API with `GEMINI_API_KEY` as the endpoint "
+            "header when that key is set, else on Deepgram's managed Gemini.",
+            lambda s: ",".join(s.deepgram_think_providers)),
+    Setting("VG_DEEPGRAM_THINK_MODEL", "Providers", "Gemini model of a `google` think entry without a model.",
+            lambda s: s.deepgram_think_model),
+    Setting("VG_DEEPGRAM_THINK_GATEWAY_URL", "Providers", "Public URL of this gateway's OpenAI-compatible "
+            "`/v1/chat/completions` (once it exists): the Voice Agent then thinks through it first, with the "
+            "gateway's breakers and costs."),
+    Setting("VG_DEEPGRAM_THINK_GATEWAY_TOKEN", "Providers", "Client token the Voice Agent presents to "
+            "`VG_DEEPGRAM_THINK_GATEWAY_URL` (`Authorization: Bearer`).", secret=True),
     Setting("VG_DEFAULT_PROVIDER", "Providers", "Provider of a call whose `session.start` names none: "
             "`gemini`, `openai`, `deepgram` or `auto` (the first admitting provider of the fallback chain).",
             lambda s: s.default_provider),

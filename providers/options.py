@@ -108,7 +108,15 @@ DEEPGRAM: dict[str, Option] = {
     "utterance_end_ms": _int(1000, 5000),
     "tag": _strs(10),
     "mip_opt_out": _bool(),
+    # the Deepgram Voice Agent (docs/providers/deepgram-agent.md); none of these go into /v1/listen
+    "mode": _one_of("agent", "transcribe"),  # "transcribe": the listen-only STT instead of the agent
+    "speak_model": _str(100),  # agent.speak.provider.model (an Aura voice)
+    "greeting": _str(2000),  # agent.greeting, on a call with no conversation yet
+    "think": Option(lambda v: isinstance(v, dict) or isinstance(v, list) and 0 < len(v) <= 10
+                    and all(isinstance(t, dict) for t in v),
+                    "a think object or a list of them (the Voice Agent's Settings shape)"),
 }
+AGENT_ONLY: frozenset[str] = frozenset({"mode", "speak_model", "greeting", "think"})
 OPENAI_LIVE: dict[str, Option] = {  # docs/providers/openai-live.md
     "model": _MODEL,
     "voice": _str(60),  # a GPT-Live built-in voice; others fall back to the default
@@ -196,7 +204,7 @@ def openai_session(session: dict[str, Any], opts: Mapping[str, Any]) -> None:
 def deepgram_query(params: dict[str, str | list[str]], opts: Mapping[str, Any]) -> None:
     """Apply Deepgram options to the /v1/listen query parameters in place (lists repeat the key)."""
     for name, value in opts.items():
-        if name == "model":
+        if name == "model" or name in AGENT_ONLY:
             continue
         if isinstance(value, bool):
             params[name] = "true" if value else "false"

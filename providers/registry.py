@@ -8,6 +8,7 @@ the admin API, the CLI and the embedded default all read their names and facts f
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from gateway.errors import ConfigError
@@ -18,6 +19,7 @@ from providers.chains.spec import ChainSpec
 from providers.chains.transcription import TRANSCRIPTION
 from providers.chains.whisper import GroqWhisper, OpenAIWhisper
 from providers.deepgram import DeepgramAdapter
+from providers.deepgram_agent import DeepgramAgentAdapter
 from providers.gemini import GeminiAdapter
 from providers.openai import OpenAIAdapter
 from providers.openai_live import OpenAILiveAdapter
@@ -37,6 +39,7 @@ class ProviderEntry:
     credentials_of: str | None = None  # another provider whose key and base URL this one uses
     url_suffix: str = ""  # for docs: what the adapter appends to the base URL
     fake: str  # "module:Class" of the fake server, imported only when a fake is wanted
+    key_env: str | None = None  # the API key's variable when not <NAME>_API_KEY (the agent: DEEPGRAM_API_KEY)
 
     @property
     def name(self) -> str:
@@ -52,8 +55,9 @@ class ProviderEntry:
 
     @property
     def key_setting(self) -> str:
-        """The environment variable holding this provider's key (GPT-Live: OPENAI_API_KEY)."""
-        return f"{(self.credentials_of or self.name).upper()}_API_KEY"
+        """The environment variable holding this provider's key (GPT-Live: OPENAI_API_KEY; the
+        Deepgram agent: DEEPGRAM_API_KEY)."""
+        return self.key_env or f"{(self.credentials_of or self.name).upper()}_API_KEY"
 
     @property
     def rotate_after_s(self) -> float | None:
@@ -81,6 +85,11 @@ ENTRIES: tuple[ProviderEntry, ...] = (
                   base_url_meaning="including `/v1` (as the openai SDK's base URL)", base_path="/v1",
                   credentials_of="openai", url_suffix=" + `/live/sessions`",
                   fake="providers.fakes.openai_live:FakeOpenAILive"),
+    # the Voice Agent (docs/providers/deepgram-agent.md): a call on `deepgram` lands here, see resolve()
+    ProviderEntry(adapter=DeepgramAgentAdapter, title="Deepgram Voice Agent", live_base_url="wss://agent.deepgram.com",
+                  base_url_meaning="the origin (as the deepgram SDK's `agent` environment); it takes "
+                  "`DEEPGRAM_API_KEY`, and a call on `deepgram` lands here unless it asks to transcribe",
+                  fake="providers.fakes.deepgram_agent:FakeDeepgramAgent", key_env="DEEPGRAM_API_KEY"),
 )
 
 PROVIDERS: dict[str, ProviderEntry] = {e.name: e for e in ENTRIES}
@@ -148,3 +157,11 @@ def chain_fake_class(provider: str) -> type:
     module, name = CHAIN_PROVIDERS[provider].fake.split(":")
     cls: type = getattr(importlib.import_module(module), name)
     return cls
+def resolve(name: str, options: Mapping[str, Mapping[str, object]], available: Collection[str]) -> str:
+    """The provider a call's `name` means. `deepgram` is the Voice Agent (it talks back) unless
+    `provider_options.deepgram.mode` is "transcribe" (the listen-only STT link), or the agent is not
+    among the `available` providers (a deployment that configures only the STT)."""
+    if name == DeepgramAdapter.name and options.get(DeepgramAdapter.name, {}).get("mode") != "transcribe" \
+            and DeepgramAgentAdapter.name in available:
+        return DeepgramAgentAdapter.name
+    return name

@@ -33,7 +33,9 @@ FAKE_KEYS = {
     "deepgram": "dgFAKE-deepgram-key-1a2b3c4d5e6f",
     "openai_live": "sk-FAKE-openai-live-key-3e4f5a6b7c8d",
 }
+FAKE_KEYS["deepgram_agent"] = FAKE_KEYS["deepgram"]  # the Voice Agent takes the Deepgram key
 FAKE_CLASSES = {name: fake_class(name) for name in ("gemini", "openai", "deepgram", "openai_live")}
+AGENT_CLASS = fake_class("deepgram_agent")
 # Socket tests use a fast schedule; the exact 1, 2, 4, 8, 16 s one is tested in virtual time.
 FAST_RECONNECT = ReconnectPolicy(initial_backoff_s=0.02, max_backoff_s=0.32, connect_timeout_s=3.0,
                                  early_failure_window_s=0.5)
@@ -43,8 +45,10 @@ class Gateway:
     def __init__(self, *, faults: dict[str, FaultScript] | None = None, keys: dict[str, str] | None = None,
                  reconnect: ReconnectPolicy = FAST_RECONNECT, fallback: tuple[str, ...] = ("gemini", "openai", "deepgram"),
                  fake_kwargs: dict[str, dict[str, Any]] | None = None, settings: Settings | None = None,
-                 key_files: dict[str, str] | None = None,
+                 key_files: dict[str, str] | None = None, agent: bool = False,
                  **settings_overrides: Any) -> None:
+        # agent=True also runs the Deepgram Voice Agent fake, so `deepgram` means the agent (else the STT)
+        self.agent = agent
         self.faults = faults or {}
         self.keys = {**FAKE_KEYS, **(keys or {})}
         self.reconnect = reconnect
@@ -60,7 +64,7 @@ class Gateway:
         self.port = 0
 
     async def __aenter__(self) -> Gateway:
-        for name, cls in FAKE_CLASSES.items():
+        for name, cls in {**FAKE_CLASSES, **({"deepgram_agent": AGENT_CLASS} if self.agent else {})}.items():
             fake = cls(api_key=FAKE_KEYS[name], faults=self.faults.get(name), **self.fake_kwargs.get(name, {}))
             await fake.start()
             self.fakes[name] = fake

@@ -222,7 +222,8 @@ def test_registry_names_each_adapter_and_its_breaker():
     assert adapter_for("gemini") is GeminiAdapter and adapter_for("openai") is OpenAIAdapter
     assert adapter_for("deepgram") is DeepgramAdapter
     assert {name: cls.breaker_name for name, cls in ADAPTERS.items()} == {
-        "gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
+        "gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt",
+        "deepgram_agent": "deepgram_agent"}
     for cls in (GeminiAdapter, OpenAIAdapter):
         assert cls.capabilities.to_wire() == {"audio_output": True, "transcripts": True,
                                               "assistant_transcripts": True, "tools": True}

@@ -47,18 +47,19 @@ async def until(call, kind, predicate=lambda _: True):  # noqa: ANN001, ANN201
 async def test_a_call_streams_audio_and_iterates_typed_events(provider: str) -> None:
     async with embedded_gateway() as base, connect(base + "/v1/voice", provider=provider) as call:
         started = await until(call, SessionStarted)
-        assert started.provider == provider and started.input_format["sample_rate"] == 16000
+        # `deepgram` is the Deepgram Voice Agent in the embedded default (docs/providers/deepgram-agent.md)
+        assert started.provider == {"deepgram": "deepgram_agent"}.get(provider, provider)
+        assert started.input_format["sample_rate"] == 16000
         await send_frames(call, dtmf_utterance("42", PCM16_16K))
         user = await until(call, Transcript, lambda t: t.role == "user" and t.final)
         assert user.text == "42" and call.session_id == started.session_id
-        if provider != "deepgram":  # speech-to-speech fakes answer by speaking the digits back
-            audio = bytearray()
-            async for event in call:
-                if isinstance(event, AudioChunk):
-                    audio += event.data
-                if isinstance(event, TurnCompleted) and event.role == "assistant":
-                    break
-            assert "".join(d.digit for d in detect_dtmf(bytes(audio), 24000)) == "42"
+        audio = bytearray()  # every one of them answers by speaking the digits back
+        async for event in call:
+            if isinstance(event, AudioChunk):
+                audio += event.data
+            if isinstance(event, TurnCompleted) and event.role == "assistant":
+                break
+        assert "".join(d.digit for d in detect_dtmf(bytes(audio), 24000)) == "42"
         await call.end()
         ended = await until(call, SessionEnded)
         assert ended.reason == "client_ended"
@@ -82,7 +83,7 @@ async def test_the_token_is_sent_and_a_refusal_is_an_exception() -> None:
                 pass
         assert refused.value.status == 403
         async with connect(base + "/v1/voice", token="library-test-token-1234", provider="deepgram") as call:
-            assert (await until(call, SessionStarted)).provider == "deepgram"
+            assert (await until(call, SessionStarted)).provider == "deepgram_agent"
 
 
 async def test_after_a_network_cut_it_reconnects_and_sends_what_was_said_meanwhile() -> None:

@@ -25,13 +25,15 @@ from gateway import metrics
 from gateway.breaker import BreakerPolicy
 from gateway.errors import CircuitOpen
 from providers.fakes.common import Fault, FaultScript
+from providers.registry import BREAKER_NAMES, PROVIDER_NAMES
 from tests.harness import FAST_RECONNECT, Gateway, VoiceClient, dtmf_utterance
 
 pytestmark = pytest.mark.timeout(30)
 
-PROVIDERS = ("gemini", "openai", "deepgram", "openai_live")
+PROVIDERS = ("gemini", "openai", "deepgram", "openai_live")  # the providers the harness runs
 BREAKER = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt",
            "openai_live": "openai_live_provider"}
+assert all(BREAKER_NAMES[p] == name for p, name in BREAKER.items())
 # docs/metrics.md, verbatim: name → (type, label names). Counters are parsed as families without `_total`.
 SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "circuit_breaker_state": ("gauge", frozenset({"name", "provider"})),
@@ -63,7 +65,7 @@ class ChainBreakerNames(frozenset):
 
 # bounded label values (docs/protocol.md, docs/metrics.md); anything else would be an unbounded or misspelt series
 LABEL_VALUES: dict[str, frozenset[str]] = {
-    "name": ChainBreakerNames(BREAKER.values()),
+    "name": ChainBreakerNames(BREAKER_NAMES.values()),  # every registered provider's breaker + chain breakers
     "status": frozenset({"attempted", "success", "failure", "rejected"}),
     "from_state": frozenset({"closed", "half_open", "open"}),
     "to_state": frozenset({"closed", "half_open", "open"}),
@@ -150,7 +152,7 @@ def check_section6_shape(exp: Exposition, *, session_ids: set[str], may_be_empty
             for key, value in s.labels.items():
                 assert value in LABEL_VALUES.get(key, {value}), f"{s.name}: {key}={value!r}"
                 # groq: chain-only provider (transcription chain, docs/chains.md)
-                assert key != "provider" or value in (*PROVIDERS, "groq"), f"{s.name}: provider={value!r}"
+                assert key != "provider" or value in (*PROVIDER_NAMES, "groq"), f"{s.name}: provider={value!r}"
     # no per-session label anywhere in the exposition, §6 or not
     for fam in exp.families.values():
         for s in fam.samples:

@@ -10,6 +10,8 @@
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
 
+// Shown beside a provider in the switch dropdown: what a call moved there gets (its capabilities).
+const PROVIDER_NOTES = { deepgram_agent: "voice agent: speaks, transcripts, tools" };
 const TOKEN_KEY = "vg.adminToken";
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
@@ -173,7 +175,7 @@ function switchControl(row, session) {
   // The providers this gateway has, as /readyz lists them (the server's registry decides).
   const names = Object.keys((state.ready && state.ready.providers) || {});
   if (names.length && [...select.options].map((o) => o.value).join() !== names.join()) {
-    select.replaceChildren(...names.map((p) => new Option(p, p)));
+    select.replaceChildren(...names.map((p) => new Option(PROVIDER_NOTES[p] ? `${p} (${PROVIDER_NOTES[p]})` : p, p)));
   }
   // Leave it alone while the operator is choosing, confirming, or a switch is in flight.
   if (document.activeElement !== select && !select.disabled && !pending) select.value = session.provider;

@@ -194,7 +194,8 @@
 
   // session.start fields for a call starting on `provider` ("auto" starts on `fallbackFirst`).
   function sessionStart(provider, fallbackFirst = "gemini") {
-    const first = provider === "auto" ? fallbackFirst : provider;
+    // the Deepgram Voice Agent takes the Deepgram settings (provider_options.deepgram)
+    const first = provider === "auto" ? fallbackFirst : provider === "deepgram_agent" ? "deepgram" : provider;
     const problems = [];
     const options = {};
     for (const p of PROVIDERS) {

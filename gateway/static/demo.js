@@ -52,6 +52,9 @@ function setProvider(name, capabilities) {
   const speaks = !capabilities || capabilities.audio_output !== false;
   providerSpeaks = speaks;
   $("provider-note").textContent = speaks ? "" : "(transcripts only: no spoken reply)";
+  const caps = capabilities || {};
+  $("provider-caps").textContent = [caps.audio_output && "speaks", caps.assistant_transcripts && "assistant transcripts",
+    caps.tools && "tools"].filter(Boolean).join(" · ");
 }
 
 function setRunning(running) {

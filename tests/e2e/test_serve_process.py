@@ -57,13 +57,20 @@ async def test_embedded_default_needs_no_keys_and_says_simulated() -> None:
             ready = await r.json()
         assert r.status == 200
         assert {p: v["mode"] for p, v in ready["providers"].items()} == \
-            {"gemini": "simulated", "openai": "simulated", "deepgram": "simulated", "openai_live": "simulated"}
+            {"gemini": "simulated", "openai": "simulated", "deepgram": "simulated", "openai_live": "simulated",
+            "deepgram_agent": "simulated"}
         async with VoiceClient(f"ws://127.0.0.1:{port}/v1/voice") as c:
             await c.start("gemini", input_format=PCM16_16K, output_format=PCM16_24K)
             await c.send_audio(dtmf_utterance("12", PCM16_16K), PCM16_16K)
             await c.wait_for("turn.completed", lambda e: e["role"] == "assistant", timeout=10)
             assert c.user_finals() == "12"
             assert "".join(d.digit for d in detect_dtmf(bytes(c.audio), 24000)) == "12"
+        async with VoiceClient(f"ws://127.0.0.1:{port}/v1/voice") as c:  # deepgram talks back, in-process too
+            started = await c.start("deepgram", input_format=PCM16_16K, output_format=PCM16_24K)
+            assert started["provider"] == "deepgram_agent"
+            await c.send_audio(dtmf_utterance("34", PCM16_16K), PCM16_16K)
+            await c.wait_for("turn.completed", lambda e: e["role"] == "assistant", timeout=10)
+            assert "".join(d.digit for d in detect_dtmf(bytes(c.audio), 24000)) == "34"
     finally:
         proc.send_signal(signal.SIGTERM)
         out = proc.communicate(timeout=15)[0].decode()

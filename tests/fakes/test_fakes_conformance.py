@@ -237,8 +237,56 @@ class OpenAILiveDriver(Driver):
         return inputs[-1]["delta"] == "9" and inputs[-1]["start_ms"] < first_reply_end
 
 
+class DeepgramAgentDriver(Driver):
+    name, rate_hz, rejection, expire_code = "deepgram_agent", 16000, "http:401", 1000
+    settings = {"type": "Settings", "audio": {"input": {"encoding": "linear16", "sample_rate": 16000},
+                                              "output": {"encoding": "linear16", "sample_rate": 24000,
+                                                         "container": "none"}},
+                "agent": {"listen": {"provider": {"type": "deepgram", "model": "nova-3"}},
+                          "think": {"provider": {"type": "google", "model": "gemini-2.5-flash"}},
+                          "speak": {"provider": {"type": "deepgram", "model": "aura-2-thalia-en"}}}}
+
+    @classmethod
+    async def open(cls, base_url: str, key: str = KEY, **kwargs: Any) -> Driver:
+        driver = cls(await connect(f"{base_url}/v1/agent/converse",
+                                   additional_headers={"Authorization": f"Token {key}"}, **kwargs))
+        assert (await driver.recv())["type"] == "Welcome"
+        await driver.ws.send(json.dumps(cls.settings))
+        assert await driver.recv() == {"type": "SettingsApplied"}
+        return driver
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        for offset in range(0, len(pcm16), 640):
+            await self.ws.send(pcm16[offset:offset + 640])
+
+    async def user_transcript(self) -> str:
+        messages = await self.until(lambda m: m["type"] == "ConversationText" and m["role"] == "user")
+        return messages[-1]["content"]
+
+    async def frames_until(self, kind: str) -> tuple[bytes, list[dict[str, Any]]]:
+        audio, messages = bytearray(), []
+        while True:
+            frame = await self.recv_raw()
+            if isinstance(frame, bytes):
+                audio += frame
+                continue
+            messages.append(json.loads(frame))
+            if messages[-1]["type"] == kind:
+                return bytes(audio), messages
+
+    async def reply(self) -> tuple[bytes, bool]:
+        audio, _ = await self.frames_until("AgentAudioDone")
+        return audio, False
+
+    async def barge_in_seen(self) -> bool:
+        # The agent's interruption signal is UserStartedSpeaking while its reply is still playing.
+        await self.frames_until("AgentAudioDone")
+        _, messages = await self.frames_until("UserStartedSpeaking")
+        return messages[-1] == {"type": "UserStartedSpeaking"}
+
+
 DRIVERS: dict[str, type[Driver]] = {"gemini": GeminiDriver, "openai": OpenAIDriver, "deepgram": DeepgramDriver,
-                                    "openai_live": OpenAILiveDriver}
+                                    "openai_live": OpenAILiveDriver, "deepgram_agent": DeepgramAgentDriver}
 assert set(DRIVERS) == set(PROVIDERS)
 
 
@@ -441,7 +489,7 @@ async def stop_cli(process: asyncio.subprocess.Process) -> int:
 
 
 async def test_cli_serves_each_fake_on_a_free_port(provider: str) -> None:
-    process, line = await start_cli(provider, "--port", "0", "--api-key", KEY)
+    process, line = await start_cli(provider.replace("_", "-"), "--port", "0", "--api-key", KEY)
     try:
         assert line.startswith("listening on ws://127.0.0.1:")
         url = line.removeprefix("listening on ")
