@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = runtime or Runtime(settings)
         app.state.runtime = rt
-        app.state.chains = ChainService(settings, clock=rt.clock)
+        app.state.chains = ChainService(settings, clock=rt.clock, ledger=rt.costs)
         if not rt.endpoints:
             await rt.start()
         modes = {n: ("simulated" if e.simulated else "live") for n, e in rt.endpoints.items()}

@@ -34,9 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ssl-keyfile")
     s.set_defaults(func=_serve)
 
-    f = sub.add_parser("fake-provider", help="run one fake provider server (gemini|openai|deepgram|groq)")
+    f = sub.add_parser("fake-provider", help="run one fake provider server "
+                       "(gemini|openai|deepgram|groq|minimax|openrouter|anthropic)")
     # groq: REST only (the transcription chain); openai/deepgram also serve REST on the same port
-    f.add_argument("provider", choices=[*__import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES, "groq"])
+    f.add_argument("provider", choices=[*__import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES, "groq",
+                                                 "minimax", "openrouter", "anthropic"])
     f.add_argument("--host", default="127.0.0.1")
     f.add_argument("--port", type=int, required=True)
     f.add_argument("--api-key")

@@ -15,6 +15,7 @@ from gateway import metrics
 from gateway.breaker import BreakerRegistry
 from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
+from gateway.costs import CostLedger
 from gateway.logs import log_event
 from gateway.provider_socket import ProviderConnector
 from gateway.replay import ReplayBuffer
@@ -53,6 +54,8 @@ class Runtime:
         self.settings = settings
         self.clock: Clock = clock or MonotonicClock()
         self.breakers = BreakerRegistry(self.clock, settings.breaker)
+        # one cost ledger for chain requests and live calls (gateway/costs.py)
+        self.costs = CostLedger(settings.chains.prices, daily_budget_usd=settings.chains.daily_budget_usd)
         self.connector = connector or ProviderConnector()
         self.endpoints: dict[str, Endpoint] = {}
         self.sessions: dict[str, LiveCall] = {}

@@ -30,6 +30,7 @@ from providers.chains.base import (
     ChainProvider,
     ErrorClass,
     HttpResponse,
+    Price,
     Usage,
 )
 from providers.chains.spec import ChainSpec
@@ -37,8 +38,10 @@ from providers.chains.spec import ChainSpec
 log = logging.getLogger("gateway.chains")
 
 # voice_gateway_chain_requests_total `outcome` of one provider's turn
-OUTCOMES = ("success", "error", "rate_limit", "auth", "timeout", "skipped", "rejected")
-_CLASS_OUTCOME = {ErrorClass.RATE_LIMIT: "rate_limit", ErrorClass.AUTH: "auth", ErrorClass.TIMEOUT: "timeout"}
+OUTCOMES = ("success", "error", "rate_limit", "auth", "timeout", "low_quality", "skipped", "rejected")
+_CLASS_OUTCOME = {ErrorClass.RATE_LIMIT: "rate_limit", ErrorClass.AUTH: "auth", ErrorClass.TIMEOUT: "timeout",
+                  ErrorClass.LOW_QUALITY: "low_quality"}
+_NOT_PROVIDER_ERRORS = (ErrorClass.BAD_INPUT, ErrorClass.LOW_QUALITY)
 RUN_RESULTS = ("primary", "fallback", "failed")
 MIN_ATTEMPT_S = 0.05  # an attempt (or retry) with less time than this left before the deadline is not started
 
@@ -93,6 +96,7 @@ class ChainOutcome:
     attempts: list[Attempt] = field(default_factory=list)
     cost_usd: float = 0.0
     code: str | None = None  # the chain's all-failed code when nobody answered
+    cost_preservation: bool = False  # the daily budget was used up: only the primary provider was asked
 
     @property
     def ok(self) -> bool:
@@ -119,16 +123,19 @@ class ChainOutcome:
 
 CostHook = Callable[[CostRecord], None]
 CostGate = Callable[[str, str], bool]  # (chain, provider) → may we spend on it now
+PriceLookup = Callable[[str, str, str], Price | None]  # (chain, provider, model) → its price, if the table has one
 
 
 class ChainRunner:
     def __init__(self, *, exchange: HttpExchange, clock: Clock, policy: ChainPolicy,
-                 on_cost: CostHook | None = None, cost_gate: CostGate | None = None) -> None:
+                 on_cost: CostHook | None = None, cost_gate: CostGate | None = None,
+                 prices: PriceLookup | None = None) -> None:
         self._exchange = exchange
         self._clock = clock
         self.policy = policy
         self._on_cost = on_cost
         self._cost_gate = cost_gate
+        self._prices = prices  # the price table (gateway/costs.py); else each translator's own prices
 
     async def run(self, spec: ChainSpec, options: Any, providers: Sequence[BoundProvider], *,
                   request_id: str, stream: bool = False) -> ChainOutcome:
@@ -207,6 +214,10 @@ class ChainRunner:
                                       message=f"no answer within {min(timeout_s, remaining):.1f}s")
             except ExchangeFailed as err:
                 parsed = AttemptError(error_class=ErrorClass.NETWORK, message=f"connection failed ({err})")
+            if spec.check is not None and not isinstance(parsed, AttemptError | _Committed) \
+                    and (reason := spec.check(options, parsed)) is not None:
+                parsed = AttemptError(error_class=ErrorClass.LOW_QUALITY, status=200, message=reason,
+                                      usage=t.usage(parsed))
             elapsed = time.perf_counter() - started
             metrics.ai_provider_latency_seconds.labels(t.name, spec.endpoint).observe(elapsed)
             if not isinstance(parsed, AttemptError):
@@ -221,6 +232,8 @@ class ChainRunner:
                 metrics.voice_gateway_chain_latency_seconds.labels(spec.name, t.name).observe(elapsed)
                 return "success"
             self._record_failure(spec, outcome, t.name, parsed, elapsed, retry)
+            if parsed.usage is not None:  # the provider billed this answer although we cannot use it
+                self.bill(spec, outcome, t, parsed.usage, model=getattr(t, "model", ""))
             action = self.policy.action(parsed.error_class)
             used[parsed.error_class] += 1
             wait: float | None = None
@@ -257,7 +270,7 @@ class ChainRunner:
             status=error.status, error_class=error.error_class.value, latency_ms=elapsed * 1000, retry=retry,
             message=error.message))
         metrics.ai_provider_requests.labels(provider, spec.endpoint, "failure").inc()
-        if error.error_class is not ErrorClass.BAD_INPUT:  # the input's fault is not a provider error
+        if error.error_class not in _NOT_PROVIDER_ERRORS:  # the input's fault is not a provider error
             metrics.ai_provider_errors.labels(provider, METRIC_ERROR_TYPES[error.error_class]).inc()
         log_event(log, logging.INFO, "chain.attempt_failed",
                   f"{spec.name}: {provider} attempt {retry + 1} failed: {error.error_class.value} ({code})",
@@ -280,14 +293,20 @@ class ChainRunner:
                       breaker=bound.breaker.name)
             bound.breaker.force_open("auth")
 
-    def bill(self, spec: ChainSpec, outcome: ChainOutcome, t: ChainProvider[Any, Any], usage: Usage) -> float:
-        """Cost of the answer from the provider's usage fields → metric and cost hook."""
-        price_for = getattr(t, "price_for", None)
-        cost = price_for(outcome.model or t.model).cost_usd(usage) if price_for else 0.0
-        outcome.cost_usd = cost
+    def bill(self, spec: ChainSpec, outcome: ChainOutcome, t: ChainProvider[Any, Any], usage: Usage, *,
+             model: str | None = None) -> float:
+        """Cost of one billed attempt from the provider's usage fields → metric and cost hook. The
+        request's cost is the sum over its billed attempts (a low-quality answer is billed too)."""
+        model = model or outcome.model or t.model
+        price = self._prices(spec.name, t.name, model) if self._prices is not None else None
+        if price is None:
+            price_for = getattr(t, "price_for", None)
+            price = price_for(model) if price_for else None
+        cost = price.cost_usd(usage) if price is not None else 0.0
+        outcome.cost_usd += cost
         metrics.voice_gateway_chain_cost_usd.labels(spec.name, t.name).inc(cost)
         if self._on_cost is not None:
-            self._on_cost(CostRecord(chain=spec.name, provider=t.name, model=outcome.model or "", usage=usage,
+            self._on_cost(CostRecord(chain=spec.name, provider=t.name, model=model, usage=usage,
                                      cost_usd=cost, request_id=outcome.request_id))
         return cost
 
@@ -295,7 +314,8 @@ class ChainRunner:
         t = bound.translator
         # a stream is billed when it ends (its usage comes last); anything else now
         streaming = isinstance(outcome.result, ChainStream)
-        cost = 0.0 if streaming else self.bill(spec, outcome, t, t.usage(outcome.result))
+        if not streaming:
+            self.bill(spec, outcome, t, t.usage(outcome.result))
         result = "fallback" if outcome.fallback_used else "primary"
         metrics.voice_gateway_chain_runs.labels(spec.name, result).inc()
         path = "→".join(outcome.path)
@@ -307,7 +327,7 @@ class ChainRunner:
         else:
             log_event(log, logging.INFO, "chain.succeeded", f"{spec.name}: answered by {t.name}",
                       chain=spec.name, request_id=outcome.request_id, provider=t.name, path=path,
-                      fallback_used=outcome.fallback_used, cost_usd=round(cost, 6))
+                      fallback_used=outcome.fallback_used, cost_usd=round(outcome.cost_usd, 6))
 
 
 @dataclass(frozen=True, slots=True)
