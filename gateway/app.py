@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from gateway import admin, metrics
+from gateway import admin, costs_api, metrics
 from gateway.auth import AdminAuth, ClientAuth
+from gateway.chains import chat_api
 from gateway.chains import http_api as chains_api
 from gateway.chains.service import ChainService
 from gateway.clients.native import native_endpoint
@@ -96,6 +97,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         WebSocketRoute("/v1/vonage", telephony_endpoint("vonage")),
         *admin.routes,
         *chains_api.routes,
+        *chat_api.routes,
+        *costs_api.routes,
     ], lifespan=lifespan)
     app.state.settings = settings
     app.state.client_auth = ClientAuth(frozenset(settings.client_tokens), settings.client_token_secret,

@@ -345,6 +345,7 @@ class ChainStream:
         self._runner, self._spec, self._bound = runner, spec, bound
         self._opened, self._outcome = opened, outcome
         self.model = outcome.model
+        self.usage: Usage | None = None  # the provider's usage, once the stream has ended
 
     async def events(self) -> AsyncIterator[Any]:
         t = self._bound.translator
@@ -365,4 +366,5 @@ class ChainStream:
                                       error_type=error_type) from None
         finally:
             self._opened.close()
+        self.usage = decoder.usage
         self._runner.bill(self._spec, self._outcome, t, decoder.usage)
