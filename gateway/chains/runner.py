@@ -224,7 +224,7 @@ class ChainRunner:
                 metrics.ai_provider_requests.labels(t.name, spec.endpoint, "success").inc()
                 ticket.success()
                 if isinstance(parsed, _Committed):
-                    parsed = ChainStream(self, spec, bound, parsed.opened, outcome)
+                    parsed = ChainStream(self, spec, bound, parsed, outcome)
                 outcome.result, outcome.provider = parsed, t.name
                 outcome.model = getattr(parsed, "model", None) or t.model
                 outcome.attempts.append(Attempt(provider=t.name, outcome="success", status=200,
@@ -257,10 +257,42 @@ class ChainRunner:
         if not stream:
             return t.parse(await self._exchange(request, timeout_s))
         opened = await self._exchange.open(request, timeout_s)
-        if 200 <= opened.status < 300:
-            return _Committed(opened)
-        body = await opened.read()
-        return t.parse(HttpResponse(status=opened.status, headers=opened.headers, body=body))
+        if not 200 <= opened.status < 300:
+            body = await opened.read()
+            return t.parse(HttpResponse(status=opened.status, headers=opened.headers, body=body))
+        if "text/event-stream" not in opened.headers.get("content-type", "").lower():
+            # a 2xx that is not a stream: an error in a 200 (MiniMax's base_resp) or a provider ignoring `stream`
+            body = await opened.read()
+            parsed = t.parse(HttpResponse(status=opened.status, headers=opened.headers, body=body))
+            return parsed if isinstance(parsed, AttemptError) else AttemptError(
+                error_class=ErrorClass.PROTOCOL, status=opened.status, message="asked for a stream, got none")
+        return await self._first_events(t, opened)
+
+    async def _first_events(self, t: ChainProvider[Any, Any], opened: OpenResponse) -> Any:
+        """Read a 2xx stream up to its first event: the commit point. Until then nothing can have reached
+        the caller, so a break-off, an idle timeout, an in-band error or an empty stream is an attempt
+        failure like any other (fallback as usual)."""
+        decoder, chunks = t.stream_decoder(), opened.chunks()
+        first: list[Any] = []
+        ended = False
+        try:
+            while not first:
+                data = await anext(chunks, None)
+                if data is None:
+                    first, ended = decoder.finish(), True
+                    break
+                first = decoder.feed(data)
+                if (error := getattr(decoder, "error", None)) is not None:
+                    opened.close()
+                    return error
+        except BaseException:
+            opened.close()
+            raise
+        if not first:
+            opened.close()
+            return AttemptError(error_class=ErrorClass.PROTOCOL, status=opened.status,
+                                message="the stream ended before any answer")
+        return _Committed(opened, decoder, chunks, first, ended)
 
     def _record_failure(self, spec: ChainSpec, outcome: ChainOutcome, provider: str, error: AttemptError,
                         elapsed: float, retry: int) -> None:
@@ -332,30 +364,43 @@ class ChainRunner:
 
 @dataclass(frozen=True, slots=True)
 class _Committed:
+    """A stream past its commit point: its first events are decoded, the rest is still to come."""
+
     opened: OpenResponse
+    decoder: Any
+    chunks: AsyncIterator[bytes]
+    first: list[Any]
+    ended: bool
 
 
 class ChainStream:
-    """A committed streaming answer. `async for event in stream.events()` yields the translator's
-    events; the answer is billed from the decoder's usage when the stream ends. A break-off after the
-    commit raises ProviderUnavailable: no fallback once the caller may have sent part of the answer."""
+    """A committed streaming answer (its first event decoded). `async for event in stream.events()` yields
+    the translator's events; the answer is billed from the decoder's usage when the stream ends. A
+    break-off after the commit raises ProviderUnavailable: no fallback once the caller may have part of
+    the answer."""
 
-    def __init__(self, runner: ChainRunner, spec: ChainSpec, bound: BoundProvider, opened: OpenResponse,
+    def __init__(self, runner: ChainRunner, spec: ChainSpec, bound: BoundProvider, committed: _Committed,
                  outcome: ChainOutcome) -> None:
         self._runner, self._spec, self._bound = runner, spec, bound
-        self._opened, self._outcome = opened, outcome
+        self._committed, self._opened, self._outcome = committed, committed.opened, outcome
         self.model = outcome.model
         self.usage: Usage | None = None  # the provider's usage, once the stream has ended
 
     async def events(self) -> AsyncIterator[Any]:
         t = self._bound.translator
-        decoder = t.stream_decoder()
+        c = self._committed
+        decoder = c.decoder
         try:
-            async for data in self._opened.chunks():
-                for event in decoder.feed(data):
-                    yield event
-            for event in decoder.finish():
+            for event in c.first:
                 yield event
+            if not c.ended:
+                async for data in c.chunks:
+                    for event in decoder.feed(data):
+                        yield event
+                    if getattr(decoder, "error", None) is not None:  # an error event after the commit
+                        raise ExchangeFailed("error event")
+                for event in decoder.finish():
+                    yield event
         except (TimeoutError, ExchangeFailed) as err:
             error_type = "timeout" if isinstance(err, TimeoutError) else "network"
             metrics.ai_provider_errors.labels(t.name, error_type).inc()

@@ -100,6 +100,7 @@ class AnthropicStream:
         self._input = 0
         self._output = 0
         self.usage = Usage()
+        self.error: AttemptError | None = None  # an `error` event (overloaded_error mid-stream, ...)
 
     def feed(self, data: bytes) -> list[ChatDelta]:
         return self._deltas(self._sse.feed(data))
@@ -117,7 +118,13 @@ class AnthropicStream:
             if not isinstance(data, dict):
                 continue
             kind = data.get("type")
-            if kind == "message_start":
+            if kind == "error" and self.error is None:
+                error = data.get("error") or {}
+                overloaded = error.get("type") in ("overloaded_error", "api_error")
+                self.error = AttemptError(
+                    error_class=ErrorClass.SERVER if overloaded else ErrorClass.PROTOCOL, status=200,
+                    message=str(error.get("message", ""))[:200], provider_code=error.get("type"))
+            elif kind == "message_start":
                 usage = chat_usage((data.get("message") or {}).get("usage"))
                 self._input, self._output = usage.input_tokens or 0, usage.output_tokens or 0
             elif kind == "content_block_delta":

@@ -129,6 +129,7 @@ class OpenAIChatStream:
     def __init__(self) -> None:
         self._sse = SseDecoder()
         self.usage = Usage()
+        self.error: AttemptError | None = None  # an error the stream carried in-band
 
     def feed(self, data: bytes) -> list[ChatDelta]:
         return self._deltas(self._sse.feed(data))
@@ -147,6 +148,9 @@ class OpenAIChatStream:
                 continue
             if not isinstance(chunk, dict):
                 continue
+            if self.error is None and (error := _in_band_error(chunk)) is not None:
+                self.error = error
+                continue
             if isinstance(chunk.get("usage"), dict):
                 self.usage = chat_usage(chunk["usage"])
             for choice in chunk.get("choices") or []:
@@ -158,6 +162,21 @@ class OpenAIChatStream:
                     out.append(ChatDelta(text=text if isinstance(text, str) else "",
                                          finish_reason=choice.get("finish_reason")))
         return out
+
+
+def _in_band_error(chunk: dict[str, Any]) -> AttemptError | None:
+    """MiniMax's base_resp or OpenRouter's `error` object inside a stream."""
+    base = chunk.get("base_resp")
+    code = base.get("status_code") if isinstance(base, dict) else 0
+    if isinstance(code, int) and code != 0:
+        return AttemptError(error_class=MINIMAX_CODES.get(code, ErrorClass.SERVER), status=200,
+                            message=str(base.get("status_msg", ""))[:200], provider_code=str(code))
+    error = chunk.get("error")
+    if isinstance(error, dict):
+        status = error.get("code") if isinstance(error.get("code"), int) else 502
+        return AttemptError(error_class=classify_status(status), status=200,
+                            message=str(error.get("message", ""))[:200], provider_code=str(status))
+    return None
 
 
 class MiniMaxChat(OpenAIChat):

@@ -74,7 +74,7 @@ class ChatGateway:
         self.port = 0
 
     async def __aenter__(self) -> ChatGateway:
-        for name, entry in CHAIN_PROVIDERS.items():
+        for name in CHAIN_PROVIDERS:
             fake = chain_fake_class(name)(api_key=KEYS[name], faults=HttpFaultScript.parse(self.faults.get(name)))
             await fake.start()
             self.fakes[name] = fake
