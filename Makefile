@@ -3,6 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-runtime
 
 .PHONY: run test lint fuzz bench system-deps clean
 
@@ -12,7 +13,12 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,bench]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
+
+# `make run` needs only the runtime dependencies (no test or bench extras).
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $(RUN_STAMP)
 
 # System tools the suite drives for real: chromium (browser tests), promtool/prometheus (alert rules),
 # espeak-ng/sox (fixture regeneration only). Installed when missing and we are root.
@@ -29,11 +35,12 @@ system-deps:
 	  fi; \
 	fi
 
-run: $(STAMP)
-	$(BIN)/voice-gateway serve --host 127.0.0.1 --port 8080
+# Binds VG_HOST:VG_PORT (default 127.0.0.1:8080): `VG_PORT=9000 make run`.
+run: $(RUN_STAMP)
+	$(BIN)/voice-gateway serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway providers audio tests benchmarks fixtures
+	$(BIN)/ruff check gateway providers audio tests benchmarks fixtures examples voice_gateway_client
 
 test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest -q

@@ -75,8 +75,8 @@ BASELINE_TARGETS = ("direct", "relay", "stack")
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="voice-gateway bench", description=__doc__.split("\n")[0])
     p.add_argument("--paths", default="native,twilio,twilio-pcmu",
-                   help=f"comma-separated, of: {', '.join(PATHS)} (Twilio paths are skipped while the "
-                        "gateway has no /v1/twilio)")
+                   help=f"comma-separated, of: {', '.join(PATHS)} (native PCM16 ↔ Gemini; Twilio μ-law ↔ "
+                        "Gemini, transcoded; Twilio μ-law ↔ OpenAI audio/pcmu, passed through)")
     p.add_argument("--calls", default="10,50,100", help="concurrent call counts to measure")
     p.add_argument("--duration", type=float, default=8.0, help="seconds of streaming per run (≤ 80)")
     p.add_argument("--targets", default="direct,relay,stack,gateway",
@@ -85,15 +85,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="search the largest N with p99 added latency ≤ 20 ms and nothing lost")
     p.add_argument("--capacity-paths", default="twilio-pcmu,twilio",
                    help="paths to search (those measured in this run)")
-    p.add_argument("--capacity-start", type=int, default=150)
-    p.add_argument("--capacity-max", type=int, default=600)
-    p.add_argument("--capacity-duration", type=float, default=5.0)
+    p.add_argument("--capacity-start", type=int, default=150, help="first N the capacity search tries")
+    p.add_argument("--capacity-max", type=int, default=600, help="largest N the capacity search tries")
+    p.add_argument("--capacity-duration", type=float, default=5.0, help="seconds per capacity probe")
     p.add_argument("--faults", action="store_true", help="run the fault mode instead of the comparison")
-    p.add_argument("--fault-calls", type=int, default=20)
-    p.add_argument("--fault-duration", type=float, default=20.0)
-    p.add_argument("--drop-min-s", type=float, default=3.0)
-    p.add_argument("--drop-max-s", type=float, default=9.0)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--fault-calls", type=int, default=20, help="concurrent calls in --faults mode")
+    p.add_argument("--fault-duration", type=float, default=20.0, help="seconds per path in --faults mode")
+    p.add_argument("--drop-min-s", type=float, default=3.0,
+                   help="--faults: each provider connection is cut after U(min, max) seconds")
+    p.add_argument("--drop-max-s", type=float, default=9.0, help="see --drop-min-s")
+    p.add_argument("--seed", type=int, default=1, help="seed for the random drops of --faults")
     p.add_argument("--calls-per-loadgen", type=int, default=150,
                    help="calls per load-generator process (design.md §8: one Python process "
                         "saturates near 100 calls)")
@@ -101,7 +102,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--load-cpus", default="1", help="cores for the load generators and the echo fake")
     p.add_argument("--profile", action="store_true",
                    help="py-spy record the relay and the gateway at the largest N (WORKDIR/*-pyspy.txt)")
-    p.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
     p.add_argument("--workdir", type=Path, help="logs and raw data (default: a temporary directory)")
     p.add_argument("--smoke", action="store_true",
                    help="a few seconds, a handful of calls, native path only, no capacity search")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import aiohttp
 import numpy as np
+import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -39,27 +40,33 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) * 1000.0
 
 
-async def one(http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> float:
+async def one(http: aiohttp.ClientSession, url: str, headers: dict[str, str],
+              inner: list[float] | None = None) -> float:
+    """One request's round trip. `inner`: also record the round trip minus the provider attempt's
+    latency as the gateway measured it (its own time, independent of how fast the fake answered)."""
     started = time.perf_counter()
     async with http.post(url, data=WAV, headers=headers) as res:
         body = await res.read()
         if res.status != 200 or b"159#" not in body:
             raise RuntimeError(f"{url}: HTTP {res.status}")
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    if inner is not None:
+        inner.append(elapsed - orjson.loads(body)["attempts"][-1]["latency_ms"] / 1000.0)
+    return elapsed
 
 
 Target = tuple[str, dict[str, str]]  # URL, headers
 
 
 async def latency(direct: Target, gateway: Target, n: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"direct": [], "gateway": []}
+    out: dict[str, list[float]] = {"direct": [], "gateway": [], "inside": []}
     async with aiohttp.ClientSession() as http:
         for _ in range(20):  # warm-up: connections, caches, the fake's decode cache
             await one(http, *direct)
             await one(http, *gateway)
         for _ in range(n):
             out["direct"].append(await one(http, *direct))
-            out["gateway"].append(await one(http, *gateway))
+            out["gateway"].append(await one(http, *gateway, out["inside"]))
     return out
 
 
@@ -128,6 +135,8 @@ def main() -> int:
     for name in ("direct", "gateway"):
         print(f"{name:<10} {pct(lat[name], 50):8.2f} {pct(lat[name], 95):8.2f} {pct(lat[name], 99):8.2f}")
     print(f"{'overhead':<10} {over[50]:8.2f} {over[95]:8.2f} {over[99]:8.2f}   (gateway − direct)")
+    print(f"{'inside':<10} {pct(lat['inside'], 50):8.2f} {pct(lat['inside'], 95):8.2f} {pct(lat['inside'], 99):8.2f}"
+          "   (gateway round trip − the provider attempt it timed: its own time plus one loopback hop)")
     busy = gw.cpu_between("t0", "t1") / gw_elapsed
     fake_ms = fake.cpu_between("d0", "d1") / max(d_done, 1) * 1000.0
     print(f"throughput: gateway {gw_done / gw_elapsed:.0f} req/s (one process, {busy:.0%} of a core busy; "

@@ -270,6 +270,41 @@ def verify_twilio_signature(auth_token: str, url: str, params: Mapping[str, str]
     return ok
 
 
+def twilio_stream_url(public_url: str | None, host: str | None, path: str, query_string: str) -> str:
+    """The URL Twilio signed for a `<Stream>` upgrade: the public root (`VG_PUBLIC_URL`, already
+    ws(s)://) or, without one, `wss://` + the Host header, then the request path and query. Behind a
+    proxy that rewrites Host, only VG_PUBLIC_URL gives the URL Twilio dialled."""
+    base = public_url.rstrip("/") if public_url else f"wss://{(host or '').strip()}"
+    return base + path + (f"?{query_string}" if query_string else "")
+
+
+# -- Vonage -------------------------------------------------------------------------------------
+VONAGE_JWT_MAX_AGE_S = 300.0  # a signed upgrade is made at once; an older token is a replay
+
+
+def verify_vonage_jwt(signature_secret: str, authorization_header: str | None, *,
+                      now: float | None = None, max_age_s: float = VONAGE_JWT_MAX_AGE_S) -> bool:
+    """Vonage's `authorization: {"type": "vonage"}` on a websocket endpoint: `Authorization: Bearer
+    <JWT>`, the same token as its signed webhooks: HS256 keyed with the account's signature secret.
+    Accepted when the MAC verifies, `iat` is present and no older than `max_age_s` (nor more than
+    60 s in the future), and `exp`, when present, has not passed."""
+    import jwt  # PyJWT; imported here so the rest of the gateway does not pay for it
+
+    scheme, _, token = (authorization_header or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip() or len(token) > _MAX_TOKEN_CHARS:
+        return False
+    at = time.time() if now is None else now
+    try:
+        claims = jwt.decode(token.strip(), signature_secret, algorithms=["HS256"],
+                            options={"require": ["iat"], "verify_exp": False, "verify_iat": False})
+    except jwt.PyJWTError:
+        return False
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if not isinstance(iat, int | float) or isinstance(iat, bool) or not at - max_age_s <= iat <= at + 60:
+        return False
+    return not (isinstance(exp, int | float) and exp <= at)
+
+
 # -- operator API -------------------------------------------------------------------------------
 class AdminAuth:
     """`Authorization: Bearer $VG_ADMIN_TOKEN` for /admin/*.

@@ -6,7 +6,21 @@ import argparse
 import sys
 from collections.abc import Callable
 
-SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "bench", "transcribe", "providers")
+SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "config-reference", "bench", "transcribe",
+               "providers")
+FAULTS_HELP = """fault SPEC: rules separated by ';', each  CONN:KIND[,key=value...]
+  CONN     a connection number (1-based), a range 2-4, or * for every connection
+  KIND     drop       abort the TCP connection (no close frame)
+           close      send a close frame (code=, reason=)
+           refuse     refuse the handshake (status=401|403|429|500|503, retry_after=)
+           delay      add ms= milliseconds before every server message
+           stall      stop reading and writing
+           malformed  send one malformed message
+           goaway     Gemini goAway (time_left=)
+           expire     the provider's planned close (OpenAI session_expired)
+  trigger  (drop/close/stall/malformed/goaway/expire; default: right after setup)
+           messages=N | seconds=T | audio_bytes=N;  random drops: *:drop,p=0.01,seed=7
+example: --faults '1:drop,audio_bytes=16000;2:refuse,status=503;*:delay,ms=20'"""
 
 
 def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
@@ -20,6 +34,9 @@ def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
 def _serve(args: argparse.Namespace) -> int:
     from gateway.serve import serve
 
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        print("voice-gateway serve: --ssl-certfile and --ssl-keyfile go together", file=sys.stderr)
+        return 2
     return serve(host=args.host, port=args.port, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile)
 
 
@@ -27,40 +44,57 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="voice-gateway", description="Real-time voice WebSocket gateway")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    s = sub.add_parser("serve", help="run the gateway (embedded fake providers when no keys are set)")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8080)
-    s.add_argument("--ssl-certfile")
-    s.add_argument("--ssl-keyfile")
+    s = sub.add_parser(
+        "serve", help="run the gateway (embedded fake providers when no keys are set)",
+        description="Run the gateway. Settings come from the environment (see docs/configuration.md; "
+                    "`voice-gateway check-config` validates them); a provider with neither an API key "
+                    "nor a base URL runs against an in-process fake of that provider.")
+    s.add_argument("--host", help="address to bind (default: VG_HOST, else 127.0.0.1); any non-loopback "
+                                  "address makes client tokens mandatory")
+    s.add_argument("--port", type=int, help="TCP port to listen on (default: VG_PORT, else 8080)")
+    s.add_argument("--ssl-certfile", metavar="PEM",
+                   help="serve TLS (https:// and wss://) with this certificate chain; needs --ssl-keyfile")
+    s.add_argument("--ssl-keyfile", metavar="PEM", help="private key for --ssl-certfile")
     s.set_defaults(func=_serve)
 
     f = sub.add_parser("fake-provider", help="run one fake provider server "
-                       "(gemini|openai|deepgram|groq|minimax|openrouter|anthropic)")
-    # groq: REST only (the transcription chain); openai/deepgram also serve REST on the same port
+                       "(gemini|openai|deepgram|groq|minimax|openrouter|anthropic)",
+                       description="Run one fake provider on its real URL paths; the official SDKs "
+                                   "connect to it. It speaks the DTMF dialect: digits in the audio are words.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=FAULTS_HELP)
+    # groq, minimax, openrouter, anthropic: REST only (the chains); openai/deepgram also serve their REST API
+    # on the same port
     f.add_argument("provider", choices=[*__import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES, "groq",
-                                                 "minimax", "openrouter", "anthropic"])
-    f.add_argument("--host", default="127.0.0.1")
-    f.add_argument("--port", type=int, required=True)
-    f.add_argument("--api-key")
-    f.add_argument("--tls-cert")
-    f.add_argument("--tls-key")
-    f.add_argument("--faults", help="fault SPEC, see providers/fakes/common.py")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--rest-faults", help="HTTP fault SPEC of the REST side (openai/deepgram), see "
-                   "providers/fakes/rest_common.py")
-    # openai/deepgram serve their REST API on the same port; groq is REST only (providers/fakes/rest_cli.py)
+                                        "minimax", "openrouter", "anthropic"],
+                   help="which provider to imitate")
+    f.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    f.add_argument("--port", type=int, required=True, help="TCP port to listen on (0 = any free port)")
+    f.add_argument("--api-key", help="the only key the fake accepts (default: any key)")
+    f.add_argument("--tls-cert", metavar="PEM", help="serve wss:// with this certificate")
+    f.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
+    f.add_argument("--faults", metavar="SPEC", help="faults to inject per connection, e.g. "
+                   "'1:drop,audio_bytes=16000;2:refuse,status=503' (grammar below)")
+    f.add_argument("--seed", type=int, default=0, help="seed for random faults (p=)")
+    f.add_argument("--rest-faults", metavar="SPEC", help="HTTP faults of the REST side (openai/deepgram; groq "
+                   "takes them as --faults), by request number, e.g. '1:status,status=429;2-4:status,status=503' "
+                   "(grammar: providers/fakes/rest_common.py, docs/chains.md)")
     f.set_defaults(func=lambda args: __import__("providers.fakes.rest_cli", fromlist=["_"]).run(args))
 
     t = sub.add_parser("token", help="mint a short-lived client token signed with VG_CLIENT_TOKEN_SECRET")
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
-    t.add_argument("--subject", default="client")
+    t.add_argument("--subject", default="client", help="who the token is for (its `sub` claim; default client)")
     t.add_argument("--allow-switch", action="store_true", help="the token may send provider.switch")
     t.set_defaults(func=lambda args: __import__("gateway.auth", fromlist=["run_token"]).run_token(args))
 
     c = sub.add_parser("check-config", help="validate the effective config and print it, secrets masked")
     c.set_defaults(func=lambda args: __import__("gateway.config", fromlist=["_"]).run_check_config(args))
 
-    b = sub.add_parser("bench", help="load benchmark: gateway vs direct vs bare relay (benchmarks/load.py)")
+    r = sub.add_parser("config-reference", help="print the configuration reference (docs/configuration.md)")
+    r.add_argument("--write", metavar="FILE", help="write it to FILE instead of stdout")
+    r.set_defaults(func=lambda args: __import__("gateway.settings_reference", fromlist=["_"]).run_config_reference(args))
+
+    b = sub.add_parser("bench", help="load benchmark: gateway vs direct vs bare relay (benchmarks/load.py); "
+                                     "`voice-gateway bench --help` lists its options")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(func=lambda args: __import__("gateway.bench_cli", fromlist=["_"]).run_bench(args))
 

@@ -30,7 +30,8 @@ from providers.registry import PROVIDERS as PROVIDER_ENTRIES
 # Real endpoints, with the base-URL meaning of docs/configuration.md (Gemini/Deepgram: origin; OpenAI: + /v1).
 OFFICIAL_BASE_URLS = {name: entry.live_base_url for name, entry in PROVIDER_ENTRIES.items()}
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
-                           "twilio_auth_token"})
+                           "twilio_auth_token", "vonage_signature_secret"})
+LOG_FORMATS = ("json", "console")
 T = TypeVar("T")
 
 
@@ -81,8 +82,12 @@ class Settings:
     max_frames_per_s: int = 200
     max_bytes_per_s: int = 0  # 0: derived from each call's audio format (8× its real-time rate)
     twilio_auth_token: str | None = field(default=None, repr=False)
-    public_url: str | None = None  # the externally visible origin Twilio signs URLs with
-    chains: ChainSettings = field(default_factory=ChainSettings)  # one-shot provider chains
+    # The gateway's root as the vendors dial it, always ws:// or wss:// (https:// is read as wss://):
+    # Twilio signs the <Stream> URL, which is this plus the endpoint path.
+    public_url: str | None = None
+    vonage_signature_secret: str | None = field(default=None, repr=False)  # Vonage signed-JWT key
+    log_format: str = "json"  # "console": one readable line per record, for a terminal
+    chains: ChainSettings = field(default_factory=ChainSettings)  # one-shot provider chains (docs/chains.md)
 
     @property
     def client_auth_configured(self) -> bool:
@@ -206,13 +211,23 @@ def _origins(env: _Env) -> tuple[str, ...]:
 
 
 def _public_url(env: _Env) -> str | None:
+    """The URL vendors dial, as ws(s)://: Twilio signs `wss://host[:port]/v1/twilio`, so an
+    https:// value means wss:// (and http:// ws://), with any path prefix a proxy adds kept."""
     text = env.raw("VG_PUBLIC_URL")
     if text is None:
         return None
     parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("VG_PUBLIC_URL must be an http:// or https:// URL")
-    return text.rstrip("/")
+    if parts.scheme.lower() not in ("ws", "wss", "http", "https") or not parts.hostname:
+        raise ConfigError("VG_PUBLIC_URL must be a wss://, ws://, https:// or http:// URL with a host, "
+                          f"got {text!r}")
+    return _ws_base_url("VG_PUBLIC_URL", text)
+
+
+def _log_format(env: _Env) -> str:
+    value = (env.raw("VG_LOG_FORMAT") or "json").lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError(f"VG_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {value!r}")
+    return value
 
 
 def _return_to_primary(env: _Env) -> float | None:
@@ -273,6 +288,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_frames_per_s=env.integer("VG_MAX_FRAMES_PER_S", 200),
         max_bytes_per_s=env.integer("VG_MAX_BYTES_PER_S", 0, minimum=0),
         twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env),
+        vonage_signature_secret=env.secret("VONAGE_SIGNATURE_SECRET"), log_format=_log_format(env),
         chains=load_chain_settings(env, providers))
 
 
@@ -285,6 +301,7 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
+    "VG_LOG_FORMAT",
 }) | CHAIN_VARIABLES
 
 
@@ -293,14 +310,55 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     return sorted(name for name in environ if name.startswith("VG_") and name not in KNOWN_VARIABLES)
 
 
+class _ReadRecorder(Mapping[str, str]):
+    """An environment that remembers the last variable read: the parser raises right after reading
+    the variable it refuses (cross-field checks read the later one last), so that is the culprit."""
+
+    def __init__(self, environ: Mapping[str, str], unset: set[str]) -> None:
+        self._environ, self._unset = environ, unset
+        self.last: str | None = None
+
+    def __getitem__(self, name: str) -> str:
+        self.last = name
+        if name in self._unset:
+            raise KeyError(name)
+        return self._environ[name]
+
+    def __iter__(self):  # noqa: ANN204
+        return (k for k in self._environ if k not in self._unset)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def config_errors(environ: Mapping[str, str]) -> list[str]:
+    """Every configuration error, not only the first: parse, and after each error parse again with
+    the refused variable unset (its default), until the rest parses. [] when the config is valid."""
+    errors: list[str] = []
+    unset: set[str] = set()
+    for _ in range(len(environ) + 1):
+        env = _ReadRecorder(environ, unset)
+        try:
+            load_settings(env)
+            return errors
+        except ConfigError as exc:
+            if env.last is None or env.last in unset:
+                return [*errors, exc.message]
+            errors.append(exc.message)
+            unset.add(env.last)
+    return errors
+
+
 def run_check_config(args: argparse.Namespace | None = None) -> int:
     """`voice-gateway check-config`: print the effective settings as JSON, secrets masked.
     Exit 0 when valid, 2 (error on stderr and in the JSON) when not."""
     try:
         settings = load_settings()
     except ConfigError as exc:
-        sys.stdout.write(orjson.dumps({"ok": False, "error": exc.message}).decode() + "\n")
-        print(f"voice-gateway check-config: {exc.message}", file=sys.stderr)
+        errors = config_errors(os.environ) or [exc.message]
+        sys.stdout.write(orjson.dumps({"ok": False, "error": errors[0], "errors": errors}).decode() + "\n")
+        for message in errors:
+            print(f"voice-gateway check-config: {message}", file=sys.stderr)
         return 2
     report = {"ok": True,
               "providers": {name: p.mode for name, p in settings.providers.items()},

@@ -369,8 +369,9 @@ class ProviderLink:
     def _record_failure(self, err: ProviderError) -> None:
         metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
         metrics.ai_provider_requests.labels(self.provider, "connect", "failure").inc()
-        level = logging.ERROR if isinstance(err, ProviderRejected) else logging.WARNING
-        log_event(log, level, "connection.failed", f"{self.provider} link failed: {err.message}",
+        # A rejection (bad key, bad config) gets its one ERROR line from note_rejected, which says
+        # what to fix; this line records the attempt.
+        log_event(log, logging.WARNING, "connection.failed", f"{self.provider} link failed: {err.message}",
                   provider=self.provider, session_id=self.session_id, error_type=err.error_type,
                   retryable=err.retryable)
 

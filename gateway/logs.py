@@ -185,14 +185,19 @@ class JsonFormatter(logging.Formatter):
         return "\n".join(parts) or None
 
 
-def log_event(logger: logging.Logger, level: int, event: str, message: str = "", **fields: Any) -> None:
+def log_event(logger: logging.Logger, level: int, event: str, message: str = "", *, expected: bool = False,
+              **fields: Any) -> None:
     """Log one structured event. `exc_info=` is passed through; error logs raised inside an
-    `except` block get the active traceback as `stack`, and other error logs the call stack."""
+    `except` block get the active traceback as `stack`, and other error logs the call stack.
+    `expected=True` marks a failure the message fully explains (a rejected key, a bad config): its
+    stack is attached only when DEBUG is enabled, so the operator sees one clear line."""
     if not logger.isEnabledFor(level):
         return
     exc_info = fields.pop("exc_info", None)
     stack_info = False
-    if level >= logging.ERROR and exc_info is None:
+    if expected and not logger.isEnabledFor(logging.DEBUG):
+        exc_info = exc_info if exc_info is not None else False
+    elif level >= logging.ERROR and exc_info is None:
         if sys.exc_info()[0] is not None:
             exc_info = True
         else:
@@ -202,21 +207,40 @@ def log_event(logger: logging.Logger, level: int, event: str, message: str = "",
                       "vg_provider": _provider.get()})
 
 
+class ConsoleFormatter(JsonFormatter):
+    """`VG_LOG_FORMAT=console`: one readable line per record for a terminal,
+    `HH:MM:SS.mmm LEVEL event message key=value ...`, redacted exactly like the JSON form (it is
+    built from the same redacted object), with the stack indented below when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = orjson.loads(super().format(record))
+        head = (f"{out.pop('timestamp')[11:23]} {out.pop('level'):<7} {out.pop('event')}: "
+                f"{out.pop('message')}")
+        stack = out.pop("stack", None)
+        out.pop("logger", None)
+        extras = " ".join(f"{k}={v}" for k, v in out.items() if v is not None)
+        line = f"{head}  [{extras}]" if extras else head
+        return line + ("\n    " + stack.replace("\n", "\n    ") if stack else "")
+
+
 class _JsonHandler(logging.StreamHandler):
     """Marker class so configure_logging() can find and replace its own handler."""
 
 
-def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> logging.Handler:
-    """Install the JSON handler on the root logger (idempotent: replaces a previous one).
-    `stream` defaults to the current sys.stdout."""
+def configure_logging(level: str = "INFO", stream: TextIO | None = None, *, fmt: str = "json") -> logging.Handler:
+    """Install the log handler on the root logger (idempotent: replaces a previous one): JSON lines
+    (the default, for containers) or `fmt="console"` for a terminal. `stream` defaults to the
+    current sys.stdout."""
     name = level.upper()
     if name not in LEVELS:
         raise ConfigError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if fmt not in ("json", "console"):
+        raise ConfigError(f"log format must be json or console, got {fmt!r}")
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _JsonHandler)]:
         root.removeHandler(old)
     handler = _JsonHandler(stream if stream is not None else sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(ConsoleFormatter() if fmt == "console" else JsonFormatter())
     root.addHandler(handler)
     root.setLevel(name)
     for noisy in _NOISY_LOGGERS:

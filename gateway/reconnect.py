@@ -156,11 +156,11 @@ class Reconnector:
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{link.provider} rejected the configured credentials: check the "
                       f"{link.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",
-                      provider=link.provider, session_id=link.session_id)
+                      provider=link.provider, session_id=link.session_id, expected=True)
             reason = f"auth: {link.provider} rejected the API key"
         else:
             log_event(log, logging.ERROR, "provider.config_rejected",
                       f"{link.provider} rejected the session configuration: {err.message}",
-                      provider=link.provider, session_id=link.session_id)
+                      provider=link.provider, session_id=link.session_id, expected=True)
             reason = f"config: {link.provider} rejected the session configuration"
         await link.tell_client(ConnectionFailed(provider=link.provider, reason=reason, total_attempts=attempts))

@@ -47,22 +47,29 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def serve(*, host: str, port: int, ssl_certfile: str | None = None, ssl_keyfile: str | None = None) -> int:
+def serve(*, host: str | None = None, port: int | None = None, ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None) -> int:
+    """Run until stopped. `host`/`port` given on the command line win over VG_HOST/VG_PORT."""
+    import sys
+
     from gateway.app import create_app
     from gateway.config import load_settings
     from gateway.errors import ConfigError
     from gateway.logs import configure_logging
 
     try:
-        settings = dataclasses.replace(load_settings(), host=host, port=port)
+        settings = load_settings()
     except ConfigError as e:
-        print(f"voice-gateway: invalid configuration: {e.message}")
+        print(f"voice-gateway: invalid configuration: {e.message}\n"
+              "  (`voice-gateway check-config` lists every problem)", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level)
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = dataclasses.replace(settings, **overrides)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, loop="uvloop", http="httptools", ws="websockets-sansio",
-        ws_max_size=settings.max_message_bytes, ws_per_message_deflate=False, ssl_certfile=ssl_certfile,
-        ssl_keyfile=ssl_keyfile, log_config=None, access_log=False, lifespan="on",
+        create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        ws="websockets-sansio", ws_max_size=settings.max_message_bytes, ws_per_message_deflate=False,
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, log_config=None, access_log=False, lifespan="on",
     )
     DrainingServer(config, drain_timeout_s=settings.drain_timeout_s).run()
     return 0

@@ -282,7 +282,7 @@ class CallSession:
     async def no_provider(self, retry_after_s: float, reason: str) -> None:
         """Nothing in the chain admits a call: the call waits, buffering; tell the client."""
         log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
-                  session_id=self.id, reason=reason, retry_after_s=retry_after_s)
+                  session_id=self.id, reason=reason, retry_after_s=retry_after_s, expected=True)
         await self._emit(ErrorEvent(code="provider_unavailable", provider=None, retry_after=round(retry_after_s, 3),
                                     message="no provider is available right now; audio is buffered "
                                             "(up to the replay bound) and the call resumes when one is"))

@@ -41,13 +41,15 @@ FAST_RECONNECT = ReconnectPolicy(initial_backoff_s=0.02, max_backoff_s=0.32, con
 class Gateway:
     def __init__(self, *, faults: dict[str, FaultScript] | None = None, keys: dict[str, str] | None = None,
                  reconnect: ReconnectPolicy = FAST_RECONNECT, fallback: tuple[str, ...] = ("gemini", "openai", "deepgram"),
-                 fake_kwargs: dict[str, dict[str, Any]] | None = None, **settings_overrides: Any) -> None:
+                 fake_kwargs: dict[str, dict[str, Any]] | None = None, settings: Settings | None = None,
+                 **settings_overrides: Any) -> None:
         self.faults = faults or {}
         self.keys = {**FAKE_KEYS, **(keys or {})}
         self.reconnect = reconnect
         self.fallback = fallback
         self.fake_kwargs = fake_kwargs or {}
         self.overrides = settings_overrides
+        self.base_settings = settings or Settings()  # e.g. load_settings(env): the real env path
         self.fakes: dict[str, Any] = {}
         self.server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,7 +68,7 @@ class Gateway:
         }
         # the tests send audio much faster than real time: lift the rate ceilings unless a test sets them
         limits = {"max_bytes_per_s": 64_000_000, "max_frames_per_s": 100_000}
-        settings = dataclasses.replace(Settings(), providers=providers, reconnect=self.reconnect,
+        settings = dataclasses.replace(self.base_settings, providers=providers, reconnect=self.reconnect,
                                        fallback_chain=self.fallback, **{**limits, **self.overrides})
         self.runtime = Runtime(settings)
         await self.runtime.start()

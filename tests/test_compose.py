@@ -102,6 +102,14 @@ def test_gateway_environment_has_placeholders_not_secrets():
     assert env["VG_ADMIN_TOKEN"].startswith("${VG_ADMIN_TOKEN:?")
 
 
+def test_gateway_receives_the_client_and_telephony_settings():
+    # a deployed gateway needs these to take phone calls and browser clients (docs/deployment.md)
+    env = SERVICES["gateway"]["environment"]
+    for name in ("TWILIO_AUTH_TOKEN", "VG_PUBLIC_URL", "VG_ALLOWED_ORIGINS", "VG_CLIENT_TOKEN_SECRET",
+                 "VONAGE_SIGNATURE_SECRET", "VG_LOG_FORMAT"):
+        assert str(env.get(name, "")).startswith(f"${{{name}"), name
+
+
 def test_gateway_healthcheck_hits_a_served_path():
     from gateway.app import create_app
 

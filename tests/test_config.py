@@ -101,7 +101,7 @@ def test_gateway_settings_from_env() -> None:
     assert (settings.replay_buffer_chunks, settings.openai_rotate_after_s, settings.return_to_primary_after_s,
             settings.drain_timeout_s, settings.idle_timeout_s) == (50, 600.0, 120.0, 0.0, 15.0)
     assert (settings.max_frames_per_s, settings.max_bytes_per_s, settings.port) == (100, 64000, 9000)
-    assert settings.public_url == "https://gw.example"
+    assert settings.public_url == "wss://gw.example"  # the URL Twilio signs for a <Stream>
 
 
 @pytest.mark.parametrize(("env", "names"), [

@@ -23,7 +23,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
-from gateway.auth import verify_twilio_signature
+from gateway.auth import twilio_stream_url, verify_twilio_signature, verify_vonage_jwt
 from gateway.clients.upgrade import admit, refuse
 from gateway.errors import BadMessage, ClientError, RateLimited
 from gateway.limits import ConnectionLimits, FrameRateLimiter, limits_for_format
@@ -247,26 +247,42 @@ class TelephonyConnection:
         return False
 
 
-def _twilio_signature_ok(ws: WebSocket) -> bool:
+def _vendor_signature(ws: WebSocket, vendor: str) -> bool | None:
+    """What the vendor's own credential says: True (signed by the vendor: admitted without a client
+    token), False (a signature is required and this one is wrong or missing: refused), None (no
+    vendor credential configured for this endpoint: the client-token rules apply)."""
     settings = ws.app.state.runtime.settings
-    token = settings.twilio_auth_token
-    if not token:
-        return True
-    base = (settings.public_url or f"wss://{ws.headers.get('host', '')}").rstrip("/")
-    qs = ws.scope.get("query_string", b"").decode("latin-1")
-    url = base + ws.scope["path"] + (f"?{qs}" if qs else "")
-    return verify_twilio_signature(token, url, {}, ws.headers.get("x-twilio-signature", ""))
+    if vendor == "twilio" and settings.twilio_auth_token:
+        # the path as sent (percent-escapes intact): Twilio signs the URL as written in the TwiML
+        raw_path = ws.scope.get("raw_path")
+        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else ws.scope["path"]
+        url = twilio_stream_url(settings.public_url, ws.headers.get("host"), path,
+                                ws.scope.get("query_string", b"").decode("latin-1"))
+        return verify_twilio_signature(settings.twilio_auth_token, url, {},
+                                       ws.headers.get("x-twilio-signature", ""))
+    if vendor == "vonage" and settings.vonage_signature_secret:
+        return verify_vonage_jwt(settings.vonage_signature_secret, ws.headers.get("authorization"))
+    return None
+
+
+_SIGNATURE_NAMES = {"twilio": "X-Twilio-Signature", "vonage": "Vonage signed JWT (Authorization: Bearer)"}
 
 
 def telephony_endpoint(vendor: str):  # noqa: ANN201
     async def endpoint(ws: WebSocket) -> None:
-        if vendor == "twilio" and not _twilio_signature_ok(ws):
-            log_event(log, logging.WARNING, "client.refused", "twilio upgrade refused: bad X-Twilio-Signature",
+        signed = _vendor_signature(ws, vendor)
+        if signed is False:
+            metrics.voice_gateway_client_errors.labels(vendor, "unauthorized").inc()
+            log_event(log, logging.WARNING, "client.refused",
+                      f"{vendor} upgrade refused: bad or missing {_SIGNATURE_NAMES[vendor]}",
                       client=vendor, reason="signature")
             await refuse(ws, 403)
             return
-        admitted = await admit(ws, client=vendor, browser=False)
-        if admitted is None:
+        if signed:  # the vendor's signature is the credential: no client token (Twilio cannot send one)
+            if ws.app.state.runtime.draining:
+                await refuse(ws, 503)
+                return
+        elif await admit(ws, client=vendor, browser=False) is None:
             return
         await ws.accept()
         await TelephonyConnection(ws, vendor).run()
