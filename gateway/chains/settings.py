@@ -121,11 +121,13 @@ def load_chain_settings(env: _EnvReader, live: dict[str, Any]) -> ChainSettings:
         else:
             key, base = env.secret(KEY_ENV[name]), rest_base_url(f"{name.upper()}_BASE_URL",
                                                                  env.raw(f"{name.upper()}_BASE_URL"))
-        cap_var = f"{name.upper()}_MAX_UPLOAD_MB"
-        cap_mb = env.parsed(cap_var, 0.0, float, "a number of megabytes > 0", lambda v: v > 0) \
-            if env.raw(cap_var) else None
-        cap = int(cap_mb * 1000**2) if cap_mb else None
-        model = env.raw("OPENAI_WHISPER_MODEL") if name == "openai" else env.raw(f"VG_{name.upper()}_STT_MODEL")
+        cap, model = None, None
+        if name in CHAIN_TRANSLATORS["transcription"]:  # uploads and models of the transcription chain
+            cap_var = f"{name.upper()}_MAX_UPLOAD_MB"
+            cap_mb = env.parsed(cap_var, 0.0, float, "a number of megabytes > 0", lambda v: v > 0) \
+                if env.raw(cap_var) else None
+            cap = int(cap_mb * 1000**2) if cap_mb else None
+            model = env.raw("OPENAI_WHISPER_MODEL") if name == "openai" else env.raw(f"VG_{name.upper()}_STT_MODEL")
         providers[name] = ChainProviderSettings(name=name, api_key=key, base_url=base, model=model,
                                                 max_upload_bytes=cap, simulated=key is None and base is None)
     orders = {c: _order(env, c) for c in ("transcription", "vision", "reasoning")}
