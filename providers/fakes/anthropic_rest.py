@@ -1,6 +1,6 @@
 """Fake Anthropic Messages API: `POST /v1/messages` (JSON or SSE stream) and `GET /v1/models`.
 
-Auth `x-api-key` (else 401 `authentication_error`); `anthropic-version` is required (400 without it).
+Auth `x-api-key` or `Authorization: Bearer` (else 401 `authentication_error`); `anthropic-version` is required (400 without it).
 Errors are `{"type": "error", "error": {"type", "message"}, "request_id"}` with Anthropic's types (429
 `rate_limit_error`, 529 `overloaded_error`, ...). A stream is SSE with named events: message_start,
 content_block_start, ping, content_block_delta (text_delta) …, content_block_stop, message_delta
@@ -36,7 +36,8 @@ class FakeAnthropic(RestFake):
         return [("POST", "/v1/messages", self._messages), ("GET", "/v1/models", self._models)]
 
     def credential(self, request: web.Request) -> str | None:
-        return request.headers.get("x-api-key") or None
+        """`x-api-key`, or `Authorization: Bearer` (newer anthropic SDKs send the key that way)."""
+        return request.headers.get("x-api-key") or super().credential(request)
 
     def error_response(self, status: int, message: str, code: str | None = None) -> web.Response:
         request_id = "req_" + secrets.token_hex(12)
