@@ -49,9 +49,17 @@ SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "voice_gateway_sessions_active": ("gauge", frozenset({"client"})),
     "voice_gateway_added_latency_seconds": ("histogram", frozenset({"direction"})),
 }
+class ChainBreakerNames(frozenset):
+    """The live breaker names, plus one-shot chain breakers named `<provider>_<chain>` (docs/chains.md)."""
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or bool(
+            isinstance(name, str) and re.fullmatch(r"(gemini|openai|deepgram|groq)_[a-z]+", name))
+
+
 # bounded label values (design.md §4-§6); anything else would be an unbounded or misspelt series
 LABEL_VALUES: dict[str, frozenset[str]] = {
-    "name": frozenset(BREAKER.values()) | {f"{p}_transcription" for p in ("deepgram", "groq", "openai")},
+    "name": ChainBreakerNames(BREAKER.values()),
     "status": frozenset({"attempted", "success", "failure", "rejected"}),
     "from_state": frozenset({"CLOSED", "HALF_OPEN", "OPEN"}),
     "to_state": frozenset({"CLOSED", "HALF_OPEN", "OPEN"}),

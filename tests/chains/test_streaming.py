@@ -106,27 +106,27 @@ class StreamingTranslator(ChainProvider[str, Any]):
         return self.price
 
 
-SPEC = ChainSpec(name="teststream", endpoint="chat", order=("alpha", "beta"), codes=ChainCodes(all_failed="TST-003"),
+SPEC = ChainSpec(name="teststream", endpoint="chat", order=("openai", "groq"), codes=ChainCodes(all_failed="TST-003"),
                  validate=lambda options: None)
 
 
 class SseServer:
     def __init__(self) -> None:
-        self.hits: dict[str, int] = {"alpha": 0, "beta": 0}
-        self.alpha_status = 503
-        self.break_beta: int | None = None  # abort the connection after this many pieces
+        self.hits: dict[str, int] = {"openai": 0, "groq": 0}
+        self.failing_status = 503
+        self.break_stream: int | None = None  # abort the connection after this many pieces
 
-    async def alpha(self, request: web.Request) -> web.StreamResponse:
-        self.hits["alpha"] += 1
-        return web.json_response({"error": {"message": "busy"}}, status=self.alpha_status)
+    async def failing(self, request: web.Request) -> web.StreamResponse:
+        self.hits["openai"] += 1
+        return web.json_response({"error": {"message": "busy"}}, status=self.failing_status)
 
-    async def beta(self, request: web.Request) -> web.StreamResponse:
-        self.hits["beta"] += 1
+    async def streaming(self, request: web.Request) -> web.StreamResponse:
+        self.hits["groq"] += 1
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for n, piece in enumerate((STREAM[:40], STREAM[40:90], STREAM[90:]), 1):
             await response.write(piece)
-            if self.break_beta == n:
+            if self.break_stream == n:
                 assert request.transport is not None
                 request.transport.abort()
                 return response
@@ -139,8 +139,8 @@ class SseServer:
 async def sse_server():
     server = SseServer()
     app = web.Application()
-    app.router.add_post("/alpha", server.alpha)
-    app.router.add_post("/beta", server.beta)
+    app.router.add_post("/openai", server.failing)
+    app.router.add_post("/groq", server.streaming)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -153,7 +153,7 @@ async def sse_server():
 def bound(server: SseServer, clock: RecordingClock) -> list[BoundProvider]:
     ep = ChainEndpoint(base_url=server.url, api_key="k")  # type: ignore[attr-defined]
     return [BoundProvider(translator=StreamingTranslator(n), endpoint=ep,
-                          breaker=CircuitBreaker(n, clock=clock, name=f"{n}_teststream")) for n in ("alpha", "beta")]
+                          breaker=CircuitBreaker(n, clock=clock, name=f"{n}_teststream")) for n in ("openai", "groq")]
 
 
 async def test_stream_falls_back_before_the_commit_and_bills_at_the_end(sse_server: SseServer) -> None:
@@ -162,11 +162,11 @@ async def test_stream_falls_back_before_the_commit_and_bills_at_the_end(sse_serv
     providers = bound(sse_server, clock)
     try:
         outcome = await runner.run(SPEC, "hello", providers, request_id="r1", stream=True)
-        assert outcome.provider == "beta" and isinstance(outcome.result, ChainStream)
-        assert sse_server.hits == {"alpha": 3, "beta": 1} and clock.sleeps == [0.5, 1.0]
+        assert outcome.provider == "groq" and isinstance(outcome.result, ChainStream)
+        assert sse_server.hits == {"openai": 3, "groq": 1} and clock.sleeps == [0.5, 1.0]
         assert costs == []  # nothing billed before the stream ends
         assert [e async for e in outcome.result.events()] == ["1", "2", "3"]
-        assert costs == [CostRecord(chain="teststream", provider="beta", model="m-1",
+        assert costs == [CostRecord(chain="teststream", provider="groq", model="m-1",
                                     usage=Usage(input_tokens=10, output_tokens=3), cost_usd=0.016, request_id="r1")]
         assert outcome.cost_usd == pytest.approx(0.016)
         assert providers[1].breaker.snapshot()["state"] == "CLOSED"
@@ -175,34 +175,34 @@ async def test_stream_falls_back_before_the_commit_and_bills_at_the_end(sse_serv
 
 
 async def test_a_break_off_after_the_commit_reaches_the_consumer_without_fallback(sse_server: SseServer) -> None:
-    sse_server.break_beta = 2  # the first 90 bytes hold two whole events: the commit point has passed
+    sse_server.break_stream = 2  # the first 90 bytes hold two whole events: the commit point has passed
     clock, exchange = RecordingClock(), AiohttpExchange()
     runner = ChainRunner(exchange=exchange, clock=clock, policy=ChainPolicy())
     providers = bound(sse_server, clock)
-    providers.reverse()  # beta first: it commits and then breaks off
+    providers.reverse()  # the streaming one first: it commits and then breaks off
     try:
         outcome = await runner.run(SPEC, "hello", providers, request_id="r2", stream=True)
-        assert outcome.provider == "beta"
+        assert outcome.provider == "groq"
         got: list[str] = []
         with pytest.raises(ProviderUnavailable):
             async for event in outcome.result.events():
                 got.append(event)
         assert got == ["1", "2"]
-        assert sse_server.hits == {"alpha": 0, "beta": 1}
+        assert sse_server.hits == {"openai": 0, "groq": 1}
     finally:
         await exchange.close()
 
 
 async def test_a_break_off_before_the_first_event_falls_back(sse_server: SseServer) -> None:
     # the commit point is the first event, not the status line: nothing has reached the caller yet
-    sse_server.break_beta, sse_server.alpha_status = 1, 200
+    sse_server.break_stream, sse_server.failing_status = 1, 200
     clock, exchange = RecordingClock(), AiohttpExchange()
     runner = ChainRunner(exchange=exchange, clock=clock, policy=ChainPolicy())
     providers = bound(sse_server, clock)
     providers.reverse()
     try:
         outcome = await runner.run(SPEC, "hello", providers, request_id="r3", stream=True)
-        assert [(a.provider, a.outcome, a.error_class) for a in outcome.attempts][0] == ("beta", "error", "network")
-        assert sse_server.hits["beta"] == 1 and sse_server.hits["alpha"] >= 1
+        assert [(a.provider, a.outcome, a.error_class) for a in outcome.attempts][0] == ("groq", "error", "network")
+        assert sse_server.hits["groq"] == 1 and sse_server.hits["openai"] >= 1
     finally:
         await exchange.close()
