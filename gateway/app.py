@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
-from gateway import admin, costs_api, metrics
+from gateway import admin, metrics
 from gateway.auth import AdminAuth, ClientAuth
 from gateway.chains import chat_api
 from gateway.chains import http_api as chains_api
@@ -98,7 +98,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         *admin.routes,
         *chains_api.routes,
         *chat_api.routes,
-        *costs_api.routes,
     ], lifespan=lifespan)
     app.state.settings = settings
     app.state.client_auth = ClientAuth(frozenset(settings.client_tokens), settings.client_token_secret,

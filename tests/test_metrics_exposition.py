@@ -54,7 +54,7 @@ class ChainBreakerNames(frozenset):
 
     def __contains__(self, name: object) -> bool:
         return super().__contains__(name) or bool(
-            isinstance(name, str) and re.fullmatch(r"(gemini|openai|deepgram|groq)_[a-z]+", name))
+            isinstance(name, str) and re.fullmatch(r"(gemini|openai|deepgram|groq|minimax|openrouter|anthropic)_[a-z]+", name))
 
 
 # bounded label values (design.md §4-§6); anything else would be an unbounded or misspelt series
@@ -146,7 +146,7 @@ def check_section6_shape(exp: Exposition, *, session_ids: set[str], may_be_empty
             for key, value in s.labels.items():
                 assert value in LABEL_VALUES.get(key, {value}), f"{s.name}: {key}={value!r}"
                 # groq: chain-only provider (transcription chain, docs/chains.md)
-                assert key != "provider" or value in (*PROVIDERS, "groq"), f"{s.name}: provider={value!r}"
+                assert key != "provider" or value in (*PROVIDERS, "groq", "minimax", "openrouter", "anthropic"), f"{s.name}: provider={value!r}"
     # no per-session label anywhere in the exposition, §6 or not
     for fam in exp.families.values():
         for s in fam.samples:
