@@ -79,8 +79,9 @@ class CostLedger:
         self._warned_day: date | None = None
         self._mode_day: date | None = None  # cost preservation mode is on for this day
         self._reset_day: date | None = None  # an operator ended the mode for this day
-        metrics.voice_gateway_budget_used_ratio.set(0.0)
-        metrics.voice_gateway_cost_preservation_mode.set(0)
+        # read at scrape time, so both gauges drop at UTC midnight without waiting for a request
+        metrics.voice_gateway_budget_used_ratio.set_function(self.used_ratio)
+        metrics.voice_gateway_cost_preservation_mode.set_function(lambda: 1.0 if self.preserving else 0.0)
 
     # -- recording ----------------------------------------------------------------------------------
     def price_for(self, chain: str, provider: str, model: str) -> Price | None:
@@ -131,7 +132,6 @@ class CostLedger:
             self.days[today] = Day()
             for old in sorted(self.days)[:-HISTORY_DAYS]:
                 del self.days[old]
-            self._refresh_gauges()
         return self.days[today]
 
     # -- the budget ---------------------------------------------------------------------------------
@@ -154,7 +154,6 @@ class CostLedger:
 
     def _check_budget(self) -> None:
         ratio = self.used_ratio()
-        metrics.voice_gateway_budget_used_ratio.set(ratio)
         if not self.daily_budget_usd:
             return
         today = self._today()
@@ -165,7 +164,6 @@ class CostLedger:
                       spent_usd=round(self.spent_today(), 6), budget_usd=self.daily_budget_usd)
         if ratio >= 1.0 and self._mode_day != today and self._reset_day != today:
             self._mode_day = today
-            metrics.voice_gateway_cost_preservation_mode.set(1)
             log_event(log, logging.ERROR, "budget.cost_preservation",
                       "the daily budget is used up: cost preservation mode (primary providers only, no fallbacks) "
                       "until UTC midnight", used_ratio=round(ratio, 4), spent_usd=round(self.spent_today(), 6),
@@ -182,12 +180,8 @@ class CostLedger:
         if self._mode_day is None:
             return
         self._mode_day = None
-        metrics.voice_gateway_cost_preservation_mode.set(0)
         log_event(log, logging.WARNING, "budget.mode_ended", f"cost preservation mode ended ({reason})",
                   reason=reason)
-
-    def _refresh_gauges(self) -> None:
-        metrics.voice_gateway_budget_used_ratio.set(self.used_ratio())
 
     def budget_dict(self) -> dict[str, Any]:
         today = self._today()

@@ -202,3 +202,14 @@ def test_price_file_overrides_and_refuses_bad_files(tmp_path: object) -> None:
         with pytest.raises(ConfigError) as info:
             load_prices(str(yml))
         assert fragment in info.value.message and "VG_PRICES_FILE" in info.value.message
+
+
+def test_the_budget_gauges_are_read_at_scrape_time_and_drop_at_midnight() -> None:
+    today = Today(date(2026, 12, 7))
+    ledger = CostLedger(PriceTable(), daily_budget_usd=0.001, today=today)
+    ledger.record("vision", "openai", 0.002, Usage(input_tokens=100, output_tokens=100))
+    assert metrics.sample("voice_gateway_budget_used_ratio") == pytest.approx(2.0)
+    assert metrics.sample("voice_gateway_cost_preservation_mode") == 1
+    today.day += timedelta(days=1)  # no request after midnight: the next scrape already sees the new day
+    assert metrics.sample("voice_gateway_budget_used_ratio") == 0
+    assert metrics.sample("voice_gateway_cost_preservation_mode") == 0
