@@ -167,7 +167,7 @@ class ChainRunner:
         metrics.voice_gateway_chain_runs.labels(spec.name, "failed").inc()
         log_event(log, logging.ERROR, "chain.failed", f"{spec.name}: every provider failed ({outcome.code})",
                   chain=spec.name, request_id=request_id, code=outcome.code,
-                  attempts=[a.to_dict() for a in outcome.attempts])
+                  attempts=[a.to_dict() for a in outcome.attempts], cost_usd=round(outcome.cost_usd, 8))
         return outcome
 
     # -- one provider's turn ------------------------------------------------------------------------

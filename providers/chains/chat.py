@@ -167,7 +167,8 @@ def validate_vision(options: ChatOptions) -> None:
         raise BadChatRequest("a vision request needs an image", code="missing_image")
 
 
-REFUSALS = ("i can't help with", "i cannot help with", "i can't assist", "i cannot assist", "i'm sorry, but i can")
+REFUSALS = ("i can't help with", "i cannot help with", "i can't assist", "i cannot assist", "i'm sorry, but i can't",
+            "i'm sorry, but i cannot")
 
 
 def check_answer(options: ChatOptions, result: Any) -> str | None:

@@ -236,3 +236,20 @@ async def test_models_lists_the_routes_and_bad_requests_have_codes() -> None:
             async with http.post(gw.http + "/api/v1/vision/analyze", json={"prompt": "x"}) as res:
                 assert res.status == 400 and (await res.json())["error"]["code"] == "missing_image"
         assert sum(gw.hits(p) for p in ("minimax", "openrouter", "openai", "anthropic")) == 0
+
+
+async def test_chat_endpoints_take_the_client_auth_of_the_transcription_endpoints() -> None:
+    async with ChatGateway(settings_overrides={"client_tokens": ("tok-chat-123",)}) as gw:
+        async with openai.AsyncOpenAI(api_key="wrong", base_url=gw.http + "/v1", max_retries=0) as client:
+            with pytest.raises(openai.AuthenticationError):
+                await client.chat.completions.create(model="reasoning", messages=[{"role": "user", "content": "1+1"}])
+            with pytest.raises(openai.AuthenticationError):
+                await client.models.list()
+        async with openai.AsyncOpenAI(api_key="tok-chat-123", base_url=gw.http + "/v1", max_retries=0) as client:
+            done = await client.chat.completions.create(model="reasoning",
+                                                        messages=[{"role": "user", "content": "What is 1+1?"}])
+            assert done.choices[0].message.content == "2"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(gw.http + "/api/v1/reason", json={"prompt": "What is 1+1?"}) as res:
+                assert res.status == 401
+        assert gw.hits("minimax") == 1
