@@ -117,29 +117,39 @@ class AnthropicStream:
                 continue
             if not isinstance(data, dict):
                 continue
-            kind = data.get("type")
-            if kind == "error" and self.error is None:
-                error = data.get("error") or {}
-                overloaded = error.get("type") in ("overloaded_error", "api_error")
-                self.error = AttemptError(
-                    error_class=ErrorClass.SERVER if overloaded else ErrorClass.PROTOCOL, status=200,
-                    message=str(error.get("message", ""))[:200], provider_code=error.get("type"))
-            elif kind == "message_start":
-                usage = chat_usage((data.get("message") or {}).get("usage"))
-                self._input, self._output = usage.input_tokens or 0, usage.output_tokens or 0
-            elif kind == "content_block_delta":
-                delta = data.get("delta") or {}
-                if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
-                    out.append(ChatDelta(text=delta["text"]))
-            elif kind == "message_delta":
-                usage = data.get("usage") or {}
-                if isinstance(usage.get("output_tokens"), int):
-                    self._output = usage["output_tokens"]
-                stop = (data.get("delta") or {}).get("stop_reason")
-                if stop:
-                    out.append(ChatDelta(finish_reason=FINISH_REASONS.get(stop, stop)))
+            try:
+                out += self._event(data)
+            except (TypeError, AttributeError, ValueError):  # a malformed event is skipped, never raised
+                continue
             self.usage = Usage(input_tokens=self._input, output_tokens=self._output)
         return out
+
+    def _event(self, data: dict[str, Any]) -> list[ChatDelta]:
+        """One event; a malformed one raises TypeError/AttributeError/ValueError (skipped by the caller)."""
+        kind = data.get("type")
+        if kind == "error" and self.error is None:
+            error = data.get("error") or {}
+            overloaded = error.get("type") in ("overloaded_error", "api_error")
+            self.error = AttemptError(
+                error_class=ErrorClass.SERVER if overloaded else ErrorClass.PROTOCOL, status=200,
+                message=str(error.get("message", ""))[:200],
+                provider_code=error.get("type") if isinstance(error.get("type"), str) else None)
+        elif kind == "message_start":
+            usage = chat_usage((data.get("message") or {}).get("usage"))
+            self._input, self._output = usage.input_tokens or 0, usage.output_tokens or 0
+        elif kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
+                return [ChatDelta(text=delta["text"])]
+        elif kind == "message_delta":
+            usage = data.get("usage") or {}
+            output = usage.get("output_tokens")
+            if isinstance(output, int) and not isinstance(output, bool) and 0 <= output < 2**53:
+                self._output = output
+            stop = (data.get("delta") or {}).get("stop_reason")
+            if isinstance(stop, str) and stop:
+                return [ChatDelta(finish_reason=FINISH_REASONS.get(stop, stop))]
+        return []
 
 
 def _blocks(message: dict[str, Any]) -> str | list[dict[str, Any]]:

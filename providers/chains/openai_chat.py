@@ -148,19 +148,28 @@ class OpenAIChatStream:
                 continue
             if not isinstance(chunk, dict):
                 continue
-            if self.error is None and (error := _in_band_error(chunk)) is not None:
-                self.error = error
+            try:
+                out += self._chunk(chunk)
+            except (TypeError, AttributeError, ValueError):  # a malformed chunk is skipped, never raised
                 continue
-            if isinstance(chunk.get("usage"), dict):
-                self.usage = chat_usage(chunk["usage"])
-            for choice in chunk.get("choices") or []:
-                if not isinstance(choice, dict):
-                    continue
-                delta = choice.get("delta") or {}
-                text = delta.get("content") if isinstance(delta, dict) else None
-                if (isinstance(text, str) and text) or choice.get("finish_reason"):
-                    out.append(ChatDelta(text=text if isinstance(text, str) else "",
-                                         finish_reason=choice.get("finish_reason")))
+        return out
+
+    def _chunk(self, chunk: dict[str, Any]) -> list[ChatDelta]:
+        if self.error is None and (error := _in_band_error(chunk)) is not None:
+            self.error = error
+            return []
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chat_usage(chunk["usage"])
+        out: list[ChatDelta] = []
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+            finish = choice.get("finish_reason") if isinstance(choice.get("finish_reason"), str) else None
+            if (isinstance(text, str) and text) or finish:
+                out.append(ChatDelta(text=text if isinstance(text, str) else "", finish_reason=finish))
         return out
 
 
