@@ -36,6 +36,17 @@ WAV = (REPO / "fixtures" / "dtmf_159hash_16k.wav").read_bytes()
 KEY = "bench-deepgram-key"
 
 
+def runqueue_wait_s(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (/proc/PID/schedstat)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) * 1000.0
 
@@ -115,7 +126,9 @@ def main() -> int:
                                     "--duration", str(int(args.seconds)), "-o", str(logs / "gateway-pyspy.txt")],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gw.mark("t0")
+        wait0 = runqueue_wait_s(gw.pid)
         gw_done, gw_elapsed = asyncio.run(throughput(gateway, args.concurrency, args.seconds))
+        gw_waited = runqueue_wait_s(gw.pid) - wait0
         gw.mark("t1")
         if spy is not None:
             spy.wait(30)
@@ -139,8 +152,9 @@ def main() -> int:
           "   (gateway round trip − the provider attempt it timed: its own time plus one loopback hop)")
     busy = gw.cpu_between("t0", "t1") / gw_elapsed
     fake_ms = fake.cpu_between("d0", "d1") / max(d_done, 1) * 1000.0
-    print(f"throughput: gateway {gw_done / gw_elapsed:.0f} req/s (one process, {busy:.0%} of a core busy; "
-          f"{cpu_ms:.2f} ms gateway CPU per request → ceiling ≈ {1000.0 / cpu_ms:.0f} req/s per core)")
+    print(f"throughput: gateway {gw_done / gw_elapsed:.0f} req/s (one process, {busy:.0%} of a core busy, "
+          f"{gw_waited / gw_elapsed:.0%} runnable but waiting for a CPU; {cpu_ms:.2f} ms gateway CPU per request "
+          f"→ ceiling ≈ {1000.0 / cpu_ms:.0f} req/s per core)")
     print(f"baseline:   direct to the fake {d_done / d_elapsed:.0f} req/s ({fake_ms:.2f} ms fake CPU per request); "
           "a core shared with other work lowers the req/s, not the CPU per request")
     print(f"logs: {logs}")
