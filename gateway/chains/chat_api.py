@@ -102,13 +102,7 @@ def _problem(err: Exception, request_id: str) -> Response:
 def _failed(chain: str, outcome: ChainOutcome, request_id: str) -> Response:
     if outcome.only_bad_input:
         return _error(400, "request_rejected", "every provider refused this request", request_id, outcome)
-    response = _error(502, outcome.code or "", ALL_FAILED[chain], request_id, outcome, kind="provider_error")
-    response.headers.update(_mode_header(outcome))
-    return response
-
-
-def _mode_header(outcome: ChainOutcome) -> dict[str, str]:
-    return {"x-voice-gateway-mode": "cost_preservation" if outcome.cost_preservation else "normal"}
+    return _error(502, outcome.code or "", ALL_FAILED[chain], request_id, outcome, kind="provider_error")
 
 
 def _gateway_fields(chain: str, outcome: ChainOutcome) -> dict[str, Any]:
@@ -148,7 +142,7 @@ async def chat_completions(request: Request) -> Response:
         return _problem(err, request_id)
     if not outcome.ok:
         return _failed(chain, outcome, request_id)
-    headers = _headers(outcome, request_id) | _mode_header(outcome)
+    headers = _headers(outcome, request_id)
     created = int(time.time())
     if isinstance(outcome.result, ChainStream):
         include_usage = bool((data.get("stream_options") or {}).get("include_usage")) \
@@ -223,7 +217,7 @@ def _native(chain: str, outcome: ChainOutcome, request_id: str) -> Response:
                       "output_tokens": result.usage.output_tokens or 0},
             "cost_usd": round(outcome.cost_usd, 8), "request_id": request_id,
             "cost_preservation": outcome.cost_preservation}
-    return JSONResponse(body, headers=_headers(outcome, request_id) | _mode_header(outcome))
+    return JSONResponse(body, headers=_headers(outcome, request_id))
 
 
 def _text(value: Any, name: str, *, required: bool) -> str:

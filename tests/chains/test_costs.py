@@ -155,6 +155,13 @@ async def test_budget_just_above_n_requests_flips_to_cost_preservation_on_reques
             assert body["error"]["code"] == "RSN-003"
             assert {a["provider"] for a in body["attempts"]} == {"minimax"}
             assert gw.hits("openrouter") == 0
+            # every chain: transcription too asks only its primary and says so
+            async with aiohttp.ClientSession() as http:
+                async with http.post(gw.http + "/api/v1/transcribe", data=DTMF_WAV,
+                                     headers={"Content-Type": "audio/wav"}) as res:
+                    trx = await res.json()
+            assert trx["cost_preservation"] is True and res.headers["x-voice-gateway-mode"] == "cost_preservation"
+            assert [a["provider"] for a in trx["attempts"]] == ["deepgram"]
             report = await admin(gw, "GET", "/admin/costs")
             assert report["budget"]["mode"] == "cost_preservation"
             assert report["budget"]["mode_ends_at"] == "2026-12-08T00:00:00Z"
