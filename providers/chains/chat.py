@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import ClientError
-from providers.chains.base import ErrorClass, Usage
+from providers.chains.base import Usage
 from providers.chains.spec import ChainCodes, ChainSpec
 
 COMPLEXITIES = ("simple", "standard", "complex")
@@ -148,6 +148,8 @@ def validate_chat(options: ChatOptions) -> None:
         content = message.get("content")
         if not isinstance(content, str | list):
             raise BadChatRequest("a message content must be a string or a list of parts", code="bad_messages")
+        if isinstance(content, list) and (not content or not all(isinstance(p, dict) for p in content)):
+            raise BadChatRequest("content parts must be objects with a type", code="bad_messages")
         for part in _parts(message) if isinstance(content, list) else []:
             if part.get("type") == "image_url":
                 url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
@@ -222,5 +224,3 @@ def chat_usage(value: Any) -> Usage:
 def _count(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and 0 <= value < 2**53 else 0
 
-
-LOW_QUALITY = ErrorClass.LOW_QUALITY

@@ -118,6 +118,8 @@ def test_low_quality_checks() -> None:
     (ChatOptions(messages=({"role": "user", "content": [{"type": "image_url", "image_url": {
         "url": "data:image/png;base64," + base64.b64encode(b"GIF8").decode()}}]},)), "unsupported_image"),
     (ChatOptions(messages=({"role": "user", "content": [{"type": "audio", "data": "x"}]},)), "bad_messages"),
+    (ChatOptions(messages=({"role": "user", "content": ["hello"]},)), "bad_messages"),
+    (ChatOptions(messages=({"role": "user", "content": []},)), "bad_messages"),
 ])
 def test_validation_refuses_before_any_provider(options: ChatOptions, code: str) -> None:
     with pytest.raises(BadChatRequest) as info:
