@@ -142,8 +142,8 @@ class AnthropicStream:
             if delta.get("type") == "text_delta" and isinstance(delta.get("text"), str):
                 return [ChatDelta(text=delta["text"])]
         elif kind == "message_delta":
-            usage = data.get("usage") or {}
-            output = usage.get("output_tokens")
+            counts = data.get("usage") or {}
+            output = counts.get("output_tokens")
             if isinstance(output, int) and not isinstance(output, bool) and 0 <= output < 2**53:
                 self._output = output
             stop = (data.get("delta") or {}).get("stop_reason")
@@ -179,6 +179,5 @@ def _error(body: bytes) -> tuple[str | None, str]:
     error = data.get("error") if isinstance(data, dict) else None
     if not isinstance(error, dict):
         return None, ""
-    kind = error.get("type") if isinstance(error.get("type"), str) else None
-    message = error.get("message") if isinstance(error.get("message"), str) else ""
-    return kind, message[:200]
+    kind, message = error.get("type"), error.get("message")
+    return (kind if isinstance(kind, str) else None), (message[:200] if isinstance(message, str) else "")

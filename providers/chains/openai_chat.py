@@ -8,6 +8,7 @@ error as HTTP 200 with a non-zero `base_resp.status_code`: that code classifies 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import orjson
@@ -111,9 +112,7 @@ class OpenAIChat(ChainProvider[ChatOptions, ChatResult]):
         """An error carried by a 200 body (MiniMax's base_resp; OpenRouter's mid-answer `error`)."""
         error = data.get("error")
         if isinstance(error, dict) and "choices" not in data:
-            status = error.get("code") if isinstance(error.get("code"), int) else 502
-            return AttemptError(error_class=classify_status(status), status=200,
-                                message=str(error.get("message", ""))[:200], provider_code=str(status))
+            return _error_object(error)
         return None
 
     def usage(self, result: ChatResult) -> Usage:
@@ -176,16 +175,27 @@ class OpenAIChatStream:
 def _in_band_error(chunk: dict[str, Any]) -> AttemptError | None:
     """MiniMax's base_resp or OpenRouter's `error` object inside a stream."""
     base = chunk.get("base_resp")
-    code = base.get("status_code") if isinstance(base, dict) else 0
-    if isinstance(code, int) and code != 0:
-        return AttemptError(error_class=MINIMAX_CODES.get(code, ErrorClass.SERVER), status=200,
-                            message=str(base.get("status_msg", ""))[:200], provider_code=str(code))
+    if isinstance(base, dict) and (failed := _base_resp(base)) is not None:
+        return failed
     error = chunk.get("error")
-    if isinstance(error, dict):
-        status = error.get("code") if isinstance(error.get("code"), int) else 502
-        return AttemptError(error_class=classify_status(status), status=200,
-                            message=str(error.get("message", ""))[:200], provider_code=str(status))
-    return None
+    return _error_object(error) if isinstance(error, dict) else None
+
+
+def _error_object(error: dict[str, Any]) -> AttemptError:
+    """OpenRouter's `{"code": <HTTP status>, "message"}` inside a 200 body or a stream."""
+    code = error.get("code")
+    status = code if isinstance(code, int) and not isinstance(code, bool) else 502
+    return AttemptError(error_class=classify_status(status), status=200,
+                        message=str(error.get("message", ""))[:200], provider_code=str(status))
+
+
+def _base_resp(base: dict[str, Any]) -> AttemptError | None:
+    """MiniMax's `base_resp`: None when status_code is 0 (or missing)."""
+    code = base.get("status_code")
+    if not isinstance(code, int) or isinstance(code, bool) or code == 0:
+        return None
+    return AttemptError(error_class=MINIMAX_CODES.get(code, ErrorClass.SERVER), status=200,
+                        message=str(base.get("status_msg", ""))[:200], provider_code=str(code))
 
 
 class MiniMaxChat(OpenAIChat):
@@ -199,12 +209,10 @@ class MiniMaxChat(OpenAIChat):
 
     def body_error(self, data: dict[str, Any]) -> AttemptError | None:
         base = data.get("base_resp")
-        code = base.get("status_code") if isinstance(base, dict) else 0
-        if not isinstance(code, int) or code == 0:
-            return None
-        return AttemptError(error_class=MINIMAX_CODES.get(code, ErrorClass.SERVER), status=200,
-                            message=str(base.get("status_msg", ""))[:200], provider_code=str(code),
-                            usage=chat_usage(data.get("usage")) if data.get("usage") else None)
+        failed = _base_resp(base) if isinstance(base, dict) else None
+        if failed is None or not data.get("usage"):
+            return failed
+        return dataclasses.replace(failed, usage=chat_usage(data.get("usage")))  # billed although it failed
 
 
 class MiniMaxVision(MiniMaxChat):
