@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import tempfile
 import time
@@ -96,6 +97,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=300, help="sequential requests per path (latency)")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=8.0, help="per throughput phase")
+    ap.add_argument("--profile", action="store_true", help="py-spy the gateway during its throughput phase")
     args = ap.parse_args()
     two = cpu_count() >= 2
     gw_cpus, other_cpus = ({0}, {1}) if two else (None, None)
@@ -116,9 +118,17 @@ def main() -> int:
         gateway = (f"http://127.0.0.1:{gw.port}/v1/chat/completions", {"Content-Type": "application/json"},
                    {"model": "reasoning", "messages": QUESTION})
         lat = asyncio.run(latency(direct, gateway, args.requests))
+        spy = None
+        if args.profile:
+            py_spy = str(Path(sys.executable).with_name("py-spy"))
+            spy = subprocess.Popen([py_spy, "record", "--pid", str(gw.pid), "--format", "raw", "--nonblocking",
+                                    "--duration", str(int(args.seconds)), "-o", str(logs / "gateway-pyspy.txt")],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gw.mark("t0")
         gw_done, gw_elapsed = asyncio.run(throughput(gateway, args.concurrency, args.seconds))
         gw.mark("t1")
+        if spy is not None:
+            spy.wait(30)
         d_done, d_elapsed = asyncio.run(throughput(direct, args.concurrency, args.seconds))
     finally:
         if gw is not None:
@@ -138,6 +148,8 @@ def main() -> int:
           f"request → ceiling ≈ {1000.0 / cpu_ms:.0f} req/s per core)")
     print(f"baseline:   direct to the fake {d_done / d_elapsed:.0f} req/s")
     print(f"logs: {logs}")
+    if args.profile:
+        print(f"profile: python -m benchmarks.profile_summary {logs / 'gateway-pyspy.txt'} --match gateway/")
     return 0
 
 

@@ -184,12 +184,12 @@ async def _sse(chain: str, outcome: ChainOutcome, stream: ChainStream, created: 
         yield b"data: " + orjson.dumps({"error": {"message": err.message, "type": "provider_error",
                                                    "code": "stream_interrupted"}}) + b"\n\n"
         return
-    yield chunk({}, finish or "stop")
+    # the stream has ended and is billed: its cost rides on the finish chunk (every chunk a client that
+    # did not ask for usage sees has a choice, as OpenAI's do), and on the usage chunk when asked for
     fields = _gateway_fields(chain, outcome)
+    yield chunk({}, finish or "stop", voice_gateway=fields)
     if include_usage and stream.usage is not None:
         yield chunk({}, None, choices=False, usage=_usage(stream.usage), voice_gateway=fields)
-    else:
-        yield chunk({}, None, choices=False, voice_gateway=fields)
     yield b"data: [DONE]\n\n"
 
 

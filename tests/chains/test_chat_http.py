@@ -174,6 +174,8 @@ async def test_streaming_falls_back_before_the_first_chunk() -> None:
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text == "144"
         assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+        finish = [c for c in chunks if c.choices and c.choices[0].finish_reason][0]
+        assert finish.model_extra["voice_gateway"]["provider"] == "openrouter"
         last = chunks[-1]
         assert last.usage is not None and last.usage.completion_tokens == 1
         assert last.model_extra["voice_gateway"]["provider"] == "openrouter"
@@ -188,7 +190,8 @@ async def test_streaming_vision_and_anthropic_streams_through_the_sync_sdk() -> 
             with openai.OpenAI(api_key="x", base_url=gw.http + "/v1", max_retries=0) as client:
                 out = client.chat.completions.create(
                     model="reasoning", messages=[{"role": "user", "content": "What is 6 * 7?"}], stream=True)
-                return "".join(c.choices[0].delta.content or "" for c in out if c.choices)
+                # the usual loop of an app that did not ask for usage: every chunk has a choice
+                return "".join(c.choices[0].delta.content or "" for c in out)
 
         assert await asyncio.to_thread(sync_stream) == "42"
         assert gw.fakes["anthropic"].requests[-1].fields["stream"] == "true"
