@@ -193,17 +193,35 @@ async def _sse(chain: str, outcome: ChainOutcome, stream: ChainStream, created: 
     yield b"data: [DONE]\n\n"
 
 
-async def list_models(request: Request) -> Response:
+def _model(service: ChainService, route: str) -> dict[str, Any]:
+    chain = ROUTES[route]
+    return {"id": route, "object": "model", "created": 0, "owned_by": "voice-gateway", "chain": chain,
+            "providers": list(service.orders[chain])}
+
+
+def _client_ok(request: Request) -> Response | None:
     try:
         origin_ok(request)
         token, _ = token_from_scope(request.headers, request.scope.get("query_string", b""))
         request.app.state.client_auth.verify(token)
     except ClientError as err:
         return _problem(err, new_request_id("reasoning"))
-    service: ChainService = request.app.state.chains
-    data = [{"id": route, "object": "model", "created": 0, "owned_by": "voice-gateway", "chain": chain,
-             "providers": list(service.orders[chain])} for route, chain in ROUTES.items()]
-    return JSONResponse({"object": "list", "data": data})
+    return None
+
+
+async def list_models(request: Request) -> Response:
+    if (denied := _client_ok(request)) is not None:
+        return denied
+    return JSONResponse({"object": "list", "data": [_model(request.app.state.chains, r) for r in ROUTES]})
+
+
+async def retrieve_model(request: Request) -> Response:
+    if (denied := _client_ok(request)) is not None:
+        return denied
+    route = request.path_params["model"]
+    if route not in ROUTES:
+        return _error(404, "model_not_found", f"model must be one of {', '.join(ROUTES)}", new_request_id("reasoning"))
+    return JSONResponse(_model(request.app.state.chains, route))
 
 
 # -- native -----------------------------------------------------------------------------------------
@@ -285,6 +303,7 @@ def _image_url(value: Any) -> str:
 routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
     Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model}", retrieve_model, methods=["GET"]),
     Route("/api/v1/reason", reason, methods=["POST"]),
     Route("/api/v1/vision/analyze", vision_analyze, methods=["POST"]),
 ]

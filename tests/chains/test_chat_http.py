@@ -222,6 +222,9 @@ async def test_models_lists_the_routes_and_bad_requests_have_codes() -> None:
             models = await client.models.list()
             assert [m.id for m in models.data] == ["reasoning", "auto", "vision"]
             assert models.data[2].model_extra["providers"] == ["minimax", "openrouter", "openai"]
+            assert (await client.models.retrieve("reasoning")).model_extra["chain"] == "reasoning"
+            with pytest.raises(openai.NotFoundError):
+                await client.models.retrieve("gpt-4o")
             with pytest.raises(openai.NotFoundError):
                 await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
             with pytest.raises(openai.BadRequestError) as info:
