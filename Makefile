@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: run test lint fuzz bench system-deps clean
+.PHONY: run test lint typecheck fuzz bench system-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -42,7 +42,11 @@ run: $(RUN_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check gateway providers audio tests benchmarks fixtures examples voice_gateway_client
 
-test: $(STAMP) system-deps lint
+# mypy: strict on audio/, providers/ and the base layer, default checks elsewhere (pyproject [tool.mypy])
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: $(STAMP) system-deps lint typecheck
 	$(BIN)/python -m pytest -q
 
 fuzz: $(STAMP)

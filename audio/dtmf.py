@@ -82,7 +82,8 @@ def generate_dtmf(digits: str, sample_rate_hz: int, *, tone_ms: int = 100, gap_m
         tone = tone_amplitude * envelope * (np.sin(2 * np.pi * row_hz * t) + np.sin(2 * np.pi * col_hz * t))
         parts += [tone, silence(gap_ms)]
     parts.append(silence(trail_silence_ms))
-    return np.rint(np.concatenate(parts)).astype("<i2").tobytes()
+    pcm: bytes = np.rint(np.concatenate(parts)).astype("<i2").tobytes()
+    return pcm
 
 
 def _ramp_envelope(length: int, ramp: int) -> np.ndarray:

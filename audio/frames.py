@@ -1,13 +1,16 @@
 """Re-chunking audio into fixed frames (20 ms by default) and PCM16 length checks.
 
-Invariant: a FrameSplitter never loses, duplicates or reorders a byte: the concatenation of every
-frame it returned plus `flush()` equals the concatenation of everything pushed.
+Invariant: a FrameChunker never loses, duplicates or reorders a byte: the concatenation of every
+frame it returned equals everything pushed, plus the silence `flush()` pads the last frame with.
 """
 
 from __future__ import annotations
 
 from audio.errors import AudioError
 from audio.formats import AudioFormat
+
+# The byte of digital silence per encoding (μ-law 0xFF, A-law 0xD5, PCM16 zero samples).
+SILENCE_BYTE = {"mulaw": 0xFF, "alaw": 0xD5, "pcm16": 0x00}
 
 
 def check_pcm16(data: bytes) -> None:
@@ -16,11 +19,11 @@ def check_pcm16(data: bytes) -> None:
         raise AudioError("PCM16 audio must have an even number of bytes")
 
 
-class FrameSplitter:
-    """Cuts a byte stream into frames of exactly `frame_ms` of `fmt`, carrying the remainder.
+class FrameChunker:
+    """Cuts a byte stream into frames of exactly `frame_ms` of `fmt`, carrying a partial tail to the
+    next push. `flush()` pads the tail with the encoding's silence; `drop()` forgets it (after a clear).
 
-    For PCM16 the frame size is even, so frames are always whole samples; an odd byte simply waits
-    in the remainder. Empty pushes return [].
+    For PCM16 the frame size is even, so frames are always whole samples.
     """
 
     def __init__(self, fmt: AudioFormat, frame_ms: int = 20) -> None:
@@ -29,34 +32,26 @@ class FrameSplitter:
         self.frame_bytes = fmt.frame_bytes(frame_ms)
         if frame_ms <= 0 or self.frame_bytes <= 0:
             raise ValueError(f"frame of {frame_ms} ms holds no audio in {fmt}")
-        self._pending = bytearray()
+        self._silence = bytes([SILENCE_BYTE[fmt.encoding]])
+        self._tail = b""
 
     @property
     def pending_bytes(self) -> int:
-        return len(self._pending)
+        return len(self._tail)
 
-    def push(self, data: bytes) -> list[bytes]:
-        size = self.frame_bytes
-        if not self._pending and len(data) == size:  # the common case: already one frame, no copy
-            return [bytes(data)]
-        self._pending += data
-        whole = len(self._pending) - len(self._pending) % size
-        if not whole:
+    def push(self, audio: bytes) -> list[bytes]:
+        data = self._tail + audio if self._tail else audio
+        n = len(data) - len(data) % self.frame_bytes
+        self._tail = data[n:]
+        return [data[i:i + self.frame_bytes] for i in range(0, n, self.frame_bytes)]
+
+    def flush(self) -> list[bytes]:
+        """The partial frame still pending, padded with silence to a whole frame (or nothing)."""
+        if not self._tail:
             return []
-        view = memoryview(self._pending)
-        frames = [bytes(view[i : i + size]) for i in range(0, whole, size)]
-        view.release()
-        del self._pending[:whole]
-        return frames
+        frame = self._tail + self._silence * (self.frame_bytes - len(self._tail))
+        self._tail = b""
+        return [frame]
 
-    def flush(self) -> bytes:
-        """The partial frame still pending (maybe b""); the splitter is then empty."""
-        rest = bytes(self._pending)
-        self._pending.clear()
-        return rest
-
-
-def split_frames(data: bytes, fmt: AudioFormat, frame_ms: int = 20) -> tuple[list[bytes], bytes]:
-    """Whole frames of `data` and the remainder shorter than a frame."""
-    splitter = FrameSplitter(fmt, frame_ms)
-    return splitter.push(data), splitter.flush()
+    def drop(self) -> None:
+        self._tail = b""

@@ -1,7 +1,7 @@
 """G.711 μ-law and A-law codecs as lookup tables, bit-exact with CPython `audioop`.
 
 Invariant: encoding maps every PCM16 sample through one 65 536-entry table and decoding every code
-through one 256-entry table, so the gateway and the fake providers share one encoder (audio.md §3:
+through one 256-entry table, so the gateway and the fake providers share one encoder (docs/audio.md §3:
 two "correct" μ-law encoders differ on 381 negative inputs). PCM16 is signed little-endian.
 """
 

@@ -48,7 +48,7 @@ class _Polyphase:
 
     @property
     def window(self) -> int:
-        return self.matrix.shape[0]
+        return int(self.matrix.shape[0])
 
     def groups_ready(self, n_inputs: int) -> int:
         """Groups whose every input is among the first n_inputs samples."""
@@ -76,7 +76,8 @@ def _prototype_filter(in_rate_hz: int, out_rate_hz: int, up: int) -> np.ndarray:
     t = np.arange(length) - (length - 1) // 2
     cutoff = nyquist_hz / intermediate_hz  # cycles per intermediate sample
     prototype = 2 * cutoff * np.sinc(2 * cutoff * t) * np.kaiser(length, beta)
-    return prototype * (up / prototype.sum())  # zero-stuffing divides the level by L
+    taps: np.ndarray = prototype * (up / prototype.sum())  # zero-stuffing divides the level by L
+    return taps
 
 
 @cache

@@ -1,1 +1,1 @@
-"""Benchmarks (design.md §8): audio.py (transcoding cost), load.py (the load benchmark)."""
+"""Benchmarks (docs/architecture.md): audio.py (transcoding cost), load.py (the load benchmark)."""

@@ -5,10 +5,10 @@ answers every 20 ms of input audio at once with 20 ms of reply audio carrying th
 
 Prints `listening on ws://HOST:PORT` once it accepts connections. It speaks just enough of each
 protocol for the gateway's adapters (and the load generator's direct calls):
-- OpenAI (openai-realtime.md §2): `session.created` → `session.update` → `session.updated`;
+- OpenAI (docs/providers/openai.md §2): `session.created` → `session.update` → `session.updated`;
   each `input_audio_buffer.append` → `response.output_audio.delta` in the session's output format
   (`audio/pcmu` passes μ-law through; `audio/pcm` is 24 kHz).
-- Gemini (gemini-live.md §2): `setup` → `setupComplete` (binary frame, as the server does);
+- Gemini (docs/providers/gemini.md §2): `setup` → `setupComplete` (binary frame, as the server does);
   each `realtimeInput.audio` (16 kHz) → `serverContent.modelTurn` inlineData at 24 kHz.
 The call is named by its instructions (`systemInstruction` / `session.instructions`): the load
 generator sets them to a per-call tag, the gateway passes them through. For each call the fake keeps
@@ -212,7 +212,7 @@ class EchoProvider:
 
     @staticmethod
     def _gemini_digit(digit: str) -> list[str | bytes]:
-        # gemini-live.md §2.2: a finished input transcription ends the user turn.
+        # docs/providers/gemini.md §2.2: a finished input transcription ends the user turn.
         return [orjson.dumps({"serverContent": {"inputTranscription": {"text": digit, "finished": True}}})]
 
     # -- OpenAI Realtime GA ----------------------------------------------------------------------
@@ -245,7 +245,7 @@ class EchoProvider:
         return ws
 
     def _openai_digit(self, digit: str) -> list[str | bytes]:
-        # openai-realtime.md §2.2: committed (the gateway acknowledges the buffer), then the transcript.
+        # docs/providers/openai.md §2.2: committed (the gateway acknowledges the buffer), then the transcript.
         self._item += 1
         item = f"item_u{self._item}"
         return [orjson.dumps({"type": "input_audio_buffer.committed", "event_id": "event_c",

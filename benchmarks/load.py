@@ -1,4 +1,4 @@
-"""Load benchmark (design.md §8): the gateway against a direct baseline and a bare relay.
+"""Load benchmark (docs/architecture.md): the gateway against a direct baseline and a bare relay.
 
     .venv/bin/python benchmarks/load.py [options]      (or: voice-gateway bench [options]; make bench)
 
@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--drop-max-s", type=float, default=9.0, help="see --drop-min-s")
     p.add_argument("--seed", type=int, default=1, help="seed for the random drops of --faults")
     p.add_argument("--calls-per-loadgen", type=int, default=150,
-                   help="calls per load-generator process (design.md §8: one Python process "
+                   help="calls per load-generator process (docs/architecture.md: one Python process "
                         "saturates near 100 calls)")
     p.add_argument("--server-cpus", default="0", help="cores for the server under test ('' = no pinning)")
     p.add_argument("--load-cpus", default="1", help="cores for the load generators and the echo fake")
@@ -316,13 +316,6 @@ def _host_info() -> dict[str, Any]:
         pass
     return {"cpus": cpu_count(), "cpu_model": model, "python": platform.python_version(),
             "platform": platform.platform()}
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    """`voice-gateway bench -- [options]`: gateway/cli.py passes the rest of the command line (its
-    argparse REMAINDER needs the `--` before options; a leading `--` is dropped here)."""
-    rest = list(getattr(args, "rest", None) or [])
-    return main(rest[1:] if rest[:1] == ["--"] else rest)
 
 
 def fetch(url: str, timeout_s: float = 10.0) -> bytes:

@@ -9,8 +9,8 @@ T0 + phase + k·20 ms (phase: a per-call offset in [0, 20) ms, as independent ca
 up to `drain_s` for the last echoes, hangs up, writes SPEC.out (npz) and prints `done`.
 
 Call kinds: `native` (gateway /v1/voice, binary PCM16 frames), `twilio` (gateway /v1/twilio, Twilio
-Media Streams JSON, telephony.md §1), and the provider protocols spoken directly, for the
-baselines: `gemini` (gemini-live.md §2) and `openai` (openai-realtime.md §2).
+Media Streams JSON, docs/telephony.md §1), and the provider protocols spoken directly, for the
+baselines: `gemini` (docs/providers/gemini.md §2) and `openai` (docs/providers/openai.md §2).
 """
 
 from __future__ import annotations

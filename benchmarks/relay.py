@@ -1,11 +1,11 @@
-"""Bare relay: the floor a Python WebSocket gateway can reach (design.md §8, "a bare aiohttp relay").
+"""Bare relay: the floor a Python WebSocket gateway can reach (docs/architecture.md, "a bare aiohttp relay").
 
     python -m benchmarks.relay --upstream ws://127.0.0.1:PORT [--port 0]
 
 Every WebSocket accepted on any path is forwarded to the same path and query upstream, with the
 auth headers the providers use; frames are relayed both ways unchanged (text stays text, binary
 stays binary): no parsing, no transcoding, no per-frame bookkeeping. aiohttp on both sides, which
-design.md §8 measured as the cheapest stack (0.16 s CPU per call-minute at 100 calls).
+docs/architecture.md measured as the cheapest stack (0.16 s CPU per call-minute at 100 calls).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ uvicorn with the gateway's settings (gateway/serve.py: uvloop, httptools, `webso
 compression) and a starlette WebSocket route; upstream an aiohttp client like gateway/provider_socket.py.
 Frames are relayed unchanged both ways. The difference to the bare aiohttp relay (benchmarks/relay.py)
 is the cost of the server stack; the difference to the gateway is the cost of the gateway's own
-work (parsing, session, link, transcoding, metrics). design.md §8 puts this floor at 0.21-0.23 s
+work (parsing, session, link, transcoding, metrics). docs/architecture.md puts this floor at 0.21-0.23 s
 CPU per call-minute (100 calls, PCM16 24 kHz).
 """
 

@@ -7,7 +7,7 @@ Deepgram → Gemini … by `provider.switch` messages. For each switch we time, 
 client sent the command, until the new provider's fake server has received its first audio chunk
 (the replayed buffer, then live audio). Also reported: the gateway's own
 voice_gateway_switch_seconds (trigger → new link open and replay sent). Target: p50/p95 < 300 ms
-(design.md §5 bar: < 1 s).
+(docs/architecture.md bar: < 1 s).
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audio.formats import PCM16_16K  # noqa: E402
 from gateway import metrics  # noqa: E402
-from tests.harness import Gateway  # noqa: E402
+from tests.harness import Gateway, VoiceClient  # noqa: E402
 
 ORDER = ("openai", "deepgram", "gemini")
 
 
-async def stream(c, stop: asyncio.Event) -> None:  # noqa: ANN001
+async def stream(c: VoiceClient, stop: asyncio.Event) -> None:
     frame = bytes(PCM16_16K.frame_bytes(20))
     next_at = time.perf_counter()
     while not stop.is_set():

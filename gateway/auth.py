@@ -5,7 +5,7 @@ comparison is constant-time (`hmac.compare_digest`). Wall-clock time (`time.time
 token expiry, because `exp` must mean the same instant to the process that minted the token and
 the one that checks it; nothing protocol- or audio-related depends on it.
 
-Signed client tokens (design.md §3, `voice-gateway token`):
+Signed client tokens (docs/protocol.md, `voice-gateway token`):
     base64url(JSON {"sub": str, "exp": int unix seconds, "sw": bool}) "." base64url(HMAC-SHA256)
 with the MAC taken over the ASCII of the first part and no base64 padding, so a token is made only
 of RFC 7230 `tchar`s and fits in a `Sec-WebSocket-Protocol` value.
@@ -78,7 +78,7 @@ class ClientAuth:
     """Client-endpoint authentication (`/v1/voice`, `/v1/twilio`, `/v1/telnyx`, `/v1/vonage`).
 
     `required` is True when static tokens or a signing secret are configured, and always when the
-    gateway is bound to a non-loopback address (design.md §3). When not required, `verify` admits
+    gateway is bound to a non-loopback address (docs/protocol.md). When not required, `verify` admits
     everyone as `anonymous` (with provider switching allowed: a local development setup).
     Static tokens (`VG_CLIENT_TOKENS`) are operator-issued and may switch providers; signed tokens
     may switch only when minted with `allow_switch`.
@@ -258,7 +258,7 @@ def _with_and_without_port(url: str) -> list[str]:
 def verify_twilio_signature(auth_token: str, url: str, params: Mapping[str, str], signature: str) -> bool:
     """Twilio request signing (`X-Twilio-Signature`): base64(HMAC-SHA1(auth token, URL + every POST
     parameter as key+value, sorted by key)). For a Media Streams upgrade `params` is empty and `url`
-    is the public `wss://` URL including its query string (telephony.md §1)."""
+    is the public `wss://` URL including its query string (docs/telephony.md §1)."""
     if not auth_token or not signature:
         return False
     body = "".join(k + params[k] for k in sorted(params))

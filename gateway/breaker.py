@@ -1,4 +1,4 @@
-"""Circuit breakers, one per provider per process (design.md §5 "Breaker", §6 metrics).
+"""Circuit breakers, one per provider per process (docs/architecture.md "Breaker"; metrics in docs/metrics.md).
 
 A "call" is one link establishment: `admit()` hands out a ticket, the link resolves it with
 `success()`, `failure()` or `cancel()`. States move only through `_move()`, checked against
@@ -9,6 +9,7 @@ no longer move the state (they are still counted in calls_total).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,11 @@ logger = logging.getLogger("gateway.breaker")
 AUTH_REASON = "auth"
 HALF_OPEN_RETRY_AFTER_S = 1.0  # advisory wait when all half-open trial slots are taken
 _EPSILON_S = 1e-9  # float noise in clock arithmetic must not keep a breaker open past its timeout
+
+
+def _wake(waiter: asyncio.Future[None], _timer: object) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class BreakerState(IntEnum):
@@ -97,10 +103,10 @@ class BreakerTicket:
 
 
 class CircuitBreaker:
-    """States and thresholds per design.md §5.
+    """States and thresholds per docs/architecture.md.
 
     Auth: `force_open("auth")` keeps the breaker OPEN with no automatic HALF_OPEN, so no new call
-    tries a key the provider refused, until an operator calls `reset()` (design.md §5).
+    tries a key the provider refused, until an operator calls `reset()` (docs/architecture.md).
     """
 
     def __init__(self, provider: str, *, clock: Clock, policy: BreakerPolicy = BreakerPolicy(),
@@ -176,7 +182,7 @@ class CircuitBreaker:
             timer: asyncio.Task[None] | None = None
             if self._state is BreakerState.OPEN and self.opened_reason != AUTH_REASON:
                 timer = asyncio.ensure_future(self._clock.sleep(self._open_remaining_s()))
-                timer.add_done_callback(lambda _t, f=woken: f.done() or f.set_result(None))
+                timer.add_done_callback(functools.partial(_wake, woken))
             try:
                 await woken
             finally:
@@ -302,8 +308,9 @@ class CircuitBreaker:
         metrics.circuit_breaker_state.labels(**self._labels).set(int(dst))
         metrics.circuit_breaker_state_transitions.labels(
             **self._labels, from_state=src.name, to_state=dst.name).inc()
+        extra: dict[str, Any] = {"reason": reason} if reason else {}
         log_event(logger, level, event, message, provider=self.provider, breaker=self.name,
-                  from_state=src.name, to_state=dst.name, **({"reason": reason} if reason else {}), **fields)
+                  from_state=src.name, to_state=dst.name, **extra, **fields)
         for callback in list(self._listeners):
             try:
                 callback(src, dst)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
 SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "config-reference", "bench", "transcribe",
                "providers")
@@ -21,14 +20,6 @@ FAULTS_HELP = """fault SPEC: rules separated by ';', each  CONN:KIND[,key=value.
   trigger  (drop/close/stall/malformed/goaway/expire; default: right after setup)
            messages=N | seconds=T | audio_bytes=N;  random drops: *:drop,p=0.01,seed=7
 example: --faults '1:drop,audio_bytes=16000;2:refuse,status=503;*:delay,ms=20'"""
-
-
-def _not_built(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(_: argparse.Namespace) -> int:
-        print(f"voice-gateway {name}: not built yet", file=sys.stderr)
-        return 2
-
-    return run
 
 
 def _serve(args: argparse.Namespace) -> int:

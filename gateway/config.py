@@ -1,4 +1,4 @@
-"""Settings: the environment parsed once, at start-up, into frozen dataclasses (design.md §2).
+"""Settings: the environment parsed once, at start-up, into frozen dataclasses (docs/configuration.md).
 
 Nothing else reads os.environ. Every secret loaded here is registered with gateway.logs so it is
 masked in all log output, and error messages name the variable, never its secret value.
@@ -41,7 +41,7 @@ class ProviderSettings:
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None  # ws(s)://, normalised; None = official endpoint (or simulated)
     model: str | None = None
-    simulated: bool = True  # neither key nor base URL: the embedded fake server (design.md §2)
+    simulated: bool = True  # neither key nor base URL: the embedded fake server (docs/configuration.md)
 
     def __repr__(self) -> str:
         key = MASK if self.api_key else None
@@ -167,7 +167,7 @@ class _Env:
 
 
 def _ws_base_url(var: str, text: str | None) -> str | None:
-    """design.md §2: ws(s):// as given, http(s):// read as ws(s)://; one trailing slash dropped."""
+    """docs/configuration.md: ws(s):// as given, http(s):// read as ws(s)://; one trailing slash dropped."""
     if text is None:
         return None
     parts = urlsplit(text)

@@ -27,16 +27,16 @@ class GatewayError(Exception):
     close_code: int = 1011
     error_type: str = "internal"
 
-    def __init__(self, message: str = "", *, code: str | None = None, **fields: object) -> None:
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
         if code is not None:  # a more specific stable code within the class (e.g. session_not_started)
             self.code = code
         super().__init__(message or self.__class__.__doc__ or self.code)
         self.message = message or (self.__class__.__doc__ or self.code).strip()
-        self.fields = fields
 
-    def to_event_fields(self) -> dict[str, str]:
-        """The `error` event fields a client sees for this error (code, message)."""
-        return {"code": self.code, "message": self.message}
+    @property
+    def fields(self) -> dict[str, object]:
+        """The structured facts of this error (constructor arguments), for logs; never secrets."""
+        return {}
 
 
 # -- the caller's fault -------------------------------------------------------------------------
@@ -67,9 +67,13 @@ class Unauthorized(ClientError):
     close_code = 1008
 
     def __init__(self, message: str = "", *, reason: str = "bad", status: int = 401) -> None:
-        super().__init__(message, reason=reason)
+        super().__init__(message)
         self.reason = reason  # missing | bad | expired | origin: a log field
         self.status = status  # the HTTP status an HTTP endpoint answers with
+
+    @property
+    def fields(self) -> dict[str, object]:
+        return {"reason": self.reason, "status": self.status}
 
 
 class RateLimited(ClientError):
@@ -94,17 +98,27 @@ class ProviderError(GatewayError):
     retryable: bool = True
 
     def __init__(self, message: str = "", *, provider: str = "", error_type: str | None = None,
-                 breaker_failure: bool = True, stale_handle: bool = False, **fields: object) -> None:
-        super().__init__(message, **fields)
+                 breaker_failure: bool = True, stale_handle: bool = False, provider_close_code: int | None = None,
+                 status: int | None = None, provider_code: str | None = None) -> None:
+        super().__init__(message)
         self.provider = provider
+        self.provider_close_code = provider_close_code  # the provider's WebSocket close code, if it closed
+        self.status = status  # the HTTP status of a refused upgrade
+        self.provider_code = provider_code  # the provider's own error code (scrubbed)
         # Gemini: the resumption handle we offered is unknown; reconnect without it
         self.stale_handle = stale_handle
         if error_type is not None:
             self.error_type = error_type
-        # design.md §5: some unexpected closes need a reconnect but are not breaker failures
-        # (an unexpected 1000, Deepgram's idle close that we caused). error_type labels metrics:
+        # Some unexpected closes need a reconnect but are not breaker failures (an unexpected 1000,
+        # Deepgram's idle close that we caused). error_type labels metrics:
         # timeout/auth/rate_limit/server/protocol/network.
         self.breaker_failure = breaker_failure
+
+    @property
+    def fields(self) -> dict[str, object]:
+        facts = {"close_code": self.provider_close_code, "status": self.status,
+                 "provider_code": self.provider_code, "stale_handle": self.stale_handle or None}
+        return {k: v for k, v in facts.items() if v is not None}
 
 
 class ProviderRejected(ProviderError):

@@ -3,7 +3,7 @@
 Two closed sets of frozen, slotted dataclasses:
 - `ProviderEvent`: what a sans-I/O adapter (providers/<name>.py) turns wire messages into. Only these
   leave providers/.
-- `ClientEvent`: what the gateway tells a client (design.md §4). `to_wire()` adds `type`,
+- `ClientEvent`: what the gateway tells a client (docs/protocol.md). `to_wire()` adds `type`,
   `session_id` and `ts`; field names are the public contract.
 Conversation items (the record carried across switches) live here too.
 """
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from audio.formats import AudioFormat
-from gateway.errors import ProviderError
+from gateway.errors import GatewayError, ProviderError
 
 Role = Literal["user", "assistant"]
 
@@ -147,7 +147,7 @@ ProviderEvent = (
 )
 
 
-# == gateway → client (design.md §4) ==============================================================
+# == gateway → client (docs/protocol.md) ==============================================================
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ClientEvent:
     TYPE: ClassVar[str] = ""
@@ -256,13 +256,18 @@ class ConnectionFailed(ClientEvent):
     total_attempts: int
 
 
+# Why a call moved to another provider: a lost link (the first three), or a request.
+SwitchReason = Literal["circuit_open", "reconnect_failed", "fatal_error", "operator", "client", "return_to_primary"]
+LinkLostReason = Literal["circuit_open", "reconnect_failed", "fatal_error"]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProviderSwitched(ClientEvent):
     TYPE: ClassVar[str] = "provider.switched"
     from_provider: str = _wire("from")
     to_provider: str = _wire("to")
     provider: str  # the new one
-    reason: Literal["circuit_open", "reconnect_failed", "operator", "client", "fatal_error", "return_to_primary"]
+    reason: SwitchReason
     carried_turns: int
     capabilities: dict[str, bool]
 
@@ -274,6 +279,11 @@ class ErrorEvent(ClientEvent):
     message: str
     provider: str | None = field(default=None, metadata={"omit_none": True})
     retry_after: float | None = field(default=None, metadata={"omit_none": True})
+
+    @classmethod
+    def from_error(cls, err: GatewayError) -> ErrorEvent:
+        """The `error` event a client sees for a gateway error: its stable code and its message."""
+        return cls(code=err.code, message=err.message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,6 +24,7 @@ from gateway import metrics
 from gateway.breaker import CircuitBreaker
 from gateway.clock import Clock
 from gateway.errors import CircuitOpen, ProviderError
+from gateway.events import LinkLostReason, SwitchReason
 from gateway.logs import log_event
 from gateway.session_config import SessionConfig
 from gateway.states import SESSION_MOVES, LinkState, SessionState
@@ -44,18 +45,19 @@ class Link(Protocol):
 
 
 LinkT = TypeVar("LinkT", bound=Link)
+LinkT_contra = TypeVar("LinkT_contra", bound=Link, contravariant=True)
 
 
-class FailoverListener(Protocol[LinkT]):
+class FailoverListener(Protocol[LinkT_contra]):
     """What failover tells its call session."""
 
     async def switching_to(self, provider: str) -> None:
         """A new link is open and about to become the call's: settle what the old one left."""
 
-    async def switched(self, old_provider: str, link: LinkT, reason: str, elapsed_s: float) -> None:
+    async def switched(self, old_provider: str, link: LinkT_contra, reason: SwitchReason, elapsed_s: float) -> None:
         """The call is on `link` now (count, log, tell the client)."""
 
-    async def no_provider(self, retry_after_s: float, reason: str) -> None:
+    async def no_provider(self, retry_after_s: float, reason: SwitchReason) -> None:
         """No provider of the chain admits a call; the call waits (tell the client)."""
 
 
@@ -110,7 +112,7 @@ class Failover(Generic[LinkT]):
         self._move(SessionState.ACTIVE if link else SessionState.WAITING)
         return link
 
-    async def wait_for_provider(self, reason: str) -> None:
+    async def wait_for_provider(self, reason: SwitchReason) -> None:
         """After start() found nothing: tell the listener and wait (a resumption is a `reason` switch)."""
         await self._no_provider(reason)
 
@@ -128,7 +130,7 @@ class Failover(Generic[LinkT]):
             await self.link.close()
 
     # -- switching -------------------------------------------------------------------------------------
-    async def switch(self, target: str | None, reason: str) -> bool:
+    async def switch(self, target: str | None, reason: SwitchReason) -> bool:
         """Move the call to `target` (or the first usable provider of the chain, skipping the current
         one). False when nothing could be opened (the call stays where it was)."""
         async with self._lock:
@@ -151,7 +153,7 @@ class Failover(Generic[LinkT]):
             await self._switched(old_provider, link, reason, trigger_at)
             return True
 
-    async def link_lost(self, link: LinkT, reason: str) -> None:
+    async def link_lost(self, link: LinkT, reason: LinkLostReason) -> None:
         """The current link gave up (circuit_open | reconnect_failed | fatal_error): switch, or wait."""
         if link is not self.link or self.ended:
             return
@@ -167,7 +169,7 @@ class Failover(Generic[LinkT]):
         if b.closed_since is not None and self._clock.now() - b.closed_since >= after and b.would_admit():
             self._spawn(self.switch(primary, "return_to_primary"))
 
-    async def _failover(self, link: LinkT, reason: str) -> None:
+    async def _failover(self, link: LinkT, reason: LinkLostReason) -> None:
         if await self.switch(None, reason):
             await link.close(graceful=False)
             return
@@ -194,7 +196,7 @@ class Failover(Generic[LinkT]):
             return link
         return None
 
-    async def _switched(self, old_provider: str, link: LinkT, reason: str, trigger_at: float) -> None:
+    async def _switched(self, old_provider: str, link: LinkT, reason: SwitchReason, trigger_at: float) -> None:
         await self._listener.switching_to(link.provider)
         if self.ended:
             return
@@ -202,7 +204,7 @@ class Failover(Generic[LinkT]):
         await self._listener.switched(old_provider, link, reason, self._clock.now() - trigger_at)
 
     # -- no usable provider -----------------------------------------------------------------------------
-    async def _no_provider(self, reason: str) -> None:
+    async def _no_provider(self, reason: SwitchReason) -> None:
         if self.ended:
             return
         self._move(SessionState.WAITING)
@@ -211,7 +213,7 @@ class Failover(Generic[LinkT]):
         if self._waiter is None or self._waiter.done():
             self._waiter = asyncio.create_task(self._wait_for_provider(reason))
 
-    async def _wait_for_provider(self, reason: str) -> None:
+    async def _wait_for_provider(self, reason: SwitchReason) -> None:
         """Park until any breaker of the chain admits a call (its open timeout on the injected clock,
         an operator reset, a freed half-open slot), then take the call there."""
         metrics.voice_gateway_no_provider_sessions.inc()  # here, so a cancelled waiter always undoes it

@@ -73,7 +73,7 @@ class Handovers:
         self.reason = reason
         metrics.voice_gateway_planned_handovers.labels(link.provider, reason).inc()
         log_event(log, logging.INFO, "handover.requested", f"planned handover ({reason})",
-                  provider=link.provider, session_id=link.session_id, reason=reason, deadline_s=deadline_s)
+                  reason=reason, deadline_s=deadline_s)
         if not link.in_assistant_turn or deadline_s <= 0:
             self._start()
         else:
@@ -132,7 +132,7 @@ class Handovers:
             adapter, sock, after = await link.connect(ticket, history=True)
         except (CircuitOpen, ProviderError) as e:
             log_event(log, logging.WARNING, "handover.failed", f"planned handover failed: {e}",
-                      provider=link.provider, session_id=link.session_id, reason=reason)
+                      reason=reason)
             self.reason = self.task = None
             return
         self.reason = self.task = None
@@ -142,6 +142,6 @@ class Handovers:
         except ProviderUnavailable:
             return  # the link was closed or gave up meanwhile; the new connection is closed too
         log_event(log, logging.INFO, "handover.completed", f"planned handover done ({reason})",
-                  provider=link.provider, session_id=link.session_id, reason=reason, replayed_count=replayed)
+                  reason=reason, replayed_count=replayed)
         if old is not None:
             await old.close()

@@ -1,4 +1,4 @@
-"""Per-connection ceilings on client WebSockets (design.md §3): message size, frame rate, byte rate,
+"""Per-connection ceilings on client WebSockets (docs/protocol.md): message size, frame rate, byte rate,
 idle time.
 
 Two token buckets per connection (frames and bytes), each refilled at its ceiling and holding at

@@ -1,4 +1,4 @@
-"""The one provider link runner, for every provider (design.md §5, style.md).
+"""The one provider link runner, for every provider (docs/architecture.md, docs/architecture.md).
 
 A `ProviderLink` bridges one call to one provider. It owns the socket, the read loop, the reconnect
 schedule, planned handovers, keepalives and the breaker calls; provider differences come only from
@@ -28,12 +28,14 @@ from audio.formats import AudioChunk
 from gateway import metrics
 from gateway.breaker import BreakerTicket, CircuitBreaker
 from gateway.clock import Clock
+from gateway.connect import BreakerCall, open_connection
 from gateway.errors import GatewayError, ProviderError, ProviderRejected, ProviderUnavailable
 from gateway.events import (
     AudioAcknowledged,
     ClientEvent,
     ConversationItem,
     GoAway,
+    LinkLostReason,
     ProviderEvent,
     ProviderFailed,
     ReplyAudio,
@@ -45,12 +47,9 @@ from gateway.events import (
     TurnStarted,
 )
 from gateway.handover import Handovers
-from gateway.logs import log_event
+from gateway.logs import log_context, log_event
 from gateway.provider_socket import (
     Closed,
-    ConnectFailed,
-    ConnectTimeout,
-    HandshakeRefused,
     ProviderConnector,
     ProviderSocket,
 )
@@ -72,7 +71,7 @@ class LinkSink(Protocol):
 
     async def on_client_event(self, link: ProviderLink, event: ClientEvent) -> None: ...
 
-    async def on_link_lost(self, link: ProviderLink, reason: str, error: GatewayError | None) -> None:
+    async def on_link_lost(self, link: ProviderLink, reason: LinkLostReason, error: GatewayError | None) -> None:
         """The link gave up: reason is circuit_open | reconnect_failed | fatal_error."""
 
 
@@ -105,8 +104,7 @@ class ProviderLink:
         self._reconnector = Reconnector(self, clock, rng)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reader: asyncio.Task[None] | None = None
-        self._ticket: BreakerTicket | None = None
-        self._established_at = 0.0
+        self._call = BreakerCall(clock, policy.early_failure_window_s)
         self._last_audio_at = 0.0
         self._closing = False
         self._fatal_error: ProviderError | None = None
@@ -121,18 +119,21 @@ class ProviderLink:
     async def open(self) -> None:
         """First establishment: one breaker call, no retry loop (the session falls over to the next
         provider instead). Raises CircuitOpen or a ProviderError."""
-        ticket = self.breaker.admit()
-        self.move(LinkState.CONNECTING)
-        try:
-            await self.establish(ticket)
-        except ProviderRejected as e:
-            self._fail()
-            await self._reconnector.note_rejected(e, attempts=1)
-            raise
-        except BaseException:
-            self._fail()
-            raise
-        self._reader = asyncio.create_task(self._run(), name=f"link-{self.provider}-{self.session_id}")
+        # every log line of this link names its session and provider: set here, inherited by the
+        # link's tasks (created inside this block) and so by its handovers and reconnects
+        with log_context(session_id=self.session_id, provider=self.provider):
+            ticket = self.breaker.admit()
+            self.move(LinkState.CONNECTING)
+            try:
+                await self.establish(ticket)
+            except ProviderRejected as e:
+                self._fail()
+                await self._reconnector.note_rejected(e, attempts=1)
+                raise
+            except BaseException:
+                self._fail()
+                raise
+            self._reader = asyncio.create_task(self._run(), name=f"link-{self.provider}-{self.session_id}")
 
     async def send_audio(self, chunk: AudioChunk) -> None:
         """Live audio, already kept in the call's replay buffer by its one writer (the session):
@@ -164,7 +165,7 @@ class ProviderLink:
                     for f in adapter.close_frames():
                         await sock.send(f)
             await sock.close()
-        self._settle_ticket(failed=False)
+        self._call.settle(failed=False)
         current = asyncio.current_task()
         self._handovers.cancel()
         for t in [self._reader, *self._tasks]:
@@ -194,7 +195,7 @@ class ProviderLink:
     async def tell_client(self, event: ClientEvent) -> None:
         await self._sink.on_client_event(self, event)
 
-    async def lost(self, reason: str, err: GatewayError) -> None:
+    async def lost(self, reason: LinkLostReason, err: GatewayError) -> None:
         await self._sink.on_link_lost(self, reason, err)
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -218,68 +219,14 @@ class ProviderLink:
 
     # -- establishment -------------------------------------------------------------------------
     async def connect(self, ticket: BreakerTicket, *, history: bool
-                       ) -> tuple[ProviderAdapter, ProviderSocket, list[ProviderEvent]]:
-        """Upgrade + setup acknowledged, under the connect deadline. Settles `ticket` on failure.
-        Returns the adapter, the socket and events parsed after the setup acknowledgement."""
+                      ) -> tuple[ProviderAdapter, ProviderSocket, list[ProviderEvent]]:
+        """A fresh adapter and connection (gateway/connect.py). Settles `ticket` on failure."""
         adapter = self._new_adapter()
-        started = self._clock.now()
-        sock: ProviderSocket | None = None
-        try:
-            async with asyncio.timeout(self.policy.connect_timeout_s):
-                sock = await self._connector.connect(adapter.connect_request(),
-                                                     timeout_s=self.policy.connect_timeout_s)
-                resume = self._resume_handle
-                items = self._history() if history or resume is None else ()
-                for f in adapter.open_frames(history=items, resume_handle=resume):
-                    await sock.send(f)
-                after: list[ProviderEvent] = []
-                if not adapter.ready_on_upgrade:
-                    after = await self._await_setup(adapter, sock)
-                for f in adapter.ready_frames(history=items, resumed=resume is not None):
-                    await sock.send(f)
-        except HandshakeRefused as e:
-            err: ProviderError = adapter.classify_handshake(e.status, e.body)
-        except (ConnectTimeout, TimeoutError):
-            err = ProviderUnavailable("connect or setup timed out", provider=self.provider, error_type="timeout")
-        except ConnectFailed as e:
-            err = ProviderUnavailable(f"connection failed ({e})", provider=self.provider, error_type="network")
-        except ProviderError as e:
-            err = e
-        except (ConnectionError, OSError, RuntimeError) as e:
-            err = ProviderUnavailable(f"connection lost during setup ({type(e).__name__})",
-                                      provider=self.provider, error_type="network")
-        else:
-            elapsed = self._clock.now() - started
-            metrics.ai_provider_requests.labels(self.provider, "connect", "success").inc()
-            metrics.ai_provider_latency_seconds.labels(self.provider, "connect").observe(elapsed)
-            metrics.voice_gateway_provider_connect_seconds.labels(self.provider).observe(elapsed)
-            log_event(log, logging.INFO, "connection.established", f"{self.provider} link established",
-                      provider=self.provider, session_id=self.session_id, connect_s=round(elapsed, 4))
-            return adapter, sock, after
-        if sock is not None:
-            await sock.close()
-        self._record_failure(err)
-        if err.breaker_failure:
-            ticket.failure(err.error_type)
-        else:
-            ticket.cancel()
-        raise err
-
-    async def _await_setup(self, adapter: ProviderAdapter, sock: ProviderSocket) -> list[ProviderEvent]:
-        while True:
-            frame = await sock.receive()
-            if isinstance(frame, Closed):
-                err = adapter.classify_close(frame.code, frame.reason) or ProviderUnavailable(
-                    "closed during setup", provider=self.provider, error_type="network")
-                raise err
-            events = adapter.parse(frame)
-            for i, ev in enumerate(events):
-                if isinstance(ev, SetupComplete):
-                    return events[i + 1:]
-                if isinstance(ev, ProviderFailed) and ev.fatal_for_link:
-                    raise ev.error
-                if isinstance(ev, ProviderFailed) and isinstance(ev.error, ProviderRejected):
-                    raise ev.error
+        resume = self._resume_handle
+        sock, after = await open_connection(
+            adapter, connector=self._connector, ticket=ticket, timeout_s=self.policy.connect_timeout_s,
+            clock=self._clock, resume_handle=resume, history=self._history() if history or resume is None else ())
+        return adapter, sock, after
 
     async def establish(self, ticket: BreakerTicket, *, history: bool = True) -> int:
         """Connect, then make the new connection current and replay. Returns chunks replayed."""
@@ -292,13 +239,12 @@ class ProviderLink:
             ticket.success()
             await sock.close()
             raise ProviderUnavailable("link closed during setup", provider=self.provider, breaker_failure=False)
-        self._settle_ticket(failed=False)  # the previous connection's call, if still open
-        self._ticket, self._established_at = ticket, self._clock.now()
+        self._call.begin(ticket)
         self.adapter, self._sock = adapter, sock
         # chunks in the replay buffer are in the call's input format; convert per connection
         self._converter = FormatConverter(adapter.config.input_format, adapter.input_format)
         self._in_assistant_turn = False
-        self.spawn(self._settle_after_window(ticket))
+        self.spawn(self._call.settle_after_window(ticket))
         if adapter.keepalive_idle_s:
             self.spawn(self._keepalive(sock, adapter))
         if self._rotate_after_s:
@@ -327,7 +273,7 @@ class ProviderLink:
             self.counters["replayed"] += n
             metrics.voice_gateway_replayed_chunks.labels(self.provider).inc(n)
             log_event(log, logging.INFO, "audio.replayed", f"replayed {n} buffered chunks",
-                      provider=self.provider, session_id=self.session_id, replayed_count=n,
+                      replayed_count=n,
                       total_count=self.counters["replayed"])
         return n
 
@@ -351,30 +297,6 @@ class ProviderLink:
         self._chunks_sent.inc()
         return True
 
-    # -- breaker bookkeeping ------------------------------------------------------------------
-    async def _settle_after_window(self, ticket: BreakerTicket) -> None:
-        await self._clock.sleep(self.policy.early_failure_window_s)
-        if self._ticket is ticket:
-            self._settle_ticket(failed=False)
-
-    def _settle_ticket(self, *, failed: bool, error_type: str = "server") -> None:
-        ticket, self._ticket = self._ticket, None
-        if ticket is None:
-            return
-        if failed:
-            ticket.failure(error_type)
-        else:
-            ticket.success()
-
-    def _record_failure(self, err: ProviderError) -> None:
-        metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
-        metrics.ai_provider_requests.labels(self.provider, "connect", "failure").inc()
-        # A rejection (bad key, bad config) gets its one ERROR line from note_rejected, which says
-        # what to fix; this line records the attempt.
-        log_event(log, logging.WARNING, "connection.failed", f"{self.provider} link failed: {err.message}",
-                  provider=self.provider, session_id=self.session_id, error_type=err.error_type,
-                  retryable=err.retryable)
-
     # -- the read loop -------------------------------------------------------------------------
     async def _run(self) -> None:
         try:
@@ -394,8 +316,7 @@ class ProviderLink:
         except asyncio.CancelledError:
             raise
         except Exception as e:  # a bug must not leave the call hanging silently
-            log_event(log, logging.ERROR, "link.crashed", f"{self.provider} link crashed",
-                      provider=self.provider, session_id=self.session_id)
+            log_event(log, logging.ERROR, "link.crashed", f"{self.provider} link crashed")
             self._fail()
             await self._sink.on_link_lost(self, "fatal_error", GatewayError(type(e).__name__))
 
@@ -422,13 +343,12 @@ class ProviderLink:
             return _SWAPPED
         err = adapter.classify_close(frame.code, frame.reason)
         if err is None or self._handovers.reason is not None:
-            self._settle_ticket(failed=False)
+            self._call.settle(failed=False)
             return None
-        early = self._clock.now() - self._established_at < self.policy.early_failure_window_s
-        self._settle_ticket(failed=early and err.breaker_failure, error_type=err.error_type)
+        self._call.settle(failed=self._call.early() and err.breaker_failure, error_type=err.error_type)
         metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
         log_event(log, logging.WARNING, "connection.lost", f"{self.provider} link closed unexpectedly",
-                  provider=self.provider, session_id=self.session_id, close_code=frame.code,
+                  close_code=frame.code,
                   error_type=err.error_type)
         return err
 

@@ -1,4 +1,4 @@
-"""JSON logs, one object per line, with secrets redacted (design.md §6 "Logs").
+"""JSON logs, one object per line, with secrets redacted (docs/metrics.md "Logs").
 
 Invariants: every line is one JSON object with `timestamp` (ISO 8601 UTC, milliseconds, `Z`),
 `level`, `logger`, `event`, `message`, `provider`, `session_id`, then the event's own fields, and

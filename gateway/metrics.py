@@ -1,4 +1,4 @@
-"""Every Prometheus metric of the gateway (design.md §6), defined once, with bounded labels only.
+"""Every Prometheus metric of the gateway (docs/metrics.md), defined once, with bounded labels only.
 
 Never a session id as a label. Code paths import the objects below and update them; `/metrics`
 exposes `REGISTRY`. Tests read values with `sample()`.

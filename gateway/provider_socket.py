@@ -1,5 +1,5 @@
 """The WebSocket client for provider links, on aiohttp (its C-accelerated frame reader costs about
-half of the pure-Python client's CPU per frame: design.md §8).
+half of the pure-Python client's CPU per frame: docs/architecture.md).
 
 `ProviderConnector.connect()` performs the upgrade under a deadline and returns a `ProviderSocket`;
 a refused upgrade surfaces as `HandshakeRefused(status)` for the adapter to classify. `receive()`
@@ -86,7 +86,7 @@ class ProviderConnector:
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl_context
         # aiohttp closes a link when a pong is late by heartbeat/2; 20 s → 10 s grace. Gemini's
-        # pongs can take many seconds (design.md §5), so keep this generous.
+        # pongs can take many seconds (docs/architecture.md), so keep this generous.
         self.heartbeat_s = heartbeat_s
 
     def _client(self) -> aiohttp.ClientSession:

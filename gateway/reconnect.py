@@ -20,7 +20,13 @@ from gateway import metrics
 from gateway.breaker import BreakerTicket, CircuitBreaker
 from gateway.clock import Clock
 from gateway.errors import CircuitOpen, GatewayError, ProviderError, ProviderRejected
-from gateway.events import ClientEvent, ConnectionFailed, ConnectionReconnected, ConnectionReconnecting
+from gateway.events import (
+    ClientEvent,
+    ConnectionFailed,
+    ConnectionReconnected,
+    ConnectionReconnecting,
+    LinkLostReason,
+)
 from gateway.logs import log_event
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy
@@ -53,7 +59,7 @@ class RecoveringLink(Protocol):
 
     async def tell_client(self, event: ClientEvent) -> None: ...
 
-    async def lost(self, reason: str, err: GatewayError) -> None: ...
+    async def lost(self, reason: LinkLostReason, err: GatewayError) -> None: ...
 
 
 class Reconnector:
@@ -93,7 +99,7 @@ class Reconnector:
                 backoff_delay=delay, buffered_audio_chunks=buffered))
             log_event(log, logging.WARNING, "reconnect.attempt",
                       f"reconnecting to {link.provider} (attempt {attempt}/{max_attempts}) in {delay:g}s",
-                      provider=link.provider, session_id=link.session_id, attempt=attempt,
+                      attempt=attempt,
                       max_attempts=max_attempts, backoff_delay=delay, buffered_count=buffered)
             await self._clock.sleep(delay)
             if link.closing:
@@ -115,7 +121,7 @@ class Reconnector:
                 last = e
                 log_event(log, logging.WARNING, "reconnect.failed",
                           f"reconnect attempt {attempt}/{max_attempts} to {link.provider} failed",
-                          provider=link.provider, session_id=link.session_id, attempt=attempt,
+                          attempt=attempt,
                           max_attempts=max_attempts, error_type=e.error_type)
                 continue
             metrics.ai_provider_reconnections.labels(link.provider, "true").inc()
@@ -126,13 +132,13 @@ class Reconnector:
                 replayed_audio_chunks=replayed, dropped_audio_chunks=dropped))
             log_event(log, logging.INFO, "reconnect.succeeded",
                       f"reconnected to {link.provider} after {attempt} attempt(s)",
-                      provider=link.provider, session_id=link.session_id, attempt=attempt,
+                      attempt=attempt,
                       max_attempts=max_attempts, replayed_count=replayed, dropped_count=dropped,
                       total_count=link.counters["replayed"], duration_s=round(duration, 3))
             return True
         return await self.give_up("reconnect_failed", last, max_attempts)
 
-    async def give_up(self, reason: str, err: GatewayError, attempts: int) -> bool:
+    async def give_up(self, reason: LinkLostReason, err: GatewayError, attempts: int) -> bool:
         """FAILED: tell the client and hand the link to the session. Always False."""
         link = self._link
         if link.closing:
@@ -156,11 +162,10 @@ class Reconnector:
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{link.provider} rejected the configured credentials: check the "
                       f"{link.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",
-                      provider=link.provider, session_id=link.session_id, expected=True)
+                      expected=True)
             reason = f"auth: {link.provider} rejected the API key"
         else:
             log_event(log, logging.ERROR, "provider.config_rejected",
-                      f"{link.provider} rejected the session configuration: {err.message}",
-                      provider=link.provider, session_id=link.session_id, expected=True)
+                      f"{link.provider} rejected the session configuration: {err.message}", expected=True)
             reason = f"config: {link.provider} rejected the session configuration"
         await link.tell_client(ConnectionFailed(provider=link.provider, reason=reason, total_attempts=attempts))

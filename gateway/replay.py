@@ -1,4 +1,4 @@
-"""The replay buffer (design.md §5): input chunks not yet known to be consumed by the provider.
+"""The replay buffer (docs/architecture.md): input chunks not yet known to be consumed by the provider.
 
 Invariants:
 - at most `maxlen` chunks (default 100); appending to a full buffer evicts the oldest;
@@ -80,6 +80,3 @@ class ReplayBuffer:
     def unsent(self) -> Iterator[AudioChunk]:
         return (e.chunk for e in self._entries if e.stream_end_s is None)
 
-    @property
-    def depth(self) -> int:
-        return len(self._entries)

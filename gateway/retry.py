@@ -1,4 +1,4 @@
-"""The one reconnect policy for every provider link (design.md §5 "Reconnect").
+"""The one reconnect policy for every provider link (docs/architecture.md "Reconnect").
 
 Attempts 1..max_attempts wait `initial_backoff_s * multiplier**(attempt-1)` capped at
 `max_backoff_s` (defaults: 1, 2, 4, 8, 16 s). Jitter is upward-only: it never shortens a delay,
@@ -23,7 +23,7 @@ class ReconnectPolicy:
     max_backoff_s: float = 16.0
     jitter_s: float = 0.0  # upward-only: each delay gains uniform [0, jitter_s]
     connect_timeout_s: float = 10.0  # upgrade + setup acknowledged, per attempt
-    # An abnormal close this soon after setup counts as the establishing call failing (§5).
+    # An abnormal close this soon after setup counts as the establishing call failing (docs/architecture.md, Breaker).
     early_failure_window_s: float = 5.0
 
     def __post_init__(self) -> None:

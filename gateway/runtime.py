@@ -16,6 +16,7 @@ from gateway.breaker import BreakerRegistry
 from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
 from gateway.costs import CostLedger
+from gateway.events import SwitchReason
 from gateway.logs import log_event
 from gateway.provider_socket import ProviderConnector
 from gateway.replay import ReplayBuffer
@@ -43,7 +44,7 @@ class LiveCall(Protocol):
 
     async def end(self, reason: str = "client_ended") -> None: ...
 
-    async def switch(self, target: str | None, reason: str) -> bool: ...
+    async def switch(self, target: str | None, reason: SwitchReason) -> bool: ...
 
     def snapshot(self, *, detail: bool = False) -> dict[str, Any]: ...
 

@@ -12,10 +12,14 @@ import asyncio
 import dataclasses
 import logging
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
 from gateway.logs import log_event
+
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.serve")
 
@@ -34,7 +38,7 @@ class DrainingServer(uvicorn.Server):
         runtime.draining = True
         self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(runtime))
 
-    async def _drain_then_exit(self, runtime) -> None:  # noqa: ANN001
+    async def _drain_then_exit(self, runtime: Runtime) -> None:
         live = len(runtime.sessions)
         log_event(log, logging.WARNING, "gateway.draining",
                   f"draining: {live} live call(s), up to {self.drain_timeout_s:g}s", sessions=live)
@@ -63,7 +67,7 @@ def serve(*, host: str | None = None, port: int | None = None, ssl_certfile: str
         print(f"voice-gateway: invalid configuration: {e.message}\n"
               "  (`voice-gateway check-config` lists every problem)", file=sys.stderr)
         return 2
-    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = dataclasses.replace(settings, **overrides)
     configure_logging(settings.log_level, fmt=settings.log_format)
     config = uvicorn.Config(

@@ -1,42 +1,41 @@
-"""A call session: the client side, the current provider link, the conversation record, switching.
+"""A call session: the client side of a call, its conversation record and its replay buffer.
+Which provider the call is on, and moving it, is gateway/failover.py's job (the session listens).
 
 Invariants:
 - the config is kept for the whole call and handed to every new link (reconnect or switch);
-- the replay buffer belongs to the call, not to a link, so a switch replays it to the new provider
-  (resampled to its input format by the new link's converter);
+- the session is the one writer of the replay buffer, which belongs to the call, not to a link, so
+  a switch replays it to the new provider (resampled to its input format by the new link's converter);
 - only the current link's events reach the client; a replaced link is closed and ignored;
-- a call with no usable provider stays open, buffering within the replay bound, and resumes as soon
-  as a breaker in its fallback chain admits a call.
+- the client is reached only through its ClientSink (gateway/sink.py), never by asking its kind.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import logging
 import time
 import uuid
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from audio.convert import FormatConverter
 from audio.errors import AudioError
 from audio.formats import AudioChunk, AudioFormat
-from audio.resample import group_delay_s
 from gateway import metrics
 from gateway.errors import BadAudio, GatewayError
 from gateway.events import (
     AssistantTurn,
-    AudioDelta,
     ClientEvent,
     ConversationItem,
     ErrorEvent,
+    LinkLostReason,
     ProviderEvent,
     ProviderFailed,
     ProviderSwitched,
     ReplyAudio,
     SessionEnded,
     SessionStarted,
+    SwitchReason,
     ToolCall,
     ToolCallCancelled,
     ToolCallEvent,
@@ -54,28 +53,19 @@ from gateway.events import (
 from gateway.failover import Failover
 from gateway.link import ProviderLink
 from gateway.logs import log_event
+from gateway.playback import ReplyPlayback
 from gateway.replay import ReplayBuffer
 from gateway.runtime import Runtime
+from gateway.session_config import SessionConfig
+from gateway.sink import ClientSink
 from gateway.states import LinkState, SessionState
+from providers.base import Frame, ProviderAdapter
 
 log = logging.getLogger("gateway.session")
 
 
-class ClientSink(Protocol):
-    """How a session talks back to its client (native WebSocket, Twilio, ...)."""
-
-    async def send_json(self, payload: dict[str, Any]) -> None: ...
-
-    async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
-        """Reply audio in the session's output format (`item_id`: the provider's reply item)."""
-
-    async def flush_audio(self) -> tuple[str, int, int] | None:
-        """Barge-in: drop queued playback now. Telephony sinks return (item_id, heard_ms, sent_ms)
-        for the reply that was playing, from the playback marks; None when they cannot tell."""
-
-
 class CallSession:
-    def __init__(self, *, runtime: Runtime, config, client: str, sink: ClientSink,  # noqa: ANN001
+    def __init__(self, *, runtime: Runtime, config: SessionConfig, client: str, sink: ClientSink,
                  session_id: str | None = None) -> None:
         self.rt = runtime
         self.config = config
@@ -94,8 +84,8 @@ class CallSession:
         self.counters = collections.Counter[str]()
         self._seq = 0
         self._offset_s = 0.0
-        self._out_conv: FormatConverter | None = None
-        self._out_fmt: AudioFormat | None = None
+        self.playback = ReplyPlayback(sink=sink, output_format=config.output_format, json_audio=config.json_audio,
+                                      emit=self._emit)
         self._assistant_text = ""  # the current assistant turn's transcript so far
         self._assistant_index: int | None = None  # its AssistantTurn in the record, once final
         self._turn_item: str | None = None
@@ -144,7 +134,7 @@ class CallSession:
         self._bill_live_segment(None)
         self.rt.sessions.pop(self.id, None)
         metrics.voice_gateway_sessions_active.labels(self.client).dec()
-        totals = {"audio_chunks_in": self._seq, "duration_s": round(self.rt.clock.now() - self.started_at, 3),
+        totals: dict[str, Any] = {"audio_chunks_in": self._seq, "duration_s": round(self.rt.clock.now() - self.started_at, 3),
                   "switches": self.counters["switches"], "reconnects": self.counters["reconnects"],
                   "dropped_audio_chunks": self.replay.dropped_total}
         log_event(log, logging.INFO, "session.ended", f"call ended ({reason})", session_id=self.id, **totals)
@@ -220,14 +210,14 @@ class CallSession:
         """Barge-in on telephony: keep only what the caller heard."""
         await self._send_control(lambda a: a.truncate_frames(item_id, heard_ms))
 
-    async def _send_control(self, build) -> bool:  # noqa: ANN001
+    async def _send_control(self, build: Callable[[ProviderAdapter], list[Frame]]) -> bool:
         link = self.link
         if link is None or link.adapter is None:
             return False
         return await link.send_frames(build(link.adapter))
 
     # -- switching (gateway/failover.py decides; the session settles the client side) ---------------
-    async def switch(self, target: str | None, reason: str) -> bool:
+    async def switch(self, target: str | None, reason: SwitchReason) -> bool:
         """Move the call to `target` (or the next usable provider). Emits provider.switched."""
         return await self.failover.switch(target, reason)
 
@@ -250,9 +240,9 @@ class CallSession:
     async def switching_to(self, provider: str) -> None:
         """A new link takes the call: settle the old provider's tool calls and reply audio."""
         self._close_pending_tools(provider)
-        await self._flush_reply_tail()
+        await self.playback.flush(self.provider or "", self._turn_item)
 
-    async def switched(self, old_provider: str, link: ProviderLink, reason: str, elapsed: float) -> None:
+    async def switched(self, old_provider: str, link: ProviderLink, reason: SwitchReason, elapsed: float) -> None:
         """The call is on `link` now: count, log and tell the client (provider.switched)."""
         self.counters["switches"] += 1
         self._bill_live_segment(link.provider)
@@ -279,7 +269,7 @@ class CallSession:
                 message=f"tool call {call_id} ({inv.name}) was issued by the previous provider and "
                         f"cannot be answered on {new_provider}; the user may need to repeat the request")))
 
-    async def no_provider(self, retry_after_s: float, reason: str) -> None:
+    async def no_provider(self, retry_after_s: float, reason: SwitchReason) -> None:
         """Nothing in the chain admits a call: the call waits, buffering; tell the client."""
         log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
                   session_id=self.id, reason=reason, retry_after_s=retry_after_s, expected=True)
@@ -297,7 +287,7 @@ class CallSession:
                 self.counters["reconnects"] += 1
             await self._emit(event)
 
-    async def on_link_lost(self, link: ProviderLink, reason: str, error: GatewayError | None) -> None:
+    async def on_link_lost(self, link: ProviderLink, reason: LinkLostReason, error: GatewayError | None) -> None:
         await self.failover.link_lost(link, reason)
 
     async def on_provider_event(self, link: ProviderLink, ev: ProviderEvent) -> None:
@@ -331,6 +321,7 @@ class CallSession:
             case TurnCompleted(role=role):
                 await self._emit(TurnEvent(provider=provider, kind="completed", role=role))
                 if role == "assistant":
+                    await self.sink.turn_completed()
                     self.failover.turn_completed()
             case TurnInterrupted():
                 await self._barge_in(provider, announce=True)
@@ -346,28 +337,14 @@ class CallSession:
                 await self._emit(ErrorEvent(code=err.code, provider=provider,
                                             message=f"{provider} reported an error ({err.error_type})"))
 
-    async def _flush_reply_tail(self) -> None:
-        """A switch (unlike a barge-in) keeps what the old provider already said: send the few ms
-        the old reply resampler still holds before replacing it."""
-        conv, self._out_conv = self._out_conv, None
-        tail = conv.flush() if conv is not None else b""
-        if not tail:
-            return
-        if self.config.json_audio:
-            await self._emit(AudioDelta(provider=self.provider or "", audio=base64.b64encode(tail).decode()))
-        else:
-            await self.sink.send_audio(tail, self._turn_item)
-
     async def _barge_in(self, provider: str, *, announce: bool) -> None:
         """Stop playback now; keep in the record — and in OpenAI's item — only what the caller heard."""
-        self._out_conv = None
+        self.playback.drop()
         heard = await self.sink.flush_audio()
-        if heard is not None:
-            item_id, heard_ms, sent_ms = heard
-            if sent_ms > 0 and heard_ms < sent_ms:
-                if item_id:
-                    await self.truncate_heard(item_id, heard_ms)
-                self._truncate_assistant(heard_ms / sent_ms)
+        if heard is not None and heard.cut_short:
+            if heard.item_id:
+                await self.truncate_heard(heard.item_id, heard.heard_ms)
+            self._truncate_assistant(heard.heard_ms / heard.sent_ms)
         if announce:
             await self._emit(TurnEvent(provider=provider, kind="interrupted"))
 
@@ -390,22 +367,7 @@ class CallSession:
             metrics.ai_provider_latency_seconds.labels(provider, "first_audio").observe(
                 self.rt.clock.now() - self._turn_end_at)
             self._turn_end_at = None
-        if self._out_conv is None or self._out_fmt != fmt:
-            self._out_conv, self._out_fmt = FormatConverter(fmt, self.config.output_format), fmt
-            if self.client != "native" and fmt.encoding == "pcm16":
-                # Telephony sends exact 20 ms frames: feed the resampler its hold-back as leading
-                # silence, so every whole 20 ms in gives whole 20 ms out from the first chunk on
-                # (otherwise each frame waits for the next reply: +20 ms on every frame).
-                lead = round(group_delay_s(fmt.sample_rate_hz, self.config.output_format.sample_rate_hz)
-                             * fmt.sample_rate_hz)
-                self._out_conv.convert(b"\x00\x00" * lead)
-        out = self._out_conv.convert(data)
-        if not out:
-            return
-        if self.config.json_audio:
-            await self._emit(AudioDelta(provider=provider, audio=base64.b64encode(out).decode()))
-        else:
-            await self.sink.send_audio(out, item_id or self._turn_item)
+        await self.playback.play(provider, data, fmt, item_id or self._turn_item)
 
     # -- plumbing ------------------------------------------------------------------------------------
     async def _emit(self, event: ClientEvent) -> None:
@@ -414,7 +376,7 @@ class CallSession:
             self.recent_events.append(wire)
         await self.sink.send_json(wire)
 
-    def _spawn(self, coro) -> None:  # noqa: ANN001
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         t = asyncio.create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import Settings, load_settings
+from providers.registry import ENTRIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,22 +30,29 @@ class Setting:
 
 def _provider_rows(name: str, title: str, base_url_meaning: str) -> list[Setting]:
     upper = name.upper()
+
+    def live_base_url(s: Settings) -> object:
+        return s.providers[name].live_base_url
+
     return [
         Setting(f"{upper}_API_KEY", "Providers", f"{title} API key. Without a key and without a base URL "
                 "the provider is *simulated* by an in-process fake (the embedded default).", secret=True),
         Setting(f"{upper}_BASE_URL", "Providers", f"{title} endpoint override, {base_url_meaning}; "
                 "`http(s)://` is read as `ws(s)://`, and `ws://` is accepted (a local fake or proxy). "
                 "The default is the provider's official endpoint.",
-                lambda s, n=name: s.providers[n].live_base_url),
+                live_base_url),
         Setting(f"VG_{upper}_MODEL", "Providers", f"{title} model; unset: the adapter's default model.",
                 "adapter default"),
     ]
 
 
+def _chain_base_url(name: str) -> Callable[[Settings], object]:
+    """The default base URL of a chain provider (its official endpoint)."""
+    return lambda s: s.chains.providers[name].live_base_url
+
+
 SETTINGS: tuple[Setting, ...] = (
-    *_provider_rows("gemini", "Gemini Live", "the origin (as the google-genai SDK's base URL)"),
-    *_provider_rows("openai", "OpenAI Realtime", "including `/v1` (as the openai SDK's base URL)"),
-    *_provider_rows("deepgram", "Deepgram streaming STT", "the origin (as the deepgram SDK's base URL)"),
+    *(row for e in ENTRIES for row in _provider_rows(e.name, e.title, e.base_url_meaning)),
     Setting("VG_DEFAULT_PROVIDER", "Providers", "Provider of a call whose `session.start` names none: "
             "`gemini`, `openai`, `deepgram` or `auto` (the first admitting provider of the fallback chain).",
             lambda s: s.default_provider),
@@ -145,7 +153,7 @@ SETTINGS: tuple[Setting, ...] = (
                           f"Without a key and without a base URL {title} is *simulated* by an in-process fake.",
                           secret=True),
                   Setting(f"{name.upper()}_BASE_URL", "Chains", f"{title} endpoint override: {base_meaning}.",
-                          lambda s, n=name: s.chains.providers[n].live_base_url))),
+                          _chain_base_url(name)))),
     Setting("MINIMAX_LIGHTNING_MODEL", "Chains", "MiniMax model of the reasoning chain.", "minimax-m2.1-lightning"),
     Setting("MINIMAX_VISION_MODEL", "Chains", "MiniMax model of the vision chain.", "minimax-m2.1"),
     Setting("OPENROUTER_MINIMAX_MODEL", "Chains", "OpenRouter model of the reasoning chain.",

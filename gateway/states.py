@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gateway import metrics
 from gateway.logs import log_event
@@ -42,7 +42,7 @@ class StateTable(Generic[S]):
     def allowed(self, src: S, dst: S) -> bool:
         return src is dst or dst in self.moves.get(src, frozenset())
 
-    def move(self, src: S, dst: S, *, session_id: str, **fields: object) -> S:
+    def move(self, src: S, dst: S, *, session_id: str, **fields: Any) -> S:
         """Check `src → dst`, then log and count it; returns `dst` for the caller to store."""
         if src is dst:
             return dst

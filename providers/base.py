@@ -27,7 +27,7 @@ Frame = str | bytes
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Endpoint:
-    """Where and how to reach a provider. `base_url` has design.md §2 meaning per provider
+    """Where and how to reach a provider. `base_url` has docs/configuration.md meaning per provider
     (Gemini/Deepgram: an origin; OpenAI: includes `/v1`). ws(s):// or http(s):// (read as ws(s))."""
 
     base_url: str

@@ -45,7 +45,7 @@ def b64encode(data: bytes) -> str:
 
 def b64decode_any(text: str) -> bytes:
     """Decode standard or URL-safe base64, padded or not. Raises ValueError on anything else
-    (gemini-live.md §1: the server accepts both alphabets, so a faithful peer may send either)."""
+    (docs/providers/gemini.md §1: the server accepts both alphabets, so a faithful peer may send either)."""
     if "-" in text or "_" in text:
         text = text.translate(_URLSAFE_TO_STANDARD)
     missing = -len(text) % 4
@@ -75,30 +75,28 @@ def number(value: object) -> float | None:
     return float(value)
 
 
-def protocol_failure(provider: str, message: str, **fields: object) -> ProviderFailed:
+def protocol_failure(provider: str, message: str) -> ProviderFailed:
     """A frame we cannot use: reported, never raised; not a breaker failure by itself."""
-    error = ProviderProtocolError(message, provider=provider, error_type="protocol",
-                                  breaker_failure=False, **fields)
+    error = ProviderProtocolError(message, provider=provider, error_type="protocol", breaker_failure=False)
     return ProviderFailed(error=error, fatal_for_link=False)
 
 
 def classify_handshake_status(provider: str, status: int, body: str, secret: str) -> ProviderError:
-    """HTTP status instead of 101 → the error tree (design.md §5: 401/403 are fatal auth problems;
+    """HTTP status instead of 101 → the error tree (docs/architecture.md: 401/403 are fatal auth problems;
     429 and 5xx are retryable breaker failures; any other 4xx is our configuration)."""
     detail = scrub(body.strip(), secret) if body else ""
     message = f"{provider} refused the WebSocket upgrade with HTTP {status}" + (f": {detail}" if detail else "")
-    fields: dict[str, object] = {"status": status}
     if status in (401, 403):
-        return ProviderRejected(message, provider=provider, error_type="auth", **fields)
+        return ProviderRejected(message, provider=provider, error_type="auth", status=status)
     if status == 408:
-        return ProviderUnavailable(message, provider=provider, error_type="timeout", **fields)
+        return ProviderUnavailable(message, provider=provider, error_type="timeout", status=status)
     if status == 429:
-        return ProviderUnavailable(message, provider=provider, error_type="rate_limit", **fields)
+        return ProviderUnavailable(message, provider=provider, error_type="rate_limit", status=status)
     if 500 <= status <= 599:
-        return ProviderUnavailable(message, provider=provider, error_type="server", **fields)
+        return ProviderUnavailable(message, provider=provider, error_type="server", status=status)
     if 400 <= status <= 499:
-        return ProviderRejected(message, provider=provider, error_type="protocol", **fields)
-    return ProviderUnavailable(message, provider=provider, error_type="protocol", **fields)
+        return ProviderRejected(message, provider=provider, error_type="protocol", status=status)
+    return ProviderUnavailable(message, provider=provider, error_type="protocol", status=status)
 
 
 def close_message(provider: str, code: int | None, reason: str, secret: str) -> str:

@@ -1,4 +1,4 @@
-"""Deepgram streaming speech-to-text (`/v1/listen`) as a sans-I/O adapter (deepgram.md).
+"""Deepgram streaming speech-to-text (`/v1/listen`) as a sans-I/O adapter (docs/providers/deepgram.md).
 
 Invariants: audio goes out untouched in the client's own format (the query string declares it), as
 binary frames; the link is up at the upgrade (no setup message exists); every final Result
@@ -109,7 +109,7 @@ class DeepgramAdapter(ProviderAdapter):
     def parse(self, frame: Frame) -> list[ProviderEvent]:
         message = decode_object(frame)
         kind = message.get("type") if message is not None else None
-        if not isinstance(kind, str):
+        if message is None or not isinstance(kind, str):
             return [protocol_failure(self.name, "deepgram sent a frame that is not a typed JSON message")]
         events: list[ProviderEvent] = []
         try:
@@ -162,27 +162,26 @@ class DeepgramAdapter(ProviderAdapter):
 
     # -- failures -----------------------------------------------------------------------------------
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
-        """§4 close table (1000 after CloseStream, 1011 NET-0001/NET-0000, 1008 DATA-0000)."""
+        """docs/providers/deepgram.md §4 close table (1000 after CloseStream, 1011 NET-0001/NET-0000, 1008 DATA-0000)."""
         message = close_message(self.name, code, reason, self.endpoint.api_key)
-        fields: dict[str, object] = {"close_code": code}
         if code == 1000:
             if self._closing:
                 return None
             return ProviderUnavailable(message, provider=self.name, error_type="network",
-                                       breaker_failure=False, **fields)
+                                       breaker_failure=False, provider_close_code=code)
         # the real reason ends "See https://dpgr.am/net0001" and may not contain the tag verbatim
         if code == 1011 and IDLE_CLOSE_TAG.lower().replace("-", "") in reason.lower().replace("-", ""):
-            # design.md §5: the idle close we caused is not a provider failure.
+            # docs/architecture.md: the idle close we caused is not a provider failure.
             return ProviderUnavailable(message, provider=self.name, error_type="timeout",
-                                       breaker_failure=False, **fields)
+                                       breaker_failure=False, provider_close_code=code)
         if code == 1011:
-            return ProviderUnavailable(message, provider=self.name, error_type="server", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="server", provider_close_code=code)
         if code == 1008:
             # DATA-0000: the audio does not match the declared encoding/sample_rate: our config.
-            return ProviderRejected(message, provider=self.name, error_type="protocol", **fields)
+            return ProviderRejected(message, provider=self.name, error_type="protocol", provider_close_code=code)
         if code is None or code == 1006:
-            return ProviderUnavailable(message, provider=self.name, error_type="network", **fields)
-        return ProviderUnavailable(message, provider=self.name, error_type="protocol", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="network", provider_close_code=code)
+        return ProviderUnavailable(message, provider=self.name, error_type="protocol", provider_close_code=code)
 
 
 def _transcript(message: dict[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""Gemini Live (Developer API, BidiGenerateContent) as a sans-I/O adapter (gemini-live.md).
+"""Gemini Live (Developer API, BidiGenerateContent) as a sans-I/O adapter (docs/providers/gemini.md).
 
 Invariants: input is always PCM16 16 kHz; every field of a server message is processed (several
 may arrive together, §2); transcripts are fragments, accumulated here per turn and emitted as the
@@ -256,7 +256,7 @@ class GeminiAdapter(ProviderAdapter):
         if text:
             events.append(Transcript(role="user", text=text, final=True))
             # Gemini acknowledges no audio; a finalized user turn means all audio sent so far was
-            # consumed (design.md §5 "Replay").
+            # consumed (docs/architecture.md "Replay").
             events.append(AudioAcknowledged(until_s=None))
 
     def _finish_assistant_text(self, events: list[ProviderEvent]) -> None:
@@ -267,33 +267,32 @@ class GeminiAdapter(ProviderAdapter):
 
     # -- failures -----------------------------------------------------------------------------------
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
-        """gemini-live.md §4 close-code table."""
+        """docs/providers/gemini.md §4 close-code table."""
         if self._go_away_seen:
             return None  # §4: any close after goAway is the announced one: reconnect with the handle
         message = close_message(self.name, code, reason, self.endpoint.api_key)
         lowered = reason.lower()
-        fields: dict[str, object] = {"close_code": code}
         if code == 1007 and "api key" in lowered:
-            return ProviderRejected(message, provider=self.name, error_type="auth", **fields)
+            return ProviderRejected(message, provider=self.name, error_type="auth", provider_close_code=code)
         stale = "session not found" in lowered or (
             self._sent_handle and "not found" in lowered and "models/" not in lowered)
         if code == 1008 and stale:
             # A stale resumption handle (§4: "BidiGenerateContent session not found", or "Requested
             # entity was not found." after a resume): not a provider failure; retry without it.
             return ProviderUnavailable(message, provider=self.name, error_type="protocol",
-                                       breaker_failure=False, stale_handle=True, **fields)
+                                       breaker_failure=False, stale_handle=True, provider_close_code=code)
         if code in (1007, 1008):
-            return ProviderRejected(message, provider=self.name, error_type="protocol", **fields)
+            return ProviderRejected(message, provider=self.name, error_type="protocol", provider_close_code=code)
         if code == 1011:
             quota = "resource_exhausted" in lowered or "quota" in lowered
             return ProviderUnavailable(message, provider=self.name,
-                                       error_type="rate_limit" if quota else "server", **fields)
+                                       error_type="rate_limit" if quota else "server", provider_close_code=code)
         if code is None or code == 1006:
-            return ProviderUnavailable(message, provider=self.name, error_type="network", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="network", provider_close_code=code)
         if code in (1000, 1001):
             return ProviderUnavailable(message, provider=self.name, error_type="network",
-                                       breaker_failure=False, **fields)
-        return ProviderUnavailable(message, provider=self.name, error_type="protocol", **fields)
+                                       breaker_failure=False, provider_close_code=code)
+        return ProviderUnavailable(message, provider=self.name, error_type="protocol", provider_close_code=code)
 
 
 def _tool_output_object(output: str) -> dict[str, Any]:

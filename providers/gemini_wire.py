@@ -1,4 +1,4 @@
-"""Gemini Live client messages (gemini-live.md §2.1, §3): the `setup` object, tool declarations,
+"""Gemini Live client messages (docs/providers/gemini.md §2.1, §3): the `setup` object, tool declarations,
 history seeding and the small value parsers the adapter needs.
 
 We always send lowerCamelCase (§1 "Field naming": the server accepts both, camel is canonical).

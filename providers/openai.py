@@ -1,4 +1,4 @@
-"""OpenAI Realtime, GA interface, as a sans-I/O adapter (openai-realtime.md).
+"""OpenAI Realtime, GA interface, as a sans-I/O adapter (docs/providers/openai.md).
 
 Invariants: G.711 client audio is exchanged as-is (no transcoding), anything else as PCM16 24 kHz;
 the link is established at the first `session.updated` (our session.update was applied, not just
@@ -138,7 +138,7 @@ class OpenAIAdapter(ProviderAdapter):
     def parse(self, frame: Frame) -> list[ProviderEvent]:
         message = decode_object(frame)
         kind = message.get("type") if message is not None else None
-        if not isinstance(kind, str):
+        if message is None or not isinstance(kind, str):
             return [protocol_failure(self.name, "openai sent a frame that is not a typed JSON event")]
         handler = self._handlers.get(kind)
         events: Events = []
@@ -171,17 +171,16 @@ class OpenAIAdapter(ProviderAdapter):
             return
         label = scrub(code or error.get("type") or "unknown", limit=80)
         text = f"openai error {label}: {scrub(error.get('message'), self.endpoint.api_key)}"
-        fields = {"provider_code": label}
         if code == "invalid_api_key":
-            events.append(ProviderFailed(ProviderRejected(text, provider=self.name, error_type="auth", **fields),
+            events.append(ProviderFailed(ProviderRejected(text, provider=self.name, error_type="auth", provider_code=label),
                                          fatal_for_link=True))
         elif error.get("event_id") == wire.SESSION_UPDATE_EVENT_ID:
             # Our session configuration was refused: retrying the same config cannot help.
-            events.append(ProviderFailed(ProviderRejected(text, provider=self.name, error_type="protocol", **fields),
+            events.append(ProviderFailed(ProviderRejected(text, provider=self.name, error_type="protocol", provider_code=label),
                                          fatal_for_link=True))
         else:
             events.append(ProviderFailed(ProviderProtocolError(text, provider=self.name, error_type="protocol",
-                                                               breaker_failure=False, **fields)))
+                                                               breaker_failure=False, provider_code=label)))
 
     def _on_speech_started(self, message: dict[str, Any], events: Events) -> None:
         start_ms = number(message.get("audio_start_ms"))
@@ -227,7 +226,8 @@ class OpenAIAdapter(ProviderAdapter):
             events.append(Transcript(role="user", text=transcript.strip(), final=True, start_s=start_s, end_s=end_s))
 
     def _on_user_failed(self, message: dict[str, Any], events: Events) -> None:
-        error = message.get("error") if isinstance(message.get("error"), dict) else {}
+        raw = message.get("error")
+        error = raw if isinstance(raw, dict) else {}
         label = scrub(error.get("code") or error.get("type") or "unknown", limit=80)
         events.append(protocol_failure(self.name, f"openai input transcription failed: {label}"))
 
@@ -274,7 +274,8 @@ class OpenAIAdapter(ProviderAdapter):
         if self._response_of(message) in self._interrupted:
             return  # a cancelled response's call must not run
         call_id = str(message.get("call_id") or "")
-        name = message.get("name") if isinstance(message.get("name"), str) else self._tool_names.get(call_id, "")
+        raw_name = message.get("name")
+        name = raw_name if isinstance(raw_name, str) else self._tool_names.get(call_id, "")
         raw = message.get("arguments")
         raw = raw if isinstance(raw, str) else ""
         try:
@@ -288,7 +289,8 @@ class OpenAIAdapter(ProviderAdapter):
     def _on_response_done(self, message: dict[str, Any], events: Events) -> None:
         response = message.get("response")
         response = response if isinstance(response, dict) else {}
-        response_id = response.get("id") if isinstance(response.get("id"), str) else (self._active_response or "")
+        raw_id = response.get("id")
+        response_id = raw_id if isinstance(raw_id, str) else (self._active_response or "")
         status = response.get("status")
         if response_id == self._active_response:
             self._active_response = None
@@ -331,21 +333,20 @@ class OpenAIAdapter(ProviderAdapter):
 
     # -- failures -----------------------------------------------------------------------------------
     def classify_close(self, code: int | None, reason: str) -> ProviderError | None:
-        """openai-realtime.md §4: 3000 invalid key, 4000 fatal request error, 1001 session cap."""
+        """docs/providers/openai.md §4: 3000 invalid key, 4000 fatal request error, 1001 session cap."""
         message = close_message(self.name, code, reason, self.endpoint.api_key)
-        fields: dict[str, object] = {"close_code": code}
         if code == 3000:
-            return ProviderRejected(message, provider=self.name, error_type="auth", **fields)
+            return ProviderRejected(message, provider=self.name, error_type="auth", provider_close_code=code)
         if code == 4000:
-            return ProviderRejected(message, provider=self.name, error_type="protocol", **fields)
+            return ProviderRejected(message, provider=self.name, error_type="protocol", provider_close_code=code)
         if code == 1001 and self._expiring:
             return None  # the planned end announced by session_expired: rotate, no failure
         if code in (1000, 1001):
             return ProviderUnavailable(message, provider=self.name, error_type="network",
-                                       breaker_failure=False, **fields)
+                                       breaker_failure=False, provider_close_code=code)
         if code == 1011:
-            return ProviderUnavailable(message, provider=self.name, error_type="server", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="server", provider_close_code=code)
         if code is None or code == 1006:
-            return ProviderUnavailable(message, provider=self.name, error_type="network", **fields)
-        return ProviderUnavailable(message, provider=self.name, error_type="protocol", **fields)
+            return ProviderUnavailable(message, provider=self.name, error_type="network", provider_close_code=code)
+        return ProviderUnavailable(message, provider=self.name, error_type="protocol", provider_close_code=code)
 

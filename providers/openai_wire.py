@@ -1,4 +1,4 @@
-"""OpenAI Realtime (GA interface only) client messages (openai-realtime.md §2.1, §3): formats,
+"""OpenAI Realtime (GA interface only) client messages (docs/providers/openai.md §2.1, §3): formats,
 `session.update`, carried conversation items and the small per-call messages.
 """
 

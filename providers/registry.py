@@ -37,7 +37,9 @@ class ProviderEntry:
     keepalive); the entry adds where it lives and how long a connection may last."""
 
     adapter: type[ProviderAdapter]
+    title: str  # the provider's product name, for docs and messages
     live_base_url: str  # the official endpoint, with the base-URL meaning of the adapter (docs/configuration.md)
+    base_url_meaning: str  # what a configured <NAME>_BASE_URL must contain (docs/configuration.md)
     base_path: str = ""  # appended to a server's origin to make a base URL (OpenAI's URLs include /v1)
     max_session_s: float | None = None  # the provider ends a connection after this long (None: no cap)
     fake: str  # "module:Class" of the fake server, imported only when a fake is wanted
@@ -64,12 +66,15 @@ class ProviderEntry:
 ROTATE_MARGIN_S = 300.0
 
 ENTRIES: tuple[ProviderEntry, ...] = (
-    ProviderEntry(adapter=GeminiAdapter, live_base_url="wss://generativelanguage.googleapis.com",
+    ProviderEntry(adapter=GeminiAdapter, title="Gemini Live", live_base_url="wss://generativelanguage.googleapis.com",
+                  base_url_meaning="the origin (as the google-genai SDK's base URL)",
                   fake="providers.fakes.gemini:FakeGemini"),
     # a Realtime session ends after 60 minutes (session_expired): rotate before that
-    ProviderEntry(adapter=OpenAIAdapter, live_base_url="wss://api.openai.com/v1", base_path="/v1",
+    ProviderEntry(adapter=OpenAIAdapter, title="OpenAI Realtime", live_base_url="wss://api.openai.com/v1",
+                  base_url_meaning="including `/v1` (as the openai SDK's base URL)", base_path="/v1",
                   max_session_s=3600.0, fake="providers.fakes.openai:FakeOpenAI"),
-    ProviderEntry(adapter=DeepgramAdapter, live_base_url="wss://api.deepgram.com",
+    ProviderEntry(adapter=DeepgramAdapter, title="Deepgram streaming STT", live_base_url="wss://api.deepgram.com",
+                  base_url_meaning="the origin (as the deepgram SDK's base URL)",
                   fake="providers.fakes.deepgram:FakeDeepgram"),
 )
 
@@ -155,4 +160,5 @@ def chain_breaker_name(chain: str, provider: str) -> str:
 
 def chain_fake_class(provider: str) -> type:
     module, name = CHAIN_PROVIDERS[provider].fake.split(":")
-    return getattr(importlib.import_module(module), name)
+    cls: type = getattr(importlib.import_module(module), name)
+    return cls

@@ -19,7 +19,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 DEPLOY = REPO / "deploy"
 
-# Prefixes of the gateway's own metric names (design.md section 6); anything else in an expression
+# Prefixes of the gateway's own metric names (docs/metrics.md); anything else in an expression
 # is a function, keyword, label or Prometheus' own series such as `up`.
 OUR_PREFIXES = ("circuit_breaker_", "ai_provider_", "deepgram_", "voice_gateway_")
 _STRING_LITERAL = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')

@@ -1,4 +1,4 @@
-"""Fake telephony callers: the vendor's side of a media socket (telephony.md §4 checklist), over a
+"""Fake telephony callers: the vendor's side of a media socket (docs/telephony.md §4 checklist), over a
 real WebSocket to a gateway endpoint.
 
     async with FakeTwilioCaller(url, {"provider": "gemini"}) as caller:

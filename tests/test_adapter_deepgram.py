@@ -1,4 +1,4 @@
-"""DeepgramAdapter: query string and frames per deepgram.md, Results in, transcript/ack events out;
+"""DeepgramAdapter: query string and frames per docs/providers/deepgram.md, Results in, transcript/ack events out;
 plus the adapter registry."""
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def test_normal_close_is_only_normal_after_close_stream():
 @pytest.mark.parametrize(("code", "reason", "kind", "error_type", "breaker_failure"), [
     (1011, "Deepgram did not receive audio data or a text message within the timeout window. "
            "See https://dpgr.am/net0001 NET-0001", ProviderUnavailable, "timeout", False),
-    # the verbatim real reason (deepgram.md §4) carries only the link, not the tag
+    # the verbatim real reason (docs/providers/deepgram.md §4) carries only the link, not the tag
     (1011, "Deepgram did not receive audio data or a text message within the timeout window. "
            "See https://dpgr.am/net0001", ProviderUnavailable, "timeout", False),
     (1011, "NET-0000: the service did not produce a text frame", ProviderUnavailable, "server", True),

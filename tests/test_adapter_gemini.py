@@ -1,4 +1,4 @@
-"""GeminiAdapter: wire messages from gemini-live.md in, event lists out; setup and input frames
+"""GeminiAdapter: wire messages from docs/providers/gemini.md in, event lists out; setup and input frames
 checked against the protocol doc's worked examples."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""OpenAIAdapter (GA interface): wire events from openai-realtime.md in, event lists out; the
+"""OpenAIAdapter (GA interface): wire events from docs/providers/openai.md in, event lists out; the
 session.update and per-call messages checked against the protocol doc's worked examples."""
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from audio.convert import FormatConverter, convert
+from audio.errors import AudioError
 from audio.formats import ALAW_8K, MULAW_8K, PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
 from audio.g711 import alaw_encode, ulaw_decode, ulaw_encode
 from audio.resample import resample
-from gateway.errors import BadAudio
 
 
 def speechlike(rate_hz: int, seconds: float) -> bytes:
@@ -79,7 +79,7 @@ def test_empty_chunk_gives_empty_output():
     AudioFormat(encoding="opus", sample_rate_hz=48000),  # type: ignore[arg-type]
 ])
 def test_unsupported_formats_are_bad_audio(bad):
-    with pytest.raises(BadAudio):
+    with pytest.raises(AudioError):
         FormatConverter(bad, PCM16_16K)
-    with pytest.raises(BadAudio):
+    with pytest.raises(AudioError):
         FormatConverter(PCM16_16K, bad)

@@ -1,4 +1,4 @@
-"""Framing: exact 20 ms frames per format, nothing lost or reordered, PCM16 length checks."""
+"""Framing: exact 20 ms frames per format, nothing lost or reordered, silence padding, PCM16 length checks."""
 
 import pytest
 from hypothesis import given, settings
@@ -6,48 +6,59 @@ from hypothesis import strategies as st
 
 from audio.errors import AudioError
 from audio.formats import ALAW_8K, MULAW_8K, PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
-from audio.frames import FrameSplitter, check_pcm16, split_frames
+from audio.frames import FrameChunker, check_pcm16
 
 
 @pytest.mark.parametrize(("fmt", "size"), [
     (MULAW_8K, 160), (ALAW_8K, 160), (PCM16_8K, 320), (PCM16_16K, 640), (PCM16_24K, 960),
     (AudioFormat(encoding="pcm16", sample_rate_hz=48000), 1920),
 ])
-def test_20ms_frame_sizes_match_audio_md(fmt, size):
-    frames, rest = split_frames(bytes(range(256)) * 20, fmt)
+def test_20ms_frame_sizes_match_the_formats(fmt, size):
+    chunker = FrameChunker(fmt)
+    frames = chunker.push(bytes(range(256)) * 20)
     assert {len(f) for f in frames} == {size}
-    assert len(rest) == 5120 % size
+    assert chunker.pending_bytes == 5120 % size
 
 
 def test_provider_bursts_are_rechunked_for_twilio():
     """A 24 kHz provider burst, converted to μ-law, arrives in odd sizes; Twilio wants 160 bytes."""
-    splitter = FrameSplitter(MULAW_8K)
+    chunker = FrameChunker(MULAW_8K)
     out = []
     for burst in (b"a" * 100, b"b" * 500, b"c" * 61):
-        out += splitter.push(burst)
+        out += chunker.push(burst)
     assert [len(f) for f in out] == [160] * 4
     assert out[0] == b"a" * 100 + b"b" * 60
-    assert splitter.pending_bytes == 661 - 640
-    assert splitter.flush() == b"c" * 21
-    assert splitter.pending_bytes == 0 and splitter.flush() == b""
+    assert chunker.pending_bytes == 661 - 640
+    assert chunker.flush() == [b"c" * 21 + b"\xff" * 139]  # padded with μ-law silence
+    assert chunker.pending_bytes == 0 and chunker.flush() == []
 
 
-def test_exact_frame_passes_through():
-    splitter = FrameSplitter(PCM16_16K)
+@pytest.mark.parametrize(("fmt", "silence"), [(MULAW_8K, b"\xff"), (ALAW_8K, b"\xd5"), (PCM16_8K, b"\x00")])
+def test_flush_pads_with_the_encodings_silence(fmt, silence):
+    chunker = FrameChunker(fmt)
+    chunker.push(b"\x01\x02")
+    assert chunker.flush() == [b"\x01\x02" + silence * (fmt.frame_bytes(20) - 2)]
+
+
+def test_exact_frame_passes_through_and_drop_forgets_the_tail():
+    chunker = FrameChunker(PCM16_16K)
     frame = bytes(640)
-    assert splitter.push(frame) == [frame]
-    assert splitter.push(b"") == []
+    assert chunker.push(frame) == [frame]
+    assert chunker.push(b"") == []
+    chunker.push(b"\x01" * 10)
+    chunker.drop()
+    assert chunker.pending_bytes == 0 and chunker.flush() == []
 
 
 def test_other_frame_lengths():
-    frames, rest = split_frames(bytes(1000), PCM16_16K, frame_ms=10)
-    assert [len(f) for f in frames] == [320, 320, 320] and len(rest) == 40
+    chunker = FrameChunker(PCM16_16K, frame_ms=10)
+    assert [len(f) for f in chunker.push(bytes(1000))] == [320, 320, 320] and chunker.pending_bytes == 40
 
 
 @pytest.mark.parametrize("frame_ms", [0, -20])
 def test_empty_frames_are_a_programming_error(frame_ms):
     with pytest.raises(ValueError):
-        FrameSplitter(PCM16_16K, frame_ms)
+        FrameChunker(PCM16_16K, frame_ms)
 
 
 def test_check_pcm16():
@@ -61,7 +72,11 @@ def test_check_pcm16():
 @given(chunks=st.lists(st.binary(max_size=2000), max_size=20),
        fmt=st.sampled_from([MULAW_8K, PCM16_8K, PCM16_24K]), frame_ms=st.sampled_from([10, 20, 40]))
 def test_never_loses_duplicates_or_reorders_bytes(chunks, fmt, frame_ms):
-    splitter = FrameSplitter(fmt, frame_ms)
-    frames = [f for chunk in chunks for f in splitter.push(chunk)]
+    chunker = FrameChunker(fmt, frame_ms)
+    frames = [f for chunk in chunks for f in chunker.push(chunk)]
+    tail = chunker.pending_bytes
+    frames += chunker.flush()
     assert all(len(f) == fmt.frame_bytes(frame_ms) for f in frames)
-    assert b"".join(frames) + splitter.flush() == b"".join(chunks)
+    whole = b"".join(chunks)
+    assert b"".join(frames)[: len(whole)] == whole
+    assert len(b"".join(frames)) - len(whole) == (fmt.frame_bytes(frame_ms) - tail if tail else 0)

@@ -1,4 +1,4 @@
-"""G.711 codecs: bit-exact with CPython audioop (the oracle) on every input, and audio.md's vectors."""
+"""G.711 codecs: bit-exact with CPython audioop (the oracle) on every input, and docs/audio.md's vectors."""
 
 import warnings
 
@@ -40,7 +40,7 @@ def test_alaw_decode_matches_audioop_on_all_256_codes():
     assert alaw_decode(ALL_CODES) == audioop.alaw2lin(ALL_CODES, 2)
 
 
-# audio.md §3 "Test vectors [verified with audioop]".
+# docs/audio.md §3 "Test vectors [verified with audioop]".
 ULAW_VECTORS = [
     (0, 0xFF, 0), (1, 0xFF, 0), (-1, 0x7E, -8), (8, 0xFE, 8), (100, 0xF2, 104), (-100, 0x72, -104),
     (1000, 0xCE, 988), (-1000, 0x4E, -988), (4000, 0xAF, 4092), (12345, 0x97, 12412),
@@ -72,7 +72,7 @@ def test_ulaw_round_trip_error_is_within_half_a_top_segment_step():
     values = np.frombuffer(ALL_PCM16, dtype="<i2").astype(np.int32)
     back = np.frombuffer(ulaw_decode(ulaw_encode(ALL_PCM16)), dtype="<i2").astype(np.int32)
     inside = np.abs(values) <= 32124
-    assert np.abs(back - values)[inside].max() <= 515  # audio.md: 515 for the audioop formulation
+    assert np.abs(back - values)[inside].max() <= 515  # docs/audio.md: 515 for the audioop formulation
 
 
 @pytest.mark.parametrize("encode", [ulaw_encode, alaw_encode])

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from audio.errors import AudioError
 from audio.formats import SAMPLE_RATES_HZ
 from audio.resample import CHUNKING_MAX_ABS_DIFF, ResampleStream, group_delay_s, resample
-from gateway.errors import BadAudio
 
 RATE_PAIRS = [(a, b) for a, b in itertools.permutations(SAMPLE_RATES_HZ, 2)]
 
@@ -123,7 +123,7 @@ def test_empty_input_gives_empty_output():
 
 @pytest.mark.parametrize(("in_rate", "out_rate"), [(44100, 16000), (16000, 22050), (0, 8000)])
 def test_unsupported_rates_are_bad_audio(in_rate, out_rate):
-    with pytest.raises(BadAudio):
+    with pytest.raises(AudioError):
         ResampleStream(in_rate, out_rate)
 
 

@@ -1,4 +1,4 @@
-"""Circuit breaker: design.md §5 thresholds and timings in virtual time, §6 metrics, audit logs.
+"""Circuit breaker: docs/architecture.md thresholds and timings in virtual time, docs/metrics.md metrics, audit logs.
 
 Metrics are process-global, so assertions compare deltas (after minus before).
 """

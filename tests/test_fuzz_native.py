@@ -1,4 +1,4 @@
-"""Fuzz the native client protocol (design.md §4, `WS /v1/voice`): whatever a client sends, it gets
+"""Fuzz the native client protocol (docs/protocol.md, `WS /v1/voice`): whatever a client sends, it gets
 an `error` event with a stable code or a legitimate reply, and the call goes on. Two levels:
 
 - without sockets: `parse_session_start`, and `NativeConnection.on_text`/`on_audio` on a connection
@@ -48,7 +48,7 @@ EXAMPLES = int(os.environ.get("VG_FUZZ_EXAMPLES", "200"))
 SOCKET_BATCHES = max(3, EXAMPLES // 5)
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-# Every `error.code` the native protocol may send (design.md §4 plus the specific client codes).
+# Every `error.code` the native protocol may send (docs/protocol.md plus the specific client codes).
 CLIENT_CODES = frozenset({"bad_message", "bad_audio", "session_not_started", "unknown_type", "forbidden",
                           "rate_limited", "message_too_big"})
 ASYNC_CODES = frozenset({"provider_unavailable", "provider_error", "provider_rejected", "provider_protocol_error",
@@ -72,7 +72,7 @@ def not_none_nor_str(v: object) -> bool:
     return v is not None and not isinstance(v, str)
 
 
-# audio formats (design.md §4 `audio.input {encoding: pcm16|mulaw|alaw, sample_rate}`)
+# audio formats (docs/protocol.md `audio.input {encoding: pcm16|mulaw|alaw, sample_rate}`)
 GOOD_FORMATS = [{"encoding": "pcm16", "sample_rate": r} for r in SAMPLE_RATES_HZ] + [
     {"encoding": "mulaw", "sample_rate": 8000}, {"encoding": "alaw", "sample_rate": 8000},
     {"encoding": "mulaw"}, {"encoding": "pcm16"}, {}]
@@ -175,7 +175,7 @@ bad_b64 = st.one_of(st.sampled_from(["!!!!", "abc", "////=", "====", "é", "Zm9v
 
 
 def call_messages(*, allow_end: bool, max_audio: int = 600) -> st.SearchStrategy:
-    """Mid-call messages of every §4 type: mostly well-typed, some with fields of the wrong type (and
+    """Mid-call messages of every native protocol type (docs/protocol.md): mostly well-typed, some with fields of the wrong type (and
     mutated() breaks or drops a field of any of them)."""
     switch_to = weighted(st.sampled_from(PROVIDERS), st.one_of(
         st.sampled_from(["auto", "GEMINI", "", "whisper"]), json_value), rare_in=2)
@@ -226,7 +226,7 @@ def frames(messages: st.SearchStrategy, *, max_audio: int, huge_bytes: int) -> s
     return weighted(as_text(weighted(messages, unknown_types(), rare_in=6), huge_bytes=huge_bytes), binary, rare_in=4)
 
 
-# -- what each input must get (design.md §4) ------------------------------------------------------
+# -- what each input must get (docs/protocol.md) ------------------------------------------------------
 def expected_code(frame: str | bytes, *, started: bool, input_encoding: str) -> str | None:
     """The error code an input must produce, "" when it must produce none, None when either a
     legitimate reply or any client error is right (a known type whose fields may be wrong)."""
@@ -536,7 +536,7 @@ def test_fuzz_native_over_sockets(record_property) -> None:
 
 
 async def test_message_over_the_size_limit_closes_1009_and_the_gateway_carries_on() -> None:
-    """design.md §3: 64 KiB max message. At the limit a frame is taken; one byte over closes the
+    """docs/protocol.md: 64 KiB max message. At the limit a frame is taken; one byte over closes the
     connection with 1009 (never 1011), the call ends, and the next call works."""
     async with Gateway() as gw:
         async with gw.client() as c:

@@ -7,6 +7,7 @@ The fake Gemini server runs for real on 127.0.0.1; only the link's clock is virt
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
-async def connector():  # noqa: ANN201
+async def connector() -> AsyncIterator[ProviderConnector]:
     """One aiohttp-backed connector per test, closed after it (no session left for the GC)."""
     c = ProviderConnector()
     yield c
@@ -54,7 +55,7 @@ class Sink:
         self.lost.append((reason, error))
 
 
-async def drive(clock: VirtualClock, done, *, real_timeout_s: float = 10.0) -> None:  # noqa: ANN001
+async def drive(clock: VirtualClock, done: Callable[[], bool], *, real_timeout_s: float = 10.0) -> None:
     """Let real socket I/O run; whenever it is quiet, jump virtual time to the next deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + real_timeout_s
@@ -65,7 +66,7 @@ async def drive(clock: VirtualClock, done, *, real_timeout_s: float = 10.0) -> N
             clock.advance_to_next()
 
 
-async def until(cond, *, timeout_s: float = 5.0) -> None:  # noqa: ANN001
+async def until(cond: Callable[[], bool], *, timeout_s: float = 5.0) -> None:
     """Wait for something that crosses a real socket (polled, with a deadline)."""
     async with asyncio.timeout(timeout_s):
         while not cond():  # noqa: ASYNC110 - the state lives in the fake server's records

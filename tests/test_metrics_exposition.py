@@ -1,4 +1,4 @@
-"""GET /metrics against design.md §6 (issue 7): every metric of the table, its type, its exact label
+"""GET /metrics against docs/metrics.md (issue 7): every metric of the table, its type, its exact label
 names, its buckets, and values that follow from a scenario driven over real sockets (harness).
 
 Metrics are process-global, so values are read before and after each step and the deltas asserted.
@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import aiohttp
 import pytest
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from audio.dtmf import detect_dtmf
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.timeout(30)
 
 PROVIDERS = ("gemini", "openai", "deepgram")
 BREAKER = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
-# design.md §6, verbatim: name → (type, label names). Counters are parsed as families without `_total`.
+# docs/metrics.md, verbatim: name → (type, label names). Counters are parsed as families without `_total`.
 SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "circuit_breaker_state": ("gauge", frozenset({"name", "provider"})),
     "circuit_breaker_calls_total": ("counter", frozenset({"name", "provider", "status"})),
@@ -49,6 +50,8 @@ SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "voice_gateway_sessions_active": ("gauge", frozenset({"client"})),
     "voice_gateway_added_latency_seconds": ("histogram", frozenset({"direction"})),
 }
+
+
 class ChainBreakerNames(frozenset):
     """The live breaker names, plus one-shot chain breakers named `<provider>_<chain>` (docs/chains.md)."""
 
@@ -57,7 +60,7 @@ class ChainBreakerNames(frozenset):
             isinstance(name, str) and re.fullmatch(r"(gemini|openai|deepgram|groq|minimax|openrouter|anthropic)_[a-z]+", name))
 
 
-# bounded label values (design.md §4-§6); anything else would be an unbounded or misspelt series
+# bounded label values (docs/protocol.md, docs/metrics.md); anything else would be an unbounded or misspelt series
 LABEL_VALUES: dict[str, frozenset[str]] = {
     "name": ChainBreakerNames(BREAKER.values()),
     "status": frozenset({"attempted", "success", "failure", "rejected"}),
@@ -86,7 +89,7 @@ class Exposition:
         """A sample's value; 0 when the series does not exist yet (a counter before its first event)."""
         return self._values.get((sample, frozenset(labels.items())), 0.0)
 
-    def family(self, section6_name: str):  # noqa: ANN201 - prometheus_client Metric
+    def family(self, section6_name: str) -> Metric:
         kind, _ = SECTION_6[section6_name]
         return self.families[section6_name.removesuffix("_total") if kind == "counter" else section6_name]
 
@@ -135,14 +138,14 @@ async def end_call(c: VoiceClient) -> None:
 
 
 def check_section6_shape(exp: Exposition, *, session_ids: set[str], may_be_empty: set[str] = frozenset()) -> None:
-    """Every §6 metric: its type, exactly its label names, bounded label values; no session labels."""
+    """Every metric of the table (docs/metrics.md): its type, exactly its label names, bounded label values; no session labels."""
     for name, (kind, labels) in SECTION_6.items():
         fam = exp.family(name)
-        assert fam.type == kind, f"{name}: {fam.type}, §6 says {kind}"
+        assert fam.type == kind, f"{name}: {fam.type}, the table says {kind}"
         assert fam.samples or name in may_be_empty, f"{name}: no series exposed"
         for s in fam.samples:
             names = set(s.labels) - ({"le"} if s.name.endswith("_bucket") else set())
-            assert names == labels, f"{s.name}: labels {sorted(names)}, §6 says {sorted(labels)}"
+            assert names == labels, f"{s.name}: labels {sorted(names)}, the table says {sorted(labels)}"
             for key, value in s.labels.items():
                 assert value in LABEL_VALUES.get(key, {value}), f"{s.name}: {key}={value!r}"
                 # groq: chain-only provider (transcription chain, docs/chains.md)

@@ -71,8 +71,8 @@ def run_transcribe(args: argparse.Namespace) -> int:
         print(f"provider: {body['provider']}  model: {body['model']}  cost: ${body['cost_usd']:.6f}  "
               f"fallback: {'yes' if body['fallback_used'] else 'no'}")
     else:
-        err = body.get("error", {})
-        print(f"voice-gateway transcribe: {err.get('code')}: {err.get('message')}", file=sys.stderr)
+        error = body.get("error", {})
+        print(f"voice-gateway transcribe: {error.get('code')}: {error.get('message')}", file=sys.stderr)
         for a in body.get("attempts", []):
             detail = f"{a.get('code') or ''} {a.get('status') or ''}"
             print(f"  {a['provider']}: {a['outcome']} {detail}", file=sys.stderr)

@@ -158,11 +158,12 @@ class ChainRunner:
                 nxt = providers[index + 1].name
                 metrics.voice_gateway_chain_fallbacks.labels(spec.name, bound.name, nxt).inc()
                 failed = outcome.attempts[-1]
+                fields: dict[str, Any] = {"from": bound.name, "to": nxt}  # `from` is a keyword
                 log_event(log, logging.WARNING, "chain.fallback",
                           f"{spec.name}: {bound.name} failed ({failed.outcome}), falling back to {nxt}",
-                          chain=spec.name, request_id=request_id, provider=bound.name, **{"from": bound.name},
-                          to=nxt, error_class=failed.error_class or failed.outcome, code=failed.code,
-                          status=failed.status)
+                          chain=spec.name, request_id=request_id, provider=bound.name,
+                          error_class=failed.error_class or failed.outcome, code=failed.code,
+                          status=failed.status, **fields)
         outcome.code = spec.codes.all_failed
         metrics.voice_gateway_chain_runs.labels(spec.name, "failed").inc()
         log_event(log, logging.ERROR, "chain.failed", f"{spec.name}: every provider failed ({outcome.code})",

@@ -1,4 +1,4 @@
-"""The native client protocol on `WS /v1/voice` (design.md §4).
+"""The native client protocol on `WS /v1/voice` (docs/protocol.md).
 
 Text frames are JSON objects with a `type`; binary frames are audio in the session's input format.
 Every bad input gets an `error` event with a stable code and the call goes on; nothing a client
@@ -11,17 +11,18 @@ import asyncio
 import base64
 import binascii
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
 from gateway.auth import TokenClaims
+from gateway.clients.receive import connection_limits, receive_frames
 from gateway.clients.upgrade import admit
 from gateway.errors import BadAudio, BadMessage, ClientError, GatewayError, RateLimited
 from gateway.events import ErrorEvent
-from gateway.limits import ConnectionLimits, FrameRateLimiter, limits_for_format
+from gateway.limits import FrameRateLimiter, limits_for_format
 from gateway.logs import log_event
 from gateway.session import CallSession
 from gateway.session_config import (
@@ -30,6 +31,7 @@ from gateway.session_config import (
     parse_provider_list,
     parse_tools,
 )
+from gateway.sink import Heard
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 log = logging.getLogger("gateway.clients.native")
@@ -38,6 +40,8 @@ CLIENT = "native"
 
 class NativeSink:
     """Session → client. Sends are dropped once the client is gone (the session ends right after)."""
+
+    exact_frames: ClassVar[bool] = False  # binary frames of any length
 
     def __init__(self, ws: WebSocket) -> None:
         self.ws = ws
@@ -57,7 +61,10 @@ class NativeSink:
             except Exception:
                 self.open = False
 
-    async def flush_audio(self) -> tuple[str, int, int] | None:
+    async def turn_completed(self) -> None:
+        """Nothing held back: the client hears `turn.completed` as an event."""
+
+    async def flush_audio(self) -> Heard | None:
         """Native clients flush their own playback on `turn.interrupted`."""
         return None
 
@@ -103,40 +110,18 @@ class NativeConnection:
         self.rt = ws.app.state.runtime
         self.sink = NativeSink(ws)
         self.session: CallSession | None = None
-        s = self.rt.settings
-        self.base_limits = ConnectionLimits(
-            max_message_bytes=s.max_message_bytes, max_frames_per_s=s.max_frames_per_s,
-            max_bytes_per_s=s.max_bytes_per_s or ConnectionLimits().max_bytes_per_s,
-            idle_timeout_s=s.idle_timeout_s)
+        self.base_limits = connection_limits(self.rt.settings)
         self.limiter = FrameRateLimiter(self.base_limits, now=self.rt.clock.now)
 
     async def error(self, err: GatewayError) -> None:
         metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
         sid = self.session.id if self.session else ""
-        await self.sink.send_json(ErrorEvent(**err.to_event_fields()).to_wire(sid, self.rt.wall_time()))
+        await self.sink.send_json(ErrorEvent.from_error(err).to_wire(sid, self.rt.wall_time()))
 
     async def run(self) -> None:
         watchdog = asyncio.create_task(self.idle_watchdog())
         try:
-            while True:
-                msg = await self.ws.receive()
-                if msg["type"] == "websocket.disconnect":
-                    return
-                data = msg.get("bytes")
-                text = msg.get("text")
-                try:
-                    self.limiter.check(len(data) if data is not None else len((text or "").encode()))
-                    if data is not None:
-                        await self.on_audio(data)
-                    elif text is not None:
-                        if await self.on_text(text):
-                            return
-                except RateLimited as e:
-                    metrics.voice_gateway_rate_limited.labels(CLIENT).inc()
-                    log_event(log, logging.WARNING, "client.rate_limited", e.message, client=CLIENT)
-                    await self.error(e)
-                except ClientError as e:
-                    await self.error(e)
+            await receive_frames(self.ws, self.limiter, CLIENT, self.on_frame, self.on_client_error)
         except WebSocketDisconnect:
             return
         finally:
@@ -159,6 +144,18 @@ class NativeConnection:
             await self.session.end("idle_timeout")
             self.session = None
         await self.ws.close(1000)
+
+    async def on_frame(self, frame: bytes | str) -> bool:
+        """Binary: audio; text: one JSON message. True when the call is over."""
+        if isinstance(frame, bytes):
+            await self.on_audio(frame)
+            return False
+        return await self.on_text(frame)
+
+    async def on_client_error(self, err: ClientError) -> None:
+        if isinstance(err, RateLimited):
+            log_event(log, logging.WARNING, "client.rate_limited", err.message, client=CLIENT)
+        await self.error(err)
 
     async def on_audio(self, data: bytes) -> None:
         if self.session is None:

@@ -17,19 +17,22 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
 from gateway.auth import twilio_stream_url, verify_twilio_signature, verify_vonage_jwt
+from gateway.clients.receive import connection_limits, receive_frames
 from gateway.clients.upgrade import admit, refuse
-from gateway.errors import BadMessage, ClientError, RateLimited
-from gateway.limits import ConnectionLimits, FrameRateLimiter, limits_for_format
+from gateway.clock import Clock
+from gateway.errors import BadMessage, ClientError
+from gateway.limits import FrameRateLimiter, limits_for_format
 from gateway.logs import log_event
 from gateway.session import CallSession
 from gateway.session_config import SessionConfig, parse_provider_list
+from gateway.sink import Heard
 from gateway.telephony import (
     CallStarted,
     CallStopped,
@@ -49,10 +52,13 @@ MARK_EVERY_FRAMES = 5  # a mark each 100 ms of reply audio: heard_ms exact to ~1
 
 
 class TelephonySink:
-    """Session → vendor: paced 20 ms frames, marks, clear."""
+    """Session → vendor: paced 20 ms frames, marks, clear. Time is the injected clock's."""
 
-    def __init__(self, ws: WebSocket, serializer: MediaStreamSerializer, client: str) -> None:
+    exact_frames: ClassVar[bool] = True  # vendors take exact 20 ms frames
+
+    def __init__(self, ws: WebSocket, serializer: MediaStreamSerializer, client: str, clock: Clock) -> None:
         self.ws = ws
+        self._clock = clock
         self.ser = serializer
         self.client = client
         self.tracker: PlayoutTracker | None = None
@@ -61,7 +67,8 @@ class TelephonySink:
         self._pacer: asyncio.Task[None] | None = None
         self._item: str = ""
         self._since_mark = 0
-        self._next_at = time.monotonic()
+        self._clears = 0  # barge-ins so far: a frame the pacer held across one is dropped
+        self._next_at = clock.now()
         self.open = True
 
     def started(self) -> None:
@@ -70,10 +77,12 @@ class TelephonySink:
         self._pacer = asyncio.create_task(self._pace())
 
     async def send_json(self, payload: dict[str, Any]) -> None:
-        # Vendors have no event channel; an assistant turn's end flushes its tail and marks it.
-        if payload.get("type") == "turn.completed" and payload.get("role") == "assistant":
-            self._enqueue(self.ser.flush_media())
-            self._mark()
+        """Vendors have no event channel: events are not sent."""
+
+    async def turn_completed(self) -> None:
+        """The reply's last partial frame (padded with silence) goes out, then a mark."""
+        self._enqueue(self.ser.flush_media())
+        self._mark()
 
     async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
         if self.tracker is None:
@@ -82,10 +91,11 @@ class TelephonySink:
         frames = self.ser.media_frames(data)
         if not frames:
             return
-        if not self._queue and self.open and self._next_at - time.monotonic() + FRAME_S * len(frames) <= LEAD_S:
+        now = self._clock.now()
+        if not self._queue and self.open and self._next_at - now + FRAME_S * len(frames) <= LEAD_S:
             # Fast path: nothing queued and within the lead: send now, no pacer wake-up per frame.
             self._count_sent(frames)
-            self._next_at = max(self._next_at, time.monotonic())
+            self._next_at = max(self._next_at, now)
             for f in frames:
                 self._next_at += FRAME_S
                 await self._send(f)
@@ -116,10 +126,11 @@ class TelephonySink:
         self._queue.extend((f, True) for f in frames)
         self._wake.set()
 
-    async def flush_audio(self) -> tuple[str, int, int] | None:
+    async def flush_audio(self) -> Heard | None:
         """Barge-in: `clear` now, drop what we had queued, report what the caller heard."""
         queued = bool(self._queue)
         self._queue.clear()
+        self._clears += 1
         if self.tracker is None or not self.open:
             return None
         item = self._item or "reply"
@@ -127,10 +138,10 @@ class TelephonySink:
                 self.tracker.sent_ms(item):
             return None  # nothing is playing: no clear needed
         await self._send(self.ser.clear())
-        heard, sent = self.tracker.heard_ms(item), self.tracker.sent_ms(item)
+        heard = Heard(item, self.tracker.heard_ms(item), self.tracker.sent_ms(item))
         self.tracker.cleared()
         self._since_mark = 0
-        return item, heard, sent
+        return heard
 
     async def _pace(self) -> None:
         """One media frame per 20 ms, at most LEAD_S ahead of real time; marks go in order."""
@@ -138,13 +149,16 @@ class TelephonySink:
             if not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-                self._next_at = max(self._next_at, time.monotonic())
+                self._next_at = max(self._next_at, self._clock.now())
                 continue
             frame, media = self._queue.popleft()
             if media:
-                ahead = self._next_at - time.monotonic()
+                ahead = self._next_at - self._clock.now()
                 if ahead > LEAD_S:
-                    await asyncio.sleep(ahead - LEAD_S)
+                    clears = self._clears
+                    await self._clock.sleep(ahead - LEAD_S)
+                    if clears != self._clears:  # a barge-in while we waited: this frame is dropped too
+                        continue
                 self._next_at += FRAME_S
             await self._send(frame)
 
@@ -187,40 +201,32 @@ class TelephonyConnection:
         self.vendor = vendor
         self.rt = ws.app.state.runtime
         self.ser = serializer_for(vendor)
-        self.sink = TelephonySink(ws, self.ser, vendor)
+        self.sink = TelephonySink(ws, self.ser, vendor, self.rt.clock)
         self.session: CallSession | None = None
-        st = self.rt.settings
-        self.limiter = FrameRateLimiter(ConnectionLimits(
-            max_message_bytes=st.max_message_bytes, max_frames_per_s=st.max_frames_per_s,
-            max_bytes_per_s=st.max_bytes_per_s or ConnectionLimits().max_bytes_per_s,
-            idle_timeout_s=st.idle_timeout_s), now=self.rt.clock.now)
+        self.limiter = FrameRateLimiter(connection_limits(self.rt.settings), now=self.rt.clock.now)
 
     async def run(self) -> None:
         try:
-            while True:
-                msg = await self.ws.receive()
-                if msg["type"] == "websocket.disconnect":
-                    return
-                frame = msg.get("bytes") if msg.get("bytes") is not None else msg.get("text")
-                if frame is None:
-                    continue
-                try:
-                    self.limiter.check(len(frame) if isinstance(frame, bytes) else len(frame.encode()))
-                    for ev in self.ser.parse(frame):
-                        if await self.on_event(ev):
-                            return
-                except ClientError as e:
-                    if isinstance(e, RateLimited):
-                        metrics.voice_gateway_rate_limited.labels(self.vendor).inc()
-                    metrics.voice_gateway_client_errors.labels(self.vendor, e.code).inc()
-                    log_event(log, logging.WARNING, "telephony.bad_input", e.message, client=self.vendor,
-                              code=e.code, session_id=self.session.id if self.session else None)
+            await receive_frames(self.ws, self.limiter, self.vendor, self.on_frame, self.on_client_error)
         except WebSocketDisconnect:
             return
         finally:
             await self.sink.close()
             if self.session is not None:
                 await self.session.end("caller_hung_up")
+
+    async def on_frame(self, frame: bytes | str) -> bool:
+        """One vendor frame: its events in order. True when the call is over."""
+        for ev in self.ser.parse(frame):
+            if await self.on_event(ev):
+                return True
+        return False
+
+    async def on_client_error(self, err: ClientError) -> None:
+        """Vendors have no error channel: bad input is logged and counted, never fatal."""
+        metrics.voice_gateway_client_errors.labels(self.vendor, err.code).inc()
+        log_event(log, logging.WARNING, "telephony.bad_input", err.message, client=self.vendor,
+                  code=err.code, session_id=self.session.id if self.session else None)
 
     async def on_event(self, ev: object) -> bool:
         match ev:
@@ -268,7 +274,7 @@ def _vendor_signature(ws: WebSocket, vendor: str) -> bool | None:
 _SIGNATURE_NAMES = {"twilio": "X-Twilio-Signature", "vonage": "Vonage signed JWT (Authorization: Bearer)"}
 
 
-def telephony_endpoint(vendor: str):  # noqa: ANN201
+def telephony_endpoint(vendor: str) -> Callable[[WebSocket], Awaitable[None]]:
     async def endpoint(ws: WebSocket) -> None:
         signed = _vendor_signature(ws, vendor)
         if signed is False:

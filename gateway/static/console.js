@@ -1,11 +1,10 @@
-// Operator console (design.md §3): polls /admin/sessions, /admin/circuits and /readyz every second;
+// Operator console (docs/protocol.md): polls /admin/sessions, /admin/circuits and /readyz every second;
 // switches a call's provider (POST /admin/sessions/{id}/switch) and resets breakers
 // (POST /admin/circuits/{provider}/reset). The admin token lives in sessionStorage only.
 // Rows are updated in place so a provider <select> the operator is using is not rebuilt under them.
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
 
-const PROVIDERS = ["gemini", "openai", "deepgram"];
 const TOKEN_KEY = "vg.adminToken";
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
@@ -78,11 +77,15 @@ function switchControl(row, session) {
     const c = cell(row, 7, "");
     select = document.createElement("select");
     select.setAttribute("aria-label", `provider for call ${session.id}`);
-    for (const p of PROVIDERS) select.add(new Option(p, p));
     select.addEventListener("change", () => switchProvider(select.dataset.sessionId, select.value, select));
     c.appendChild(select);
   }
   select.dataset.sessionId = session.id;
+  // The providers this gateway has, as /readyz lists them (the server's registry decides).
+  const names = Object.keys((state.ready && state.ready.providers) || {});
+  if (names.length && [...select.options].map((o) => o.value).join() !== names.join()) {
+    select.replaceChildren(...names.map((p) => new Option(p, p)));
+  }
   // Leave it alone while the operator is choosing or a switch is in flight.
   if (document.activeElement !== select && !select.disabled) select.value = session.provider;
 }
@@ -126,7 +129,7 @@ async function switchProvider(sessionId, provider, select) {
 }
 
 // -- circuits --------------------------------------------------------------------------------
-// A breaker forced open by a rejected key never half-opens by itself (design.md §5): its
+// A breaker forced open by a rejected key never half-opens by itself (docs/architecture.md): its
 // retry_after_s is only advisory, so say that it waits for the operator instead of counting down.
 function retryAfter(c) {
   if (c.state === "OPEN" && c.opened_reason === "auth") return "after reset (key rejected)";

@@ -1,4 +1,4 @@
-// Demo page for /v1/voice (design.md §4): microphone -> PCM16 16 kHz binary frames; reply audio
+// Demo page for /v1/voice (docs/protocol.md): microphone -> PCM16 16 kHz binary frames; reply audio
 // (binary PCM16 24 kHz, or `audio.delta` base64) -> a scheduled playback queue, flushed on
 // `turn.interrupted`. Transcripts and connection events are rendered as they arrive.
 // window.vg exposes the state for browser tests.
@@ -26,7 +26,7 @@ function setStatus(text, bad = false) {
   $("status").classList.toggle("bad", bad);
 }
 
-// `capabilities` from session.started / provider.switched (design.md §5): after a switch to a
+// `capabilities` from session.started / provider.switched (docs/architecture.md): after a switch to a
 // transcripts-only provider the caller must learn why the spoken replies stopped.
 function setProvider(name, capabilities) {
   $("provider").textContent = name || "none";
@@ -164,7 +164,7 @@ async function startMicrophone() {
   await audioCtx.audioWorklet.addModule("/static/audio-worklet.js");
   const source = audioCtx.createMediaStreamSource(micStream);
   worklet = new AudioWorkletNode(audioCtx, "pcm16-capture", { processorOptions: { targetRate: INPUT_RATE } });
-  // Audio only after session.start: it must be the first message (design.md §4).
+  // Audio only after session.start: it must be the first message (docs/protocol.md).
   worklet.port.onmessage = (e) => {
     if (ws && sessionStartSent && ws.readyState === WebSocket.OPEN) ws.send(e.data);
   };
@@ -179,8 +179,8 @@ function openSocket(token) {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/voice`;
   if (!token) return new WebSocket(url);
   // Browsers cannot set headers on a WebSocket: the token rides as a subprotocol value and the
-  // gateway echoes only `voice-gateway.v1` (design.md §3). A token with other characters ("/", "=")
-  // would make the constructor throw, so it goes as `?token=`, the other form design.md §3 allows.
+  // gateway echoes only `voice-gateway.v1` (docs/protocol.md). A token with other characters ("/", "=")
+  // would make the constructor throw, so it goes as `?token=`, the other form docs/protocol.md allows.
   if (SUBPROTOCOL_SAFE.test(token)) return new WebSocket(url, ["voice-gateway.v1", `token.${token}`]);
   return new WebSocket(`${url}?token=${encodeURIComponent(token)}`);
 }

@@ -1,4 +1,4 @@
-"""Telephony media streams (telephony.md): one sans-I/O serializer per vendor over a shared layer.
+"""Telephony media streams (docs/telephony.md): one sans-I/O serializer per vendor over a shared layer.
 
 `serializer_for(vendor)` gives a fresh serializer for one connection. The endpoint feeds every
 frame to `parse` (logging and skipping BadMessage/BadAudio: vendors have no error channel) and

@@ -1,7 +1,7 @@
 """The layer the telephony serializers share: typed inbound events, the stream state machine,
 exact-size outbound framing and playout tracking. Sans-I/O: frames in, events and frames out.
 
-Error policy (telephony.md §1 "Failure behaviour"): the vendors define no error channel on the
+Error policy (docs/telephony.md §1 "Failure behaviour"): the vendors define no error channel on the
 media socket, so `parse` raises `BadMessage`/`BadAudio` for malformed or out-of-order input and the
 endpoint logs it, counts it and carries on with the next frame; nothing else ever escapes `parse`.
 Unknown event names are ignored (vendors add events), as are media frames of tracks we did not ask
@@ -22,15 +22,15 @@ from typing import Any
 import orjson
 
 from audio.formats import AudioFormat
+from audio.frames import SILENCE_BYTE, FrameChunker  # noqa: F401  (SILENCE_BYTE: re-exported)
 from gateway.errors import BadAudio, BadMessage
 
 Frame = str | bytes
 
 DTMF_DIGITS = frozenset("0123456789*#ABCD")
-# Parameters a call may set through the vendor's custom parameters (design.md §3, /v1/twilio).
+# Parameters a call may set through the vendor's custom parameters (docs/protocol.md, /v1/twilio).
 CALL_OPTIONS = ("provider", "fallback", "instructions", "voice", "language")
-# audio.md: the byte that decodes to zero in each encoding, used to pad a last partial frame.
-SILENCE_BYTE = {"mulaw": 0xFF, "alaw": 0xD5, "pcm16": 0x00}
+# docs/audio.md: the byte that decodes to zero in each encoding, used to pad a last partial frame.
 
 
 # == inbound events ================================================================================
@@ -154,38 +154,6 @@ def swap_bytes16(data: bytes) -> bytes:
 
 
 # == outbound framing ==============================================================================
-class FrameChunker:
-    """Cuts outbound audio into exact `frame_bytes` frames, carrying a partial tail to the next call.
-
-    `flush()` pads the tail with the encoding's silence; `drop()` forgets it (after a clear).
-    """
-
-    def __init__(self, frame_bytes: int, silence_byte: int) -> None:
-        self.frame_bytes = frame_bytes
-        self._silence = bytes([silence_byte])
-        self._tail = b""
-
-    @property
-    def pending_bytes(self) -> int:
-        return len(self._tail)
-
-    def push(self, audio: bytes) -> list[bytes]:
-        data = self._tail + audio if self._tail else audio
-        n = len(data) - len(data) % self.frame_bytes
-        self._tail = data[n:]
-        return [data[i:i + self.frame_bytes] for i in range(0, n, self.frame_bytes)]
-
-    def flush(self) -> list[bytes]:
-        if not self._tail:
-            return []
-        frame = self._tail + self._silence * (self.frame_bytes - len(self._tail))
-        self._tail = b""
-        return [frame]
-
-    def drop(self) -> None:
-        self._tail = b""
-
-
 # == the serializer contract =======================================================================
 class StreamState(Enum):
     AWAITING_START = "awaiting_start"
@@ -234,7 +202,7 @@ class MediaStreamSerializer(ABC):
         self.state = StreamState.STREAMING
         self.stream_id, self.call_id = stream_id, call_id
         self.input_format, self.output_format = input_format, output_format
-        self._chunker = FrameChunker(output_format.frame_bytes(self.frame_ms), SILENCE_BYTE[output_format.encoding])
+        self._chunker = FrameChunker(output_format, self.frame_ms)
         return CallStarted(stream_id, call_id, params, input_format, output_format)
 
     def _stopped(self) -> list[TelephonyEvent]:
@@ -268,7 +236,7 @@ class MediaStreamSerializer(ABC):
 
 
 class JsonMediaStream(MediaStreamSerializer):
-    """Twilio and Telnyx: the same JSON event set (telephony.md §1-§2), camelCase vs snake_case.
+    """Twilio and Telnyx: the same JSON event set (docs/telephony.md §1-§2), camelCase vs snake_case.
 
     Subclasses name the stream-id key, read `start`, and shape outbound messages (`_envelope`).
     """
@@ -355,7 +323,7 @@ class PlayoutTracker:
     The bridge reports reply audio as it hands it to `media_frames` (`sent`), asks for a mark
     name after each batch (`new_mark`, then sends `serializer.mark(name)`), and feeds every
     MarkPlayed to `played`. Marks come back in order once the audio before them has played. A
-    `clear` makes the vendor return the pending marks at once (telephony.md §1), so after
+    `clear` makes the vendor return the pending marks at once (docs/telephony.md §1), so after
     `cleared()` those marks count for nothing (a mark already in flight when we cleared counts for
     nothing too). `heard_ms(item_id)` is therefore a lower bound, exact to within one mark interval
     plus the network delay: send a mark every 100-200 ms of reply audio for a tight bound.

@@ -1,4 +1,4 @@
-"""Telnyx Media Streaming (telephony.md §2): Twilio's event set in snake_case with `stream_id`.
+"""Telnyx Media Streaming (docs/telephony.md §2): Twilio's event set in snake_case with `stream_id`.
 
 Inbound codec from `start.media_format`: PCMU → μ-law 8 kHz, PCMA → A-law 8 kHz, L16 → PCM16 at
 `sample_rate`. L16 travels as an RTP payload, i.e. big-endian (RFC 3551 §4.5.11; Telnyx does not

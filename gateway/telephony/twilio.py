@@ -1,4 +1,4 @@
-"""Twilio Media Streams, bidirectional `<Connect><Stream>` (telephony.md §1).
+"""Twilio Media Streams, bidirectional `<Connect><Stream>` (docs/telephony.md §1).
 
 Audio is G.711 μ-law 8 kHz mono both ways, base64 in JSON text frames. Every outbound message
 carries the `streamSid` from `start`; outbound `media` payloads are exactly 160 bytes (20 ms), the

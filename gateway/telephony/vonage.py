@@ -1,4 +1,4 @@
-"""Vonage Voice API WebSockets (telephony.md §3).
+"""Vonage Voice API WebSockets (docs/telephony.md §3).
 
 The first text message is `websocket:connected`, whose `content-type` (`audio/l16;rate=N`) fixes
 the format both ways: PCM16 little-endian mono at N Hz, raw in binary frames. NCCO `headers` are
@@ -111,7 +111,7 @@ def _scalar(value: object) -> str | None:
 
 
 def _dtmf_digits(msg: dict[str, Any]) -> str:
-    # Shape [unsure] (telephony.md §3): a top-level `digit`, or a `dtmf` object with `digit`/`digits`.
+    # Shape [unsure] (docs/telephony.md §3): a top-level `digit`, or a `dtmf` object with `digit`/`digits`.
     if "digit" in msg:
         return get_str(msg, "digit")
     dtmf = msg.get("dtmf")

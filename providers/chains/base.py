@@ -242,8 +242,9 @@ def error_message(body: bytes, *keys: str) -> tuple[str, str | None]:
         return "", None
     if not isinstance(data, dict):
         return "", None
-    inner = data.get("error") if isinstance(data.get("error"), dict) else data
-    message = next((inner[k] for k in ("message", "err_msg", *keys) if isinstance(inner.get(k), str)), "")
-    code = next((inner[k] for k in ("code", "err_code", "error_code", "category")
+    error = data.get("error")
+    inner: dict[str, Any] = error if isinstance(error, dict) else data
+    message = next((str(inner[k]) for k in ("message", "err_msg", *keys) if isinstance(inner.get(k), str)), "")
+    code = next((str(inner[k]) for k in ("code", "err_code", "error_code", "category")
                  if isinstance(inner.get(k), str)), None)
     return message[:200], code

@@ -101,7 +101,7 @@ def _model_name(metadata: dict[str, Any]) -> str | None:
     if isinstance(info, dict):
         for entry in info.values():
             if isinstance(entry, dict) and isinstance(entry.get("arch"), str):
-                return entry["arch"]
+                return str(entry["arch"])
     return None
 
 

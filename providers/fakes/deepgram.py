@@ -1,4 +1,4 @@
-"""Fake Deepgram streaming speech-to-text server (`/v1/listen`, protocols/deepgram.md §1-4).
+"""Fake Deepgram streaming speech-to-text server (`/v1/listen`, docs/providers/deepgram.md §1-4).
 
 One connection = one stream: the query string is the whole configuration, binary frames are audio,
 text frames are control messages, and the server only talks back in JSON `Results`/`SpeechStarted`/
@@ -39,7 +39,7 @@ from providers.fakes.deepgram_wire import (
 log = logging.getLogger("providers.fakes.deepgram")
 
 LISTEN_PATH = "/v1/listen"
-# Error bodies mimic Deepgram's JSON error shape; `dg-error` carries the same message (deepgram.md §1).
+# Error bodies mimic Deepgram's JSON error shape; `dg-error` carries the same message (docs/providers/deepgram.md §1).
 _ERROR_CODES = {400: "INVALID_QUERY_PARAMETER", 401: "INVALID_AUTH", 403: "INSUFFICIENT_PERMISSIONS",
                 404: "NOT_FOUND", 429: "TOO_MANY_REQUESTS", 500: "INTERNAL_SERVER_ERROR",
                 503: "SERVICE_UNAVAILABLE"}
@@ -158,7 +158,7 @@ class FakeDeepgram(FakeServer):
             try:
                 async with asyncio.timeout(self.idle_timeout_s):
                     frame = await ws.recv()
-            except TimeoutError:  # deepgram.md §4: NET-0001, Metadata first
+            except TimeoutError:  # docs/providers/deepgram.md §4: NET-0001, Metadata first
                 await self._planned_close(ws, record, closed_by="server")
                 return
             if isinstance(frame, bytes):
@@ -169,13 +169,13 @@ class FakeDeepgram(FakeServer):
 
     async def _on_audio(self, ws: ServerConnection, record: ConnectionRecord, transcriber: ListenTranscriber,
                         frame: bytes) -> bool:
-        if not frame:  # the legacy end-of-stream signal (deepgram.md §1 Framing): like CloseStream
+        if not frame:  # the legacy end-of-stream signal (docs/providers/deepgram.md §1 Framing): like CloseStream
             await self._close_stream(ws, record, transcriber)
             return False
         record.audio_chunks += 1
         try:
             pcm, messages = transcriber.feed_audio(frame)
-        except ValueError:  # deepgram.md §4: DATA-0000
+        except ValueError:  # docs/providers/deepgram.md §4: DATA-0000
             record.closed_by = "server"
             await ws.close(1008, DATA0000_REASON)
             return False
@@ -210,7 +210,7 @@ class FakeDeepgram(FakeServer):
         return True
 
     def _configure_reply(self, record: ConnectionRecord, message: dict[str, Any], text: str) -> dict[str, Any]:
-        """deepgram.md §2.1: keyterm updates only work on Nova-3 models; a badly shaped Configure is
+        """docs/providers/deepgram.md §2.1: keyterm updates only work on Nova-3 models; a badly shaped Configure is
         a SchemaError like any other unusable message."""
         request_id = self._request_id(record)
         keyterms, features = message.get("keyterms"), message.get("features")
@@ -228,13 +228,13 @@ class FakeDeepgram(FakeServer):
 
     async def _close_stream(self, ws: ServerConnection, record: ConnectionRecord,
                             transcriber: ListenTranscriber) -> None:
-        """deepgram.md §2.1: remaining final Results, then Metadata, then close 1000."""
+        """docs/providers/deepgram.md §2.1: remaining final Results, then Metadata, then close 1000."""
         await self._send_all(ws, record, transcriber.close_stream())
         record.closed_by = "client"
         await ws.close(1000)
 
     async def _planned_close(self, ws: ServerConnection, record: ConnectionRecord, *, closed_by: str) -> None:
-        """The NET-0001 close: Metadata, then 1011 with the verbatim reason (deepgram.md §4)."""
+        """The NET-0001 close: Metadata, then 1011 with the verbatim reason (docs/providers/deepgram.md §4)."""
         transcriber: ListenTranscriber = record.extra["transcriber"]
         await self._send_all(ws, record, [transcriber.metadata()])
         record.closed_by = closed_by  # type: ignore[assignment]

@@ -1,5 +1,5 @@
 """Deepgram `/v1/listen` wire pieces for the fake server, with no I/O: query parsing, credentials,
-audio decoding and the server messages (protocols/deepgram.md §1-4).
+audio decoding and the server messages (docs/providers/deepgram.md §1-4).
 
 Invariant: every time value here is STREAM time (seconds of audio received, per channel), so the
 same audio yields the same messages however fast it is sent.
@@ -19,16 +19,16 @@ import numpy as np
 from audio.g711 import alaw_decode, ulaw_decode
 from providers.fakes.common import DialectRecognizer, PartialWords, SpeechStart, Utterance
 
-# deepgram.md §4: the one close reason confirmed verbatim (NET-0001, idle stream).
+# docs/providers/deepgram.md §4: the one close reason confirmed verbatim (NET-0001, idle stream).
 NET0001_REASON = (
     "Deepgram did not receive audio data or a text message within the timeout window. "
     "See https://dpgr.am/net0001"
 )
-# deepgram.md §4: DATA-0000 (close 1008); the exact wording is [unsure], the pattern is documented.
+# docs/providers/deepgram.md §4: DATA-0000 (close 1008); the exact wording is [unsure], the pattern is documented.
 DATA0000_REASON = "Deepgram failed to process the audio: the payload could not be decoded. See https://dpgr.am/data0000"
 INVALID_CREDENTIALS = "Invalid credentials."
 
-# deepgram.md §1: encodings the real service knows; the fake decodes the raw telephony/PCM ones.
+# docs/providers/deepgram.md §1: encodings the real service knows; the fake decodes the raw telephony/PCM ones.
 KNOWN_ENCODINGS = ("linear16", "linear32", "flac", "alaw", "mulaw", "amr-nb", "amr-wb", "opus", "ogg-opus",
                    "speex", "g729")
 DECODED_ENCODINGS = ("linear16", "mulaw", "alaw")
@@ -57,7 +57,7 @@ class ListenParams:
     channels: int = 1
     multichannel: bool = False
     interim_results: bool = False
-    endpointing_ms: int | None = 10  # deepgram.md §1: default 10 ms
+    endpointing_ms: int | None = 10  # docs/providers/deepgram.md §1: default 10 ms
     utterance_end_ms: int | None = None
     vad_events: bool = False
     punctuate: bool = False
@@ -91,7 +91,7 @@ def parse_listen_query(query: dict[str, str], keyterms: tuple[str, ...] = ()) ->
     """Validate the query like the real service: bad values → ListenQueryError (HTTP 400).
 
     Parameter names the fake does not know are ignored, as the real service appears to do
-    (deepgram.md §1 lists many more; a misspelt name does not fail the upgrade there either)."""
+    (docs/providers/deepgram.md §1 lists many more; a misspelt name does not fail the upgrade there either)."""
     model = query.get("model", "base")
     if not any(model == fam or model.startswith(fam + "-") for fam in _MODEL_FAMILIES):
         raise ListenQueryError(f"No such model/language/tier combination found: model '{model}'.")
@@ -119,7 +119,7 @@ def parse_listen_query(query: dict[str, str], keyterms: tuple[str, ...] = ()) ->
         endpointing = _int(query, "endpointing", 0, 60_000)
     utterance_end = _int(query, "utterance_end_ms", 1, 60_000)
     if utterance_end is not None and not interim:
-        # deepgram.md §1: UtteranceEnd requires interim_results=true; the fake is strict about it.
+        # docs/providers/deepgram.md §1: UtteranceEnd requires interim_results=true; the fake is strict about it.
         raise ListenQueryError("'utterance_end_ms' requires 'interim_results=true'.")
     return ListenParams(
         model=model, language=language, encoding=encoding, sample_rate_hz=sample_rate, channels=channels,
@@ -130,7 +130,7 @@ def parse_listen_query(query: dict[str, str], keyterms: tuple[str, ...] = ()) ->
 
 
 def credential_from(headers: dict[str, str], offered_subprotocols: list[str]) -> str | None:
-    """The key or token a client presents (deepgram.md §1 Authentication), or None.
+    """The key or token a client presents (docs/providers/deepgram.md §1 Authentication), or None.
 
     `Authorization: Token <key>` / `Bearer <jwt>`, or `Sec-WebSocket-Protocol: token, <key>`
     (`bearer, <jwt>`). A bare `Authorization: <key>` without the scheme is rejected (401) like the
@@ -174,7 +174,7 @@ class ListenAudioDecoder:
 
     Carries partial samples/frames across chunks (any chunk size is legal on the wire); several
     channels are averaged into one (the fake transcribes one mixed channel). With no `encoding` the
-    first bytes must be a PCM16 WAV header (containerised audio, deepgram.md §1), otherwise the audio
+    first bytes must be a PCM16 WAV header (containerised audio, docs/providers/deepgram.md §1), otherwise the audio
     cannot be decoded and `feed` raises ValueError (the server closes 1008 DATA-0000)."""
 
     def __init__(self, params: ListenParams) -> None:
@@ -239,7 +239,7 @@ def _parse_wav_header(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-# -- server messages (deepgram.md §2.2, §3) ---------------------------------------------------
+# -- server messages (docs/providers/deepgram.md §2.2, §3) ---------------------------------------------------
 def _t(seconds: float) -> float:
     """Times on the wire are rounded to the millisecond, like the real service's."""
     return round(seconds, 3)
@@ -276,7 +276,7 @@ def utterance_end_message(last_word_end_s: float, channel_index: list[int]) -> d
 
 def metadata_message(*, request_id: str, duration_s: float, channels: int, model: ModelInfo | None,
                      created: datetime | None = None) -> dict[str, Any]:
-    """Session summary; `models`/`model_info` only when audio was processed (deepgram.md §2.2)."""
+    """Session summary; `models`/`model_info` only when audio was processed (docs/providers/deepgram.md §2.2)."""
     created = created or datetime.now(UTC)
     msg: dict[str, Any] = {
         "type": "Metadata", "transaction_key": "deprecated", "request_id": request_id, "sha256": "incomplete",
@@ -290,7 +290,7 @@ def metadata_message(*, request_id: str, duration_s: float, channels: int, model
 
 
 def schema_error_message(original: str, description: str) -> dict[str, Any]:
-    """deepgram.md §2.2: an unparseable client text message → in-band `Error` (SchemaError)."""
+    """docs/providers/deepgram.md §2.2: an unparseable client text message → in-band `Error` (SchemaError)."""
     return {"type": "Error", "variant": "SchemaError", "description": description, "message": original}
 
 

@@ -1,11 +1,11 @@
 """Fake Gemini Live server (BidiGenerateContent over WebSocket) speaking the DTMF dialect.
 
-Wire reference: /work/shared/protocols/gemini-live.md (its fake-server checklist is implemented here and
+Wire reference: docs/providers/gemini.md (its fake-server checklist is implemented here and
 in gemini_wire.py). Behaviour, per connection:
 - Handshake: any `{version}` on the BidiGenerateContent / ...Constrained path (else HTTP 404); a key from
   `?key=`, `x-goog-api-key`, `?access_token=` or `Authorization: Token|Bearer`. No credential at all →
   HTTP 403 (Google's "unregistered callers" error). A wrong key is let through the upgrade and closed with
-  1007 `API key not valid. Please pass a valid API key.` right after `setup` arrives (gemini-live.md §4).
+  1007 `API key not valid. Please pass a valid API key.` right after `setup` arrives (docs/providers/gemini.md §4).
 - `setup` first (else 1007); unknown model → 1008 with the documented reason; `setupComplete` is the
   first server message (pretty-printed, binary frame, like the real server). With `sessionResumption`
   the server sends `sessionResumptionUpdate {newHandle, resumable: true}` once after setupComplete and
@@ -88,7 +88,7 @@ from providers.fakes.gemini_wire import (
 
 log = logging.getLogger("providers.fakes.gemini")
 
-# Live-capable model names (gemini-live.md §1 "Models"); anything else is "not found".
+# Live-capable model names (docs/providers/gemini.md §1 "Models"); anything else is "not found".
 LIVE_MODEL_RE = re.compile(r"^models/gemini-[a-z0-9.-]*(live|native-audio|audio-dialog)[a-z0-9.-]*$")
 GOAWAY_CLOSE = (1008, "Connection aborted because the client failed to close the connection after "
                       "receiving a GoAway signal once the session duration expired")

@@ -1,6 +1,6 @@
 """Gemini Live wire details for the fake server: lenient parsing of client JSON, strict camelCase output.
 
-Invariants (protocols/gemini-live.md §1 "Field naming and encoding"): input keys may be camelCase or
+Invariants (docs/providers/gemini.md §1 "Field naming and encoding"): input keys may be camelCase or
 snake_case at any depth and are normalised to snake_case here; bytes may use either base64 alphabet,
 with or without padding; output is lowerCamelCase, standard base64, Duration strings like "5s", and is
 sent as UTF-8 JSON in *binary* frames. No I/O in this module.
@@ -25,7 +25,7 @@ OUTPUT_RATE_HZ = 24000
 INPUT_NATIVE_RATE_HZ = 16000
 AUDIO_TOKENS_PER_S = 25  # Gemini counts 25 tokens per second of audio
 
-# Close reasons (protocols/gemini-live.md §4), code first.
+# Close reasons (docs/providers/gemini.md §4), code first.
 INVALID_ARGUMENT = (1007, "Request contains an invalid argument.")
 BAD_KEY = (1007, "API key not valid. Please pass a valid API key.")
 SESSION_NOT_FOUND = (1008, "BidiGenerateContent session not found")
@@ -40,7 +40,7 @@ _CAMEL_HUMP = re.compile(r"(?<=[a-z0-9])([A-Z])")
 
 def fit_reason(text: str) -> str:
     """A close reason fits in 123 bytes (RFC 6455 §5.5: control frame payload ≤ 125, minus the code),
-    so Google's longer messages arrive cut (gemini-live.md §4 shows them ending in "...")."""
+    so Google's longer messages arrive cut (docs/providers/gemini.md §4 shows them ending in "...")."""
     return text.encode()[:123].decode(errors="ignore")
 
 

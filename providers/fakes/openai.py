@@ -1,6 +1,6 @@
 """Fake OpenAI Realtime server (GA interface) speaking the DTMF dialect.
 
-Wire reference: /work/shared/protocols/openai-realtime.md (section numbers below refer to it).
+Wire reference: docs/providers/openai.md (section numbers below refer to it).
 Invariants: every server event is a GA event that validates against the openai SDK's models; all timing
 decisions (VAD, barge-in, "is the reply still playing") use input stream time, so a client streaming
 faster than real time gets the same events; one connection is served by one `RealtimeConnection`, whose

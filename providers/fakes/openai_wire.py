@@ -3,7 +3,7 @@ validation, audio formats, error and response builders, and the fake's speech (i
 committed buffer, rendering a reply as DTMF tones or a parrot echo). Pure functions, no I/O.
 
 Invariant: every dict built here validates against the openai SDK's pydantic model for its event `type`
-(tests/fakes/test_sdk_openai.py checks it). Wire reference: /work/shared/protocols/openai-realtime.md.
+(tests/fakes/test_sdk_openai.py checks it). Wire reference: docs/providers/openai.md.
 """
 
 from __future__ import annotations

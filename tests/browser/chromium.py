@@ -1,5 +1,5 @@
 """Debian's `chromium`, driven headless by Playwright from PyPI (never `playwright install`), with a
-fake microphone that plays a WAV once. Flags as verified in protocols/sdk-clients.md "Also verified".
+fake microphone that plays a WAV once. Flags as verified in docs/fakes.md "Also verified".
 
 Every page opened through `BrowserSession.open` records uncaught script errors, console errors and
 the frames of its WebSockets, so a test can assert what the page sent and received on the wire.

@@ -1,7 +1,7 @@
 """The operator console (GET /console) in a real headless chromium, against a gateway with an admin
 token: a live call placed from the demo page (fake microphone: "1397#") is switched to another
 provider from the console's dropdown, and a forced-open breaker is reset with its button
-(design.md §3). Screenshots: test-artifacts/console*.png, test-artifacts/demo-page-switched.png.
+(docs/protocol.md). Screenshots: test-artifacts/console*.png, test-artifacts/demo-page-switched.png.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ async def test_console_resets_an_open_circuit(browser: BrowserSession) -> None:
     async with Gateway(admin_token=ADMIN_TOKEN) as gw:
         assert gw.runtime is not None
         breaker = gw.runtime.breakers.get("openai")
-        breaker.force_open("auth")  # what a rejected API key does (design.md §5): stays OPEN until reset
+        breaker.force_open("auth")  # what a rejected API key does (docs/architecture.md): stays OPEN until reset
 
         console = await browser.open(gw.http + "/console")
         await sign_in(console, "not-the-admin-token")

@@ -1,6 +1,6 @@
 """The demo page (GET /) in a real headless chromium whose fake microphone plays
 fixtures/dtmf_browser_48k.wav ("1397#"): the page captures at the context rate, downsamples to
-PCM16 16 kHz in its AudioWorklet and streams binary frames to WS /v1/voice (design.md §4); the
+PCM16 16 kHz in its AudioWorklet and streams binary frames to WS /v1/voice (docs/protocol.md); the
 fake provider recognises the digits, and the page shows the transcript, the events and plays the
 reply. Screenshots: test-artifacts/demo-page*.png.
 """
@@ -69,7 +69,7 @@ async def test_demo_page_streams_the_microphone_and_shows_transcript_events_and_
             await expect(page.locator("#provider-note")).to_have_text("(transcripts only: no spoken reply)")
         await save_screenshot(page, SCREENSHOT[provider])
 
-        # On the wire: session.start first (design.md §4), then 20 ms PCM16 16 kHz binary frames only.
+        # On the wire: session.start first (docs/protocol.md), then 20 ms PCM16 16 kHz binary frames only.
         sent = browser.log(page).sockets[0].sent
         first = json.loads(sent[0])
         assert first["type"] == "session.start" and first["provider"] == provider
@@ -99,7 +99,7 @@ async def test_demo_page_needs_the_client_token_when_the_gateway_requires_one(br
 
         await start_call(page, "gemini", token=token)
         await expect(page.locator('#transcript p.final[data-role="user"]')).to_have_text([DIGITS], timeout=8000)
-        # the token rides as a subprotocol value; the gateway echoes only voice-gateway.v1 (design.md §3)
+        # the token rides as a subprotocol value; the gateway echoes only voice-gateway.v1 (docs/protocol.md)
         assert await page.evaluate("window.vg.protocol") == "voice-gateway.v1"
         assert browser.log(page).page_errors == []
 

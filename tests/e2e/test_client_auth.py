@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import websockets
@@ -16,7 +17,7 @@ STATIC = "static-client-token-4f9a8b7c"
 SECRET = "signing-secret-for-tests-0123456789"
 
 
-async def refused(url: str, **kw) -> int:  # noqa: ANN003
+async def refused(url: str, **kw: Any) -> int:
     with pytest.raises(websockets.InvalidStatus) as e:
         async with websockets.connect(url, **kw):
             pass

@@ -1,4 +1,4 @@
-"""Per-connection ceilings on the native endpoint, over real sockets (design.md §3)."""
+"""Per-connection ceilings on the native endpoint, over real sockets (docs/protocol.md)."""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ answer with digits, which we decode from what the caller received.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import websockets
 
@@ -14,7 +16,13 @@ from audio.dtmf import detect_dtmf
 from audio.formats import MULAW_8K, PCM16_16K
 from audio.g711 import ulaw_decode
 from tests.harness import Gateway, dtmf_utterance
-from tests.telephony_clients import FakeTelnyxCaller, FakeTwilioCaller, FakeVonageCaller, sign_twilio
+from tests.telephony_clients import (
+    FakeCaller,
+    FakeTelnyxCaller,
+    FakeTwilioCaller,
+    FakeVonageCaller,
+    sign_twilio,
+)
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -27,7 +35,8 @@ def digits_in_pcm16k(audio: bytes) -> str:
     return "".join(d.digit for d in detect_dtmf(audio, 16000))
 
 
-async def converse(caller, expected: str, decode=digits_in_mulaw, *, max_s: float = 10.0) -> str:  # noqa: ANN001
+async def converse(caller: FakeCaller, expected: str, decode: Callable[[bytes], str] = digits_in_mulaw, *,
+                   max_s: float = 10.0) -> str:
     """Keep the line open (200 ms of silence at a time, so stream time moves) until the caller has
     received a reply that decodes to `expected`, or `max_s` of wall time passed."""
     import asyncio
@@ -68,7 +77,7 @@ async def test_twilio_call_round_trip(provider: str) -> None:
         await _until(lambda: not gw.runtime.sessions)
 
 
-async def _until(cond, timeout: float = 3.0) -> None:  # noqa: ANN001
+async def _until(cond: Callable[[], bool], timeout: float = 3.0) -> None:
     import asyncio
 
     async with asyncio.timeout(timeout):

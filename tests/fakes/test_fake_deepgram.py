@@ -1,6 +1,6 @@
 """The fake Deepgram `/v1/listen` server, driven by a raw websockets client on 127.0.0.1: handshake and
 auth, query validation, the DTMF dialect's Results/SpeechStarted/UtteranceEnd, control messages, the
-idle close, bad input and faults (protocols/deepgram.md §1-4)."""
+idle close, bad input and faults (docs/providers/deepgram.md §1-4)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from providers.fakes.common import Fault, FaultScript
 from providers.fakes.deepgram import FakeDeepgram
 
 KEY = "dg-test-key"
-# deepgram.md §4: the real NET-0001 close reason, verbatim.
+# docs/providers/deepgram.md §4: the real NET-0001 close reason, verbatim.
 NET0001_REASON = ("Deepgram did not receive audio data or a text message within the timeout window. "
                   "See https://dpgr.am/net0001")
 BASE = {"model": "nova-3", "encoding": "linear16", "sample_rate": "16000"}

@@ -1,5 +1,5 @@
 """The fake Gemini Live server, driven by a raw websockets client speaking the wire protocol
-(protocols/gemini-live.md). Every server frame is checked to be binary JSON that validates strictly as
+(docs/providers/gemini.md). Every server frame is checked to be binary JSON that validates strictly as
 the official SDK's LiveServerMessage."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Fidelity: the official deepgram-sdk (7.x) streams to the fake `/v1/listen` and every message it gets
-validates as the SDK's own pydantic model for its `type` (protocols/sdk-clients.md, deepgram.md §2-3)."""
+validates as the SDK's own pydantic model for its `type` (docs/fakes.md, docs/providers/deepgram.md §2-3)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from providers.fakes.deepgram import FakeDeepgram
 KEY = "dg-sdk-key"
 MODELS = {"Results": ListenV1Results, "Metadata": ListenV1Metadata, "SpeechStarted": ListenV1SpeechStarted,
           "UtteranceEnd": ListenV1UtteranceEnd, "Error": ListenV1Error, "ConfigureSuccess": ListenV1ConfigureSuccess}
-# Keys the SDK models do not declare but the real service sends (deepgram.md §2.2: Metadata after audio).
+# Keys the SDK models do not declare but the real service sends (docs/providers/deepgram.md §2.2: Metadata after audio).
 ALLOWED_EXTRAS = {"Metadata": {"models", "model_info"}}
 
 

@@ -13,7 +13,7 @@ import groq
 import openai
 
 from tests.chains.harness import CHAIN_KEYS, DTMF_WAV, FIXTURES
-from tests.chains.test_sdk_fidelity import NO_RETRY, deepgram_client
+from tests.chains.test_chain_sdk_fidelity import NO_RETRY, deepgram_client
 
 REPO = Path(__file__).resolve().parents[2]
 WAV = str(FIXTURES / "dtmf_159hash_16k.wav")
