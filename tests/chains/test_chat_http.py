@@ -259,3 +259,20 @@ async def test_chat_endpoints_take_the_client_auth_of_the_transcription_endpoint
             async with http.post(gw.http + "/api/v1/reason", json={"prompt": "What is 1+1?"}) as res:
                 assert res.status == 401
         assert gw.hits("minimax") == 1
+
+
+async def test_limits_and_hygiene_413_before_any_provider_and_no_prompt_in_logs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    marker = "zebra-7731-secret-prompt"
+    async with ChatGateway() as gw:
+        async with aiohttp.ClientSession() as http:
+            big = b'{"model": "reasoning", "messages": [{"role": "user", "content": "' + b"x" * (26 * 1024 * 1024) + b'"}]}'
+            async with http.post(gw.http + "/v1/chat/completions", data=big,
+                                 headers={"Content-Type": "application/json"}) as res:
+                assert res.status == 413 and (await res.json())["error"]["code"] == "payload_too_large"
+            async with http.post(gw.http + "/api/v1/reason", json={"prompt": f"What is 2+2? {marker}",
+                                                                    "context": marker}) as res:
+                assert res.status == 200 and (await res.json())["text"] == "4"
+        assert gw.hits("minimax") == 1 and gw.hits("openrouter") == 0
+    assert not [r for r in caplog.records if marker in r.getMessage() or marker in str(getattr(r, "vg_fields", ""))]
