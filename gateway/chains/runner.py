@@ -283,8 +283,8 @@ class ChainRunner:
                     first, ended = decoder.finish(), True
                     break
                 first = decoder.feed(data)
-                if (error := getattr(decoder, "error", None)) is not None:
-                    opened.close()
+                if not first and (error := getattr(decoder, "error", None)) is not None:
+                    opened.close()  # an error before any answer (events decoded with it still commit)
                     return error
         except BaseException:
             opened.close()
@@ -394,6 +394,8 @@ class ChainStream:
         try:
             for event in c.first:
                 yield event
+            if getattr(decoder, "error", None) is not None:  # an error event right behind the first ones
+                raise ExchangeFailed("error event")
             if not c.ended:
                 async for data in c.chunks:
                     for event in decoder.feed(data):
