@@ -6,8 +6,10 @@ fakes started for simulated providers) unless a test passes one in.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -40,7 +42,7 @@ async def readyz(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     body = rt.readiness()
     body["chains"] = request.app.state.chains.readiness()
-    return JSONResponse(body, status_code=503 if rt.draining else 200)
+    return JSONResponse(body, status_code=200 if rt.ready else 503)
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -64,7 +66,14 @@ async def static_file(request: Request) -> Response:
     return FileResponse(path)
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:
+def _on_sighup(rt: Runtime) -> None:
+    """SIGHUP: re-read the *_API_KEY_FILE keys now (key rotation, deploy/RUNBOOK.md)."""
+    with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):  # not the main thread / no signals
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, rt.reload_keys, "sighup")
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
+               handle_sighup: bool = False) -> Starlette:
     settings = settings or (runtime.settings if runtime else load_settings())
 
     @contextlib.asynccontextmanager
@@ -74,6 +83,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.chains = ChainService(settings, clock=rt.clock, ledger=rt.costs)
         if not rt.endpoints:
             await rt.start()
+        if handle_sighup:
+            _on_sighup(rt)
         modes = {n: ("simulated" if e.simulated else "live") for n, e in rt.endpoints.items()}
         log_event(log, logging.INFO, "gateway.ready", "gateway ready: " + ", ".join(
             f"{n}={m}" for n, m in modes.items()), providers=modes)

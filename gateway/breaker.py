@@ -39,6 +39,11 @@ class BreakerState(IntEnum):
     HALF_OPEN = 1
     OPEN = 2
 
+    @property
+    def label(self) -> str:
+        """The metric label value the audit's PromQL uses: closed / half_open / open."""
+        return self.name.lower()
+
 
 # Natural moves. Operator `reset` may go anywhere → CLOSED and `force` anywhere → OPEN.
 TRANSITIONS: dict[BreakerState, frozenset[BreakerState]] = {
@@ -250,20 +255,24 @@ class CircuitBreaker:
             return
         self._successes += 1
         if self._state is BreakerState.HALF_OPEN and self._successes >= self.policy.success_threshold:
+            successes = self._successes
             self._move(BreakerState.CLOSED, "natural", "breaker.closed", logging.INFO,
                        f"Circuit breaker '{self.name}' recovered. "
-                       f"Transitioning to CLOSED after {self._successes} successes.")
+                       f"Transitioning to CLOSED after {successes} successes.",
+                       consecutive_successes=successes, threshold=self.policy.success_threshold)
 
     def _on_failure(self, error_type: str) -> None:
         if self._state is BreakerState.CLOSED:
             self._failures += 1
             if self._failures >= self.policy.failure_threshold:
-                self._move(BreakerState.OPEN, "natural", "breaker.opened", logging.WARNING,
+                failures = self._failures
+                self._move(BreakerState.OPEN, "natural", "breaker.opened", logging.ERROR,
                            f"Circuit breaker '{self.name}' failure threshold reached "
-                           f"({self._failures} failures). Opening circuit.",
-                           reason="failure_threshold", error_type=error_type)
+                           f"({failures} failures). Opening circuit.",
+                           reason="failure_threshold", error_type=error_type,
+                           consecutive_failures=failures, threshold=self.policy.failure_threshold)
         elif self._state is BreakerState.HALF_OPEN:
-            self._move(BreakerState.OPEN, "natural", "breaker.reopened", logging.WARNING,
+            self._move(BreakerState.OPEN, "natural", "breaker.reopened", logging.ERROR,
                        f"Circuit breaker '{self.name}' failed in HALF_OPEN. Reopening circuit.",
                        reason="half_open_failure", error_type=error_type)
 
@@ -307,7 +316,7 @@ class CircuitBreaker:
             self._opened_at, self.opened_reason, self.closed_since = None, None, now
         metrics.circuit_breaker_state.labels(**self._labels).set(int(dst))
         metrics.circuit_breaker_state_transitions.labels(
-            **self._labels, from_state=src.name, to_state=dst.name).inc()
+            **self._labels, from_state=src.label, to_state=dst.label).inc()
         extra: dict[str, Any] = {"reason": reason} if reason else {}
         log_event(logger, level, event, message, provider=self.provider, breaker=self.name,
                   from_state=src.name, to_state=dst.name, **extra, **fields)

@@ -65,10 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     f.add_argument("--faults", metavar="SPEC", help="faults to inject per connection, e.g. "
                    "'1:drop,audio_bytes=16000;2:refuse,status=503' (grammar below)")
+    f.add_argument("--speech", action="store_true",
+                   help="recognise plain English speech and answer in synthesized speech (PocketSphinx, "
+                        "eSpeak NG, offline) instead of echoing it")
     f.add_argument("--seed", type=int, default=0, help="seed for random faults (p=)")
     f.add_argument("--rest-faults", metavar="SPEC", help="HTTP faults of the REST side (openai/deepgram; groq "
-                   "takes them as --faults), by request number, e.g. '1:status,status=429;2-4:status,status=503' "
-                   "(grammar: providers/fakes/rest_common.py, docs/chains.md)")
+                   "takes them as --faults) by request number: REQ:KIND[,key=value] with REQ N, N-M or *, KIND "
+                   "status (status=400..599, retry_after=S), delay (ms=N), stall, malformed or reset; e.g. "
+                   "'1:status,status=429,retry_after=2;2-4:status,status=503' (docs/chains.md)")
     f.set_defaults(func=lambda args: __import__("providers.fakes.rest_cli", fromlist=["_"]).run(args))
 
     t = sub.add_parser("token", help="mint a short-lived client token signed with VG_CLIENT_TOKEN_SECRET")

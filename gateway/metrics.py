@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from gateway import __version__
+from providers.registry import BREAKER_NAMES
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -140,6 +141,10 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
 ERROR_TYPES = ("timeout", "auth", "rate_limit", "server", "protocol", "network")
 SWITCH_REASONS = ("circuit_open", "reconnect_failed", "operator", "client", "fatal_error", "return_to_primary")
 CLIENTS = ("native", "twilio", "telnyx", "vonage")
+BREAKER_STATUSES = ("attempted", "success", "failure", "rejected")
+# every move a breaker can make (natural, operator reset, forced open), as metric labels
+BREAKER_TRANSITIONS = (("closed", "open"), ("open", "half_open"), ("half_open", "closed"), ("half_open", "open"),
+                       ("open", "closed"))
 
 
 def initialize(providers: tuple[str, ...] | list[str]) -> None:
@@ -161,6 +166,14 @@ def initialize(providers: tuple[str, ...] | list[str]) -> None:
                     voice_gateway_provider_switches.labels(p, q, reason)
     for c in CLIENTS:
         voice_gateway_sessions_active.labels(c)
+    for p in providers:
+        labels = {"name": BREAKER_NAMES.get(p, f"{p}_provider"), "provider": p}
+        for status in BREAKER_STATUSES:
+            circuit_breaker_calls.labels(**labels, status=status)
+        for status in ("success", "failure"):
+            circuit_breaker_call_duration_seconds.labels(**labels, status=status)
+        for src, dst in BREAKER_TRANSITIONS:
+            circuit_breaker_state_transitions.labels(**labels, from_state=src, to_state=dst)
 
 
 def initialize_chain(chain: str, providers: tuple[str, ...] | list[str], endpoint: str,
@@ -180,3 +193,11 @@ def initialize_chain(chain: str, providers: tuple[str, ...] | list[str], endpoin
                 voice_gateway_chain_fallbacks.labels(chain, p, q)
     for r in results:
         voice_gateway_chain_runs.labels(chain, r)
+    for p in providers:  # the chain's breakers, named <provider>_<chain>
+        labels = {"name": f"{p}_{chain}", "provider": p}
+        for status in BREAKER_STATUSES:
+            circuit_breaker_calls.labels(**labels, status=status)
+        for status in ("success", "failure"):
+            circuit_breaker_call_duration_seconds.labels(**labels, status=status)
+        for src, dst in BREAKER_TRANSITIONS:
+            circuit_breaker_state_transitions.labels(**labels, from_state=src, to_state=dst)

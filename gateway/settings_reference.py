@@ -66,6 +66,16 @@ SETTINGS: tuple[Setting, ...] = (
             "failures (a rejected key) also log their stack.", lambda s: s.log_level),
     Setting("VG_LOG_FORMAT", "Server", "`json` (one object per line, for containers) or `console` "
             "(readable lines for a terminal).", lambda s: s.log_format),
+    Setting("VG_SIMULATED_SPEECH", "Server", "`on` or `off`. On: simulated providers recognise plain English "
+            "speech offline (PocketSphinx) and answer in synthesized speech (eSpeak NG); off: they echo it "
+            "back. Keypad (DTMF) tones work either way (docs/demo.md).",
+            lambda s: "on" if s.simulated_speech else "off"),
+    Setting("VG_ENV", "Server", "`development`, `staging` or `production`: stamped on every log line "
+            "(`env`) and on `voice_gateway_build_info`; in `production` a provider without a key (simulated) "
+            "makes `/readyz` answer 503 and `serve` says why.", lambda s: s.environment),
+    Setting("VG_KEY_WATCH_INTERVAL_S", "Server", "How often the `*_API_KEY_FILE` files are checked for a "
+            "rotated key; the next provider connection uses it, live calls keep theirs. `SIGHUP` re-reads "
+            "them at once (`deploy/RUNBOOK.md#key-rotation`).", lambda s: s.key_watch_interval_s),
     Setting("VG_CLIENT_TOKENS", "Clients", "Comma-separated static client tokens (may switch providers).",
             secret=False),
     Setting("VG_CLIENT_TOKEN_SECRET", "Clients", "HMAC secret for short-lived signed client tokens "
