@@ -22,11 +22,12 @@ $(RUN_STAMP): pyproject.toml | $(BIN)/python
 	touch $(RUN_STAMP)
 
 # System tools the suite drives for real: chromium (browser tests), promtool/prometheus (alert rules),
-# espeak-ng/sox (fixture regeneration only). Installed when missing and we are root.
+# redis-server (fleet mode tests), espeak-ng/sox (fixture regeneration only). Installed when missing and we are root.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing system packages:$$missing"; \

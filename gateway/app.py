@@ -27,6 +27,8 @@ from gateway.chains.service import ChainService
 from gateway.clients.native import native_endpoint
 from gateway.clients.telephony import telephony_endpoint
 from gateway.config import Settings, load_settings
+from gateway.fleet import admin_api as fleet_admin
+from gateway.fleet.controls import OperatorControls
 from gateway.logs import log_event
 from gateway.runtime import Runtime
 
@@ -83,6 +85,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.chains = ChainService(settings, clock=rt.clock, ledger=rt.costs)
         if not rt.endpoints:
             await rt.start()
+        app.state.controls = OperatorControls(rt)
+        app.state.fleet = None
+        if settings.fleet.enabled:  # VG_REDIS_URL: fleet mode (docs/fleet.md)
+            from gateway.fleet.node import FleetNode
+
+            app.state.fleet = FleetNode(rt, settings, app.state.controls)
+            await app.state.fleet.start()
         if handle_sighup:
             _on_sighup(rt)
         modes = {n: ("simulated" if e.simulated else "live") for n, e in rt.endpoints.items()}
@@ -94,6 +103,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             await app.state.chains.stop()
             if runtime is None:
                 await rt.stop()
+            if app.state.fleet is not None:
+                await app.state.fleet.stop()
+            await app.state.controls.stop()
 
     app = Starlette(routes=[
         Route("/", demo_page),
@@ -106,6 +118,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         WebSocketRoute("/v1/twilio", telephony_endpoint("twilio")),
         WebSocketRoute("/v1/telnyx", telephony_endpoint("telnyx")),
         WebSocketRoute("/v1/vonage", telephony_endpoint("vonage")),
+        *fleet_admin.routes,
         *admin.routes,
         *chains_api.routes,
         *chat_api.routes,

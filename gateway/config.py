@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -69,6 +70,22 @@ class ProviderSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class FleetSettings:
+    """Fleet mode (docs/fleet.md): on when `redis_url` is set; otherwise one process, no Redis."""
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password: a secret
+    replica_id: str = ""  # "" = hostname-pid, filled at load time
+    replica_url: str | None = None  # how other replicas reach this one; None = http://host:port
+    ttl_s: float = 15.0  # call and replica keys expire this long after the last heartbeat
+    heartbeat_s: float = 5.0
+    forward_timeout_s: float = 5.0  # an owner that does not answer a forwarded command in time → 504
+    shared_breaker_advisories: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.redis_url is not None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
@@ -100,6 +117,7 @@ class Settings:
     simulated_speech: bool = True  # simulated providers recognise and speak English (providers/fakes/speech.py)
     environment: str = "development"  # VG_ENV: development | staging | production
     key_watch_interval_s: float = 2.0  # how often *_API_KEY_FILE is checked for a rotated key
+    fleet: FleetSettings = FleetSettings()
     chains: ChainSettings = field(default_factory=ChainSettings)  # one-shot provider chains (docs/chains.md)
 
     @property
@@ -121,6 +139,9 @@ class Settings:
                 out[f.name] = value.to_public_dict()
             elif f.name in ("reconnect", "breaker"):
                 out[f.name] = {g.name: getattr(value, g.name) for g in fields(value)}
+            elif f.name == "fleet":
+                out[f.name] = {g.name: (MASK if g.name == "redis_url" and value.redis_url else
+                                        getattr(value, g.name)) for g in fields(value)}
             else:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
@@ -307,6 +328,34 @@ def _breaker(env: _Env) -> BreakerPolicy:
         success_threshold=env.integer("VG_BREAKER_SUCCESS_THRESHOLD", 2))
 
 
+def _fleet(env: _Env) -> FleetSettings:
+    redis_url = env.secret("VG_REDIS_URL")
+    if redis_url is not None:
+        parts = urlsplit(redis_url)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ConfigError("VG_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        if parts.password:
+            register_secret(parts.password)
+    replica_url = env.raw("VG_REPLICA_URL")
+    if replica_url is not None:
+        parts = urlsplit(replica_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("VG_REPLICA_URL must be an http:// or https:// URL other replicas can reach")
+        replica_url = replica_url.rstrip("/")
+    ttl_s = env.seconds("VG_FLEET_TTL_S", 15.0)
+    heartbeat_s = env.seconds("VG_FLEET_HEARTBEAT_S", ttl_s / 3)
+    if heartbeat_s >= ttl_s:
+        raise ConfigError("VG_FLEET_HEARTBEAT_S must be shorter than VG_FLEET_TTL_S")
+    flag = (env.raw("VG_SHARED_BREAKER_ADVISORIES") or "0").lower()
+    if flag not in ("0", "1", "true", "false", "on", "off", "yes", "no"):
+        raise ConfigError(f"VG_SHARED_BREAKER_ADVISORIES must be 0 or 1, got {flag!r}")
+    return FleetSettings(
+        redis_url=redis_url, replica_id=env.raw("VG_REPLICA_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        replica_url=replica_url, ttl_s=ttl_s, heartbeat_s=heartbeat_s,
+        forward_timeout_s=env.seconds("VG_FLEET_FORWARD_TIMEOUT_S", 5.0),
+        shared_breaker_advisories=flag in ("1", "true", "on", "yes"))
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse `environ` (default os.environ) once. Raises ConfigError naming the bad variable."""
     env = _Env(os.environ if environ is None else environ)
@@ -342,6 +391,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         simulated_speech=env.parsed("VG_SIMULATED_SPEECH", True, _on_off, "on or off"),
         environment=_environment(env),
         key_watch_interval_s=env.seconds("VG_KEY_WATCH_INTERVAL_S", 2.0),
+        fleet=_fleet(env),
         chains=load_chain_settings(env, providers))
 
 
@@ -370,6 +420,9 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
+    # fleet mode (docs/fleet.md)
+    "VG_REDIS_URL", "VG_REDIS_URL_FILE", "VG_REPLICA_ID", "VG_REPLICA_URL", "VG_FLEET_TTL_S",
+    "VG_FLEET_HEARTBEAT_S", "VG_FLEET_FORWARD_TIMEOUT_S", "VG_SHARED_BREAKER_ADVISORIES",
     "VG_LOG_FORMAT", "VG_SIMULATED_SPEECH",
     "VG_ENV", "VG_KEY_WATCH_INTERVAL_S",
 }) | CHAIN_VARIABLES

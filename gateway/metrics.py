@@ -125,6 +125,22 @@ voice_gateway_cost_preservation_mode = Gauge(
 voice_gateway_state_transitions = Counter(
     "voice_gateway_state_transitions", "Moves of the link and session state machines (gateway/states.py)",
     ["machine", "from_state", "to_state"], registry=REGISTRY)
+# fleet mode and operator controls (docs/fleet.md)
+voice_gateway_fleet_registry_errors = Counter(
+    "voice_gateway_fleet_registry_errors", "Failed Redis operations of the fleet registry (calls go on)",
+    ["operation"], registry=REGISTRY)
+voice_gateway_fleet_registry_up = Gauge(
+    "voice_gateway_fleet_registry_up", "1 while the last fleet registry write succeeded (fleet mode only)",
+    registry=REGISTRY)
+voice_gateway_fleet_forwarded_commands = Counter(
+    "voice_gateway_fleet_forwarded_commands", "Admin commands forwarded to the replica holding the call",
+    ["command", "status"], registry=REGISTRY)
+voice_gateway_operator_actions = Counter(
+    "voice_gateway_operator_actions", "Audited operator actions",
+    ["action"], registry=REGISTRY)
+voice_gateway_provider_disabled = Gauge(
+    "voice_gateway_provider_disabled", "1 while an operator has disabled the provider",
+    ["provider"], registry=REGISTRY)
 voice_gateway_build = Info("voice_gateway_build", "Build information", registry=REGISTRY)
 voice_gateway_build.info({"version": __version__})
 
@@ -155,6 +171,7 @@ def initialize(providers: tuple[str, ...] | list[str]) -> None:
             ai_provider_errors.labels(p, t)
         for ok in ("true", "false"):
             ai_provider_reconnections.labels(p, ok)
+        voice_gateway_provider_disabled.labels(p)
         for series in (voice_gateway_replay_dropped_chunks, voice_gateway_replayed_chunks,
                        ai_provider_active_sessions, voice_gateway_sessions_reconnecting,
                        ai_provider_audio_chunks_sent, ai_provider_audio_chunks_received,

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway import __version__, metrics
@@ -27,6 +28,7 @@ from gateway.logs import log_event, set_environment
 from gateway.provider_socket import ProviderConnector
 from gateway.replay import ReplayBuffer
 from gateway.session_config import SessionConfig
+from gateway.states import SessionState
 from providers.base import Endpoint, ProviderAdapter
 from providers.fakes import fake_class
 from providers.registry import adapter_for, provider_entry
@@ -55,6 +57,11 @@ class LiveCall(Protocol):
     id: str
     config: SessionConfig
     replay: ReplayBuffer
+    client: str  # native / twilio / telnyx / vonage
+    started_at: float  # on the runtime's clock
+
+    @property
+    def state(self) -> SessionState: ...
 
     @property
     def provider(self) -> str | None: ...
@@ -64,6 +71,23 @@ class LiveCall(Protocol):
     async def switch(self, target: str | None, reason: SwitchReason) -> bool: ...
 
     def snapshot(self, *, detail: bool = False) -> dict[str, Any]: ...
+
+
+class UsableProviders:
+    """The providers a new link may open: configured (an endpoint) and not disabled by an operator
+    (gateway/fleet/controls.py). A live view: a disable or enable holds for the next lookup."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._rt = runtime
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._rt.endpoints and name not in self._rt.disabled_providers
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n in self._rt.endpoints if n not in self._rt.disabled_providers)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 class Runtime:
@@ -80,6 +104,13 @@ class Runtime:
         self.fakes: dict[str, FakeServer] = {}
         self.speech: OfflineSpeech | None = None  # the simulated providers' shared speech engine
         self.draining = False
+        # Operator controls (gateway/fleet/controls.py): providers no new call may start on.
+        self.disabled_providers: dict[str, dict[str, Any]] = {}
+        # Hooks for the fleet registry and operator controls: called with (session, wire event) for
+        # every non-audio event a session emits; `fleet_status` adds the registry to /readyz.
+        self.session_observers: list[Callable[[LiveCall, dict[str, Any]], None]] = []
+        self.fleet_status: Callable[[], dict[str, Any]] | None = None
+        self.usable_providers = UsableProviders(self)
         # the newest ended calls' detail snapshots, for the console (bounded: no growth over a long run)
         self.recently_ended: collections.deque[dict[str, Any]] = collections.deque(maxlen=RECENTLY_ENDED)
         self._key_files: dict[str, tuple[str, tuple[int, int, int] | None]] = {}  # provider → (path, last mtime seen)
@@ -95,6 +126,17 @@ class Runtime:
 
     def ended_session(self, session_id: str) -> dict[str, Any] | None:
         return next((s for s in self.recently_ended if s["id"] == session_id), None)
+
+    def provider_enabled(self, provider: str) -> bool:
+        """False while an operator has disabled `provider`: new calls and switches skip it."""
+        return provider not in self.disabled_providers
+
+    def notify_session_event(self, session: LiveCall, wire: dict[str, Any]) -> None:
+        for observer in self.session_observers:
+            try:
+                observer(session, wire)
+            except Exception:  # an observer's bug must never reach the call
+                log.exception("session observer failed")
 
     def adapter_class(self, provider: str) -> type[ProviderAdapter]:
         return adapter_for(provider)
@@ -223,16 +265,20 @@ class Runtime:
     def readiness(self) -> dict[str, Any]:
         simulated_in_production = production_simulated(self.settings)
         status = "draining" if self.draining else "not_ready" if simulated_in_production else "ready"
-        return {
+        body: dict[str, Any] = {
             "status": status,
             "environment": self.settings.environment,
             **({"reason": f"VG_ENV=production with simulated providers: {', '.join(simulated_in_production)}"}
                if simulated_in_production else {}),
             "providers": {
                 name: {"mode": ("simulated" if ep.simulated else "live"),
-                       "circuit": self.breakers.get(name).state.name}
+                       "circuit": self.breakers.get(name).state.name,
+                       "status": "enabled" if self.provider_enabled(name) else "disabled"}
                 for name, ep in self.endpoints.items()
             },
             "sessions": len(self.sessions),
         }
+        if self.fleet_status is not None:
+            body["fleet"] = self.fleet_status()
+        return body
 

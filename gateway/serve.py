@@ -37,6 +37,9 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         runtime.draining = True
+        fleet = getattr(runtime, "fleet", None) or getattr(getattr(self.config.app, "state", None), "fleet", None)
+        if fleet is not None:  # mark this replica draining in the fleet registry now
+            fleet.registry.poke()
         self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(runtime))
 
     async def _drain_then_exit(self, runtime: Runtime) -> None:

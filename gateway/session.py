@@ -76,7 +76,7 @@ class CallSession:
         self.started_at = runtime.clock.now()
         self.replay = ReplayBuffer(maxlen=runtime.settings.replay_buffer_chunks)
         self.failover: Failover[ProviderLink] = Failover(
-            session_id=self.id, config=config, available=runtime.endpoints, breaker=runtime.breakers.get,
+            session_id=self.id, config=config, available=runtime.usable_providers, breaker=runtime.breakers.get,
             new_link=self._new_link, clock=runtime.clock, listener=self,
             return_to_primary_after_s=runtime.settings.return_to_primary_after_s,
             retry_delay_s=self._waiting_retry_delay_s)
@@ -399,6 +399,7 @@ class CallSession:
         wire = event.to_wire(self.id, self.rt.wall_time())
         if wire["type"] != "audio.delta":
             self.recent_events.append(wire)
+            self.rt.notify_session_event(self, wire)  # fleet registry, operator controls
         await self.sink.send_json(wire)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:

@@ -128,6 +128,19 @@ SETTINGS: tuple[Setting, ...] = (
             lambda s: "off" if s.return_to_primary_after_s is None else s.return_to_primary_after_s),
     Setting("VG_DRAIN_TIMEOUT_S", "Resilience", "On SIGTERM, seconds live calls may continue before they "
             "are ended (`server_draining`).", lambda s: s.drain_timeout_s),
+    Setting("VG_REDIS_URL", "Fleet", "`redis://`, `rediss://` or `unix://` URL of the Redis the replicas "
+            "share; set: fleet mode (docs/fleet.md), unset: one process, no Redis.", secret=True),
+    Setting("VG_REPLICA_ID", "Fleet", "This replica's name in the fleet view.", "hostname-pid"),
+    Setting("VG_REPLICA_URL", "Fleet", "`http(s)://` URL where the other replicas reach this one to forward "
+            "switch/end commands for its calls.", "`http://HOST:PORT`"),
+    Setting("VG_FLEET_TTL_S", "Fleet", "Seconds a call or replica key outlives its last heartbeat (a dead "
+            "replica's calls leave the fleet view after this).", lambda s: s.fleet.ttl_s),
+    Setting("VG_FLEET_HEARTBEAT_S", "Fleet", "Seconds between registry heartbeats (shorter than the TTL).",
+            "TTL / 3"),
+    Setting("VG_FLEET_FORWARD_TIMEOUT_S", "Fleet", "Seconds a forwarded command waits for the replica holding "
+            "the call before answering 504.", lambda s: s.fleet.forward_timeout_s),
+    Setting("VG_SHARED_BREAKER_ADVISORIES", "Fleet", "`1`: a circuit that opens on one replica stops the "
+            "others starting calls on that provider until it would half-open.", "`0`"),
     # -- one-shot chains (docs/chains.md); DEEPGRAM_/OPENAI_ key and base URL are shared with live calls
     Setting("GROQ_API_KEY", "Chains", "Groq API key (transcription chain). Without a key and without a base "
             "URL Groq is *simulated* by an in-process fake.", secret=True),
@@ -184,7 +197,7 @@ SETTINGS: tuple[Setting, ...] = (
             "mode (primary providers only) at 100 % until UTC midnight or `POST /admin/costs/reset-mode`.",
             "unset (no budget)"),
 )
-GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Chains", "Costs")
+GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Fleet", "Chains", "Costs")
 
 
 def documented_names() -> set[str]:

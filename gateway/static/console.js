@@ -2,7 +2,10 @@
 // switches a call's provider (POST /admin/sessions/{id}/switch) or hangs it up (POST .../end), each after
 // a confirmation; resets breakers (POST /admin/circuits/{provider}/reset); a drawer shows one call's
 // transcript and event timeline (GET /admin/sessions/{id}, also for recently ended calls); live SVG
-// charts of calls and circuit states. The admin token lives in sessionStorage only.
+// charts of calls and circuit states. Also: every breaker at once (POST /admin/circuits/reset) and a
+// provider disabled/enabled (PATCH /admin/providers/{name}); in fleet mode the lists cover every
+// replica (docs/fleet.md) and the Replica columns say which one holds the call or breaker.
+// The admin token lives in sessionStorage only.
 // Rows are updated in place so a provider <select> the operator is using is not rebuilt under them.
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
@@ -103,7 +106,51 @@ function renderHealth(res) {
     cell(row, 0, name);
     cell(row, 1, p.mode || "?");
     cell(row, 2, p.circuit || "?", `state-${p.circuit || ""}`);
+    providerControl(row, name, p.status || "enabled");
   });
+}
+
+// -- operator controls: disable/enable a provider, reset every breaker (audited, fleet-wide) ----
+function providerControl(row, name, status) {
+  cell(row, 3, status, `status-${status}`);
+  let button = row.querySelector("button");
+  if (!button) {
+    button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.addEventListener("click", () => setProviderStatus(name, button.dataset.next, button));
+    cell(row, 4, "").appendChild(button);
+  }
+  const next = status === "disabled" ? "enabled" : "disabled";
+  button.dataset.next = next;
+  button.textContent = next === "disabled" ? "Disable" : "Enable";
+  button.setAttribute("aria-label", `${next === "disabled" ? "disable" : "enable"} ${name}`);
+}
+
+async function setProviderStatus(name, status, button) {
+  button.disabled = true;
+  try {
+    // live calls on a disabled provider move at their next turn boundary (live_calls: "switch")
+    const res = await api("PATCH", `/admin/providers/${encodeURIComponent(name)}`, { status, live_calls: "switch" });
+    if (res.ok) actionStatus(`${name} ${status}.`);
+    else actionStatus(`Refused: ${(res.data && res.data.message) || authMessage(res.status)}`, true);
+  } catch (err) {
+    actionStatus(`Failed: ${err.message || err}`, true);
+  } finally {
+    button.disabled = false;
+  }
+  poll();
+}
+
+async function resetAllCircuits() {
+  try {
+    const res = await api("POST", "/admin/circuits/reset");
+    if (res.ok) actionStatus("Every circuit breaker reset.");
+    else actionStatus(`Reset refused: ${(res.data && res.data.message) || authMessage(res.status)}`, true);
+  } catch (err) {
+    actionStatus(`Reset failed: ${err.message || err}`, true);
+  }
+  poll();
 }
 
 // -- sessions --------------------------------------------------------------------------------
@@ -212,6 +259,7 @@ function renderSessions(res) {
     cell(row, 6, s.last_event || "-");
     switchControl(row, s);
     hangUpControl(row, s);
+    cell(row, 9, s.replica || "-");
   }
   for (const gone of byId.values()) gone.remove();
   $("session-count").textContent = String(sessions.length);
@@ -381,6 +429,9 @@ function renderCircuits(res) {
     }
     button.dataset.provider = c.reset_id || c.provider;
     button.setAttribute("aria-label", `reset the ${c.reset_id || c.provider} circuit breaker`);
+    // another replica's breaker: the row's Reset acts on this replica; "Reset all" reaches every one
+    button.hidden = Boolean(c.replica && state.ready && state.ready.fleet && c.replica !== state.ready.fleet.replica);
+    cell(row, 7, c.replica ? `${c.replica}${c.advisory ? ` (advisory from ${c.advisory.source})` : ""}` : "-");
   });
 }
 
@@ -458,6 +509,7 @@ $("auth-form").addEventListener("submit", (e) => {
   sessionStorage.setItem(TOKEN_KEY, $("admin-token").value.trim());
   poll();
 });
+$("reset-all").addEventListener("click", resetAllCircuits);
 $("forget-token").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN_KEY);
   $("admin-token").value = "";
