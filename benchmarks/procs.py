@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
-_LISTENING = re.compile(r"listening on ws://[\w.]+:(\d+)")
+_LISTENING = re.compile(r"listening on (?:ws|http)s?://[\w.]+:(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 

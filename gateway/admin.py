@@ -1,5 +1,5 @@
-"""Operator API: sessions (list with the recently ended, detail, switch, end) and circuits (list, reset).
-Bearer VG_ADMIN_TOKEN."""
+"""Operator API: sessions (list with the recently ended, detail, switch, end), circuits (list, reset) and
+costs (report, reset-mode). Bearer VG_ADMIN_TOKEN."""
 
 from __future__ import annotations
 
@@ -115,6 +115,22 @@ async def reset_circuit(request: Request) -> JSONResponse:
     return JSONResponse({"ok": True, "circuit": b.snapshot()})
 
 
+async def costs(request: Request) -> JSONResponse:
+    """The cost ledger (docs/costs.md): today and the last 7 days, the budget and its mode."""
+    if (denied := _guard(request)) is not None:
+        return denied
+    return JSONResponse(request.app.state.runtime.costs.report())
+
+
+async def reset_cost_mode(request: Request) -> JSONResponse:
+    """End cost preservation mode for the rest of the UTC day."""
+    if (denied := _guard(request)) is not None:
+        return denied
+    ledger = request.app.state.runtime.costs
+    was_on = ledger.reset_mode()
+    return JSONResponse({"ok": True, "was_cost_preservation": was_on, "budget": ledger.budget_dict()})
+
+
 routes = [
     Route("/admin/sessions", list_sessions),
     Route("/admin/sessions/{sid}", session_detail),
@@ -122,4 +138,6 @@ routes = [
     Route("/admin/sessions/{sid}/end", end_session, methods=["POST"]),
     Route("/admin/circuits", list_circuits),
     Route("/admin/circuits/{provider}/reset", reset_circuit, methods=["POST"]),
+    Route("/admin/costs", costs),
+    Route("/admin/costs/reset-mode", reset_cost_mode, methods=["POST"]),
 ]

@@ -21,6 +21,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from gateway import admin, metrics
 from gateway.auth import AdminAuth, ClientAuth
+from gateway.chains import chat_api
 from gateway.chains import http_api as chains_api
 from gateway.chains.service import ChainService
 from gateway.clients.native import native_endpoint
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = runtime or Runtime(settings)
         app.state.runtime = rt
-        app.state.chains = ChainService(settings, clock=rt.clock)
+        app.state.chains = ChainService(settings, clock=rt.clock, ledger=rt.costs)
         if not rt.endpoints:
             await rt.start()
         app.state.controls = OperatorControls(rt)
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         *fleet_admin.routes,
         *admin.routes,
         *chains_api.routes,
+        *chat_api.routes,
     ], lifespan=lifespan)
     app.state.settings = settings
     app.state.client_auth = ClientAuth(frozenset(settings.client_tokens), settings.client_token_secret,

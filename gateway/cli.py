@@ -48,13 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ssl-keyfile", metavar="PEM", help="private key for --ssl-certfile")
     s.set_defaults(func=_serve)
 
-    names = [*__import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES, "groq"]
+    names = [*__import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES, "groq", "minimax", "openrouter",
+             "anthropic"]
     spelled = "|".join(name.replace("_", "-") for name in names)  # openai-live, as on a command line
     f = sub.add_parser("fake-provider", help=f"run one fake provider server ({spelled})",
                        description="Run one fake provider on its real URL paths; the official SDKs "
                                    "connect to it. It speaks the DTMF dialect: digits in the audio are words.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=FAULTS_HELP)
-    # groq: REST only (the transcription chain); openai/deepgram also serve their REST API on the same port
+    # groq, minimax, openrouter, anthropic: REST only (the chains); openai/deepgram also serve their REST API
+    # on the same port
     f.add_argument("provider", choices=names, metavar=f"{{{spelled}}}", type=lambda name: name.replace("-", "_"),
                    help="which provider to imitate")
     f.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")

@@ -112,6 +112,16 @@ voice_gateway_chain_runs = Counter(
 voice_gateway_chain_cost_usd = Counter(
     "voice_gateway_chain_cost_usd", "Estimated provider cost of answered chain requests, USD",
     ["chain", "provider"], registry=REGISTRY)
+# -- the cost ledger and daily budget (docs/costs.md) -------------------------------------------------
+voice_gateway_cost_usd = Counter(
+    "voice_gateway_cost_usd", "Provider cost from the price table and the providers' usage fields, USD, per "
+    "billed attempt (chain `live` for calls)", ["chain", "provider"], registry=REGISTRY)
+voice_gateway_budget_used_ratio = Gauge(
+    "voice_gateway_budget_used_ratio", "Today's (UTC) spend over DAILY_BUDGET_USD (0 when no budget is set)",
+    registry=REGISTRY)
+voice_gateway_cost_preservation_mode = Gauge(
+    "voice_gateway_cost_preservation_mode", "1 while the daily budget is used up and chains use only their "
+    "primary provider", registry=REGISTRY)
 voice_gateway_state_transitions = Counter(
     "voice_gateway_state_transitions", "Moves of the link and session state machines (gateway/states.py)",
     ["machine", "from_state", "to_state"], registry=REGISTRY)
@@ -194,6 +204,7 @@ def initialize_chain(chain: str, providers: tuple[str, ...] | list[str], endpoin
         for t in ERROR_TYPES:
             ai_provider_errors.labels(p, t)
         voice_gateway_chain_cost_usd.labels(chain, p)
+        voice_gateway_cost_usd.labels(chain, p)
         for q in providers:
             if q != p:
                 voice_gateway_chain_fallbacks.labels(chain, p, q)

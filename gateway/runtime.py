@@ -21,6 +21,7 @@ from gateway.audit import SYSTEM, audit
 from gateway.breaker import AUTH_REASON, BreakerRegistry
 from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings, production_simulated, read_key_file
+from gateway.costs import CostLedger
 from gateway.errors import ConfigError
 from gateway.events import SwitchReason
 from gateway.logs import log_event, set_environment
@@ -96,6 +97,8 @@ class Runtime:
         self.settings = settings
         self.clock: Clock = clock or MonotonicClock()
         self.breakers = BreakerRegistry(self.clock, settings.breaker)
+        # one cost ledger for chain requests and live calls (gateway/costs.py)
+        self.costs = CostLedger(settings.chains.prices, daily_budget_usd=settings.chains.daily_budget_usd)
         self.connector = connector or ProviderConnector()
         self.endpoints: dict[str, Endpoint] = {}
         self.sessions: dict[str, LiveCall] = {}

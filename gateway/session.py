@@ -119,6 +119,7 @@ class CallSession:
         link = await self.failover.start()
         if self.failover.ended:
             return
+        self._live_segment = (link.provider, self.rt.clock.now()) if link else None
         adapter = self.rt.adapter_class(link.provider) if link else None
         await self._emit(SessionStarted(
             provider=link.provider if link else "none", fallback=list(self.config.fallback),
@@ -139,6 +140,7 @@ class CallSession:
             if not t.done() and t is not asyncio.current_task():
                 t.cancel()
         await self.failover.end()
+        self._bill_live_segment(None)
         self.rt.sessions.pop(self.id, None)
         metrics.voice_gateway_sessions_active.labels(self.client).dec()
         totals: dict[str, Any] = {"audio_chunks_in": self._seq, "duration_s": round(self.rt.clock.now() - self.started_at, 3),
@@ -153,6 +155,14 @@ class CallSession:
             pass
         self.rt.remember_ended({**self.snapshot(detail=True), "state": "ended", "ended_reason": reason,
                                 "ended_at": self.rt.wall_time()})
+
+    def _bill_live_segment(self, next_provider: str | None) -> None:
+        """The call's time on its provider so far goes to the cost ledger (priced per provider minute)."""
+        segment, now = getattr(self, "_live_segment", None), self.rt.clock.now()
+        costs = getattr(self.rt, "costs", None)
+        if segment is not None and costs is not None:
+            costs.record_live(segment[0], now - segment[1], session_id=self.id)
+        self._live_segment = (next_provider, now) if next_provider else None
 
     # -- client → provider ----------------------------------------------------------------------
     async def push_audio(self, data: bytes) -> None:
@@ -264,6 +274,7 @@ class CallSession:
     async def switched(self, old_provider: str, link: ProviderLink, reason: SwitchReason, elapsed: float) -> None:
         """The call is on `link` now: count, log and tell the client (provider.switched)."""
         self.counters["switches"] += 1
+        self._bill_live_segment(link.provider)
         metrics.voice_gateway_provider_switches.labels(old_provider, link.provider, reason).inc()
         metrics.voice_gateway_switch_seconds.labels(reason).observe(elapsed)
         carried = self._carried_turns()

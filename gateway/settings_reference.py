@@ -62,6 +62,9 @@ def _entry_rows(entry: ProviderEntry) -> list[Setting]:
                     f"`{other}_BASE_URL`{entry.url_suffix}, see docs/providers/{entry.name.replace('_', '-')}.md); "
                     "unset: the adapter's default model. `check-config` warns when it has an announced "
                     "shutdown date.", "adapter default")]
+def _chain_base_url(name: str) -> Callable[[Settings], object]:
+    """The default base URL of a chain provider (its official endpoint)."""
+    return lambda s: s.chains.providers[name].live_base_url
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -194,8 +197,37 @@ SETTINGS: tuple[Setting, ...] = (
             lambda s: s.chains.retry_backoff_s),
     Setting("VG_CHAIN_RETRY_AFTER_MAX_S", "Chains", "Longest `Retry-After` honoured (a 429 from the last "
             "provider of a chain only).", lambda s: s.chains.retry_after_max_s),
+    # -- the vision and reasoning chains (docs/chat.md); OPENAI_API_KEY/OPENAI_BASE_URL are shared
+    *(row for name, title, base_meaning in (
+        ("minimax", "MiniMax", "the origin (`/v1/text/chatcompletion_v2` is appended)"),
+        ("openrouter", "OpenRouter", "including `/api/v1`, as the openai SDK's base URL"),
+        ("anthropic", "Anthropic", "the origin, as the anthropic SDK's base URL (`/v1/messages` is appended)"))
+      for row in (Setting(f"{name.upper()}_API_KEY", "Chains", f"{title} API key (vision/reasoning chains). "
+                          f"Without a key and without a base URL {title} is *simulated* by an in-process fake.",
+                          secret=True),
+                  Setting(f"{name.upper()}_BASE_URL", "Chains", f"{title} endpoint override: {base_meaning}.",
+                          _chain_base_url(name)))),
+    Setting("MINIMAX_LIGHTNING_MODEL", "Chains", "MiniMax model of the reasoning chain.", "minimax-m2.1-lightning"),
+    Setting("MINIMAX_VISION_MODEL", "Chains", "MiniMax model of the vision chain.", "minimax-m2.1"),
+    Setting("OPENROUTER_MINIMAX_MODEL", "Chains", "OpenRouter model of the reasoning chain.",
+            "minimax/minimax-m2.1-lightning"),
+    Setting("OPENROUTER_QWEN_MODEL", "Chains", "OpenRouter model of the vision chain (Qwen3 VL).", "qwen3-vision-30b"),
+    Setting("OPENAI_GPT4V_MODEL", "Chains", "OpenAI model of the vision chain (its last resort).", "gpt-4o"),
+    Setting("ANTHROPIC_HAIKU_MODEL", "Chains", "Anthropic model of the reasoning chain (its last resort).",
+            "claude-3-haiku-20240307"),
+    Setting("VG_VISION_CHAIN", "Chains", "Comma-separated order of the vision chain (`minimax`, `openrouter`, "
+            "`openai`); reorder or shorten it. `complex` images skip MiniMax.",
+            lambda s: ",".join(s.chains.vision_chain)),
+    Setting("VG_REASONING_CHAIN", "Chains", "Comma-separated order of the reasoning chain (`minimax`, "
+            "`openrouter`, `anthropic`); reorder or shorten it.", lambda s: ",".join(s.chains.reasoning_chain)),
+    # -- costs (docs/costs.md)
+    Setting("VG_PRICES_FILE", "Costs", "YAML or JSON price table merged over the built-in defaults "
+            "(`provider/model`, `provider/<chain>`, `provider/live` keys; see docs/costs.md).", "built-in table"),
+    Setting("DAILY_BUDGET_USD", "Costs", "Daily (UTC) spending budget: a WARNING at 80 %, cost preservation "
+            "mode (primary providers only) at 100 % until UTC midnight or `POST /admin/costs/reset-mode`.",
+            "unset (no budget)"),
 )
-GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Fleet", "Chains")
+GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Fleet", "Chains", "Costs")
 
 
 def documented_names() -> set[str]:

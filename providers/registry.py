@@ -13,8 +13,17 @@ from dataclasses import dataclass
 
 from gateway.errors import ConfigError
 from providers.base import Capabilities, ProviderAdapter
+from providers.chains.anthropic_messages import AnthropicMessages
 from providers.chains.base import ChainProvider
+from providers.chains.chat import REASONING, VISION
 from providers.chains.deepgram_batch import DeepgramBatch
+from providers.chains.openai_chat import (
+    MiniMaxChat,
+    MiniMaxVision,
+    OpenAIVision,
+    OpenRouterChat,
+    OpenRouterVision,
+)
 from providers.chains.spec import ChainSpec
 from providers.chains.transcription import TRANSCRIPTION
 from providers.chains.whisper import GroqWhisper, OpenAIWhisper
@@ -131,13 +140,22 @@ CHAIN_ENTRIES: tuple[ChainProviderEntry, ...] = (
     ChainProviderEntry(name="groq", key_env="GROQ_API_KEY", rest_base_url="https://api.groq.com",
                        fake="providers.fakes.whisper_rest:FakeGroq"),
     ChainProviderEntry(name="openai", key_env="OPENAI_API_KEY", rest_base_url="https://api.openai.com/v1",
-                       base_path="/v1", fake="providers.fakes.whisper_rest:FakeOpenAIRest"),
+                       base_path="/v1", fake="providers.fakes.chat_rest:FakeOpenAIWithChat"),
+    # the chat chains (vision, reasoning): MiniMax's base URL is an origin, OpenRouter's includes /api/v1
+    ChainProviderEntry(name="minimax", key_env="MINIMAX_API_KEY", rest_base_url="https://api.minimax.io",
+                       fake="providers.fakes.chat_rest:FakeMiniMax"),
+    ChainProviderEntry(name="openrouter", key_env="OPENROUTER_API_KEY", rest_base_url="https://openrouter.ai/api/v1",
+                       base_path="/api/v1", fake="providers.fakes.chat_rest:FakeOpenRouter"),
+    ChainProviderEntry(name="anthropic", key_env="ANTHROPIC_API_KEY", rest_base_url="https://api.anthropic.com",
+                       fake="providers.fakes.anthropic_rest:FakeAnthropic"),
 )
 CHAIN_PROVIDERS: dict[str, ChainProviderEntry] = {e.name: e for e in CHAIN_ENTRIES}
 CHAIN_PROVIDER_NAMES: tuple[str, ...] = tuple(CHAIN_PROVIDERS)
-CHAINS: dict[str, ChainSpec] = {TRANSCRIPTION.name: TRANSCRIPTION}
+CHAINS: dict[str, ChainSpec] = {TRANSCRIPTION.name: TRANSCRIPTION, VISION.name: VISION, REASONING.name: REASONING}
 CHAIN_TRANSLATORS: dict[str, dict[str, type[ChainProvider]]] = {  # type: ignore[type-arg]
     TRANSCRIPTION.name: {"deepgram": DeepgramBatch, "groq": GroqWhisper, "openai": OpenAIWhisper},
+    VISION.name: {"minimax": MiniMaxVision, "openrouter": OpenRouterVision, "openai": OpenAIVision},
+    REASONING.name: {"minimax": MiniMaxChat, "openrouter": OpenRouterChat, "anthropic": AnthropicMessages},
 }
 
 
@@ -146,6 +164,16 @@ def chain_translator(chain: str, provider: str) -> type[ChainProvider]:  # type:
         return CHAIN_TRANSLATORS[chain][provider]
     except KeyError:
         raise ConfigError(f"no {provider!r} provider in the {chain!r} chain") from None
+
+
+def chains_of(provider: str) -> tuple[str, ...]:
+    """The chains a provider serves, in registry order."""
+    return tuple(c for c, translators in CHAIN_TRANSLATORS.items() if provider in translators)
+
+
+def health_translator(provider: str) -> ChainProvider:  # type: ignore[type-arg]
+    """A translator of the provider (its first chain's) for `providers check`."""
+    return chain_translator(chains_of(provider)[0], provider)()
 
 
 def chain_breaker_name(chain: str, provider: str) -> str:

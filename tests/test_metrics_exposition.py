@@ -60,7 +60,7 @@ class ChainBreakerNames(frozenset):
 
     def __contains__(self, name: object) -> bool:
         return super().__contains__(name) or bool(
-            isinstance(name, str) and re.fullmatch(r"(gemini|openai|deepgram|groq)_[a-z]+", name))
+            isinstance(name, str) and re.fullmatch(r"(gemini|openai|deepgram|groq|minimax|openrouter|anthropic)_[a-z]+", name))
 
 
 # bounded label values (docs/protocol.md, docs/metrics.md); anything else would be an unbounded or misspelt series
@@ -152,7 +152,8 @@ def check_section6_shape(exp: Exposition, *, session_ids: set[str], may_be_empty
             for key, value in s.labels.items():
                 assert value in LABEL_VALUES.get(key, {value}), f"{s.name}: {key}={value!r}"
                 # groq: chain-only provider (transcription chain, docs/chains.md)
-                assert key != "provider" or value in (*PROVIDER_NAMES, "groq"), f"{s.name}: provider={value!r}"
+                assert key != "provider" or value in (*PROVIDER_NAMES, "groq", "minimax", "openrouter", "anthropic"), \
+                    f"{s.name}: provider={value!r}"
     # no per-session label anywhere in the exposition, §6 or not
     for fam in exp.families.values():
         for s in fam.samples:

@@ -203,7 +203,10 @@ def test_prometheus_scrapes_the_gateway_evaluates_rules_and_notices_it_die(spawn
     assert states == {"gemini_provider": "0", "openai_provider": "0", "deepgram_stt": "0",
                       "openai_live_provider": "0", "deepgram_agent": "0",
                       # the transcription chain's own breakers (docs/chains.md), one per chain provider
-                      "deepgram_transcription": "0", "groq_transcription": "0", "openai_transcription": "0"}
+                      "deepgram_transcription": "0", "groq_transcription": "0", "openai_transcription": "0",
+                      # the vision and reasoning chains' (docs/chat.md)
+                      "minimax_vision": "0", "openrouter_vision": "0", "openai_vision": "0",
+                      "minimax_reasoning": "0", "openrouter_reasoning": "0", "anthropic_reasoning": "0"}
     assert prom.value('circuit_breaker_state{provider="gemini"}') == 0
     (build,) = prom.query("voice_gateway_build_info")
     assert build["metric"]["version"] == gateway.__version__

@@ -29,7 +29,7 @@ from gateway.logs import configure_logging
 from providers.chains.base import ChainEndpoint, HttpRequest
 from providers.chains.health import gemini_health_request
 from providers.chains.transcription import TranscriptionOptions, sniff_audio
-from providers.registry import chain_translator
+from providers.registry import health_translator
 
 GEMINI_REST = "https://generativelanguage.googleapis.com"
 
@@ -128,7 +128,7 @@ def _checks(settings: Settings) -> list[tuple[str, str, ChainEndpoint | None, Ht
             out.append((name, "simulated", None, None))
             continue
         ep = ChainEndpoint(base_url=ps.live_base_url, api_key=ps.api_key or "", key_env=ps.key_env)
-        out.append((name, "live", ep, chain_translator("transcription", name)().health_request(ep)))
+        out.append((name, "live", ep, health_translator(name).health_request(ep)))
     return out
 
 

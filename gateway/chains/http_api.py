@@ -58,6 +58,8 @@ def _headers(outcome: ChainOutcome | None, request_id: str) -> dict[str, str]:
     return {"x-voice-gateway-provider": (outcome.provider if outcome and outcome.provider else "none"),
             "x-voice-gateway-fallback-used": "true" if outcome and outcome.fallback_used else "false",
             "x-voice-gateway-cost-usd": f"{outcome.cost_usd:.6f}" if outcome else "0.000000",
+            # DAILY_BUDGET_USD used up: only the primary provider was asked (docs/costs.md)
+            "x-voice-gateway-mode": "cost_preservation" if outcome and outcome.cost_preservation else "normal",
             "x-request-id": request_id}
 
 
@@ -165,7 +167,7 @@ async def transcribe(request: Request) -> Response:
                             "attempts": [a.to_dict() for a in outcome.attempts],
                             "duration_s": result.duration_s,
                             "cost_usd": round(outcome.cost_usd, 8), "request_id": request_id,
-                            "language": result.language}
+                            "language": result.language, "cost_preservation": outcome.cost_preservation}
     if result.words:
         body["words"] = result.words
     if result.segments:

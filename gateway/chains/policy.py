@@ -10,6 +10,7 @@
     protocol        1        backoff b                failure        next provider
     processing_cap  0        -                        failure        next provider (Deepgram 504)
     bad_input       0        -                        not counted    next provider
+    low_quality     0        -                        not counted    next provider (billed answer failed the check)
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ ACTIONS: dict[ErrorClass, ClassAction] = {
     ErrorClass.PROTOCOL: ClassAction(retries=1, backoff=True),
     ErrorClass.PROCESSING_CAP: ClassAction(),
     ErrorClass.BAD_INPUT: ClassAction(breaker=BreakerEffect.NEUTRAL),
+    # the provider answered; the answer failed the chain's check: next provider, not a health failure
+    ErrorClass.LOW_QUALITY: ClassAction(breaker=BreakerEffect.NEUTRAL),
 }
 
 

@@ -30,6 +30,7 @@ from providers.chains.base import (
     ChainProvider,
     ErrorClass,
     HttpResponse,
+    Price,
     Usage,
 )
 from providers.chains.spec import ChainSpec
@@ -37,8 +38,10 @@ from providers.chains.spec import ChainSpec
 log = logging.getLogger("gateway.chains")
 
 # voice_gateway_chain_requests_total `outcome` of one provider's turn
-OUTCOMES = ("success", "error", "rate_limit", "auth", "timeout", "skipped", "rejected")
-_CLASS_OUTCOME = {ErrorClass.RATE_LIMIT: "rate_limit", ErrorClass.AUTH: "auth", ErrorClass.TIMEOUT: "timeout"}
+OUTCOMES = ("success", "error", "rate_limit", "auth", "timeout", "low_quality", "skipped", "rejected")
+_CLASS_OUTCOME = {ErrorClass.RATE_LIMIT: "rate_limit", ErrorClass.AUTH: "auth", ErrorClass.TIMEOUT: "timeout",
+                  ErrorClass.LOW_QUALITY: "low_quality"}
+_NOT_PROVIDER_ERRORS = (ErrorClass.BAD_INPUT, ErrorClass.LOW_QUALITY)
 RUN_RESULTS = ("primary", "fallback", "failed")
 MIN_ATTEMPT_S = 0.05  # an attempt (or retry) with less time than this left before the deadline is not started
 
@@ -93,6 +96,7 @@ class ChainOutcome:
     attempts: list[Attempt] = field(default_factory=list)
     cost_usd: float = 0.0
     code: str | None = None  # the chain's all-failed code when nobody answered
+    cost_preservation: bool = False  # the daily budget was used up: only the primary provider was asked
 
     @property
     def ok(self) -> bool:
@@ -119,16 +123,19 @@ class ChainOutcome:
 
 CostHook = Callable[[CostRecord], None]
 CostGate = Callable[[str, str], bool]  # (chain, provider) → may we spend on it now
+PriceLookup = Callable[[str, str, str], Price | None]  # (chain, provider, model) → its price, if the table has one
 
 
 class ChainRunner:
     def __init__(self, *, exchange: HttpExchange, clock: Clock, policy: ChainPolicy,
-                 on_cost: CostHook | None = None, cost_gate: CostGate | None = None) -> None:
+                 on_cost: CostHook | None = None, cost_gate: CostGate | None = None,
+                 prices: PriceLookup | None = None) -> None:
         self._exchange = exchange
         self._clock = clock
         self.policy = policy
         self._on_cost = on_cost
         self._cost_gate = cost_gate
+        self._prices = prices  # the price table (gateway/costs.py); else each translator's own prices
 
     async def run(self, spec: ChainSpec, options: Any, providers: Sequence[BoundProvider], *,
                   request_id: str, stream: bool = False) -> ChainOutcome:
@@ -161,7 +168,7 @@ class ChainRunner:
         metrics.voice_gateway_chain_runs.labels(spec.name, "failed").inc()
         log_event(log, logging.ERROR, "chain.failed", f"{spec.name}: every provider failed ({outcome.code})",
                   chain=spec.name, request_id=request_id, code=outcome.code,
-                  attempts=[a.to_dict() for a in outcome.attempts])
+                  attempts=[a.to_dict() for a in outcome.attempts], cost_usd=round(outcome.cost_usd, 8))
         return outcome
 
     # -- one provider's turn ------------------------------------------------------------------------
@@ -208,13 +215,17 @@ class ChainRunner:
                                       message=f"no answer within {min(timeout_s, remaining):.1f}s")
             except ExchangeFailed as err:
                 parsed = AttemptError(error_class=ErrorClass.NETWORK, message=f"connection failed ({err})")
+            if spec.check is not None and not isinstance(parsed, AttemptError | _Committed) \
+                    and (reason := spec.check(options, parsed)) is not None:
+                parsed = AttemptError(error_class=ErrorClass.LOW_QUALITY, status=200, message=reason,
+                                      usage=t.usage(parsed))
             elapsed = time.perf_counter() - started
             metrics.ai_provider_latency_seconds.labels(t.name, spec.endpoint).observe(elapsed)
             if not isinstance(parsed, AttemptError):
                 metrics.ai_provider_requests.labels(t.name, spec.endpoint, "success").inc()
                 ticket.success()
                 if isinstance(parsed, _Committed):
-                    parsed = ChainStream(self, spec, bound, parsed.opened, outcome)
+                    parsed = ChainStream(self, spec, bound, parsed, outcome)
                 outcome.result, outcome.provider = parsed, t.name
                 outcome.model = getattr(parsed, "model", None) or t.model
                 outcome.attempts.append(Attempt(provider=t.name, outcome="success", status=200,
@@ -222,6 +233,8 @@ class ChainRunner:
                 metrics.voice_gateway_chain_latency_seconds.labels(spec.name, t.name).observe(elapsed)
                 return "success"
             self._record_failure(spec, outcome, t.name, parsed, elapsed, retry)
+            if parsed.usage is not None:  # the provider billed this answer although we cannot use it
+                self.bill(spec, outcome, t, parsed.usage, model=getattr(t, "model", ""))
             action = self.policy.action(parsed.error_class)
             used[parsed.error_class] += 1
             wait: float | None = None
@@ -245,10 +258,42 @@ class ChainRunner:
         if not stream:
             return t.parse(await self._exchange(request, timeout_s))
         opened = await self._exchange.open(request, timeout_s)
-        if 200 <= opened.status < 300:
-            return _Committed(opened)
-        body = await opened.read()
-        return t.parse(HttpResponse(status=opened.status, headers=opened.headers, body=body))
+        if not 200 <= opened.status < 300:
+            body = await opened.read()
+            return t.parse(HttpResponse(status=opened.status, headers=opened.headers, body=body))
+        if "text/event-stream" not in opened.headers.get("content-type", "").lower():
+            # a 2xx that is not a stream: an error in a 200 (MiniMax's base_resp) or a provider ignoring `stream`
+            body = await opened.read()
+            parsed = t.parse(HttpResponse(status=opened.status, headers=opened.headers, body=body))
+            return parsed if isinstance(parsed, AttemptError) else AttemptError(
+                error_class=ErrorClass.PROTOCOL, status=opened.status, message="asked for a stream, got none")
+        return await self._first_events(t, opened)
+
+    async def _first_events(self, t: ChainProvider[Any, Any], opened: OpenResponse) -> Any:
+        """Read a 2xx stream up to its first event: the commit point. Until then nothing can have reached
+        the caller, so a break-off, an idle timeout, an in-band error or an empty stream is an attempt
+        failure like any other (fallback as usual)."""
+        decoder, chunks = t.stream_decoder(), opened.chunks()
+        first: list[Any] = []
+        ended = False
+        try:
+            while not first:
+                data = await anext(chunks, None)
+                if data is None:
+                    first, ended = decoder.finish(), True
+                    break
+                first = decoder.feed(data)
+                if not first and (error := getattr(decoder, "error", None)) is not None:
+                    opened.close()  # an error before any answer (events decoded with it still commit)
+                    return error
+        except BaseException:
+            opened.close()
+            raise
+        if not first:
+            opened.close()
+            return AttemptError(error_class=ErrorClass.PROTOCOL, status=opened.status,
+                                message="the stream ended before any answer")
+        return _Committed(opened, decoder, chunks, first, ended)
 
     def _record_failure(self, spec: ChainSpec, outcome: ChainOutcome, provider: str, error: AttemptError,
                         elapsed: float, retry: int) -> None:
@@ -258,7 +303,7 @@ class ChainRunner:
             status=error.status, error_class=error.error_class.value, latency_ms=elapsed * 1000, retry=retry,
             message=error.message))
         metrics.ai_provider_requests.labels(provider, spec.endpoint, "failure").inc()
-        if error.error_class is not ErrorClass.BAD_INPUT:  # the input's fault is not a provider error
+        if error.error_class not in _NOT_PROVIDER_ERRORS:  # the input's fault is not a provider error
             metrics.ai_provider_errors.labels(provider, METRIC_ERROR_TYPES[error.error_class]).inc()
         log_event(log, logging.INFO, "chain.attempt_failed",
                   f"{spec.name}: {provider} attempt {retry + 1} failed: {error.error_class.value} ({code})",
@@ -281,14 +326,20 @@ class ChainRunner:
                       breaker=bound.breaker.name)
             bound.breaker.force_open("auth")
 
-    def bill(self, spec: ChainSpec, outcome: ChainOutcome, t: ChainProvider[Any, Any], usage: Usage) -> float:
-        """Cost of the answer from the provider's usage fields → metric and cost hook."""
-        price_for = getattr(t, "price_for", None)
-        cost = price_for(outcome.model or t.model).cost_usd(usage) if price_for else 0.0
-        outcome.cost_usd = cost
+    def bill(self, spec: ChainSpec, outcome: ChainOutcome, t: ChainProvider[Any, Any], usage: Usage, *,
+             model: str | None = None) -> float:
+        """Cost of one billed attempt from the provider's usage fields → metric and cost hook. The
+        request's cost is the sum over its billed attempts (a low-quality answer is billed too)."""
+        model = model or outcome.model or t.model
+        price = self._prices(spec.name, t.name, model) if self._prices is not None else None
+        if price is None:
+            price_for = getattr(t, "price_for", None)
+            price = price_for(model) if price_for else None
+        cost = price.cost_usd(usage) if price is not None else 0.0
+        outcome.cost_usd += cost
         metrics.voice_gateway_chain_cost_usd.labels(spec.name, t.name).inc(cost)
         if self._on_cost is not None:
-            self._on_cost(CostRecord(chain=spec.name, provider=t.name, model=outcome.model or "", usage=usage,
+            self._on_cost(CostRecord(chain=spec.name, provider=t.name, model=model, usage=usage,
                                      cost_usd=cost, request_id=outcome.request_id))
         return cost
 
@@ -296,7 +347,8 @@ class ChainRunner:
         t = bound.translator
         # a stream is billed when it ends (its usage comes last); anything else now
         streaming = isinstance(outcome.result, ChainStream)
-        cost = 0.0 if streaming else self.bill(spec, outcome, t, t.usage(outcome.result))
+        if not streaming:
+            self.bill(spec, outcome, t, t.usage(outcome.result))
         result = "fallback" if outcome.fallback_used else "primary"
         metrics.voice_gateway_chain_runs.labels(spec.name, result).inc()
         path = "→".join(outcome.path)
@@ -308,34 +360,50 @@ class ChainRunner:
         else:
             log_event(log, logging.INFO, "chain.succeeded", f"{spec.name}: answered by {t.name}",
                       chain=spec.name, request_id=outcome.request_id, provider=t.name, path=path,
-                      fallback_used=outcome.fallback_used, cost_usd=round(cost, 6))
+                      fallback_used=outcome.fallback_used, cost_usd=round(outcome.cost_usd, 6))
 
 
 @dataclass(frozen=True, slots=True)
 class _Committed:
+    """A stream past its commit point: its first events are decoded, the rest is still to come."""
+
     opened: OpenResponse
+    decoder: Any
+    chunks: AsyncIterator[bytes]
+    first: list[Any]
+    ended: bool
 
 
 class ChainStream:
-    """A committed streaming answer. `async for event in stream.events()` yields the translator's
-    events; the answer is billed from the decoder's usage when the stream ends. A break-off after the
-    commit raises ProviderUnavailable: no fallback once the caller may have sent part of the answer."""
+    """A committed streaming answer (its first event decoded). `async for event in stream.events()` yields
+    the translator's events; the answer is billed from the decoder's usage when the stream ends. A
+    break-off after the commit raises ProviderUnavailable: no fallback once the caller may have part of
+    the answer."""
 
-    def __init__(self, runner: ChainRunner, spec: ChainSpec, bound: BoundProvider, opened: OpenResponse,
+    def __init__(self, runner: ChainRunner, spec: ChainSpec, bound: BoundProvider, committed: _Committed,
                  outcome: ChainOutcome) -> None:
         self._runner, self._spec, self._bound = runner, spec, bound
-        self._opened, self._outcome = opened, outcome
+        self._committed, self._opened, self._outcome = committed, committed.opened, outcome
         self.model = outcome.model
+        self.usage: Usage | None = None  # the provider's usage, once the stream has ended
 
     async def events(self) -> AsyncIterator[Any]:
         t = self._bound.translator
-        decoder = t.stream_decoder()
+        c = self._committed
+        decoder = c.decoder
         try:
-            async for data in self._opened.chunks():
-                for event in decoder.feed(data):
-                    yield event
-            for event in decoder.finish():
+            for event in c.first:
                 yield event
+            if getattr(decoder, "error", None) is not None:  # an error event right behind the first ones
+                raise ExchangeFailed("error event")
+            if not c.ended:
+                async for data in c.chunks:
+                    for event in decoder.feed(data):
+                        yield event
+                    if getattr(decoder, "error", None) is not None:  # an error event after the commit
+                        raise ExchangeFailed("error event")
+                for event in decoder.finish():
+                    yield event
         except (TimeoutError, ExchangeFailed) as err:
             error_type = "timeout" if isinstance(err, TimeoutError) else "network"
             metrics.ai_provider_errors.labels(t.name, error_type).inc()
@@ -346,4 +414,5 @@ class ChainStream:
                                       error_type=error_type) from None
         finally:
             self._opened.close()
+        self.usage = decoder.usage
         self._runner.bill(self._spec, self._outcome, t, decoder.usage)

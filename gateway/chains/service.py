@@ -22,12 +22,15 @@ from gateway.chains.runner import (
     ChainRunner,
     CostGate,
     CostHook,
+    CostRecord,
 )
 from gateway.chains.settings import ChainProviderSettings
 from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
+from gateway.costs import CostLedger
 from gateway.logs import log_event
 from providers.chains.base import ChainEndpoint, ChainProvider
+from providers.chains.chat import REASONING, VISION, ChatOptions
 from providers.chains.transcription import TRANSCRIPTION, TranscriptionOptions
 from providers.registry import CHAIN_PROVIDERS, CHAINS, chain_fake_class, chain_translator
 from providers.registry import chain_breaker_name as breaker_name
@@ -37,37 +40,56 @@ log = logging.getLogger("gateway.chains")
 
 class ChainService:
     def __init__(self, settings: Settings, *, clock: Clock | None = None, exchange: HttpExchange | None = None,
-                 on_cost: CostHook | None = None, cost_gate: CostGate | None = None) -> None:
+                 on_cost: CostHook | None = None, cost_gate: CostGate | None = None,
+                 ledger: CostLedger | None = None) -> None:
         self.settings = settings.chains
         self.clock: Clock = clock or MonotonicClock()
         self._own_exchange = exchange is None
         self.exchange: HttpExchange = exchange or AiohttpExchange()
+        # the one cost ledger (the runtime's, shared with live calls) prices every billed attempt
+        self.ledger = ledger or CostLedger(self.settings.prices, daily_budget_usd=self.settings.daily_budget_usd)
+        extra_hook = on_cost
+
+        def record(rec: CostRecord) -> None:
+            self.ledger.record(rec.chain, rec.provider, rec.cost_usd, rec.usage, model=rec.model,
+                               request_id=rec.request_id)
+            if extra_hook is not None:
+                extra_hook(rec)
+
         self.runner = ChainRunner(exchange=self.exchange, clock=self.clock,
-                                  policy=ChainPolicy.from_settings(self.settings), on_cost=on_cost,
-                                  cost_gate=cost_gate)
-        self.orders: dict[str, tuple[str, ...]] = {TRANSCRIPTION.name: self.settings.transcription_chain}
+                                  policy=ChainPolicy.from_settings(self.settings), on_cost=record,
+                                  cost_gate=cost_gate, prices=self.ledger.price_for)
+        self.orders: dict[str, tuple[str, ...]] = {TRANSCRIPTION.name: self.settings.transcription_chain,
+                                                   VISION.name: self.settings.vision_chain,
+                                                   REASONING.name: self.settings.reasoning_chain}
         self.breakers: dict[str, CircuitBreaker] = {}
         self.translators: dict[tuple[str, str], ChainProvider[Any, Any]] = {}
         for chain, order in self.orders.items():
             for name in order:
-                ps = self.settings.providers[name]
+                ps = self.provider_settings(name)
+                model = ps.model if chain == TRANSCRIPTION.name else self.settings.chat_models.get((chain, name))
                 self.translators[(chain, name)] = chain_translator(chain, name)(
-                    model=ps.model, max_upload_bytes=ps.max_upload_bytes)
+                    model=model, max_upload_bytes=ps.max_upload_bytes)
                 self.breakers[breaker_name(chain, name)] = CircuitBreaker(
                     name, clock=self.clock, policy=settings.breaker, name=breaker_name(chain, name))
             metrics.initialize_chain(chain, list(order), CHAINS[chain].endpoint, OUTCOMES, RUN_RESULTS)
+            self.ledger.chain_prices[chain] = [(n, self.translators[(chain, n)].model) for n in order]
         self.endpoints: dict[str, ChainEndpoint] = {}
         self.fakes: dict[str, Any] = {}
         self._started = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------------
-    async def ensure_started(self) -> None:
+    def provider_settings(self, name: str) -> ChainProviderSettings:
+        """A provider's settings; one the settings do not list is simulated (its embedded fake)."""
+        return self.settings.providers.get(name) or ChainProviderSettings(name=name)
+
+    async def ensure_started(self, chain: str | None = None) -> None:
+        """Endpoints of the chain's providers (all chains' when None); fakes start on first use."""
         async with self._started:
-            if self.endpoints:
-                return
-            for name in sorted({n for order in self.orders.values() for n in order}):
-                ps = self.settings.providers[name]
-                self.endpoints[name] = await self._endpoint(ps)
+            names = self.orders[chain] if chain else {n for order in self.orders.values() for n in order}
+            for name in sorted(names):
+                if name not in self.endpoints:
+                    self.endpoints[name] = await self._endpoint(self.provider_settings(name))
 
     async def _endpoint(self, ps: ChainProviderSettings) -> ChainEndpoint:
         if not ps.simulated:
@@ -90,19 +112,42 @@ class ChainService:
             await self.exchange.close()
 
     # -- requests -----------------------------------------------------------------------------------
-    def bound(self, chain: str) -> list[BoundProvider]:
+    def bound(self, chain: str, order: tuple[str, ...] | None = None) -> list[BoundProvider]:
         return [BoundProvider(translator=self.translators[(chain, name)], endpoint=self.endpoints[name],
-                              breaker=self.breakers[breaker_name(chain, name)]) for name in self.orders[chain]]
+                              breaker=self.breakers[breaker_name(chain, name)])
+                for name in (self.orders[chain] if order is None else order)]
 
     async def transcribe(self, options: TranscriptionOptions, *, request_id: str | None = None) -> ChainOutcome:
-        TRANSCRIPTION.validate(options)  # before starting anything: bad input never starts a fake
-        await self.ensure_started()
-        return await self.runner.run(TRANSCRIPTION, options, self.bound(TRANSCRIPTION.name),
-                                     request_id=request_id or new_request_id())
+        return await self.run(TRANSCRIPTION.name, options, request_id=request_id or new_request_id())
+
+    async def chat(self, chain: str, options: ChatOptions, *, request_id: str | None = None) -> ChainOutcome:
+        """The vision or reasoning chain; `options.stream` makes `outcome.result` a ChainStream."""
+        return await self.run(chain, options, request_id=request_id or new_request_id(chain),
+                              stream=options.stream)
+
+    def effective_order(self, chain: str, options: Any) -> tuple[tuple[str, ...], bool]:
+        """(providers to try, cost preservation on): the configured order without the providers the chain
+        skips for these options (vision `complex`: no MiniMax); in cost preservation mode only the first."""
+        spec = CHAINS[chain]
+        skipped = spec.skip_when.get(getattr(options, "complexity", ""), ())
+        order = tuple(n for n in self.orders[chain] if n not in skipped) or self.orders[chain][-1:]
+        preserving = self.ledger.preserving
+        return (order[:1] if preserving else order), preserving
+
+    async def run(self, chain: str, options: Any, *, request_id: str, stream: bool = False) -> ChainOutcome:
+        spec = CHAINS[chain]
+        spec.validate(options)  # before starting anything: bad input never starts a fake
+        await self.ensure_started(chain)
+        order, preserving = self.effective_order(chain, options)
+        outcome = await self.runner.run(spec, options, self.bound(chain, order), request_id=request_id,
+                                        stream=stream)
+        outcome.cost_preservation = preserving
+        self.ledger.record_request(chain, fallback=outcome.ok and outcome.fallback_used, failed=not outcome.ok)
+        return outcome
 
     # -- reporting ----------------------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:
-        return {chain: {name: {"mode": self.settings.providers[name].mode,
+        return {chain: {name: {"mode": self.provider_settings(name).mode,
                                "circuit": self.breakers[breaker_name(chain, name)].state.name}
                         for name in order} for chain, order in self.orders.items()}
 
@@ -118,5 +163,8 @@ class ChainService:
         return self.breakers.get(name)
 
 
-def new_request_id() -> str:
-    return "trx_" + secrets.token_hex(12)
+REQUEST_ID_PREFIXES = {"transcription": "trx_", "vision": "vis_", "reasoning": "rsn_"}
+
+
+def new_request_id(chain: str = "transcription") -> str:
+    return REQUEST_ID_PREFIXES.get(chain, "req_") + secrets.token_hex(12)

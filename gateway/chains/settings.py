@@ -12,15 +12,27 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from gateway.errors import ConfigError
+from providers.chains.prices import PriceTable, load_prices
 from providers.registry import CHAIN_PROVIDER_NAMES as CHAIN_PROVIDERS
 from providers.registry import CHAIN_PROVIDERS as _ENTRIES
+from providers.registry import CHAIN_TRANSLATORS, CHAINS
+
+# the chat chains' model per (chain, provider), from these variables (defaults: the translators')
+CHAT_MODEL_VARIABLES = {("reasoning", "minimax"): "MINIMAX_LIGHTNING_MODEL",
+                        ("vision", "minimax"): "MINIMAX_VISION_MODEL",
+                        ("reasoning", "openrouter"): "OPENROUTER_MINIMAX_MODEL",
+                        ("vision", "openrouter"): "OPENROUTER_QWEN_MODEL",
+                        ("vision", "openai"): "OPENAI_GPT4V_MODEL",
+                        ("reasoning", "anthropic"): "ANTHROPIC_HAIKU_MODEL"}
 
 OFFICIAL_REST_URLS = {name: e.rest_base_url for name, e in _ENTRIES.items()}
 KEY_ENV = {name: e.key_env for name, e in _ENTRIES.items()}
 UPLOAD_LIMIT_BYTES = 25 * 1024 * 1024  # the gateway's own body limit (413 above it)
-VARIABLES = frozenset({"VG_TRANSCRIPTION_CHAIN", "VG_CHAIN_ATTEMPT_TIMEOUT_S", "VG_CHAIN_DEADLINE_S",
+VARIABLES = frozenset({"VG_TRANSCRIPTION_CHAIN", "VG_VISION_CHAIN", "VG_REASONING_CHAIN",
+                       "MINIMAX_LIGHTNING_MODEL", "MINIMAX_VISION_MODEL", "OPENROUTER_MINIMAX_MODEL",
+                       "OPENROUTER_QWEN_MODEL", "OPENAI_GPT4V_MODEL", "ANTHROPIC_HAIKU_MODEL", "VG_CHAIN_ATTEMPT_TIMEOUT_S", "VG_CHAIN_DEADLINE_S",
                        "VG_CHAIN_RETRY_BACKOFF_S", "VG_CHAIN_RETRY_AFTER_MAX_S", "VG_DEEPGRAM_STT_MODEL",
-                       "VG_GROQ_STT_MODEL"})
+                       "VG_GROQ_STT_MODEL", "VG_PRICES_FILE"})
 
 
 class _EnvReader(Protocol):  # gateway.config._Env, without importing it (config imports us)
@@ -63,7 +75,12 @@ class ChainProviderSettings:
 class ChainSettings:
     providers: dict[str, ChainProviderSettings] = field(
         default_factory=lambda: {n: ChainProviderSettings(name=n) for n in CHAIN_PROVIDERS})
-    transcription_chain: tuple[str, ...] = CHAIN_PROVIDERS
+    transcription_chain: tuple[str, ...] = CHAINS["transcription"].order
+    vision_chain: tuple[str, ...] = CHAINS["vision"].order
+    reasoning_chain: tuple[str, ...] = CHAINS["reasoning"].order
+    chat_models: dict[tuple[str, str], str] = field(default_factory=dict)  # (chain, provider) → model
+    prices: PriceTable = field(default_factory=PriceTable)  # defaults, or VG_PRICES_FILE over them
+    daily_budget_usd: float | None = None  # DAILY_BUDGET_USD: 80 % warns, 100 % cost preservation mode
     attempt_timeout_s: float = 30.0  # one HTTP attempt; a timeout retry gets twice this
     deadline_s: float = 120.0  # the whole chain, every attempt and backoff included
     retry_backoff_s: float = 0.5  # 5xx retries wait this, then twice this
@@ -74,6 +91,10 @@ class ChainSettings:
         return {"providers": {n: {"api_key": "***" if p.api_key else None, "base_url": p.base_url,
                                   "model": p.model, "mode": p.mode} for n, p in self.providers.items()},
                 "transcription_chain": list(self.transcription_chain),
+                "vision_chain": list(self.vision_chain), "reasoning_chain": list(self.reasoning_chain),
+                "chat_models": {f"{c}/{p}": m for (c, p), m in self.chat_models.items()},
+                "prices_file": None if self.prices.source == "defaults" else self.prices.source,
+                "daily_budget_usd": self.daily_budget_usd,
                 "attempt_timeout_s": self.attempt_timeout_s, "deadline_s": self.deadline_s,
                 "retry_backoff_s": self.retry_backoff_s, "retry_after_max_s": self.retry_after_max_s}
 
@@ -100,25 +121,38 @@ def load_chain_settings(env: _EnvReader, live: dict[str, Any]) -> ChainSettings:
         else:
             key, base = env.secret(KEY_ENV[name]), rest_base_url(f"{name.upper()}_BASE_URL",
                                                                  env.raw(f"{name.upper()}_BASE_URL"))
-        cap_var = f"{name.upper()}_MAX_UPLOAD_MB"
-        cap_mb = env.parsed(cap_var, 0.0, float, "a number of megabytes > 0", lambda v: v > 0) \
-            if env.raw(cap_var) else None
-        cap = int(cap_mb * 1000**2) if cap_mb else None
-        model = env.raw("OPENAI_WHISPER_MODEL") if name == "openai" else env.raw(f"VG_{name.upper()}_STT_MODEL")
+        cap, model = None, None
+        if name in CHAIN_TRANSLATORS["transcription"]:  # uploads and models of the transcription chain
+            cap_var = f"{name.upper()}_MAX_UPLOAD_MB"
+            cap_mb = env.parsed(cap_var, 0.0, float, "a number of megabytes > 0", lambda v: v > 0) \
+                if env.raw(cap_var) else None
+            cap = int(cap_mb * 1000**2) if cap_mb else None
+            model = env.raw("OPENAI_WHISPER_MODEL") if name == "openai" else env.raw(f"VG_{name.upper()}_STT_MODEL")
         providers[name] = ChainProviderSettings(name=name, api_key=key, base_url=base, model=model,
                                                 max_upload_bytes=cap, simulated=key is None and base is None)
-    chain = env.names("VG_TRANSCRIPTION_CHAIN", CHAIN_PROVIDERS)
-    if not chain:
-        raise ConfigError("VG_TRANSCRIPTION_CHAIN must name at least one provider")
-    for name in chain:
-        if name not in CHAIN_PROVIDERS:
-            raise ConfigError(f"VG_TRANSCRIPTION_CHAIN: unknown provider {name!r}; "
-                              f"expected one of {', '.join(CHAIN_PROVIDERS)}")
-    if len(set(chain)) != len(chain):
-        raise ConfigError("VG_TRANSCRIPTION_CHAIN lists a provider twice")
+    orders = {c: _order(env, c) for c in ("transcription", "vision", "reasoning")}
+    chat_models = {key: model for key, var in CHAT_MODEL_VARIABLES.items() if (model := env.raw(var))}
     return ChainSettings(
-        providers=providers, transcription_chain=chain,
+        providers=providers, transcription_chain=orders["transcription"], vision_chain=orders["vision"],
+        reasoning_chain=orders["reasoning"], chat_models=chat_models,
+        prices=load_prices(env.raw("VG_PRICES_FILE")),
+        daily_budget_usd=env.parsed("DAILY_BUDGET_USD", None, float, "a number of USD > 0", lambda v: v > 0)
+        if env.raw("DAILY_BUDGET_USD") else None,
         attempt_timeout_s=env.seconds("VG_CHAIN_ATTEMPT_TIMEOUT_S", 30.0),
         deadline_s=env.seconds("VG_CHAIN_DEADLINE_S", 120.0),
         retry_backoff_s=env.seconds("VG_CHAIN_RETRY_BACKOFF_S", 0.5, allow_zero=True),
         retry_after_max_s=env.seconds("VG_CHAIN_RETRY_AFTER_MAX_S", 10.0, allow_zero=True))
+
+
+def _order(env: _EnvReader, chain: str) -> tuple[str, ...]:
+    """VG_<CHAIN>_CHAIN: a reordering or shortening of the chain's providers."""
+    var, allowed = f"VG_{chain.upper()}_CHAIN", tuple(CHAIN_TRANSLATORS[chain])
+    order = env.names(var, CHAINS[chain].order)
+    if not order:
+        raise ConfigError(f"{var} must name at least one provider")
+    for name in order:
+        if name not in allowed:
+            raise ConfigError(f"{var}: unknown provider {name!r}; expected one of {', '.join(allowed)}")
+    if len(set(order)) != len(order):
+        raise ConfigError(f"{var} lists a provider twice")
+    return order

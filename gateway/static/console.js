@@ -451,6 +451,26 @@ async function resetCircuit(provider, button) {
   poll();
 }
 
+// -- costs (GET /admin/costs, POST /admin/costs/reset-mode; docs/costs.md) ----------------------
+function renderCosts(res) {
+  if (!res.ok || !res.data) return;
+  const b = res.data.budget;
+  state.costs = res.data;
+  $("cost-spent").textContent = `$${b.spent_today_usd.toFixed(6)}`;
+  $("cost-budget").textContent = b.daily_budget_usd === null ? "none" : `$${b.daily_budget_usd}`;
+  $("cost-ratio").textContent = b.daily_budget_usd === null ? "no budget" : `${(b.used_ratio * 100).toFixed(1)}%`;
+  $("cost-mode").textContent = b.mode === "cost_preservation" ? "cost preservation (primary providers only)"
+    : "normal";
+  $("cost-mode").className = b.mode === "cost_preservation" ? "bad" : "";
+  $("reset-mode").hidden = b.mode !== "cost_preservation";
+}
+
+$("reset-mode").addEventListener("click", async () => {
+  const res = await api("POST", "/admin/costs/reset-mode");
+  actionStatus(res.ok ? "Cost preservation mode ended for today." : authMessage(res.status), !res.ok);
+  poll();
+});
+
 // -- polling ---------------------------------------------------------------------------------
 let polling = false;
 
@@ -471,6 +491,7 @@ async function poll() {
       renderCircuits(circuits);
       sample(state.sessions, state.circuits);
       refreshDrawer();
+      renderCosts(await api("GET", "/admin/costs"));
       setStatus(`Updated ${new Date().toLocaleTimeString()}.`);
     }
     state.polls += 1;

@@ -32,13 +32,14 @@ class ErrorClass(StrEnum):
     BAD_INPUT = "bad_input"  # 400/413/422: the input's fault, never a breaker failure
     NETWORK = "network"  # connection refused/reset: the provider is down, fall back at once
     PROTOCOL = "protocol"  # a 2xx we cannot parse: like SERVER
+    LOW_QUALITY = "low_quality"  # an answer that fails the chain's check (empty, cut off, refusal): next
 
 
 # Metric `error_type` of ai_provider_errors_total (design.md §6 vocabulary).
 METRIC_ERROR_TYPES: dict[ErrorClass, str] = {
     ErrorClass.RATE_LIMIT: "rate_limit", ErrorClass.AUTH: "auth", ErrorClass.TIMEOUT: "timeout",
     ErrorClass.SERVER: "server", ErrorClass.PROCESSING_CAP: "server", ErrorClass.BAD_INPUT: "protocol",
-    ErrorClass.NETWORK: "network", ErrorClass.PROTOCOL: "protocol",
+    ErrorClass.NETWORK: "network", ErrorClass.PROTOCOL: "protocol", ErrorClass.LOW_QUALITY: "low_quality",
 }
 
 STATUS_CLASSES: dict[int, ErrorClass] = {
@@ -100,6 +101,7 @@ class AttemptError:
     message: str = ""
     provider_code: str | None = None  # e.g. Deepgram err_code, OpenAI error.code
     retry_after_s: float | None = None
+    usage: Usage | None = None  # what the provider billed for this failed attempt (a low-quality answer)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

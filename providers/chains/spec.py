@@ -34,3 +34,8 @@ class ChainSpec:
     order: tuple[str, ...]  # default provider order (settings may reorder or shorten it)
     codes: ChainCodes
     validate: Callable[[Any], None]  # raises a gateway ClientError before any provider is contacted
+    # after a provider answered: a reason the answer is `low_quality` (billed, then the next provider), or None
+    check: Callable[[Any, Any], str | None] | None = None
+    # providers left out of the order for an option value (vision: `complex` skips MiniMax); keyed by
+    # the options' `complexity`
+    skip_when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)

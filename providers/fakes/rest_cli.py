@@ -29,9 +29,12 @@ async def _until_signalled() -> None:
     await stop.wait()
 
 
+REST_ONLY = ("groq", "minimax", "openrouter", "anthropic")  # no WebSocket API: `listening on http://…`
+
+
 async def _serve_groq(args: argparse.Namespace) -> None:
     ctx = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    fake = rest_fake_class("groq")(api_key=args.api_key, host=args.host, port=args.port, ssl_context=ctx,
+    fake = rest_fake_class(args.provider)(api_key=args.api_key, host=args.host, port=args.port, ssl_context=ctx,
                                    faults=HttpFaultScript.parse(args.faults), seed=args.seed)
     await fake.start()
     print(f"listening on {fake.url}", flush=True)
@@ -60,7 +63,7 @@ async def _serve_shared(args: argparse.Namespace) -> None:
         await ws_fake.stop()
 
 
-WITH_REST = ("openai", "deepgram", "groq")  # fakes that also (or only) serve a one-shot REST API
+WITH_REST = ("openai", "deepgram", *REST_ONLY)  # fakes that also (or only) serve a one-shot REST API
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,10 +72,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         if bool(args.tls_cert) != bool(args.tls_key):
             raise ConfigError("--tls-cert and --tls-key go together")
-        HttpFaultScript.parse(args.faults if args.provider == "groq" else args.rest_faults)
-        if args.provider != "groq":
+        HttpFaultScript.parse(args.faults if args.provider in REST_ONLY else args.rest_faults)
+        if args.provider not in REST_ONLY:
             build_fake(args)  # validates the WebSocket fault SPEC and TLS files up front
-        serve = _serve_groq if args.provider == "groq" else _serve_shared
+        serve = _serve_groq if args.provider in REST_ONLY else _serve_shared
     except ConfigError as err:
         print(f"voice-gateway fake-provider: {err.message}", file=sys.stderr)
         return 2

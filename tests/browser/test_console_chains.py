@@ -33,3 +33,26 @@ async def test_console_shows_and_resets_a_chain_breaker(browser: BrowserSession)
         assert chains.breaker("groq_transcription").state.name == "CLOSED"
         assert browser.log(console).page_errors == []
         assert only_auth_refusals(browser.log(console).http_errors), browser.log(console).http_errors
+
+
+async def test_console_shows_spend_budget_and_ends_cost_preservation(browser: BrowserSession) -> None:
+    from providers.chains.base import Usage
+
+    async with Gateway(admin_token=ADMIN_TOKEN) as gw:
+        assert gw.server is not None
+        ledger = gw.server.config.app.state.runtime.costs  # the one cost ledger (gateway/costs.py)
+        ledger.daily_budget_usd = 0.01
+        ledger.record("reasoning", "minimax", 0.0125, Usage(input_tokens=10, output_tokens=2))
+        assert ledger.preserving
+        console = await browser.open(gw.http + "/console")
+        await sign_in(console, ADMIN_TOKEN)
+        await expect(console.locator("#cost-spent")).to_have_text("$0.012500", timeout=5000)
+        await expect(console.locator("#cost-budget")).to_have_text("$0.01")
+        await expect(console.locator("#cost-ratio")).to_have_text("125.0%")
+        await expect(console.locator("#cost-mode")).to_have_text("cost preservation (primary providers only)")
+        await save_screenshot(console, "console-costs.png")
+        await console.get_by_role("button", name="End cost preservation").click()
+        await expect(console.locator("#cost-mode")).to_have_text("normal", timeout=5000)
+        assert not ledger.preserving
+        assert browser.log(console).page_errors == []
+        assert only_auth_refusals(browser.log(console).http_errors), browser.log(console).http_errors

@@ -36,8 +36,8 @@ async def test_cost_hook_gets_each_billed_answer_and_the_gate_can_skip_a_provide
         assert (record.chain, record.provider, record.model, record.request_id) == (
             "transcription", "groq", "whisper-large-v3", outcome.request_id)
         assert record.usage.audio_seconds == pytest.approx(0.9, abs=0.01)
-        # Groq bills at least 10 s: $0.111 per hour
-        assert record.cost_usd == pytest.approx(10 * 0.111 / 3600) == pytest.approx(outcome.cost_usd)
+        # Groq bills at least 10 s, at the price table's $0.0010 per minute (providers/chains/prices.py)
+        assert record.cost_usd == pytest.approx(10 / 60 * 0.0010) == pytest.approx(outcome.cost_usd)
         assert set(service.fakes) == {"deepgram", "groq", "openai"}
         assert service.fakes["deepgram"].requests == []  # skipped without being contacted
     finally:

@@ -114,7 +114,7 @@ class SseServer:
     def __init__(self) -> None:
         self.hits: dict[str, int] = {"openai": 0, "groq": 0}
         self.failing_status = 503
-        self.break_stream = False
+        self.break_stream: int | None = None  # abort the connection after this many pieces
 
     async def failing(self, request: web.Request) -> web.StreamResponse:
         self.hits["openai"] += 1
@@ -124,9 +124,9 @@ class SseServer:
         self.hits["groq"] += 1
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for piece in (STREAM[:40], STREAM[40:90], STREAM[90:]):
+        for n, piece in enumerate((STREAM[:40], STREAM[40:90], STREAM[90:]), 1):
             await response.write(piece)
-            if self.break_stream:
+            if self.break_stream == n:
                 assert request.transport is not None
                 request.transport.abort()
                 return response
@@ -175,7 +175,7 @@ async def test_stream_falls_back_before_the_commit_and_bills_at_the_end(sse_serv
 
 
 async def test_a_break_off_after_the_commit_reaches_the_consumer_without_fallback(sse_server: SseServer) -> None:
-    sse_server.break_stream = True
+    sse_server.break_stream = 2  # the first 90 bytes hold two whole events: the commit point has passed
     clock, exchange = RecordingClock(), AiohttpExchange()
     runner = ChainRunner(exchange=exchange, clock=clock, policy=ChainPolicy())
     providers = bound(sse_server, clock)
@@ -187,7 +187,22 @@ async def test_a_break_off_after_the_commit_reaches_the_consumer_without_fallbac
         with pytest.raises(ProviderUnavailable):
             async for event in outcome.result.events():
                 got.append(event)
-        assert got == []  # the first 40 bytes hold no complete event
+        assert got == ["1", "2"]
         assert sse_server.hits == {"openai": 0, "groq": 1}
+    finally:
+        await exchange.close()
+
+
+async def test_a_break_off_before_the_first_event_falls_back(sse_server: SseServer) -> None:
+    # the commit point is the first event, not the status line: nothing has reached the caller yet
+    sse_server.break_stream, sse_server.failing_status = 1, 200
+    clock, exchange = RecordingClock(), AiohttpExchange()
+    runner = ChainRunner(exchange=exchange, clock=clock, policy=ChainPolicy())
+    providers = bound(sse_server, clock)
+    providers.reverse()
+    try:
+        outcome = await runner.run(SPEC, "hello", providers, request_id="r3", stream=True)
+        assert [(a.provider, a.outcome, a.error_class) for a in outcome.attempts][0] == ("groq", "error", "network")
+        assert sse_server.hits["groq"] == 1 and sse_server.hits["openai"] >= 1
     finally:
         await exchange.close()

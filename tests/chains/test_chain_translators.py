@@ -145,6 +145,7 @@ def test_policy_table() -> None:
         ErrorClass.PROTOCOL: (1, True, 1.0, BreakerEffect.FAILURE),
         ErrorClass.PROCESSING_CAP: (0, False, 1.0, BreakerEffect.FAILURE),
         ErrorClass.BAD_INPUT: (0, False, 1.0, BreakerEffect.NEUTRAL),
+        ErrorClass.LOW_QUALITY: (0, False, 1.0, BreakerEffect.NEUTRAL),
     }
     assert [ChainPolicy(retry_backoff_s=0.5).backoff_s(n) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
 
