@@ -67,7 +67,7 @@ _secrets_lock = threading.Lock()
 
 def register_secret(value: str | None) -> None:
     """Mask every occurrence of `value` in all future log output (config registers each key)."""
-    global _secrets_re
+    global _secrets_re, _trigger
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     with _secrets_lock:
@@ -78,6 +78,7 @@ def register_secret(value: str | None) -> None:
         # Longest first so a secret containing another is masked whole.
         alternatives = sorted(_secrets, key=len, reverse=True)
         _secrets_re = re.compile("|".join(re.escape(s) for s in alternatives))
+        _trigger = re.compile("(?i)" + "|".join((*_TRIGGER_PARTS, *(re.escape(s) for s in alternatives))))
 
 
 _VALUE = r"[^\s\"'&#,;)}\]]+"
@@ -111,8 +112,29 @@ _SECRET_FIELD = re.compile(r"(?i)^(?:.*[_-])?(?:api[_-]?key|key|token|secret|pas
                            r"signature|credentials?|sec-websocket-protocol|subprotocols?)$")
 
 
+# A necessary condition of every pattern above, as one case-insensitive search: a line with no match
+# cannot contain anything `redact` would mask, so it is returned as is without running the ten
+# substitutions (most lines; an over-limit frame refusal logs one per frame). Each alternative is
+# implied by one pattern (the label it needs, or the key shape's prefix); registered secrets are
+# added by `register_secret`. tests/test_logs.py checks the two paths agree.
+_TRIGGER_PARTS = (
+    r"(?:key|token|secret|password|signature|sig)[\"']?\s*[:=,]",  # query parameters, header shapes
+    r"bearer\s", r"(?:token|basic)\s", r"authorization", r"openai-insecure-api-key\.",
+    r"sec-websocket-protocol", r"://[^\s/:@\"']+:",  # subprotocols, URL credentials
+    r"sk-", r"aiza", r"[0-9a-f]{40}",  # key shapes
+)
+_trigger = re.compile("(?i)" + "|".join(_TRIGGER_PARTS))
+
+
 def redact(text: str) -> str:
     """Mask registered secrets and every secret-shaped pattern in `text`."""
+    if _trigger.search(text) is None:
+        return text
+    return _redact_all(text)
+
+
+def _redact_all(text: str) -> str:
+    """Every substitution, unconditionally (`redact` without the pre-check)."""
     if _secrets_re is not None:
         text = _secrets_re.sub(MASK, text)
     for pattern in _PATTERNS:

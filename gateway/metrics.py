@@ -80,6 +80,12 @@ voice_gateway_added_latency_seconds = Histogram(
 # pre-bound children: the audio path observes these per frame without a label lookup
 UPLINK_LATENCY = voice_gateway_added_latency_seconds.labels("uplink")
 DOWNLINK_LATENCY = voice_gateway_added_latency_seconds.labels("downlink")
+voice_gateway_event_loop_lag_seconds = Histogram(
+    "voice_gateway_event_loop_lag_seconds",
+    "How late the event loop ran a timer callback (sampled every 0.25 s; gateway/loop_lag.py)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY)
+EVENT_LOOP_LAG = voice_gateway_event_loop_lag_seconds  # no labels: observed directly
 voice_gateway_time_to_first_audio_seconds = Histogram(
     "voice_gateway_time_to_first_audio_seconds", "From end of user turn to first reply audio",
     ["provider"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY)

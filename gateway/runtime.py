@@ -17,6 +17,7 @@ from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
 from gateway.events import SwitchReason
 from gateway.logs import log_event
+from gateway.loop_lag import LoopLagMonitor
 from gateway.provider_socket import ProviderConnector
 from gateway.replay import ReplayBuffer
 from gateway.session_config import SessionConfig
@@ -59,6 +60,7 @@ class Runtime:
         self.sessions: dict[str, LiveCall] = {}
         self.fakes: dict[str, FakeServer] = {}
         self.draining = False
+        self.loop_lag = LoopLagMonitor()  # voice_gateway_event_loop_lag_seconds, from start() to stop()
         for name in settings.providers:
             self.breakers.get(name)  # gauges exist from the start
         metrics.initialize(list(settings.providers))
@@ -80,6 +82,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Resolve every provider's endpoint; start an in-process fake for each simulated one."""
+        self.loop_lag.start()
         for name, ps in self.settings.providers.items():
             if ps.simulated:
                 # a long-lived process: bounded recording (the fakes keep everything for tests)
@@ -98,6 +101,7 @@ class Runtime:
                       provider=name, mode=ps.mode)
 
     async def stop(self) -> None:
+        self.loop_lag.stop()
         for s in list(self.sessions.values()):
             await s.end("server_shutdown")
         for fake in self.fakes.values():

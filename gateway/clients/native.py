@@ -8,12 +8,12 @@ sends can crash the connection handler.
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import logging
 from typing import Any, ClassVar
 
 import orjson
+import pybase64
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
@@ -193,7 +193,7 @@ class NativeConnection:
                 if not isinstance(audio, str):
                     raise BadAudio("audio.append needs base64 audio")
                 try:
-                    raw = base64.b64decode(audio, validate=True)
+                    raw = pybase64.b64decode(audio, validate=True)
                 except (binascii.Error, ValueError):
                     raise BadAudio("audio is not valid base64") from None
                 await session.push_audio(raw)
