@@ -67,7 +67,7 @@ _secrets_lock = threading.Lock()
 
 def register_secret(value: str | None) -> None:
     """Mask every occurrence of `value` in all future log output (config registers each key)."""
-    global _secrets_re, _trigger
+    global _secrets_re, _trigger_words
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     with _secrets_lock:
@@ -78,7 +78,7 @@ def register_secret(value: str | None) -> None:
         # Longest first so a secret containing another is masked whole.
         alternatives = sorted(_secrets, key=len, reverse=True)
         _secrets_re = re.compile("|".join(re.escape(s) for s in alternatives))
-        _trigger = re.compile("(?i)" + "|".join((*_TRIGGER_PARTS, *(re.escape(s) for s in alternatives))))
+        _trigger_words = (*_TRIGGER_WORDS, *(s.casefold() for s in alternatives))
 
 
 _VALUE = r"[^\s\"'&#,;)}\]]+"
@@ -112,23 +112,33 @@ _SECRET_FIELD = re.compile(r"(?i)^(?:.*[_-])?(?:api[_-]?key|key|token|secret|pas
                            r"signature|credentials?|sec-websocket-protocol|subprotocols?)$")
 
 
-# A necessary condition of every pattern above, as one case-insensitive search: a line with no match
-# cannot contain anything `redact` would mask, so it is returned as is without running the ten
-# substitutions (most lines; an over-limit frame refusal logs one per frame). Each alternative is
-# implied by one pattern (the label it needs, or the key shape's prefix); registered secrets are
-# added by `register_secret`. tests/test_logs.py checks the two paths agree.
-_TRIGGER_PARTS = (
-    r"(?:key|token|secret|password|signature|sig)[\"']?\s*[:=,]",  # query parameters, header shapes
-    r"bearer\s", r"(?:token|basic)\s", r"authorization", r"openai-insecure-api-key\.",
-    r"sec-websocket-protocol", r"://[^\s/:@\"']+:",  # subprotocols, URL credentials
-    r"sk-", r"aiza", r"[0-9a-f]{40}",  # key shapes
-)
-_trigger = re.compile("(?i)" + "|".join(_TRIGGER_PARTS))
+# A necessary condition of every pattern above, checked with plain substring searches of the
+# case-folded text: a line containing none of these words cannot contain anything `redact` would
+# mask, so it is returned as is without the ten substitutions (most lines; every refused
+# over-limit frame logs one). Each word is the label a pattern needs (`key|token|secret|password|
+# sig` end every parameter and header name), a key shape's prefix, or a registered secret (added by
+# `register_secret`); 40-hex keys have no word, so a line of 40+ characters also gets one search for
+# a 40-hex run. casefold() maps every character `(?i)` equates with an ASCII letter except the
+# dotless ı, mapped by hand. tests/test_logs.py checks the two paths agree.
+_TRIGGER_WORDS = ("key", "token", "secret", "password", "sig", "bearer", "basic", "authorization",
+                  "sec-websocket-protocol", "://", "sk-", "aiza")
+_trigger_words: tuple[str, ...] = _TRIGGER_WORDS
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{40}")
+
+
+def _may_hold_secret(text: str) -> bool:
+    folded = text.casefold()
+    if "ı" in folded:
+        folded = folded.replace("ı", "i")
+    for word in _trigger_words:
+        if word in folded:
+            return True
+    return len(text) >= 40 and _HEX_RUN.search(text) is not None
 
 
 def redact(text: str) -> str:
     """Mask registered secrets and every secret-shaped pattern in `text`."""
-    if _trigger.search(text) is None:
+    if not _may_hold_secret(text):
         return text
     return _redact_all(text)
 
