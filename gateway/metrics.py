@@ -6,6 +6,8 @@ exposes `REGISTRY`. Tests read values with `sample()`.
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from gateway import __version__
@@ -101,6 +103,18 @@ voice_gateway_client_errors = Counter(
 voice_gateway_rate_limited = Counter(
     "voice_gateway_rate_limited", "Client connections that hit a rate ceiling",
     ["client"], registry=REGISTRY)
+
+
+# Pre-bound children for paths that can run per frame (every refused over-limit frame counts one):
+# bounded label sets (client kinds × stable error codes), so the caches are bounded too.
+@cache
+def client_errors(client: str, code: str) -> Counter:
+    return voice_gateway_client_errors.labels(client, code)
+
+
+@cache
+def rate_limited(client: str) -> Counter:
+    return voice_gateway_rate_limited.labels(client)
 voice_gateway_state_transitions = Counter(
     "voice_gateway_state_transitions", "Moves of the link and session state machines (gateway/states.py)",
     ["machine", "from_state", "to_state"], registry=REGISTRY)

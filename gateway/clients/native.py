@@ -114,7 +114,7 @@ class NativeConnection:
         self.limiter = FrameRateLimiter(self.base_limits, now=self.rt.clock.now)
 
     async def error(self, err: GatewayError) -> None:
-        metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
+        metrics.client_errors(CLIENT, err.code).inc()
         sid = self.session.id if self.session else ""
         await self.sink.send_json(ErrorEvent.from_error(err).to_wire(sid, self.rt.wall_time()))
 
