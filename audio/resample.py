@@ -126,6 +126,7 @@ class ResampleStream:
         self.in_rate_hz = in_rate_hz
         self.out_rate_hz = out_rate_hz
         self._design = None if in_rate_hz == out_rate_hz else _design(in_rate_hz, out_rate_hz)
+        self._buf = np.empty(0, dtype=np.float32)  # sized by the first _reset (see _grow)
         self._reset()
 
     def _reset(self) -> None:
@@ -139,7 +140,7 @@ class ResampleStream:
             # seen before allocates nothing but its output bytes.
             self._history_start = min(self._design.window_offset, 0)
             self._hoff, self._hlen = 0, -self._history_start
-            if not hasattr(self, "_buf"):
+            if not len(self._buf):
                 self._grow(self._hlen + 2048)
             self._buf[: self._hlen] = 0.0
 
@@ -149,7 +150,7 @@ class ResampleStream:
         design = self._design
         assert design is not None
         buf = np.zeros(4 * need, dtype=np.float32)
-        if hasattr(self, "_buf"):
+        if len(self._buf):
             buf[: self._hlen] = self._buf[self._hoff : self._hoff + self._hlen]
             self._hoff = 0
         self._buf = buf

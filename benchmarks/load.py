@@ -203,14 +203,16 @@ def structural_delay_ms(rows: list[dict[str, Any]], path: str) -> float:
 
 def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec, structural_ms: float = 0.0
              ) -> dict[str, Any]:
-    """Grow N by ×1.5 until a run fails the criterion, then bisect once or twice.
+    """Grow N by ×1.5 until a run fails the criterion, then bisect once or twice. A step measured
+    while other processes took more than --max-other-load-pct is re-run; still busy, the search stops
+    and reports no figure (`stopped`). A figure is the gateway's (`valid`) only when the failing step
+    had the gateway's core at ≥ 90 %; otherwise `limit` says what failed first.
 
     A path with a structural delay (see structural_delay_ms) meets the bound at no load at all:
     that is reported, and the search counts the bound on top of that delay, so the CPU limit is
     still found."""
     steps: list[dict[str, Any]] = []
-
-    busy: list[int] = []  # steps no quiet run could be had for
+    busy: list[int] = []  # the step no quiet run could be had for (it stops the search)
 
     def measure(n: int) -> tuple[RunResult, RunResult]:
         """A direct and a gateway run at N, both quiet (other tenants ≤ the threshold), re-run up to
@@ -235,6 +237,10 @@ def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec, struct
         quiet = bool(direct.figures.get("quiet", True) and gw.figures.get("quiet", True))
         if not quiet:
             busy.append(n)
+            steps.append({"calls": n, "passed": None, "quiet": False, "direct": _brief(direct), "gateway": _brief(gw)})
+            print(f"capacity {ps.name} N={n}: no quiet run after {args.capacity_retries + 1}: search stopped, "
+                  f"no capacity figure from this machine now", flush=True)
+            raise _MachineBusy(n)
         # what limited a failing step: the gateway's core (the figure we want), the load core, or neither
         limit = None if passed else ("gateway" if gw.figures.get("server_saturated") else
                                      "load" if gw.figures.get("load_saturated") else "latency/loss below saturation")
@@ -244,10 +250,37 @@ def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec, struct
               f"{f' = {structural_ms:.1f} structural + {worst - structural_ms:.2f}' if structural_ms else ''}, "
               f"lost {gw.figures['frames_lost']}, gateway CPU {gw.figures['server_cpu_pct']:.0f}%, "
               f"load CPU {gw.figures['load_cpu_pct']:.0f}%, other {gw.figures['other_processes_cpu_pct']:.0f}%"
-              f"{'' if quiet else ', NOT QUIET: not a capacity point'}"
               f"{f', limit: {limit}' if limit else ''})", flush=True)
         return passed
 
+    try:
+        good, bad = _search(ok, args)
+    except _MachineBusy:
+        return {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
+                "max_calls_passed": None, "first_failed": None, "steps": steps, "limit": None,
+                "gateway_saturated_at_failure": False, "other_load_threshold_pct": args.max_other_load_pct,
+                "busy_steps": busy, "valid": False, "stopped": f"machine busy at N={busy[-1]}"}
+    failed_step = next((st for st in steps if st["calls"] == bad), None)
+    limit = failed_step["limit"] if failed_step else None
+    out = {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
+           "max_calls_passed": good, "first_failed": bad, "searched_up_to": args.capacity_max, "steps": steps,
+           "limit": limit, "gateway_saturated_at_failure": limit == "gateway",
+           "other_load_threshold_pct": args.max_other_load_pct, "busy_steps": busy,
+           # a capacity of the gateway only when the failing step had the gateway's core ≥ 90 % (every
+           # counted step was measured on a quiet machine: a busy one stops the search)
+           "valid": limit == "gateway"}
+    if structural_ms:  # no N meets the bound as such: say so, and what the CPU allows on top of the delay
+        out |= {"max_calls_passed": 0, "structural_added_ms": structural_ms, "max_calls_over_structural": good}
+    return out
+
+
+class _MachineBusy(Exception):
+    """A capacity step could not be measured on a quiet machine."""
+
+
+def _search(ok: Any, args: argparse.Namespace) -> tuple[int, int | None]:
+    """Grow N by ×1.5 from --capacity-start until `ok(N)` fails, then bisect once or twice: (largest
+    N passed, first N failed)."""
     good, bad, n = 0, None, args.capacity_start
     if not ok(n):  # below the start: halve until a pass (or 10 calls)
         bad = n
@@ -272,18 +305,7 @@ def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec, struct
             good = mid
         else:
             bad = mid
-    failed_step = next((st for st in steps if st["calls"] == bad), None)
-    limit = failed_step["limit"] if failed_step else None
-    out = {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
-           "max_calls_passed": good, "first_failed": bad, "searched_up_to": args.capacity_max, "steps": steps,
-           "limit": limit, "gateway_saturated_at_failure": limit == "gateway",
-           "other_load_threshold_pct": args.max_other_load_pct, "busy_steps": busy,
-           # a capacity of the gateway only when the failing step had the gateway's core ≥ 90 % and both the
-           # failing and the last passing step were measured on a quiet machine
-           "valid": limit == "gateway" and good not in busy and bad not in busy}
-    if structural_ms:  # no N meets the bound as such: say so, and what the CPU allows on top of the delay
-        out |= {"max_calls_passed": 0, "structural_added_ms": structural_ms, "max_calls_over_structural": good}
-    return out
+    return good, bad
 
 
 def _brief(res: RunResult) -> dict[str, Any]:
@@ -347,11 +369,14 @@ def main(argv: list[str] | None = None) -> int:
                     extra = (f" (structural +{c['structural_added_ms']:.1f} ms at any load; on top of it "
                              f"{c['max_calls_over_structural']} calls)" if "structural_added_ms" in c else "")
                     why = ("the gateway's core saturated: a gateway capacity" if c["valid"] else
-                           f"NOT a gateway capacity: limit {c['limit']}" + (
-                               f", busy machine at N={c['busy_steps']} (other processes over "
-                               f"{args.max_other_load_pct:g}% of a core)" if c["busy_steps"] else ""))
-                    print(f"capacity ({cap.name}): {c['max_calls_passed']} calls pass{extra}; first failing "
-                          f"N: {c['first_failed']} ({why})", flush=True)
+                           f"NOT a gateway capacity: {c['stopped']} (other processes over "
+                           f"{args.max_other_load_pct:g}% of a core)" if c.get("stopped") else
+                           f"NOT a gateway capacity: limit {c['limit']}")
+                    if c.get("stopped"):
+                        print(f"capacity ({cap.name}): no figure: {why}", flush=True)
+                    else:
+                        print(f"capacity ({cap.name}): {c['max_calls_passed']} calls pass{extra}; first failing "
+                              f"N: {c['first_failed']} ({why})", flush=True)
     out["elapsed_s"] = round(time.time() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))

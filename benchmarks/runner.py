@@ -163,9 +163,9 @@ class BenchRunner:
             for g in gens:
                 g.go(t0)
             time.sleep(max(0.0, (t0 - time.monotonic_ns()) / 1e9))
-            if profiler is not None:
-                procs.append(Proc("py-spy", profiler))  # ours: its CPU is not another tenant's
             start = {p.pid: cpu_seconds(p.pid) for p in procs} | {g.popen.pid: cpu_seconds(g.popen.pid) for g in gens}
+            if profiler is not None:
+                start[profiler.pid] = cpu_seconds(profiler.pid)  # ours: its CPU is not another tenant's
             start[0] = system_cpu_seconds()  # key 0: the whole machine
             time.sleep(duration_s)
             end = {pid: cpu_seconds(pid) for pid in start if pid} | {0: system_cpu_seconds()}
