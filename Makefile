@@ -5,27 +5,29 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: run test lint typecheck fuzz bench system-deps clean
+.PHONY: run test lint typecheck fuzz fuzz-long bench system-deps clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e '.[test,bench,opus]'
 	touch $(STAMP) $(RUN_STAMP)
 
-# `make run` needs only the runtime dependencies (no test or bench extras).
+# `make run` needs only the runtime dependencies (no test or bench extras); `opus` is runtime: the
+# demo page's compressed upload (WebM/Opus) is decoded with PyAV.
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[opus]'
 	touch $(RUN_STAMP)
 
 # System tools the suite drives for real: chromium (browser tests), promtool/prometheus (alert rules),
-# espeak-ng/sox (fixture regeneration only). Installed when missing and we are root.
+# redis-server (fleet mode tests), espeak-ng/sox (fixture regeneration only). Installed when missing and we are root.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing system packages:$$missing"; \
@@ -51,6 +53,12 @@ test: $(STAMP) system-deps lint typecheck
 
 fuzz: $(STAMP)
 	VG_FUZZ_EXAMPLES=5000 $(BIN)/python -m pytest -q tests -k fuzz
+
+# >= 10^6 hostile client frames over sockets (native, Twilio, Telnyx, Vonage), the HTTP APIs, and 10^6
+# hostile provider frames into every adapter; report in test-artifacts/fuzz-long/report.json
+FUZZ_FRAMES ?= 1000000
+fuzz-long: $(STAMP)
+	nice -n 19 $(BIN)/python -m benchmarks.fuzz_long --frames $(FUZZ_FRAMES) --provider-frames $(FUZZ_FRAMES)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/audio.py

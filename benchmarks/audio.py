@@ -12,6 +12,7 @@ audioop.ratecv's zero delay comes from not filtering.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import time
 import warnings
@@ -166,6 +167,8 @@ def main() -> None:
           f"downlink {soxr_down:.2f} µs")
     print(f"DTMF detector, one 20 ms frame at 8 kHz: {dtmf_8k:.2f} µs")
 
+    opus_report(args, rows[0][1])
+
     print("\naudio held back by the resampler, ms (min..max over a stream of 20 ms frames)")
     for label, in_rate, out_rate, frames in (
         ("uplink   8k → 16k", 8000, 16000, pcm8_frames),
@@ -177,6 +180,48 @@ def main() -> None:
                               frames, in_rate, out_rate, 2, 2)
         print(f"  {label}: ours {ours[0]:.2f}..{ours[1]:.2f} (group delay {group_delay_s(in_rate, out_rate) * 1e3:.2f})"
               f"   soxr HQ {theirs[0]:.2f}..{theirs[1]:.2f}   audioop.ratecv ~0 (linear interpolation, no anti-alias filter)")
+
+
+def opus_report(args: argparse.Namespace, mulaw_uplink_us: float) -> None:
+    """Decode cost of compressed browser input (audio/compressed.py, PyAV libopus) per 20 ms frame,
+    to PCM16 16 kHz (what Gemini takes), against the μ-law uplink measured in the same run."""
+    try:
+        import av
+    except ImportError:
+        print("\nOpus/WebM: PyAV not installed (pip install -e '.[opus]'), skipped")
+        return
+    from audio.compressed import OpusDecoder, WebmOpusDecoder
+
+    pcm48 = b"".join(speech_frames(48000, "pcm16", args.frames))
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate, encoder.layout, encoder.format, encoder.bit_rate = 48000, "mono", "s16", 32000
+    samples = np.frombuffer(pcm48, dtype="<i2")
+    packets: list[bytes] = []
+    out = io.BytesIO()
+    container = av.open(out, "w", format="webm")
+    stream = container.add_stream("libopus", rate=48000)
+    stream.layout, stream.bit_rate = "mono", 32000
+    for i in range(0, len(samples) - 959, 960):
+        for target in (encoder, stream):
+            frame = av.AudioFrame.from_ndarray(samples[i:i + 960].reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = 48000, i
+            encoded = target.encode(frame)
+            if target is encoder:
+                packets += [bytes(p) for p in encoded]
+            else:
+                for packet in encoded:
+                    container.mux(packet)
+    container.close()
+    webm = out.getvalue()
+    piece = len(webm) // len(packets) + 1  # the stream cut into as many pieces as there are 20 ms frames
+    pieces = [webm[i:i + piece] for i in range(0, len(webm), piece)]
+    opus_us = us_per_frame(lambda: OpusDecoder(16000).decode, packets, args.repeat)
+    webm_us = us_per_frame(lambda: WebmOpusDecoder(16000).feed, pieces, args.repeat) * len(pieces) / len(packets)
+    print(f"\nOpus/WebM input → PCM16 16 kHz, µs per 20 ms frame (32 kbit/s, {len(packets)} frames; "
+          f"ratio against the μ-law uplink {mulaw_uplink_us:.2f} µs above)")
+    for name, cost in (("raw Opus packet (encoding opus)", opus_us), ("WebM/Opus stream (encoding webm)", webm_us)):
+        print(f"  {name:34} {cost:8.2f} µs  ×{cost / mulaw_uplink_us:5.1f}  "
+              f"{cost * FRAMES_PER_MINUTE / 1000:6.1f} ms/call-min")
 
 
 def _ratecv_step(in_rate: int, out_rate: int):

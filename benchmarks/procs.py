@@ -180,3 +180,78 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@dataclass
+class FakesProc:
+    """benchmarks/fakes_server.py process(es); `urls` by provider."""
+
+    procs: list[Proc]
+    urls: dict[str, str]
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+
+
+def start_fakes(*, log_path: Path, faults: dict[str, str] | None = None, seed: int = 0,
+                cpus: set[int] | None = None, timeout_s: float = 30.0, split: bool = False) -> FakesProc:
+    """The three fakes in one process, or (`split`) one process each: under many calls the fakes'
+    DTMF recognisers are CPU work, and one process would be the bottleneck of the run."""
+    if not split:
+        return _start_fakes(log_path=log_path, faults=faults, seed=seed, cpus=cpus, timeout_s=timeout_s)
+    parts = [_start_fakes(log_path=log_path.with_name(f"{log_path.stem}-{name}{log_path.suffix}"), faults=faults,
+                          seed=seed, cpus=cpus, timeout_s=timeout_s, only=name)
+             for name in ("gemini", "openai", "deepgram")]
+    return FakesProc([p for part in parts for p in part.procs], {k: v for part in parts for k, v in part.urls.items()})
+
+
+def _start_fakes(*, log_path: Path, faults: dict[str, str] | None, seed: int, cpus: set[int] | None,
+                 timeout_s: float, only: str | None = None) -> FakesProc:
+    args = ["-m", "benchmarks.fakes_server", "--seed", str(seed)] + (["--only", only] if only else [])
+    for name, spec in (faults or {}).items():
+        if only is None or name == only:
+            args += [f"--faults-{name}", spec]
+    popen = subprocess.Popen([sys.executable, *args], cwd=REPO, env=bench_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, bufsize=1)
+    pin(popen.pid, cpus)
+    proc = Proc("fakes", popen)
+    deadline = time.monotonic() + timeout_s
+    assert popen.stdout is not None
+    while time.monotonic() < deadline:
+        line = popen.stdout.readline()
+        if not line:
+            break
+        if line.startswith("listening "):
+            urls = dict(part.split("=", 1) for part in line.split()[1:])
+            _drain_to(popen, log_path, proc)
+            return FakesProc([proc], urls)
+    proc.stop()
+    raise RuntimeError("the fakes did not start")
+
+
+def start_gateway_probe(*, port: int, fakes: FakesProc, samples: Path, interval_s: float, log_path: Path,
+                        extra_env: dict[str, str] | None = None, cpus: set[int] | None = None,
+                        timeout_s: float = 30.0) -> Proc:
+    """benchmarks/gateway_probe.py with every provider live on the fakes (any key is accepted)."""
+    env = bench_env(GEMINI_BASE_URL=fakes.urls["gemini"], GEMINI_API_KEY="soak-gemini-key",
+                    OPENAI_BASE_URL=fakes.urls["openai"] + "/v1", OPENAI_API_KEY="soak-openai-key",
+                    DEEPGRAM_BASE_URL=fakes.urls["deepgram"], DEEPGRAM_API_KEY="soak-deepgram-key",
+                    **(extra_env or {}))
+    log = open(log_path, "w")  # noqa: SIM115 - closed by Proc.stop
+    popen = subprocess.Popen([sys.executable, "-m", "benchmarks.gateway_probe", "--port", str(port),
+                              "--samples", str(samples), "--interval-s", str(interval_s)], cwd=REPO,
+                             env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    pin(popen.pid, cpus)
+    proc = Proc("gateway", popen, log=log, port=port)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            break
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as r:
+                if r.status == 200:
+                    return proc
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"the gateway did not become ready; see {log_path}")

@@ -10,7 +10,8 @@ or after `--wait` seconds without anything new.
 
 Needs only what the gateway already installs (numpy, soundfile, soxr) and its client library
 `voice_gateway_client`. With `make run` (no keys) the simulated providers answer: DTMF digits
-in the audio are the words, and speech-to-speech providers speak the digits back as tones.
+in the audio are the words, and speech-to-speech providers speak the digits back as tones; plain
+English is transcribed offline and answered in synthesized speech (docs/demo.md).
 """
 
 from __future__ import annotations

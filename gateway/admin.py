@@ -1,11 +1,15 @@
-"""Operator API: sessions (list, detail, switch) and circuits (list, reset). Bearer VG_ADMIN_TOKEN."""
+"""Operator API: sessions (list with the recently ended, detail, switch, end) and circuits (list, reset).
+Bearer VG_ADMIN_TOKEN."""
 
 from __future__ import annotations
+
+import logging
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway.audit import audit, bearer_id, remote_addr
 from gateway.auth import check_origin
 from gateway.errors import Unauthorized
 from providers.registry import PROVIDER_NAMES as PROVIDERS
@@ -19,6 +23,9 @@ def _guard(request: Request) -> JSONResponse | None:
         request.app.state.admin_auth.check(request.headers.get("authorization"))
     except Unauthorized as e:
         status = getattr(e, "status", 401)
+        audit("admin.access", "denied", remote=remote_addr(request.scope),
+              actor=bearer_id(request.headers.get("authorization")), level=logging.WARNING, status=status,
+              reason=getattr(e, "reason", "unauthorized"), method=request.method, path=request.url.path[:200])
         return JSONResponse({"error": e.code, "message": e.message}, status_code=status,
                             headers={"WWW-Authenticate": "Bearer"} if status == 401 else None)
     return None
@@ -28,16 +35,34 @@ async def list_sessions(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
     rt = request.app.state.runtime
-    return JSONResponse({"sessions": [s.snapshot() for s in list(rt.sessions.values())]})
+    ended = [{k: v for k, v in s.items() if k not in ("recent_events", "transcript")} for s in rt.recently_ended]
+    return JSONResponse({"sessions": [s.snapshot() for s in list(rt.sessions.values())], "recently_ended": ended})
 
 
 async def session_detail(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
+    rt = request.app.state.runtime
+    s = rt.sessions.get(request.path_params["sid"])
+    if s is None:  # an ended call stays readable while it is among the recently ended
+        ended = rt.ended_session(request.path_params["sid"])
+        if ended is None:
+            return JSONResponse({"error": "not_found", "message": "no such session"}, status_code=404)
+        return JSONResponse(ended)
+    return JSONResponse(s.snapshot(detail=True))
+
+
+async def end_session(request: Request) -> JSONResponse:
+    """Operator hang-up: the call ends with reason `operator_hangup` (the client gets session.ended)
+    and its connection is closed."""
+    if (denied := _guard(request)) is not None:
+        return denied
     s = request.app.state.runtime.sessions.get(request.path_params["sid"])
     if s is None:
         return JSONResponse({"error": "not_found", "message": "no such session"}, status_code=404)
-    return JSONResponse(s.snapshot(detail=True))
+    await s.end("operator_hangup")
+    await s.sink.hang_up()
+    return JSONResponse({"ok": True, "session": request.app.state.runtime.ended_session(s.id)})
 
 
 async def switch_session(request: Request) -> JSONResponse:
@@ -55,6 +80,8 @@ async def switch_session(request: Request) -> JSONResponse:
         return JSONResponse({"error": "bad_message", "message": f"provider must be one of {', '.join(PROVIDERS)}"},
                             status_code=400)
     ok = await s.switch(target, "operator")
+    audit("session.switch", "ok" if ok else "failed", remote=remote_addr(request.scope),
+          actor=bearer_id(request.headers.get("authorization")), session_id=s.id, target=target)
     if not ok:
         return JSONResponse({"error": "provider_unavailable", "message": f"could not open {target}",
                              "session": s.snapshot()}, status_code=409)
@@ -75,7 +102,10 @@ async def reset_circuit(request: Request) -> JSONResponse:
     if provider not in PROVIDERS:
         return JSONResponse({"error": "not_found", "message": "no such provider"}, status_code=404)
     b = request.app.state.runtime.breakers.get(provider)
+    before = b.state.name
     b.reset()
+    audit("circuit.reset", "ok", remote=remote_addr(request.scope),
+          actor=bearer_id(request.headers.get("authorization")), provider=provider, from_state=before)
     return JSONResponse({"ok": True, "circuit": b.snapshot()})
 
 
@@ -83,6 +113,7 @@ routes = [
     Route("/admin/sessions", list_sessions),
     Route("/admin/sessions/{sid}", session_detail),
     Route("/admin/sessions/{sid}/switch", switch_session, methods=["POST"]),
+    Route("/admin/sessions/{sid}/end", end_session, methods=["POST"]),
     Route("/admin/circuits", list_circuits),
     Route("/admin/circuits/{provider}/reset", reset_circuit, methods=["POST"]),
 ]

@@ -6,8 +6,10 @@ fakes started for simulated providers) unless a test passes one in.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from gateway.auth import AdminAuth, ClientAuth
 from gateway.clients.native import native_endpoint
 from gateway.clients.telephony import telephony_endpoint
 from gateway.config import Settings, load_settings
+from gateway.fleet import admin_api as fleet_admin
+from gateway.fleet.controls import OperatorControls
 from gateway.logs import log_event
 from gateway.runtime import Runtime
 
@@ -36,7 +40,7 @@ async def healthz(_: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     body = rt.readiness()
-    return JSONResponse(body, status_code=503 if rt.draining else 200)
+    return JSONResponse(body, status_code=200 if rt.ready else 503)
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -60,7 +64,14 @@ async def static_file(request: Request) -> Response:
     return FileResponse(path)
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> Starlette:
+def _on_sighup(rt: Runtime) -> None:
+    """SIGHUP: re-read the *_API_KEY_FILE keys now (key rotation, deploy/RUNBOOK.md)."""
+    with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):  # not the main thread / no signals
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, rt.reload_keys, "sighup")
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None,
+               handle_sighup: bool = False) -> Starlette:
     settings = settings or (runtime.settings if runtime else load_settings())
 
     @contextlib.asynccontextmanager
@@ -69,6 +80,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.runtime = rt
         if not rt.endpoints:
             await rt.start()
+        app.state.controls = OperatorControls(rt)
+        app.state.fleet = None
+        if settings.fleet.enabled:  # VG_REDIS_URL: fleet mode (docs/fleet.md)
+            from gateway.fleet.node import FleetNode
+
+            app.state.fleet = FleetNode(rt, settings, app.state.controls)
+            await app.state.fleet.start()
+        if handle_sighup:
+            _on_sighup(rt)
         modes = {n: ("simulated" if e.simulated else "live") for n, e in rt.endpoints.items()}
         log_event(log, logging.INFO, "gateway.ready", "gateway ready: " + ", ".join(
             f"{n}={m}" for n, m in modes.items()), providers=modes)
@@ -77,6 +97,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         finally:
             if runtime is None:
                 await rt.stop()
+            if app.state.fleet is not None:
+                await app.state.fleet.stop()
+            await app.state.controls.stop()
 
     app = Starlette(routes=[
         Route("/", demo_page),
@@ -89,6 +112,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         WebSocketRoute("/v1/twilio", telephony_endpoint("twilio")),
         WebSocketRoute("/v1/telnyx", telephony_endpoint("telnyx")),
         WebSocketRoute("/v1/vonage", telephony_endpoint("vonage")),
+        *fleet_admin.routes,
         *admin.routes,
     ], lifespan=lifespan)
     app.state.settings = settings

@@ -39,6 +39,11 @@ class BreakerState(IntEnum):
     HALF_OPEN = 1
     OPEN = 2
 
+    @property
+    def label(self) -> str:
+        """The metric label value the audit's PromQL uses: closed / half_open / open."""
+        return self.name.lower()
+
 
 # Natural moves. Operator `reset` may go anywhere → CLOSED and `force` anywhere → OPEN.
 TRANSITIONS: dict[BreakerState, frozenset[BreakerState]] = {
@@ -123,6 +128,10 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         self.opened_reason: str | None = None
         self.closed_since: float | None = clock.now()
+        # Shared breaker advisory (fleet mode, opt-in): another replica's breaker for this provider is
+        # OPEN, so this one refuses new calls until then (counted `rejected`) without changing state.
+        self._advisory_until: float | None = None
+        self.advisory_source: str | None = None
         self._listeners: list[Callable[[BreakerState, BreakerState], None]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._labels = {"name": self.name, "provider": provider}
@@ -141,8 +150,28 @@ class CircuitBreaker:
     def _timeout_elapsed(self) -> bool:
         return self.opened_reason != AUTH_REASON and self._open_remaining_s() <= _EPSILON_S
 
+    def _advisory_remaining_s(self) -> float:
+        if self._advisory_until is None:
+            return 0.0
+        return max(0.0, self._advisory_until - self._clock.now())
+
+    def advise_open(self, ttl_s: float, source: str) -> None:
+        """Another replica reports this provider's circuit OPEN for `ttl_s` more seconds."""
+        self._advisory_until, self.advisory_source = self._clock.now() + max(0.0, ttl_s), source
+        log_event(logger, logging.WARNING, "breaker.advisory",
+                  f"Circuit breaker '{self.name}' is OPEN on replica {source}: new calls refused here "
+                  f"for {ttl_s:.1f}s (shared advisory).", provider=self.provider, breaker=self.name,
+                  source=source, ttl_s=round(ttl_s, 3))
+
+    def clear_advisory(self) -> None:
+        if self._advisory_until is not None:
+            self._advisory_until = self.advisory_source = None
+            self._wake_waiters()
+
     def would_admit(self) -> bool:
         """Whether admit() would succeed now; takes no slot and counts nothing."""
+        if self._advisory_remaining_s() > _EPSILON_S:
+            return False
         if self._state is BreakerState.CLOSED:
             return True
         if self._state is BreakerState.OPEN:
@@ -154,14 +183,21 @@ class CircuitBreaker:
         breaker reports the open timeout, only as an advisory figure: it needs a reset."""
         if self.would_admit():
             return 0.0
+        if self._advisory_remaining_s() > _EPSILON_S:
+            return self._advisory_remaining_s()
         if self._state is BreakerState.OPEN:
             return self.policy.open_timeout_s if self.opened_reason == AUTH_REASON else self._open_remaining_s()
         return HALF_OPEN_RETRY_AFTER_S
 
     def snapshot(self) -> dict[str, Any]:
-        return {"name": self.name, "provider": self.provider, "state": self._state.name,
-                "failures": self._failures, "successes": self._successes, "in_flight": self._in_flight,
-                "retry_after_s": round(self.retry_after_s(), 3), "opened_reason": self.opened_reason}
+        out: dict[str, Any] = {
+            "name": self.name, "provider": self.provider, "state": self._state.name,
+            "failures": self._failures, "successes": self._successes, "in_flight": self._in_flight,
+            "retry_after_s": round(self.retry_after_s(), 3), "opened_reason": self.opened_reason}
+        if self._advisory_remaining_s() > _EPSILON_S:  # only while one holds (fleet mode, opt-in)
+            out["advisory"] = {"source": self.advisory_source,
+                               "remaining_s": round(self._advisory_remaining_s(), 3)}
+        return out
 
     def subscribe(self, callback: Callable[[BreakerState, BreakerState], None]) -> Callable[[], None]:
         """Call `callback(from_state, to_state)` after every state change; returns an unsubscribe."""
@@ -180,7 +216,10 @@ class CircuitBreaker:
             woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.append(woken)
             timer: asyncio.Task[None] | None = None
-            if self._state is BreakerState.OPEN and self.opened_reason != AUTH_REASON:
+            if self._advisory_remaining_s() > _EPSILON_S:
+                timer = asyncio.ensure_future(self._clock.sleep(self._advisory_remaining_s()))
+                timer.add_done_callback(functools.partial(_wake, woken))
+            elif self._state is BreakerState.OPEN and self.opened_reason != AUTH_REASON:
                 timer = asyncio.ensure_future(self._clock.sleep(self._open_remaining_s()))
                 timer.add_done_callback(functools.partial(_wake, woken))
             try:
@@ -195,6 +234,8 @@ class CircuitBreaker:
     def admit(self) -> BreakerTicket:
         """Admit one call or raise CircuitOpen (counted as `rejected`)."""
         self._count("attempted")
+        if self._advisory_remaining_s() > _EPSILON_S:
+            self._reject()
         if self._state is BreakerState.OPEN:
             if not self._timeout_elapsed():
                 self._reject()
@@ -211,7 +252,10 @@ class CircuitBreaker:
 
     def _reject(self) -> None:
         retry_after = self.retry_after_s()
-        if self._state is BreakerState.OPEN and self.opened_reason == AUTH_REASON:
+        if self._advisory_remaining_s() > _EPSILON_S:
+            message = (f"Circuit breaker '{self.name}' is OPEN on replica {self.advisory_source} "
+                       f"(shared advisory). Retry after {retry_after:.1f} seconds.")
+        elif self._state is BreakerState.OPEN and self.opened_reason == AUTH_REASON:
             message = (f"Circuit breaker '{self.name}' is OPEN (invalid credentials). "
                        "Manual reset required.")
         elif self._state is BreakerState.OPEN:
@@ -250,20 +294,24 @@ class CircuitBreaker:
             return
         self._successes += 1
         if self._state is BreakerState.HALF_OPEN and self._successes >= self.policy.success_threshold:
+            successes = self._successes
             self._move(BreakerState.CLOSED, "natural", "breaker.closed", logging.INFO,
                        f"Circuit breaker '{self.name}' recovered. "
-                       f"Transitioning to CLOSED after {self._successes} successes.")
+                       f"Transitioning to CLOSED after {successes} successes.",
+                       consecutive_successes=successes, threshold=self.policy.success_threshold)
 
     def _on_failure(self, error_type: str) -> None:
         if self._state is BreakerState.CLOSED:
             self._failures += 1
             if self._failures >= self.policy.failure_threshold:
-                self._move(BreakerState.OPEN, "natural", "breaker.opened", logging.WARNING,
+                failures = self._failures
+                self._move(BreakerState.OPEN, "natural", "breaker.opened", logging.ERROR,
                            f"Circuit breaker '{self.name}' failure threshold reached "
-                           f"({self._failures} failures). Opening circuit.",
-                           reason="failure_threshold", error_type=error_type)
+                           f"({failures} failures). Opening circuit.",
+                           reason="failure_threshold", error_type=error_type,
+                           consecutive_failures=failures, threshold=self.policy.failure_threshold)
         elif self._state is BreakerState.HALF_OPEN:
-            self._move(BreakerState.OPEN, "natural", "breaker.reopened", logging.WARNING,
+            self._move(BreakerState.OPEN, "natural", "breaker.reopened", logging.ERROR,
                        f"Circuit breaker '{self.name}' failed in HALF_OPEN. Reopening circuit.",
                        reason="half_open_failure", error_type=error_type)
 
@@ -283,6 +331,7 @@ class CircuitBreaker:
 
     def reset(self) -> None:
         """Operator reset: → CLOSED with every counter cleared; in-flight results no longer count."""
+        self.clear_advisory()
         if self._state is BreakerState.CLOSED:
             self._failures = self._successes = 0
             self.generation += 1
@@ -307,7 +356,7 @@ class CircuitBreaker:
             self._opened_at, self.opened_reason, self.closed_since = None, None, now
         metrics.circuit_breaker_state.labels(**self._labels).set(int(dst))
         metrics.circuit_breaker_state_transitions.labels(
-            **self._labels, from_state=src.name, to_state=dst.name).inc()
+            **self._labels, from_state=src.label, to_state=dst.label).inc()
         extra: dict[str, Any] = {"reason": reason} if reason else {}
         log_event(logger, level, event, message, provider=self.provider, breaker=self.name,
                   from_state=src.name, to_state=dst.name, **extra, **fields)

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--tls-key", metavar="PEM", help="private key for --tls-cert")
     f.add_argument("--faults", metavar="SPEC", help="faults to inject per connection, e.g. "
                    "'1:drop,audio_bytes=16000;2:refuse,status=503' (grammar below)")
+    f.add_argument("--speech", action="store_true",
+                   help="recognise plain English speech and answer in synthesized speech (PocketSphinx, "
+                        "eSpeak NG, offline) instead of echoing it")
     f.add_argument("--seed", type=int, default=0, help="seed for random faults (p=)")
     f.set_defaults(func=lambda args: __import__("providers.fakes.cli", fromlist=["_"]).run_fake_provider(args))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -40,6 +41,7 @@ class ProviderSettings:
     base_url: str | None = None  # ws(s)://, normalised; None = official endpoint (or simulated)
     model: str | None = None
     simulated: bool = True  # neither key nor base URL: the embedded fake server (docs/configuration.md)
+    api_key_file: str | None = None  # *_API_KEY_FILE: watched, re-read on change or SIGHUP (rotation)
 
     def __repr__(self) -> str:
         key = MASK if self.api_key else None
@@ -51,9 +53,34 @@ class ProviderSettings:
         return "simulated" if self.simulated else "live"
 
     @property
+    def key_source(self) -> str:
+        """Where the key comes from, never the key: env | file:<path> | simulated | none."""
+        if self.simulated:
+            return "simulated"
+        if self.api_key_file:
+            return f"file:{self.api_key_file}"
+        return "env" if self.api_key else "none"
+
+    @property
     def live_base_url(self) -> str:
         """Where a live link goes: the configured base URL, else the provider's official one."""
         return self.base_url or OFFICIAL_BASE_URLS[self.name]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetSettings:
+    """Fleet mode (docs/fleet.md): on when `redis_url` is set; otherwise one process, no Redis."""
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password: a secret
+    replica_id: str = ""  # "" = hostname-pid, filled at load time
+    replica_url: str | None = None  # how other replicas reach this one; None = http://host:port
+    ttl_s: float = 15.0  # call and replica keys expire this long after the last heartbeat
+    heartbeat_s: float = 5.0
+    forward_timeout_s: float = 5.0  # an owner that does not answer a forwarded command in time → 504
+    shared_breaker_advisories: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.redis_url is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +112,10 @@ class Settings:
     public_url: str | None = None
     vonage_signature_secret: str | None = field(default=None, repr=False)  # Vonage signed-JWT key
     log_format: str = "json"  # "console": one readable line per record, for a terminal
+    simulated_speech: bool = True  # simulated providers recognise and speak English (providers/fakes/speech.py)
+    environment: str = "development"  # VG_ENV: development | staging | production
+    key_watch_interval_s: float = 2.0  # how often *_API_KEY_FILE is checked for a rotated key
+    fleet: FleetSettings = FleetSettings()
 
     @property
     def client_auth_configured(self) -> bool:
@@ -99,9 +130,13 @@ class Settings:
                 out[f.name] = MASK if value else None
             elif f.name == "providers":
                 out[f.name] = {name: {"api_key": MASK if p.api_key else None, "base_url": p.base_url,
-                                      "model": p.model, "mode": p.mode} for name, p in value.items()}
+                                      "model": p.model, "mode": p.mode, "key_source": p.key_source}
+                               for name, p in value.items()}
             elif f.name in ("reconnect", "breaker"):
                 out[f.name] = {g.name: getattr(value, g.name) for g in fields(value)}
+            elif f.name == "fleet":
+                out[f.name] = {g.name: (MASK if g.name == "redis_url" and value.redis_url else
+                                        getattr(value, g.name)) for g in fields(value)}
             else:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
@@ -150,12 +185,7 @@ class _Env:
         if value is not None and path is not None:
             raise ConfigError(f"set either {name} or {name}_FILE, not both")
         if path is not None:
-            try:
-                value = Path(path).read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{name}_FILE: cannot read {path!r} ({exc.__class__.__name__})") from None
-            if not value:
-                raise ConfigError(f"{name}_FILE: {path!r} is empty")
+            value = read_key_file(f"{name}_FILE", path)
         if value is not None:
             register_secret(value)
         return value
@@ -184,7 +214,48 @@ def _provider_settings(env: _Env, name: str) -> ProviderSettings:
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
     return ProviderSettings(name=name, api_key=api_key, base_url=base_url,
                             model=env.raw(f"VG_{upper}_MODEL"),
-                            simulated=api_key is None and base_url is None)
+                            simulated=api_key is None and base_url is None,
+                            api_key_file=env.raw(f"{upper}_API_KEY_FILE"))
+
+
+ENVIRONMENTS = ("development", "staging", "production")
+
+
+def read_key_file(var: str, path: str) -> str:
+    """The key in `path` (stripped), registered for redaction. ConfigError names the variable."""
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{var}: cannot read {path!r} ({exc.__class__.__name__})") from None
+    if not value:
+        raise ConfigError(f"{var}: {path!r} is empty")
+    register_secret(value)
+    return value
+
+
+def config_warnings(settings: Settings, environ: Mapping[str, str]) -> list[str]:
+    """Non-fatal findings for check-config: unknown variables, plaintext links off this host,
+    simulated providers in production."""
+    from gateway.auth import is_loopback_host
+
+    out = [f"{name} is not a known setting" for name in unknown_variables(environ)]
+    for name, p in settings.providers.items():
+        host = urlsplit(p.base_url).hostname if p.base_url else None
+        if p.base_url and p.base_url.startswith("ws://") and host and not is_loopback_host(host):
+            out.append(f"{name.upper()}_BASE_URL uses plaintext ws:// to the non-loopback host {host}: "
+                       "the API key and the call audio would cross the network unencrypted; use wss://")
+    simulated = production_simulated(settings)
+    if simulated:
+        out.append(f"VG_ENV=production but {', '.join(simulated)} would be simulated (no API key): "
+                   "/readyz will fail")
+    return out
+
+
+def production_simulated(settings: Settings) -> list[str]:
+    """Providers that are simulated while VG_ENV=production (each one makes /readyz fail)."""
+    if settings.environment != "production":
+        return []
+    return [name for name, p in settings.providers.items() if p.simulated]
 
 
 def _check_providers(var: str, names: tuple[str, ...], *, allow_auto: bool = False) -> None:
@@ -252,6 +323,34 @@ def _breaker(env: _Env) -> BreakerPolicy:
         success_threshold=env.integer("VG_BREAKER_SUCCESS_THRESHOLD", 2))
 
 
+def _fleet(env: _Env) -> FleetSettings:
+    redis_url = env.secret("VG_REDIS_URL")
+    if redis_url is not None:
+        parts = urlsplit(redis_url)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ConfigError("VG_REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        if parts.password:
+            register_secret(parts.password)
+    replica_url = env.raw("VG_REPLICA_URL")
+    if replica_url is not None:
+        parts = urlsplit(replica_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("VG_REPLICA_URL must be an http:// or https:// URL other replicas can reach")
+        replica_url = replica_url.rstrip("/")
+    ttl_s = env.seconds("VG_FLEET_TTL_S", 15.0)
+    heartbeat_s = env.seconds("VG_FLEET_HEARTBEAT_S", ttl_s / 3)
+    if heartbeat_s >= ttl_s:
+        raise ConfigError("VG_FLEET_HEARTBEAT_S must be shorter than VG_FLEET_TTL_S")
+    flag = (env.raw("VG_SHARED_BREAKER_ADVISORIES") or "0").lower()
+    if flag not in ("0", "1", "true", "false", "on", "off", "yes", "no"):
+        raise ConfigError(f"VG_SHARED_BREAKER_ADVISORIES must be 0 or 1, got {flag!r}")
+    return FleetSettings(
+        redis_url=redis_url, replica_id=env.raw("VG_REPLICA_ID") or f"{socket.gethostname()}-{os.getpid()}",
+        replica_url=replica_url, ttl_s=ttl_s, heartbeat_s=heartbeat_s,
+        forward_timeout_s=env.seconds("VG_FLEET_FORWARD_TIMEOUT_S", 5.0),
+        shared_breaker_advisories=flag in ("1", "true", "on", "yes"))
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse `environ` (default os.environ) once. Raises ConfigError naming the bad variable."""
     env = _Env(os.environ if environ is None else environ)
@@ -283,7 +382,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_frames_per_s=env.integer("VG_MAX_FRAMES_PER_S", 200),
         max_bytes_per_s=env.integer("VG_MAX_BYTES_PER_S", 0, minimum=0),
         twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN"), public_url=_public_url(env),
-        vonage_signature_secret=env.secret("VONAGE_SIGNATURE_SECRET"), log_format=_log_format(env))
+        vonage_signature_secret=env.secret("VONAGE_SIGNATURE_SECRET"), log_format=_log_format(env),
+        simulated_speech=env.parsed("VG_SIMULATED_SPEECH", True, _on_off, "on or off"),
+        environment=_environment(env),
+        key_watch_interval_s=env.seconds("VG_KEY_WATCH_INTERVAL_S", 2.0),
+        fleet=_fleet(env))
+
+
+def _on_off(text: str) -> bool:
+    value = text.lower()
+    if value in ("1", "on", "true", "yes"):
+        return True
+    if value in ("0", "off", "false", "no"):
+        return False
+    raise ValueError(text)
+
+
+def _environment(env: _Env) -> str:
+    name = (env.raw("VG_ENV") or "development").lower()
+    if name not in ENVIRONMENTS:
+        raise ConfigError(f"VG_ENV must be one of {', '.join(ENVIRONMENTS)}, got {name!r}")
+    return name
 
 
 KNOWN_VARIABLES = frozenset({
@@ -295,7 +414,11 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
-    "VG_LOG_FORMAT",
+    # fleet mode (docs/fleet.md)
+    "VG_REDIS_URL", "VG_REDIS_URL_FILE", "VG_REPLICA_ID", "VG_REPLICA_URL", "VG_FLEET_TTL_S",
+    "VG_FLEET_HEARTBEAT_S", "VG_FLEET_FORWARD_TIMEOUT_S", "VG_SHARED_BREAKER_ADVISORIES",
+    "VG_LOG_FORMAT", "VG_SIMULATED_SPEECH",
+    "VG_ENV", "VG_KEY_WATCH_INTERVAL_S",
 })
 
 
@@ -355,8 +478,10 @@ def run_check_config(args: argparse.Namespace | None = None) -> int:
             print(f"voice-gateway check-config: {message}", file=sys.stderr)
         return 2
     report = {"ok": True,
+              "environment": settings.environment,
               "providers": {name: p.mode for name, p in settings.providers.items()},
-              "warnings": [f"{name} is not a known setting" for name in unknown_variables(os.environ)],
+              "key_sources": {name: p.key_source for name, p in settings.providers.items()},
+              "warnings": config_warnings(settings, os.environ),
               "settings": settings.to_public_dict()}
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from gateway import metrics
 from gateway.breaker import BreakerTicket
@@ -35,15 +37,20 @@ log = logging.getLogger("gateway.link")
 
 async def open_connection(adapter: ProviderAdapter, *, connector: ProviderConnector, ticket: BreakerTicket,
                           timeout_s: float, clock: Clock, resume_handle: str | None,
-                          history: Sequence[ConversationItem]) -> tuple[ProviderSocket, list[ProviderEvent]]:
+                          history: Sequence[ConversationItem], retry_count: int = 0
+                          ) -> tuple[ProviderSocket, list[ProviderEvent]]:
     """Upgrade + setup acknowledged, under the deadline. Settles `ticket` on failure (and raises
-    the ProviderError). Returns the socket and the events parsed after the acknowledgement."""
+    the ProviderError). Returns the socket and the events parsed after the acknowledgement.
+    `retry_count`: the reconnect attempt this is (0: a first establishment), for the log lines.
+    The socket pings after `adapter.stall_ping_after_s` without anything from the provider and is
+    dead (1006) without a pong within half as long again: stall detection (docs/audit.md)."""
     provider = adapter.name
     started = clock.now()
     sock: ProviderSocket | None = None
     try:
         async with asyncio.timeout(timeout_s):
-            sock = await connector.connect(adapter.connect_request(), timeout_s=timeout_s)
+            sock = await connector.connect(adapter.connect_request(), timeout_s=timeout_s,
+                                           heartbeat_s=adapter.stall_ping_after_s)
             for f in adapter.open_frames(history=history, resume_handle=resume_handle):
                 await sock.send(f)
             after: list[ProviderEvent] = []
@@ -53,6 +60,10 @@ async def open_connection(adapter: ProviderAdapter, *, connector: ProviderConnec
                 await sock.send(f)
     except HandshakeRefused as e:
         err: ProviderError = adapter.classify_handshake(e.status, e.body)
+        if e.retry_after_s is not None:
+            err.retry_after_s = e.retry_after_s  # the next attempt waits at least this long
+        if e.status == 429:
+            _rate_limited(provider, e.retry_after_s, retry_count)
     except (ConnectTimeout, TimeoutError):
         err = ProviderUnavailable("connect or setup timed out", provider=provider, error_type="timeout")
     except ConnectFailed as e:
@@ -68,11 +79,11 @@ async def open_connection(adapter: ProviderAdapter, *, connector: ProviderConnec
         metrics.ai_provider_latency_seconds.labels(provider, "connect").observe(elapsed)
         metrics.voice_gateway_provider_connect_seconds.labels(provider).observe(elapsed)
         log_event(log, logging.INFO, "connection.established", f"{provider} link established",
-                  connect_s=round(elapsed, 4))
+                  connect_s=round(elapsed, 4), model=adapter.model_name, retry_count=retry_count)
         return sock, after
     if sock is not None:
         await sock.close()
-    _record_failure(provider, err)
+    _record_failure(provider, err, retry_count)
     if err.breaker_failure:
         ticket.failure(err.error_type)
     else:
@@ -94,13 +105,22 @@ async def _await_setup(adapter: ProviderAdapter, sock: ProviderSocket) -> list[P
                 raise ev.error
 
 
-def _record_failure(provider: str, err: ProviderError) -> None:
+def _rate_limited(provider: str, retry_after_s: float | None, retry_count: int) -> None:
+    """The audit's "Rate limit hit" line: WARNING, with when the provider lets us back in (a wall-clock
+    time for people reading logs; the retry itself waits on the injected clock)."""
+    wait = retry_after_s if retry_after_s is not None else 0.0
+    reset = datetime.fromtimestamp(time.time() + wait, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    log_event(log, logging.WARNING, "rate_limit.hit", f"{provider} rate limit hit; retry after {wait:g}s",
+              reset_time=reset, retry_after_s=wait, retry_count=retry_count)
+
+
+def _record_failure(provider: str, err: ProviderError, retry_count: int) -> None:
     metrics.ai_provider_errors.labels(provider, err.error_type).inc()
     metrics.ai_provider_requests.labels(provider, "connect", "failure").inc()
     # A rejection (bad key, bad config) gets its one ERROR line from note_rejected (reconnect.py),
     # which says what to fix; this line records the attempt.
     log_event(log, logging.WARNING, "connection.failed", f"{provider} link failed: {err.message}",
-              error_type=err.error_type, retryable=err.retryable)
+              error_type=err.error_type, retryable=err.retryable, retry_count=retry_count)
 
 
 class BreakerCall:

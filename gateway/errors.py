@@ -113,11 +113,14 @@ class ProviderError(GatewayError):
         # Deepgram's idle close that we caused). error_type labels metrics:
         # timeout/auth/rate_limit/server/protocol/network.
         self.breaker_failure = breaker_failure
+        # a refused upgrade's Retry-After (seconds): the next attempt waits at least this long
+        self.retry_after_s: float | None = None
 
     @property
     def fields(self) -> dict[str, object]:
         facts = {"close_code": self.provider_close_code, "status": self.status,
-                 "provider_code": self.provider_code, "stale_handle": self.stale_handle or None}
+                 "provider_code": self.provider_code, "stale_handle": self.stale_handle or None,
+                 "retry_after_s": self.retry_after_s}
         return {k: v for k, v in facts.items() if v is not None}
 
 

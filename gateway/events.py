@@ -287,6 +287,17 @@ class ErrorEvent(ClientEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WarningEvent(ClientEvent):
+    """Something the client asked for was not applied (e.g. an unknown provider option); the call
+    goes on."""
+
+    TYPE: ClassVar[str] = "warning"
+    code: str
+    message: str
+    provider: str | None = field(default=None, metadata={"omit_none": True})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SessionEnded(ClientEvent):
     TYPE: ClassVar[str] = "session.ended"
     reason: str

@@ -76,7 +76,8 @@ def failover_chain(config: SessionConfig, available: Collection[str], *, first: 
 class Failover(Generic[LinkT]):
     def __init__(self, *, session_id: str, config: SessionConfig, available: Collection[str],
                  breaker: Callable[[str], CircuitBreaker], new_link: Callable[[str], LinkT], clock: Clock,
-                 listener: FailoverListener[LinkT], return_to_primary_after_s: float | None = None) -> None:
+                 listener: FailoverListener[LinkT], return_to_primary_after_s: float | None = None,
+                 retry_delay_s: Callable[[int], float] | None = None) -> None:
         self.session_id = session_id
         self.config = config
         self._available = available
@@ -85,6 +86,8 @@ class Failover(Generic[LinkT]):
         self._clock = clock
         self._listener = listener
         self._return_after_s = return_to_primary_after_s
+        # the wait before the n-th retry (1-based) while no provider is usable: the reconnect schedule
+        self._retry_delay_s = retry_delay_s or (lambda n: WAIT_RETRY_S)
         self.state = SessionState.STARTING
         self.link: LinkT | None = None
         self._lock = asyncio.Lock()
@@ -217,6 +220,7 @@ class Failover(Generic[LinkT]):
         """Park until any breaker of the chain admits a call (its open timeout on the injected clock,
         an operator reset, a freed half-open slot), then take the call there."""
         metrics.voice_gateway_no_provider_sessions.inc()  # here, so a cancelled waiter always undoes it
+        failed_tries = 0
         try:
             while self.state is SessionState.WAITING:
                 chain = self.chain()
@@ -240,7 +244,10 @@ class Failover(Generic[LinkT]):
                 if link is None:
                     self.link = old
                     self._move(SessionState.WAITING)
-                    await self._clock.sleep(WAIT_RETRY_S)  # the admitted trial failed: don't spin
+                    # every admitted try failed: back off (the reconnect schedule, 1, 2, 4, 8, 16 s) rather
+                    # than hammer a provider that just refused us and open its breaker by ourselves
+                    failed_tries += 1
+                    await self._clock.sleep(self._retry_delay_s(failed_tries))
                     continue
                 await self._switched(old.provider if old is not None else "none", link, reason, trigger_at)
         finally:

@@ -109,6 +109,7 @@ class ProviderLink:
         self._closing = False
         self._fatal_error: ProviderError | None = None
         self._last_chunk_end_s = 0.0
+        self.retry_count = 0  # the reconnect attempt in progress (0: the first establishment)
         self.stream_origin_s = 0.0
         self.counters = {"chunks_sent": 0, "replayed": 0, "reconnects": 0, "handovers": 0}
         # per-frame counters: the labelled children, looked up once (labels() costs ~0.8 µs)
@@ -141,6 +142,10 @@ class ProviderLink:
         self._last_chunk_end_s = chunk.end_s
         if self.state is LinkState.UP:
             await self._send_chunk(chunk)
+        elif log.isEnabledFor(logging.DEBUG):
+            log_event(log, logging.DEBUG, "audio.buffering", f"buffering audio for {self.provider}",
+                      provider=self.provider, session_id=self.session_id, buffer_size=len(self.replay),
+                      is_reconnecting=self.state is LinkState.RECONNECTING)
 
     async def send_frames(self, frames: Sequence[Frame]) -> bool:
         """Control frames (commit, text, tool results, cancel, truncate). False when the link is down."""
@@ -225,7 +230,8 @@ class ProviderLink:
         resume = self._resume_handle
         sock, after = await open_connection(
             adapter, connector=self._connector, ticket=ticket, timeout_s=self.policy.connect_timeout_s,
-            clock=self._clock, resume_handle=resume, history=self._history() if history or resume is None else ())
+            clock=self._clock, resume_handle=resume, history=self._history() if history or resume is None else (),
+            retry_count=self.retry_count)
         return adapter, sock, after
 
     async def establish(self, ticket: BreakerTicket, *, history: bool = True) -> int:
@@ -377,6 +383,10 @@ class ProviderLink:
                 self._chunks_received.inc()
             case ProviderFailed(error=err, fatal_for_link=fatal):
                 metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
+                log_event(log, logging.ERROR if fatal else logging.WARNING, "provider.error",
+                          f"{self.provider} sent an error or a frame we could not read: {err.message}",
+                          provider=self.provider, session_id=self.session_id, error_type=err.error_type,
+                          code=err.code, fatal=fatal)
                 if fatal and self._sock is not None:
                     self._fatal_error = err
                     await self._sock.close(1000)

@@ -25,7 +25,14 @@ from gateway.errors import ConfigError
 
 MASK = "***"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_TOP_LEVEL = ("timestamp", "level", "logger", "event", "message", "provider", "session_id", "stack")
+_TOP_LEVEL = ("timestamp", "level", "logger", "event", "message", "provider", "session_id", "env", "stack")
+_environment: str | None = None  # VG_ENV, stamped on every line once the runtime knows it
+
+
+def set_environment(name: str | None) -> None:
+    """Stamp `env` (development | staging | production) on every log line from now on."""
+    global _environment
+    _environment = name
 # Libraries that log per frame or per request at INFO/DEBUG; our own events say what matters.
 _NOISY_LOGGERS = ("websockets", "websockets.client", "websockets.server", "uvicorn.access",
                   "httpx", "httpcore", "hpack", "asyncio")
@@ -197,6 +204,8 @@ class JsonFormatter(logging.Formatter):
             "provider": _redact_value(fields.pop("provider", None) or _context(record, "vg_provider")),
             "session_id": _redact_value(fields.pop("session_id", None) or _context(record, "vg_session_id")),
         }
+        if _environment is not None:
+            out["env"] = _environment
         for key, value in fields.items():
             name = f"field_{key}" if key in _TOP_LEVEL else redact(key)
             out[name] = _redact_value(value, key)

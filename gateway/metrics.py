@@ -11,6 +11,7 @@ from functools import cache
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from gateway import __version__
+from providers.registry import BREAKER_NAMES
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -118,6 +119,22 @@ def rate_limited(client: str) -> Counter:
 voice_gateway_state_transitions = Counter(
     "voice_gateway_state_transitions", "Moves of the link and session state machines (gateway/states.py)",
     ["machine", "from_state", "to_state"], registry=REGISTRY)
+# fleet mode and operator controls (docs/fleet.md)
+voice_gateway_fleet_registry_errors = Counter(
+    "voice_gateway_fleet_registry_errors", "Failed Redis operations of the fleet registry (calls go on)",
+    ["operation"], registry=REGISTRY)
+voice_gateway_fleet_registry_up = Gauge(
+    "voice_gateway_fleet_registry_up", "1 while the last fleet registry write succeeded (fleet mode only)",
+    registry=REGISTRY)
+voice_gateway_fleet_forwarded_commands = Counter(
+    "voice_gateway_fleet_forwarded_commands", "Admin commands forwarded to the replica holding the call",
+    ["command", "status"], registry=REGISTRY)
+voice_gateway_operator_actions = Counter(
+    "voice_gateway_operator_actions", "Audited operator actions",
+    ["action"], registry=REGISTRY)
+voice_gateway_provider_disabled = Gauge(
+    "voice_gateway_provider_disabled", "1 while an operator has disabled the provider",
+    ["provider"], registry=REGISTRY)
 voice_gateway_build = Info("voice_gateway_build", "Build information", registry=REGISTRY)
 voice_gateway_build.info({"version": __version__})
 
@@ -134,6 +151,10 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float | None:
 ERROR_TYPES = ("timeout", "auth", "rate_limit", "server", "protocol", "network")
 SWITCH_REASONS = ("circuit_open", "reconnect_failed", "operator", "client", "fatal_error", "return_to_primary")
 CLIENTS = ("native", "twilio", "telnyx", "vonage")
+BREAKER_STATUSES = ("attempted", "success", "failure", "rejected")
+# every move a breaker can make (natural, operator reset, forced open), as metric labels
+BREAKER_TRANSITIONS = (("closed", "open"), ("open", "half_open"), ("half_open", "closed"), ("half_open", "open"),
+                       ("open", "closed"))
 
 
 def initialize(providers: tuple[str, ...] | list[str]) -> None:
@@ -144,6 +165,7 @@ def initialize(providers: tuple[str, ...] | list[str]) -> None:
             ai_provider_errors.labels(p, t)
         for ok in ("true", "false"):
             ai_provider_reconnections.labels(p, ok)
+        voice_gateway_provider_disabled.labels(p)
         for series in (voice_gateway_replay_dropped_chunks, voice_gateway_replayed_chunks,
                        ai_provider_active_sessions, voice_gateway_sessions_reconnecting,
                        ai_provider_audio_chunks_sent, ai_provider_audio_chunks_received,
@@ -155,3 +177,11 @@ def initialize(providers: tuple[str, ...] | list[str]) -> None:
                     voice_gateway_provider_switches.labels(p, q, reason)
     for c in CLIENTS:
         voice_gateway_sessions_active.labels(c)
+    for p in providers:
+        labels = {"name": BREAKER_NAMES.get(p, f"{p}_provider"), "provider": p}
+        for status in BREAKER_STATUSES:
+            circuit_breaker_calls.labels(**labels, status=status)
+        for status in ("success", "failure"):
+            circuit_breaker_call_duration_seconds.labels(**labels, status=status)
+        for src, dst in BREAKER_TRANSITIONS:
+            circuit_breaker_state_transitions.labels(**labels, from_state=src, to_state=dst)

@@ -9,7 +9,9 @@ returns a frame or a `Closed(code, reason)`; an abrupt TCP loss reads as code 10
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ssl as ssl_module
+import time
 from dataclasses import dataclass
 
 import aiohttp
@@ -18,10 +20,29 @@ from providers.base import ConnectRequest, Frame
 
 
 class HandshakeRefused(Exception):
-    def __init__(self, status: int, body: str = "") -> None:
+    def __init__(self, status: int, body: str = "", *, retry_after_s: float | None = None) -> None:
         super().__init__(f"handshake refused with HTTP {status}")
         self.status = status
         self.body = body
+        self.retry_after_s = retry_after_s  # the response's Retry-After, when it had one
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """RFC 9110 §10.2.3: delay-seconds or an HTTP-date; None when absent or unreadable. Capped at an
+    hour so a hostile header cannot park a call for days."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), 3600.0)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    delay = when.timestamp() - (time.time() if now is None else now)  # wall clock: the header is a date
+    return min(max(0.0, delay), 3600.0)
 
 
 class ConnectTimeout(Exception):
@@ -97,15 +118,20 @@ class ProviderConnector:
             )
         return self._session
 
-    async def connect(self, req: ConnectRequest, *, timeout_s: float) -> ProviderSocket:
+    async def connect(self, req: ConnectRequest, *, timeout_s: float,
+                      heartbeat_s: float | None = None) -> ProviderSocket:
+        """`heartbeat_s` (default: the connector's): ping after that long without receiving anything
+        from the provider, and close as 1006 when no pong comes within half of it (stall detection)."""
         try:
             async with asyncio.timeout(timeout_s):
                 ws = await self._client().ws_connect(
                     req.url, headers=dict(req.headers), protocols=req.subprotocols,
-                    heartbeat=self.heartbeat_s, max_msg_size=16 * 1024 * 1024, compress=0, autoclose=True,
+                    heartbeat=heartbeat_s or self.heartbeat_s, max_msg_size=16 * 1024 * 1024, compress=0,
+                    autoclose=True,
                 )
         except aiohttp.WSServerHandshakeError as e:
-            raise HandshakeRefused(e.status, e.message or "") from None
+            retry_after = e.headers.get("Retry-After") if e.headers is not None else None
+            raise HandshakeRefused(e.status, e.message or "", retry_after_s=parse_retry_after(retry_after)) from None
         except TimeoutError:
             raise ConnectTimeout(f"connect timed out after {timeout_s:.1f}s") from None
         except (aiohttp.ClientError, OSError) as e:

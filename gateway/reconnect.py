@@ -17,6 +17,7 @@ import random
 from typing import Protocol
 
 from gateway import metrics
+from gateway.audit import SYSTEM, audit
 from gateway.breaker import BreakerTicket, CircuitBreaker
 from gateway.clock import Clock
 from gateway.errors import CircuitOpen, GatewayError, ProviderError, ProviderRejected
@@ -44,6 +45,7 @@ class RecoveringLink(Protocol):
     policy: ReconnectPolicy
     replay: ReplayBuffer
     counters: dict[str, int]
+    retry_count: int  # the attempt in progress (0: none), for the connection.* log lines
 
     @property
     def resume_handle(self) -> str | None: ...
@@ -71,28 +73,36 @@ class Reconnector:
     async def recover(self, err: ProviderError) -> bool:
         """Reconnect on the schedule. True when the link is up again."""
         link = self._link
+        dropped_before = link.replay.dropped_total
+        lost = link.replay.connection_lost()  # sent, evicted, never acknowledged: gone with the socket
+        if lost:
+            metrics.voice_gateway_replay_dropped_chunks.labels(link.provider).inc(lost)
+            log_event(log, logging.WARNING, "audio.lost", f"{lost} sent chunks were never acknowledged by "
+                      f"the lost {link.provider} connection and can no longer be replayed",
+                      provider=link.provider, session_id=link.session_id, dropped_count=lost)
         if not err.retryable:
             return await self.give_up("fatal_error", err, attempts=0)
         link.move(LinkState.RECONNECTING)
         metrics.voice_gateway_sessions_reconnecting.labels(link.provider).inc()
         try:
-            return await self._attempts(err)
+            return await self._attempts(err, dropped_before)
         finally:
             metrics.voice_gateway_sessions_reconnecting.labels(link.provider).dec()
 
-    async def _attempts(self, cause: ProviderError) -> bool:
+    async def _attempts(self, cause: ProviderError, dropped_before: int) -> bool:
         link = self._link
         breaker, policy = link.breaker, link.policy
         down_since = self._clock.now()
-        dropped_before = link.replay.dropped_total
         max_attempts = policy.max_attempts
         last: GatewayError = cause
+        retry_after = 0.0  # the provider's Retry-After from the last refused attempt
         for attempt in range(1, max_attempts + 1):
             if not breaker.would_admit():  # OPEN → the session switches now, no sleeping first
                 return await self.give_up("circuit_open", CircuitOpen(
                     f"Circuit breaker '{breaker.name}' is OPEN.",
                     retry_after_s=breaker.retry_after_s(), breaker=breaker.name), attempt - 1)
-            delay = policy.delay_s(attempt, self._rng)
+            # a 429/503 with Retry-After: the next attempt waits at least that long (RFC 9110 §10.2.3)
+            delay = max(policy.delay_s(attempt, self._rng), retry_after)
             buffered = len(link.replay)
             await link.tell_client(ConnectionReconnecting(
                 provider=link.provider, attempt=attempt, max_attempts=max_attempts,
@@ -109,6 +119,7 @@ class Reconnector:
             except CircuitOpen as e:
                 return await self.give_up("circuit_open", e, attempt - 1)
             link.counters["reconnects"] += 1
+            link.retry_count = attempt
             try:
                 replayed = await link.establish(ticket, history=link.resume_handle is None)
             except ProviderRejected as e:
@@ -118,6 +129,7 @@ class Reconnector:
                 metrics.ai_provider_reconnections.labels(link.provider, "false").inc()
                 if e.stale_handle:
                     link.forget_resume_handle()
+                retry_after = e.retry_after_s or 0.0
                 last = e
                 log_event(log, logging.WARNING, "reconnect.failed",
                           f"reconnect attempt {attempt}/{max_attempts} to {link.provider} failed",
@@ -125,6 +137,7 @@ class Reconnector:
                           max_attempts=max_attempts, error_type=e.error_type)
                 continue
             metrics.ai_provider_reconnections.labels(link.provider, "true").inc()
+            link.retry_count = 0
             dropped = link.replay.dropped_total - dropped_before
             duration = self._clock.now() - down_since
             await link.tell_client(ConnectionReconnected(
@@ -141,8 +154,13 @@ class Reconnector:
     async def give_up(self, reason: LinkLostReason, err: GatewayError, attempts: int) -> bool:
         """FAILED: tell the client and hand the link to the session. Always False."""
         link = self._link
+        link.retry_count = 0
         if link.closing:
             return False
+        log_event(log, logging.ERROR, "reconnect.exhausted",
+                  f"Reconnection failed: giving up on {link.provider} after {attempts} attempt(s) ({reason})",
+                  provider=link.provider, session_id=link.session_id, reason=reason,
+                  error_type=getattr(err, "error_type", None), total_attempts=attempts)
         link.move(LinkState.FAILED)
         if isinstance(err, ProviderRejected):
             await self.note_rejected(err, attempts=attempts)
@@ -159,6 +177,9 @@ class Reconnector:
         link = self._link
         if err.error_type == "auth":
             link.breaker.force_open("auth")
+            audit("provider.key", "rejected", remote=link.provider, actor=SYSTEM, level=logging.WARNING,
+                  provider=link.provider, session_id=link.session_id,
+                  key_variable=f"{link.provider.upper()}_API_KEY")
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{link.provider} rejected the configured credentials: check the "
                       f"{link.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",

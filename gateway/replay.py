@@ -3,7 +3,9 @@
 Invariants:
 - at most `maxlen` chunks (default 100); appending to a full buffer evicts the oldest;
 - an eviction while the link is down is a *drop* (audio that may never reach a provider) and is
-  counted; an eviction of a chunk already sent on a live link is not a loss (it was delivered);
+  counted; an eviction of a chunk already sent on a live link is *at risk*: delivered if that
+  connection lives on (or acknowledges it), lost if the connection dies first (a stall, an abrupt
+  close), and then counted as dropped too (`connection_lost()`), so drops are never under-reported;
 - chunks leave when acknowledged: by provider stream time (Deepgram `start+duration`) or wholesale
   (a finalized user turn on Gemini/OpenAI), so a replay adds no duplicate words.
 Each chunk sent on the current provider connection is given its end offset in that connection's
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 
 from audio.formats import AudioChunk
 
+_AT_RISK_KEPT = 512
+
 
 @dataclass(slots=True)
 class _Entry:
@@ -29,9 +33,13 @@ class _Entry:
 class ReplayBuffer:
     maxlen: int = 100
     _entries: deque[_Entry] = field(default_factory=deque)
-    dropped_total: int = 0  # chunks lost to overflow while the link was down, over the whole call
-    evicted_sent_total: int = 0  # delivered chunks pushed out by overflow (no loss)
+    dropped_total: int = 0  # chunks lost (overflow while down, at-risk on a dead connection), whole call
+    evicted_sent_total: int = 0  # sent chunks pushed out by overflow (lost only if their connection dies)
     _stream_s: float = 0.0  # current connection's stream time
+    # stream end times of evicted, sent, not yet acknowledged chunks of the current connection (the
+    # newest _AT_RISK_KEPT; older ones only counted: acks arrive in stream order)
+    _at_risk: deque[float] = field(default_factory=deque)
+    _at_risk_older: int = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -43,6 +51,10 @@ class ReplayBuffer:
             old = self._entries.popleft()
             if link_up and old.stream_end_s is not None:
                 self.evicted_sent_total += 1
+                if len(self._at_risk) >= _AT_RISK_KEPT:
+                    self._at_risk.popleft()
+                    self._at_risk_older += 1
+                self._at_risk.append(old.stream_end_s)
             else:
                 self.dropped_total += 1
                 dropped = True
@@ -60,15 +72,39 @@ class ReplayBuffer:
     def new_connection(self) -> list[AudioChunk]:
         """A new provider connection starts at stream time 0; everything kept must be replayed."""
         self._stream_s = 0.0
+        self._at_risk.clear()
+        self._at_risk_older = 0
         for e in self._entries:
             e.stream_end_s = None
         return [e.chunk for e in self._entries]
+
+    @property
+    def at_risk(self) -> int:
+        """Sent chunks already evicted that the current connection has not acknowledged."""
+        return self._at_risk_older + len(self._at_risk)
+
+    def connection_lost(self) -> int:
+        """The current connection died before acknowledging its at-risk chunks: they are lost (they
+        cannot be replayed any more). Counts them as dropped; returns how many."""
+        lost = self.at_risk
+        self.dropped_total += lost
+        self._at_risk.clear()
+        self._at_risk_older = 0
+        return lost
 
     def ack_until(self, until_s: float | None) -> int:
         """Drop chunks the provider has consumed: those sent on this connection ending at or before
         `until_s` of stream time (None: everything sent so far). Returns how many left."""
         n = 0
         eps = 1e-6
+        if until_s is None:
+            self._at_risk.clear()
+            self._at_risk_older = 0
+        else:
+            if self._at_risk and self._at_risk[0] <= until_s + eps:
+                self._at_risk_older = 0  # older than the oldest kept: acknowledged too
+            while self._at_risk and self._at_risk[0] <= until_s + eps:
+                self._at_risk.popleft()
         while self._entries:
             end = self._entries[0].stream_end_s
             if end is None or (until_s is not None and end > until_s + eps):

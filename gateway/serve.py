@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,9 @@ class DrainingServer(uvicorn.Server):
             super().handle_exit(sig, frame)
             return
         runtime.draining = True
+        fleet = getattr(runtime, "fleet", None) or getattr(getattr(self.config.app, "state", None), "fleet", None)
+        if fleet is not None:  # mark this replica draining in the fleet registry now
+            fleet.registry.poke()
         self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit(runtime))
 
     async def _drain_then_exit(self, runtime: Runtime) -> None:
@@ -54,7 +58,6 @@ class DrainingServer(uvicorn.Server):
 def serve(*, host: str | None = None, port: int | None = None, ssl_certfile: str | None = None,
           ssl_keyfile: str | None = None) -> int:
     """Run until stopped. `host`/`port` given on the command line win over VG_HOST/VG_PORT."""
-    import sys
 
     from gateway.app import create_app
     from gateway.config import load_settings
@@ -70,8 +73,14 @@ def serve(*, host: str | None = None, port: int | None = None, ssl_certfile: str
     overrides: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = dataclasses.replace(settings, **overrides)
     configure_logging(settings.log_level, fmt=settings.log_format)
+    from gateway.config import production_simulated
+
+    if simulated := production_simulated(settings):
+        print(f"voice-gateway: VG_ENV=production but {', '.join(simulated)} has no API key and would be "
+              "simulated by an embedded fake: /readyz will answer 503 until the key is configured",
+              file=sys.stderr)
     config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        create_app(settings, handle_sighup=True), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         ws="websockets-sansio", ws_max_size=settings.max_message_bytes, ws_per_message_deflate=False,
         ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile, log_config=None, access_log=False, lifespan="on",
     )

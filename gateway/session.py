@@ -49,6 +49,7 @@ from gateway.events import (
     TurnStarted,
     UserSpeechStarted,
     UserTurn,
+    WarningEvent,
 )
 from gateway.failover import Failover
 from gateway.link import ProviderLink
@@ -75,9 +76,10 @@ class CallSession:
         self.started_at = runtime.clock.now()
         self.replay = ReplayBuffer(maxlen=runtime.settings.replay_buffer_chunks)
         self.failover: Failover[ProviderLink] = Failover(
-            session_id=self.id, config=config, available=runtime.endpoints, breaker=runtime.breakers.get,
+            session_id=self.id, config=config, available=runtime.usable_providers, breaker=runtime.breakers.get,
             new_link=self._new_link, clock=runtime.clock, listener=self,
-            return_to_primary_after_s=runtime.settings.return_to_primary_after_s)
+            return_to_primary_after_s=runtime.settings.return_to_primary_after_s,
+            retry_delay_s=self._waiting_retry_delay_s)
         self.conversation: list[ConversationItem] = []
         self.pending_tools: dict[str, ToolInvocation] = {}
         self.recent_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=50)
@@ -118,8 +120,13 @@ class CallSession:
         adapter = self.rt.adapter_class(link.provider) if link else None
         await self._emit(SessionStarted(
             provider=link.provider if link else "none", fallback=list(self.config.fallback),
-            audio_input=self.config.input_format.to_wire(), audio_output=self.config.output_format.to_wire(),
+            audio_input=self.config.input_wire(), audio_output=self.config.output_format.to_wire(),
             capabilities=adapter.capabilities.to_wire() if adapter else {}))
+        if self.config.ignored_options:
+            names = ", ".join(self.config.ignored_options)
+            log_event(log, logging.WARNING, "session.unknown_options", f"ignored unknown provider_options: {names}",
+                      session_id=self.id, options=list(self.config.ignored_options))
+            await self._emit(WarningEvent(code="unknown_option", message=f"unknown provider_options ignored: {names}"))
         if link is None:  # every breaker of the chain refused: resuming later is a circuit_open switch
             await self.failover.wait_for_provider("circuit_open")
 
@@ -140,6 +147,8 @@ class CallSession:
             await self._emit(SessionEnded(reason=reason, totals=totals))
         except Exception:  # the client may already be gone
             pass
+        self.rt.remember_ended({**self.snapshot(detail=True), "state": "ended", "ended_reason": reason,
+                                "ended_at": self.rt.wall_time()})
 
     # -- client → provider ----------------------------------------------------------------------
     async def push_audio(self, data: bytes) -> None:
@@ -180,14 +189,14 @@ class CallSession:
 
     async def send_text(self, text: str) -> None:
         self.conversation.append(UserTurn(text))
-        await self._send_control(lambda a: a.text_frames(text))
+        await self._send_control(lambda a: a.text_frames(text), what="text input")
         self._turn_end_at = self.rt.clock.now()
 
     async def tool_result(self, call_id: str, output: str) -> None:
         inv = self.pending_tools.pop(call_id, None)
         name = inv.name if inv else ""
         self.conversation.append(ToolOutput(call_id, name, output))
-        if not await self._send_control(lambda a: a.tool_result_frames(call_id, name, output)):
+        if not await self._send_control(lambda a: a.tool_result_frames(call_id, name, output), what="tool.result"):
             await self._emit(ErrorEvent(code="tool_result_not_delivered", provider=self.provider,
                                         message="the provider link is down; the result is kept in the "
                                                 "conversation and carried to the next connection"))
@@ -200,24 +209,40 @@ class CallSession:
         """Barge-in on telephony: keep only what the caller heard."""
         await self._send_control(lambda a: a.truncate_frames(item_id, heard_ms))
 
-    async def _send_control(self, build: Callable[[ProviderAdapter], list[Frame]]) -> bool:
+    async def _send_control(self, build: Callable[[ProviderAdapter], list[Frame]], *,
+                            what: str | None = None) -> bool:
+        """Send control frames on the current link. With `what`, a provider that has no frames for
+        it (Deepgram: speech-to-text only) gets the client an explicit `not_supported` error."""
         link = self.link
         if link is None or link.adapter is None:
             return False
-        return await link.send_frames(build(link.adapter))
+        frames = build(link.adapter)
+        if not frames and what is not None:
+            log_event(log, logging.INFO, "session.not_supported", f"{what} is not supported by {link.provider}",
+                      session_id=self.id, provider=link.provider)
+            await self._emit(ErrorEvent(
+                code="not_supported", provider=link.provider,
+                message=f"{link.provider} is speech-to-text only here: {what} is not supported "
+                        "(it is kept in the conversation and carried if the call switches provider)"))
+            return True
+        return await link.send_frames(frames)
 
     # -- switching (gateway/failover.py decides; the session settles the client side) ---------------
     async def switch(self, target: str | None, reason: SwitchReason) -> bool:
         """Move the call to `target` (or the next usable provider). Emits provider.switched."""
         return await self.failover.switch(target, reason)
 
+    def _waiting_retry_delay_s(self, failed_tries: int) -> float:
+        """While no provider is usable, the wait after the n-th failed try: the reconnect schedule."""
+        policy = self.rt.settings.reconnect
+        return policy.base_delay_s(min(failed_tries, policy.max_attempts))
+
     def _new_link(self, provider: str) -> ProviderLink:
         rt = self.rt
         cfg = self.config.with_provider(provider)
         adapter_cls = rt.adapter_class(provider)
-        endpoint = rt.endpoints[provider]
-        return ProviderLink(
-            provider=provider, adapter_factory=lambda: adapter_cls(cfg, endpoint),
+        return ProviderLink(  # the endpoint is looked up per connection: a rotated key applies to the next one
+            provider=provider, adapter_factory=lambda: adapter_cls(cfg, rt.endpoints[provider]),
             breaker=rt.breakers.get(provider), connector=rt.connector, clock=rt.clock,
             policy=rt.settings.reconnect, replay=self.replay, sink=self, history=self._carried,
             session_id=self.id, rotate_after_s=rt.rotate_after_s(provider),
@@ -363,6 +388,7 @@ class CallSession:
         wire = event.to_wire(self.id, self.rt.wall_time())
         if wire["type"] != "audio.delta":
             self.recent_events.append(wire)
+            self.rt.notify_session_event(self, wire)  # fleet registry, operator controls
         await self.sink.send_json(wire)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
@@ -376,6 +402,7 @@ class CallSession:
             "id": self.id, "provider": self.provider, "state": self.state.value, "client": self.client,
             "link_state": self.link.state.value if self.link else None,
             "duration_s": round(self.rt.clock.now() - self.started_at, 1), "replay_depth": len(self.replay),
+            "replay_limit": self.replay.maxlen,
             "last_event": last, "counters": {"audio_chunks_in": self._seq, "dropped_audio_chunks":
                                              self.replay.dropped_total, **dict(self.counters),
                                              **(self.link.counters if self.link else {})},
@@ -383,5 +410,8 @@ class CallSession:
         if detail:
             out["recent_events"] = list(self.recent_events)
             out["conversation_items"] = len(self.conversation)
+            out["transcript"] = [{"role": "user" if isinstance(i, UserTurn) else "assistant", "text": i.text}
+                                 for i in self.conversation if isinstance(i, UserTurn | AssistantTurn)]
+
             out["fallback"] = list(self.config.fallback)
         return out

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from audio.compressed import COMPRESSED_ENCODINGS  # decoded at the client edge (PyAV)
 from audio.formats import ENCODINGS, SAMPLE_RATES_HZ, AudioFormat
 from gateway.errors import BadMessage
 
@@ -29,12 +31,30 @@ class SessionConfig:
     tools: tuple[ToolSpec, ...] = ()
     provider_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     json_audio: bool = False  # reply audio as `audio.delta` events instead of binary frames
+    # "opus" / "webm": the client sends compressed audio, decoded at the edge into `input_format` (PCM16)
+    input_codec: str | None = None
+
+    def input_wire(self) -> dict[str, object]:
+        """`audio.input` as the client declared it (its compressed encoding, when it sent one)."""
+        wire = self.input_format.to_wire()
+        return {**wire, "encoding": self.input_codec} if self.input_codec else wire
+    ignored_options: tuple[str, ...] = ()  # unknown provider_options (`provider.name`), told to the client
 
     def with_provider(self, provider: str) -> SessionConfig:
         return replace(self, provider=provider)
 
     def options_for(self, provider: str) -> dict[str, Any]:
         return dict(self.provider_options.get(provider, {}))
+
+    # `provider_options.<provider>.voice` / `.instructions` override the call-wide values for that
+    # provider: voice names differ per provider, so a call that switches keeps a valid voice.
+    def voice_for(self, provider: str) -> str | None:
+        voice = self.provider_options.get(provider, {}).get("voice")
+        return voice if isinstance(voice, str) and voice else self.voice
+
+    def instructions_for(self, provider: str) -> str:
+        text = self.provider_options.get(provider, {}).get("instructions")
+        return text if isinstance(text, str) and text else self.instructions
 
 
 def parse_audio_format(raw: object, default: AudioFormat) -> AudioFormat:
@@ -45,12 +65,25 @@ def parse_audio_format(raw: object, default: AudioFormat) -> AudioFormat:
     encoding = raw.get("encoding", default.encoding)
     rate = raw.get("sample_rate", default.sample_rate_hz if encoding == "pcm16" else 8000)
     if encoding not in ENCODINGS:
-        raise BadMessage(f"unsupported audio encoding; expected one of {', '.join(ENCODINGS)}")
+        raise BadMessage(f"unsupported audio encoding; expected one of {', '.join(ENCODINGS + COMPRESSED_ENCODINGS)}")
     if not isinstance(rate, int) or isinstance(rate, bool) or rate not in SAMPLE_RATES_HZ:
         raise BadMessage(f"unsupported sample_rate; expected one of {SAMPLE_RATES_HZ}")
     if encoding in ("mulaw", "alaw") and rate != 8000:
         raise BadMessage("G.711 audio (mulaw/alaw) must be 8000 Hz")
     return AudioFormat(encoding=encoding, sample_rate_hz=rate)
+
+
+def parse_input_audio(raw: object, default: AudioFormat) -> tuple[AudioFormat, str | None]:
+    """`audio.input`: a PCM/G.711 format, or a compressed encoding (opus, webm) with the PCM16 rate it
+    is decoded to (default 48000, Opus's own rate)."""
+    if isinstance(raw, dict) and raw.get("encoding") in COMPRESSED_ENCODINGS:
+        rate = raw.get("sample_rate", 48000)
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate not in SAMPLE_RATES_HZ:
+            raise BadMessage(f"unsupported sample_rate; expected one of {SAMPLE_RATES_HZ}")
+        if importlib.util.find_spec("av") is None:
+            raise BadMessage("opus/webm input is not available on this gateway (PyAV is not installed)")
+        return AudioFormat(encoding="pcm16", sample_rate_hz=rate), str(raw["encoding"])
+    return parse_audio_format(raw, default), None
 
 
 def parse_tools(raw: object) -> tuple[ToolSpec, ...]:

@@ -61,6 +61,16 @@ SETTINGS: tuple[Setting, ...] = (
             "failures (a rejected key) also log their stack.", lambda s: s.log_level),
     Setting("VG_LOG_FORMAT", "Server", "`json` (one object per line, for containers) or `console` "
             "(readable lines for a terminal).", lambda s: s.log_format),
+    Setting("VG_SIMULATED_SPEECH", "Server", "`on` or `off`. On: simulated providers recognise plain English "
+            "speech offline (PocketSphinx) and answer in synthesized speech (eSpeak NG); off: they echo it "
+            "back. Keypad (DTMF) tones work either way (docs/demo.md).",
+            lambda s: "on" if s.simulated_speech else "off"),
+    Setting("VG_ENV", "Server", "`development`, `staging` or `production`: stamped on every log line "
+            "(`env`) and on `voice_gateway_build_info`; in `production` a provider without a key (simulated) "
+            "makes `/readyz` answer 503 and `serve` says why.", lambda s: s.environment),
+    Setting("VG_KEY_WATCH_INTERVAL_S", "Server", "How often the `*_API_KEY_FILE` files are checked for a "
+            "rotated key; the next provider connection uses it, live calls keep theirs. `SIGHUP` re-reads "
+            "them at once (`deploy/RUNBOOK.md#key-rotation`).", lambda s: s.key_watch_interval_s),
     Setting("VG_CLIENT_TOKENS", "Clients", "Comma-separated static client tokens (may switch providers).",
             secret=False),
     Setting("VG_CLIENT_TOKEN_SECRET", "Clients", "HMAC secret for short-lived signed client tokens "
@@ -113,8 +123,21 @@ SETTINGS: tuple[Setting, ...] = (
             lambda s: "off" if s.return_to_primary_after_s is None else s.return_to_primary_after_s),
     Setting("VG_DRAIN_TIMEOUT_S", "Resilience", "On SIGTERM, seconds live calls may continue before they "
             "are ended (`server_draining`).", lambda s: s.drain_timeout_s),
+    Setting("VG_REDIS_URL", "Fleet", "`redis://`, `rediss://` or `unix://` URL of the Redis the replicas "
+            "share; set: fleet mode (docs/fleet.md), unset: one process, no Redis.", secret=True),
+    Setting("VG_REPLICA_ID", "Fleet", "This replica's name in the fleet view.", "hostname-pid"),
+    Setting("VG_REPLICA_URL", "Fleet", "`http(s)://` URL where the other replicas reach this one to forward "
+            "switch/end commands for its calls.", "`http://HOST:PORT`"),
+    Setting("VG_FLEET_TTL_S", "Fleet", "Seconds a call or replica key outlives its last heartbeat (a dead "
+            "replica's calls leave the fleet view after this).", lambda s: s.fleet.ttl_s),
+    Setting("VG_FLEET_HEARTBEAT_S", "Fleet", "Seconds between registry heartbeats (shorter than the TTL).",
+            "TTL / 3"),
+    Setting("VG_FLEET_FORWARD_TIMEOUT_S", "Fleet", "Seconds a forwarded command waits for the replica holding "
+            "the call before answering 504.", lambda s: s.fleet.forward_timeout_s),
+    Setting("VG_SHARED_BREAKER_ADVISORIES", "Fleet", "`1`: a circuit that opens on one replica stops the "
+            "others starting calls on that provider until it would half-open.", "`0`"),
 )
-GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience")
+GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Fleet")
 
 
 def documented_names() -> set[str]:

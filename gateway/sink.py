@@ -45,3 +45,6 @@ class ClientSink(Protocol):
     async def flush_audio(self) -> Heard | None:
         """Barge-in: drop queued playback now. What the caller heard of the reply that was playing,
         when the client can tell (telephony, from its playback marks); else None."""
+
+    async def hang_up(self) -> None:
+        """The gateway ends the call (operator hang-up): close the client's connection."""

@@ -88,10 +88,19 @@ class ProviderAdapter(ABC):
     # A tool call issued by ANOTHER provider can be answered on this one after a switch (OpenAI:
     # the carried function_call item makes a later function_call_output valid). Gemini can't.
     carries_pending_tool_calls: ClassVar[bool] = False
+    # Stall detection (docs/audit.md): after this long with nothing at all from the provider (no
+    # message, no pong) the link pings; no pong within half of it again → the link is dead (1006)
+    # and reconnects. A healthy server answers pings at once even while it has nothing to say.
+    stall_ping_after_s: ClassVar[float] = 5.0
 
     def __init__(self, config: SessionConfig, endpoint: Endpoint) -> None:
         self.config = config
         self.endpoint = endpoint
+
+    @property
+    def model_name(self) -> str | None:
+        """The model this connection asks for (logged on connection established)."""
+        return str(self.config.options_for(self.name).get("model") or self.endpoint.model or "") or None
 
     # -- formats ----------------------------------------------------------------------------------
     @property

@@ -23,6 +23,7 @@ from gateway.events import (
     UserSpeechStarted,
 )
 from gateway.session_config import SessionConfig
+from providers import options
 from providers.base import Capabilities, ConnectRequest, Endpoint, Frame, ProviderAdapter, ws_url
 from providers.common_wire import (
     close_message,
@@ -65,9 +66,9 @@ class DeepgramAdapter(ProviderAdapter):
         return None  # transcripts only
 
     # -- opening ----------------------------------------------------------------------------------
-    def query_params(self) -> dict[str, str]:
+    def query_params(self) -> dict[str, str | list[str]]:
         fmt = self.config.input_format
-        params = {
+        params: dict[str, str | list[str]] = {
             "model": str(self.config.options_for("deepgram").get("model") or self.endpoint.model or DEFAULT_MODEL),
             "encoding": ENCODING_PARAM[fmt.encoding],
             "sample_rate": str(fmt.sample_rate_hz),
@@ -82,10 +83,15 @@ class DeepgramAdapter(ProviderAdapter):
         }
         if self.config.language:
             params["language"] = self.config.language
+        options.deepgram_query(params, self.config.options_for("deepgram"))
         return params
 
+    @property
+    def model_name(self) -> str | None:
+        return str(self.query_params()["model"])
+
     def connect_request(self) -> ConnectRequest:
-        return ConnectRequest(url=f"{ws_url(self.endpoint.base_url)}/v1/listen?{urlencode(self.query_params())}",
+        return ConnectRequest(url=f"{ws_url(self.endpoint.base_url)}/v1/listen?{urlencode(self.query_params(), doseq=True)}",
                               headers=(("Authorization", f"Token {self.endpoint.api_key}"),))
 
     def open_frames(self, *, history: Sequence[ConversationItem], resume_handle: str | None) -> list[Frame]:

@@ -53,6 +53,8 @@ _AUDIO_STREAM_END = dumps({"realtimeInput": {"audioStreamEnd": True}})
 class GeminiAdapter(ProviderAdapter):
     name: ClassVar[str] = "gemini"
     breaker_name: ClassVar[str] = "gemini_provider"
+    # Gemini answers pings late now and then (design §5): a longer wait before the stall ping.
+    stall_ping_after_s: ClassVar[float] = 6.0
     # a result for a call another provider issued goes in as a user text turn (tool_result_frames)
     carries_pending_tool_calls: ClassVar[bool] = True
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -82,6 +84,10 @@ class GeminiAdapter(ProviderAdapter):
         return PCM16_24K
 
     # -- opening ----------------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str | None:
+        return wire.model_name(self.config, self.endpoint.model)
+
     def connect_request(self) -> ConnectRequest:
         # The key goes in a header, never the URL (§1 "Authentication": what the SDK sends).
         return ConnectRequest(url=ws_url(self.endpoint.base_url) + PATH,

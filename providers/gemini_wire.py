@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.events import ConversationItem
 from gateway.session_config import SessionConfig, ToolSpec
+from providers import options
 from providers.history import alternating_turns, history_lines
 
 DEFAULT_MODEL = "models/gemini-2.5-flash-native-audio-preview-12-2025"
@@ -114,15 +115,15 @@ def function_declaration(tool: ToolSpec) -> dict[str, Any]:
 
 def setup_message(config: SessionConfig, *, model: str, resume_handle: str | None,
                   seed_history: bool) -> dict[str, Any]:
-    speech: dict[str, Any] = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": config.voice or DEFAULT_VOICE}}}
+    speech: dict[str, Any] = {"voiceConfig": {"prebuiltVoiceConfig": {"voiceName": config.voice_for("gemini") or DEFAULT_VOICE}}}
     if config.language:
         speech["languageCode"] = config.language
     setup: dict[str, Any] = {
         "model": model,
         "generationConfig": {"responseModalities": ["AUDIO"], "speechConfig": speech},
     }
-    if config.instructions:
-        setup["systemInstruction"] = {"parts": [{"text": config.instructions}]}
+    if instructions := config.instructions_for("gemini"):
+        setup["systemInstruction"] = {"parts": [{"text": instructions}]}
     if config.tools:
         setup["tools"] = [{"functionDeclarations": [function_declaration(t) for t in config.tools]}]
     setup["realtimeInputConfig"] = {"automaticActivityDetection": {"disabled": False, "silenceDurationMs": 500}}
@@ -136,6 +137,7 @@ def setup_message(config: SessionConfig, *, model: str, resume_handle: str | Non
         # with turnComplete false does not make the model answer (or recap) before the caller speaks,
         # and the model keeps answering in audio afterwards (the pitfall pipecat works around).
         setup["historyConfig"] = {"initialHistoryInClientContent": True}
+    options.gemini_setup(setup, config.options_for("gemini"))
     return {"setup": setup}
 
 

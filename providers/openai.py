@@ -103,6 +103,10 @@ class OpenAIAdapter(ProviderAdapter):
         return self._output_format
 
     # -- opening ----------------------------------------------------------------------------------
+    @property
+    def model_name(self) -> str | None:
+        return wire.model_name(self.config, self.endpoint.model)
+
     def connect_request(self) -> ConnectRequest:
         # §1: no OpenAI-Beta header: that selects the retired beta shape.
         model = quote(wire.model_name(self.config, self.endpoint.model), safe="-._~")

@@ -12,6 +12,7 @@ import orjson
 from audio.formats import ALAW_8K, MULAW_8K, PCM16_24K, AudioFormat
 from gateway.events import ConversationItem
 from gateway.session_config import SessionConfig
+from providers import options
 from providers.history import history_lines, packed_transcript, pending_tool_calls
 
 DEFAULT_MODEL = "gpt-realtime"
@@ -53,17 +54,18 @@ def session_update(config: SessionConfig, *, input_format: AudioFormat, output_f
         # The transcription model takes ISO-639-1 ("en"), not a BCP-47 tag ("en-US").
         transcription["language"] = config.language.split("-")[0].lower()
     session: dict[str, Any] = {"type": "realtime"}  # required in GA (§2.1)
-    if config.instructions:
-        session["instructions"] = config.instructions
+    if instructions := config.instructions_for("openai"):
+        session["instructions"] = instructions
     session["output_modalities"] = ["audio"]
     session["audio"] = {
         "input": {"format": format_object(input_format), "transcription": transcription,
                   "turn_detection": {"type": "server_vad", "silence_duration_ms": 500}},
-        "output": {"format": format_object(output_format), "voice": config.voice or DEFAULT_VOICE},
+        "output": {"format": format_object(output_format), "voice": config.voice_for("openai") or DEFAULT_VOICE},
     }
     session["tools"] = [{"type": "function", "name": t.name, "description": t.description,
                          "parameters": t.parameters} for t in config.tools]
     session["tool_choice"] = "auto"
+    options.openai_session(session, config.options_for("openai"))
     return {"type": "session.update", "event_id": SESSION_UPDATE_EVENT_ID, "session": session}
 
 

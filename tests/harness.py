@@ -42,6 +42,7 @@ class Gateway:
     def __init__(self, *, faults: dict[str, FaultScript] | None = None, keys: dict[str, str] | None = None,
                  reconnect: ReconnectPolicy = FAST_RECONNECT, fallback: tuple[str, ...] = ("gemini", "openai", "deepgram"),
                  fake_kwargs: dict[str, dict[str, Any]] | None = None, settings: Settings | None = None,
+                 key_files: dict[str, str] | None = None,
                  **settings_overrides: Any) -> None:
         self.faults = faults or {}
         self.keys = {**FAKE_KEYS, **(keys or {})}
@@ -50,6 +51,7 @@ class Gateway:
         self.fake_kwargs = fake_kwargs or {}
         self.overrides = settings_overrides
         self.base_settings = settings or Settings()  # e.g. load_settings(env): the real env path
+        self.key_files = key_files or {}  # provider → path of its *_API_KEY_FILE (key rotation tests)
         self.fakes: dict[str, Any] = {}
         self.server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -62,7 +64,7 @@ class Gateway:
             await fake.start()
             self.fakes[name] = fake
         providers = {
-            name: ProviderSettings(name=name, api_key=self.keys[name],
+            name: ProviderSettings(name=name, api_key=self.keys[name], api_key_file=self.key_files.get(name),
                                    base_url=fake.url + ("/v1" if name == "openai" else ""), simulated=False)
             for name, fake in self.fakes.items()
         }

@@ -37,7 +37,7 @@ def calls(status: str) -> float:
 
 
 def transitions(src: str, dst: str) -> float:
-    labels = {**LABELS, "from_state": src, "to_state": dst}
+    labels = {**LABELS, "from_state": src.lower(), "to_state": dst.lower()}
     return metrics.sample("circuit_breaker_state_transitions_total", labels) or 0.0
 
 
@@ -153,7 +153,8 @@ def test_opens_after_exactly_five_consecutive_failures(breaker: CircuitBreaker, 
     assert line["message"] == ("Circuit breaker 'gemini_provider' failure threshold reached (5 failures). "
                                "Opening circuit.")
     assert (line["level"], line["provider"], line["from_state"], line["to_state"]) == (
-        "WARNING", "gemini", "CLOSED", "OPEN")
+        "ERROR", "gemini", "CLOSED", "OPEN")
+    assert (line["consecutive_failures"], line["threshold"]) == (5, 5)
 
 
 def test_a_success_resets_the_consecutive_failure_count(breaker: CircuitBreaker) -> None:

@@ -52,7 +52,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None,
 CLIENT_CODES = frozenset({"bad_message", "bad_audio", "session_not_started", "unknown_type", "forbidden",
                           "rate_limited", "message_too_big"})
 ASYNC_CODES = frozenset({"provider_unavailable", "provider_error", "provider_rejected", "provider_protocol_error",
-                         "tool_result_not_delivered", "tool_call_abandoned"})
+                         "tool_result_not_delivered", "tool_call_abandoned",
+                         "not_supported"})  # text or tool.result on a speech-to-text-only provider
 STABLE_CODES = CLIENT_CODES | ASYNC_CODES
 MESSAGE_TYPES = ("session.start", "audio.append", "audio.commit", "text", "tool.result", "response.cancel",
                  "provider.switch", "session.end")
@@ -77,8 +78,11 @@ GOOD_FORMATS = [{"encoding": "pcm16", "sample_rate": r} for r in SAMPLE_RATES_HZ
     {"encoding": "mulaw", "sample_rate": 8000}, {"encoding": "alaw", "sample_rate": 8000},
     {"encoding": "mulaw"}, {"encoding": "pcm16"}, {}]
 good_format = st.sampled_from(GOOD_FORMATS)
+# compressed input (docs/demo.md): decoded at the edge into PCM16 at the declared rate (input only)
+good_input_format = st.one_of(good_format, st.sampled_from(
+    [{"encoding": "opus"}, {"encoding": "webm", "sample_rate": 16000}, {"encoding": "opus", "sample_rate": 8000}]))
 bad_format = st.one_of(
-    st.sampled_from([{"encoding": "opus"}, {"encoding": "PCM16"}, {"encoding": None}, {"encoding": ["pcm16"]},
+    st.sampled_from([{"encoding": "flac"}, {"encoding": "opus", "sample_rate": 44100}, {"encoding": "PCM16"}, {"encoding": None}, {"encoding": ["pcm16"]},
                      {"encoding": "pcm16", "sample_rate": 44100}, {"encoding": "pcm16", "sample_rate": "16000"},
                      {"encoding": "pcm16", "sample_rate": 16000.0}, {"encoding": "pcm16", "sample_rate": True},
                      {"encoding": "mulaw", "sample_rate": 16000}, {"encoding": "alaw", "sample_rate": 0},
@@ -98,7 +102,7 @@ def session_start(*, socket_safe: bool = False) -> st.SearchStrategy:
     """A valid session.start. socket_safe: only what lets a real call reach a provider (no odd models,
     output formats a DTMF round trip can use)."""
     audio = st.fixed_dictionaries({}, optional={
-        "input": good_format,
+        "input": good_format if socket_safe else good_input_format,
         "output": good_format if socket_safe else st.one_of(good_format, good_format.map(
             lambda f: {**f, "transport": "json"}))})
     optional: dict[str, st.SearchStrategy] = {
@@ -233,6 +237,8 @@ def expected_code(frame: str | bytes, *, started: bool, input_encoding: str) -> 
     if isinstance(frame, bytes):
         if not started:
             return "session_not_started"
+        if input_encoding in ("opus", "webm"):  # the codec decides: a packet decodes or is bad_audio
+            return "" if not frame else None
         return "bad_audio" if input_encoding == "pcm16" and len(frame) % 2 else ""
     try:
         msg = orjson.loads(frame)
@@ -373,7 +379,8 @@ async def feed_offline(rt: Runtime, drawn: tuple, counter: Counter[str]) -> None
     async with asyncio.timeout(5):  # nothing may hang
         for frame in [*before, start, *mid_call]:
             counter["inputs"] += 1
-            encoding = conn.session.config.input_format.encoding if conn.session else "pcm16"
+            encoding = (conn.session.config.input_codec or conn.session.config.input_format.encoding
+                        if conn.session else "pcm16")
             want = expected_code(frame, started=started, input_encoding=encoding)
             try:
                 ended = await (conn.on_audio(frame) if isinstance(frame, bytes) else conn.on_text(frame))

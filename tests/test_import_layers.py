@@ -21,7 +21,7 @@ PACKAGES = ("audio", "gateway", "providers")
 BASE = frozenset({"gateway", "gateway.errors", "gateway.events", "gateway.clock", "gateway.session_config"})
 # Edges: what faces clients and operators. Nothing below imports them.
 EDGE_PREFIXES = ("gateway.clients", "gateway.telephony", "gateway.app", "gateway.admin", "gateway.cli",
-                 "gateway.serve", "gateway.bench_cli")
+                 "gateway.serve", "gateway.bench_cli", "gateway.fleet.admin_api", "gateway.fleet.prestop")
 LAYERS = ("audio", "base", "providers", "runners", "edges")
 
 

@@ -54,8 +54,8 @@ SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
 LABEL_VALUES: dict[str, frozenset[str]] = {
     "name": frozenset(BREAKER.values()),
     "status": frozenset({"attempted", "success", "failure", "rejected"}),
-    "from_state": frozenset({"CLOSED", "HALF_OPEN", "OPEN"}),
-    "to_state": frozenset({"CLOSED", "HALF_OPEN", "OPEN"}),
+    "from_state": frozenset({"closed", "half_open", "open"}),
+    "to_state": frozenset({"closed", "half_open", "open"}),
     "error_type": frozenset({"timeout", "auth", "rate_limit", "server", "protocol", "network"}),
     "success": frozenset({"true", "false"}),
     "client": frozenset({"native", "twilio", "telnyx", "vonage"}),
@@ -230,7 +230,7 @@ async def test_breaker_cycle_reconnects_and_switches_move_the_exposition_exactly
             def d(sample: str, exp: Exposition = opened, ref: Exposition = base, /, **labels: str) -> float:
                 return exp.v(sample, **labels) - ref.v(sample, **labels)
 
-            assert transition_deltas(base, opened, "gemini") == {("CLOSED", "OPEN"): 1}
+            assert transition_deltas(base, opened, "gemini") == {("closed", "open"): 1}
             assert opened.v("circuit_breaker_state", **g) == 2
             assert {s: d("circuit_breaker_calls_total", **g, status=s)
                     for s in ("attempted", "success", "failure", "rejected")} == {
@@ -282,7 +282,7 @@ async def test_breaker_cycle_reconnects_and_switches_move_the_exposition_exactly
             await until(lambda: calls("gemini", "success") == successes + 1, "trial call settled")
             half = await scrape(gw)
             assert half.v("circuit_breaker_state", **g) == 1
-            assert transition_deltas(opened, half, "gemini") == {("OPEN", "HALF_OPEN"): 1}
+            assert transition_deltas(opened, half, "gemini") == {("open", "half_open"): 1}
             assert d("voice_gateway_provider_switches_total", half, repaired, **{
                 "from": "openai", "to": "gemini", "reason": "client"}) == 1
             assert d("ai_provider_active_sessions", half, base, provider="gemini") == 1
@@ -295,9 +295,9 @@ async def test_breaker_cycle_reconnects_and_switches_move_the_exposition_exactly
                 await until(lambda: calls("gemini", "success") == successes + 2, "second trial settled")
                 closed = await scrape(gw)
                 assert closed.v("circuit_breaker_state", **g) == 0
-                assert transition_deltas(half, closed, "gemini") == {("HALF_OPEN", "CLOSED"): 1}
+                assert transition_deltas(half, closed, "gemini") == {("half_open", "closed"): 1}
                 assert transition_deltas(base, closed, "gemini") == {
-                    ("CLOSED", "OPEN"): 1, ("OPEN", "HALF_OPEN"): 1, ("HALF_OPEN", "CLOSED"): 1}
+                    ("closed", "open"): 1, ("open", "half_open"): 1, ("half_open", "closed"): 1}
                 assert d("voice_gateway_sessions_active", closed, base, client="native") == 2
                 assert d("ai_provider_active_sessions", closed, base, provider="gemini") == 2
                 await end_call(b)

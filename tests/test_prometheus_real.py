@@ -260,7 +260,7 @@ def test_breaker_forced_open_by_a_bad_key_raises_alerts_until_reset(spawn, prome
     assert opened["state"] == "pending"  # `for: 1m` in the production rules
     assert opened["labels"]["name"] == "gemini_provider" and opened["labels"]["instance"] == target
     assert prom.alerts("NoProviderUsable") == []  # openai and deepgram still admit calls
-    assert prom.value('sum(circuit_breaker_state_transitions_total{provider="gemini",to_state="OPEN"})') == 1
+    assert prom.value('sum(circuit_breaker_state_transitions_total{provider="gemini",to_state="open"})') == 1
 
     # The runbook's fix: reset the circuit (after fixing the key) and the alert clears.
     reset = http_json(f"http://{target}/admin/circuits/gemini/reset", method="POST",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import logging
 from typing import Any, ClassVar
 
@@ -16,6 +17,8 @@ import orjson
 import pybase64
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from audio.compressed import OpusDecoder, WebmOpusDecoder, compressed_decoder
+from audio.errors import AudioError
 from gateway import metrics
 from gateway.auth import TokenClaims
 from gateway.clients.receive import connection_limits, receive_frames
@@ -28,10 +31,12 @@ from gateway.session import CallSession
 from gateway.session_config import (
     SessionConfig,
     parse_audio_format,
+    parse_input_audio,
     parse_provider_list,
     parse_tools,
 )
 from gateway.sink import Heard
+from providers import options as provider_options
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 log = logging.getLogger("gateway.clients.native")
@@ -68,6 +73,12 @@ class NativeSink:
         """Native clients flush their own playback on `turn.interrupted`."""
         return None
 
+    async def hang_up(self) -> None:
+        if self.open:
+            self.open = False
+            with contextlib.suppress(Exception):  # the client may be gone already
+                await self.ws.close(1000)
+
 
 def parse_session_start(msg: dict[str, Any], *, default_provider: str,
                         default_fallback: tuple[str, ...]) -> SessionConfig:
@@ -92,14 +103,16 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
         raise BadMessage("provider_options must map provider names to objects")
     if any(not isinstance(v.get("model", ""), str) for v in options.values()):
         raise BadMessage("provider_options.<provider>.model must be a string")
+    input_format, input_codec = parse_input_audio(audio.get("input"), defaults.input_format)
+    options, unknown = provider_options.split(options)
     return SessionConfig(
-        provider=provider, fallback=fallback,
-        input_format=parse_audio_format(audio.get("input"), defaults.input_format),
+        provider=provider, fallback=fallback, input_format=input_format, input_codec=input_codec,
         output_format=parse_audio_format(
             {k: v for k, v in out_raw.items() if k != "transport"} if isinstance(out_raw, dict) else out_raw,
             defaults.output_format),
         instructions=msg.get("instructions") or "", voice=msg.get("voice"), language=msg.get("language"),
         tools=parse_tools(msg.get("tools")), provider_options=options, json_audio=json_audio,
+        ignored_options=tuple(unknown),
     )
 
 
@@ -110,8 +123,16 @@ class NativeConnection:
         self.rt = ws.app.state.runtime
         self.sink = NativeSink(ws)
         self.session: CallSession | None = None
+        self.decoder: OpusDecoder | WebmOpusDecoder | None = None  # compressed input (opus, webm)
         self.base_limits = connection_limits(self.rt.settings)
         self.limiter = FrameRateLimiter(self.base_limits, now=self.rt.clock.now)
+
+    async def close(self, code: int = 1000) -> None:
+        """Close our side; a client that already closed (hung up right after session.end) is normal,
+        not an error (starlette raises WebSocketDisconnected, a RuntimeError, then)."""
+        self.sink.open = False
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.ws.close(code)
 
     async def error(self, err: GatewayError) -> None:
         metrics.client_errors(CLIENT, err.code).inc()
@@ -143,7 +164,7 @@ class NativeConnection:
         if self.session is not None:
             await self.session.end("idle_timeout")
             self.session = None
-        await self.ws.close(1000)
+        await self.close()
 
     async def on_frame(self, frame: bytes | str) -> bool:
         """Binary: audio; text: one JSON message. True when the call is over."""
@@ -160,7 +181,17 @@ class NativeConnection:
     async def on_audio(self, data: bytes) -> None:
         if self.session is None:
             raise BadMessage("send session.start before audio", code="session_not_started")
-        await self.session.push_audio(data)
+        await self.push_audio(self.session, data)
+
+    async def push_audio(self, session: CallSession, data: bytes) -> None:
+        if self.decoder is not None:
+            try:
+                data = self.decoder.decode(data) if isinstance(self.decoder, OpusDecoder) else self.decoder.feed(data)
+            except AudioError as e:  # the audio layer's own error is the client's BadAudio here
+                raise BadAudio(str(e)) from None
+            if not data:
+                return
+        await session.push_audio(data)
 
     async def on_text(self, text: str) -> bool:
         """Handle one JSON message; True when the call is over."""
@@ -176,6 +207,8 @@ class NativeConnection:
                 raise BadMessage("session already started")
             s = self.rt.settings
             cfg = parse_session_start(msg, default_provider=s.default_provider, default_fallback=s.fallback_chain)
+            if cfg.input_codec is not None:
+                self.decoder = compressed_decoder(cfg.input_codec, cfg.input_format.sample_rate_hz)
             self.session = CallSession(runtime=self.rt, config=cfg, client=CLIENT, sink=self.sink)
             # ceilings follow the call's audio bitrate (8× real time: room to catch up after a stall)
             # unless the operator set an explicit VG_MAX_BYTES_PER_S
@@ -196,7 +229,7 @@ class NativeConnection:
                     raw = pybase64.b64decode(audio, validate=True)
                 except (binascii.Error, ValueError):
                     raise BadAudio("audio is not valid base64") from None
-                await session.push_audio(raw)
+                await self.push_audio(session, raw)
             case "audio.commit":
                 await session.commit()
             case "text":
@@ -224,7 +257,7 @@ class NativeConnection:
             case "session.end":
                 await session.end("client_ended")
                 self.session = None
-                await self.ws.close(1000)
+                await self.close()
                 return True
             case _:
                 raise BadMessage(f"unknown message type {kind[:40]!r}", code="unknown_type")

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gateway import metrics
+from gateway.audit import ANONYMOUS, audit, remote_addr
 from gateway.auth import twilio_stream_url, verify_twilio_signature, verify_vonage_jwt
 from gateway.clients.receive import connection_limits, receive_frames
 from gateway.clients.upgrade import admit, refuse
@@ -181,6 +182,12 @@ class TelephonySink:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._pacer
 
+    async def hang_up(self) -> None:
+        """Operator hang-up: closing the media stream socket ends the vendor's stream."""
+        await self.close()
+        with contextlib.suppress(Exception):
+            await self.ws.close(1000)
+
 
 def config_from_start(ev: CallStarted, *, default_provider: str, default_fallback: tuple[str, ...]) -> SessionConfig:
     params = ev.params
@@ -282,6 +289,8 @@ def telephony_endpoint(vendor: str) -> Callable[[WebSocket], Awaitable[None]]:
             log_event(log, logging.WARNING, "client.refused",
                       f"{vendor} upgrade refused: bad or missing {_SIGNATURE_NAMES[vendor]}",
                       client=vendor, reason="signature")
+            audit(f"{vendor}.upgrade", "refused", remote=remote_addr(ws.scope), actor=ANONYMOUS,
+                  level=logging.WARNING, status=403, reason="signature")
             await refuse(ws, 403)
             return
         if signed:  # the vendor's signature is the credential: no client token (Twilio cannot send one)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 
 from gateway import metrics
+from gateway.audit import ANONYMOUS, audit, remote_addr, token_id
 from gateway.auth import TokenClaims, check_origin, token_from_scope
 from gateway.errors import Unauthorized
 from gateway.logs import log_event
@@ -28,9 +29,12 @@ async def refuse(ws: WebSocket, status: int) -> None:
 async def admit(ws: WebSocket, *, client: str, browser: bool) -> tuple[TokenClaims, str | None] | None:
     """Checks the upgrade; returns (claims, subprotocol to echo) or None after refusing it."""
     state = ws.app.state
+    remote = remote_addr(ws.scope)
     if state.runtime.draining:
+        audit(f"{client}.upgrade", "refused", remote=remote, actor=ANONYMOUS, status=503, reason="draining")
         await refuse(ws, 503)
         return None
+    token: str | None = None
     try:
         if browser:
             check_origin(ws.headers.get("origin"), frozenset(state.runtime.settings.allowed_origins),
@@ -41,6 +45,8 @@ async def admit(ws: WebSocket, *, client: str, browser: bool) -> tuple[TokenClai
         metrics.voice_gateway_client_errors.labels(client, e.code).inc()
         log_event(log, logging.WARNING, "client.refused", f"{client} upgrade refused: {e.message}",
                   client=client, reason=e.reason)
+        audit(f"{client}.upgrade", "refused", remote=remote, actor=token_id(token), level=logging.WARNING,
+              status=403, reason=e.reason)
         await refuse(ws, 403)
         return None
     return claims, subprotocol

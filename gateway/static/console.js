@@ -1,6 +1,11 @@
-// Operator console (docs/protocol.md): polls /admin/sessions, /admin/circuits and /readyz every second;
-// switches a call's provider (POST /admin/sessions/{id}/switch) and resets breakers
-// (POST /admin/circuits/{provider}/reset). The admin token lives in sessionStorage only.
+// Operator console (docs/operations.md): polls /admin/sessions, /admin/circuits and /readyz every second;
+// switches a call's provider (POST /admin/sessions/{id}/switch) or hangs it up (POST .../end), each after
+// a confirmation; resets breakers (POST /admin/circuits/{provider}/reset); a drawer shows one call's
+// transcript and event timeline (GET /admin/sessions/{id}, also for recently ended calls); live SVG
+// charts of calls and circuit states. Also: every breaker at once (POST /admin/circuits/reset) and a
+// provider disabled/enabled (PATCH /admin/providers/{name}); in fleet mode the lists cover every
+// replica (docs/fleet.md) and the Replica columns say which one holds the call or breaker.
+// The admin token lives in sessionStorage only.
 // Rows are updated in place so a provider <select> the operator is using is not rebuilt under them.
 // window.vgConsole exposes the last poll for browser tests.
 "use strict";
@@ -8,7 +13,20 @@
 const TOKEN_KEY = "vg.adminToken";
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
-const state = window.vgConsole = { sessions: [], circuits: [], ready: null, polls: 0, lastError: null };
+const state = window.vgConsole = {
+  sessions: [], ended: [], circuits: [], ready: null, polls: 0, lastError: null, history: [], drawer: null,
+};
+const HISTORY = 120; // chart samples: two minutes at one poll per second
+const END_REASONS = {
+  client_ended: "caller ended it", client_disconnected: "caller's connection closed", caller_hung_up: "caller hung up",
+  operator_hangup: "operator hung up", idle_timeout: "idle timeout", server_shutdown: "gateway shut down",
+  server_draining: "gateway drained",
+};
+const BREAKER_REASONS = {
+  auth: (p) => `API key rejected: fix ${p.toUpperCase()}_API_KEY, then reset`,
+  failure_threshold: () => "too many consecutive failures; retries by itself",
+  half_open_failure: () => "a trial call failed while half-open",
+};
 
 function token() { return sessionStorage.getItem(TOKEN_KEY) || ""; }
 
@@ -51,6 +69,27 @@ function formatDuration(seconds) {
   return m ? `${m}m ${String(s % 60).padStart(2, "0")}s` : `${s}s`;
 }
 
+// -- confirmation ----------------------------------------------------------------------------
+// One pending action at a time, confirmed in the page (not window.confirm: it blocks the polling).
+let pending = null;
+
+function askConfirm(text, onYes, onNo) {
+  if (pending && pending.onNo) pending.onNo();
+  pending = { onYes, onNo };
+  $("confirm-text").textContent = text;
+  $("confirm-bar").hidden = false;
+  $("confirm-yes").focus();
+}
+
+function settleConfirm(yes) {
+  const action = pending;
+  pending = null;
+  $("confirm-bar").hidden = true;
+  if (!action) return;
+  if (yes) action.onYes();
+  else if (action.onNo) action.onNo();
+}
+
 // -- health ----------------------------------------------------------------------------------
 function renderHealth(res) {
   state.ready = res.data;
@@ -67,7 +106,51 @@ function renderHealth(res) {
     cell(row, 0, name);
     cell(row, 1, p.mode || "?");
     cell(row, 2, p.circuit || "?", `state-${p.circuit || ""}`);
+    providerControl(row, name, p.status || "enabled");
   });
+}
+
+// -- operator controls: disable/enable a provider, reset every breaker (audited, fleet-wide) ----
+function providerControl(row, name, status) {
+  cell(row, 3, status, `status-${status}`);
+  let button = row.querySelector("button");
+  if (!button) {
+    button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary";
+    button.addEventListener("click", () => setProviderStatus(name, button.dataset.next, button));
+    cell(row, 4, "").appendChild(button);
+  }
+  const next = status === "disabled" ? "enabled" : "disabled";
+  button.dataset.next = next;
+  button.textContent = next === "disabled" ? "Disable" : "Enable";
+  button.setAttribute("aria-label", `${next === "disabled" ? "disable" : "enable"} ${name}`);
+}
+
+async function setProviderStatus(name, status, button) {
+  button.disabled = true;
+  try {
+    // live calls on a disabled provider move at their next turn boundary (live_calls: "switch")
+    const res = await api("PATCH", `/admin/providers/${encodeURIComponent(name)}`, { status, live_calls: "switch" });
+    if (res.ok) actionStatus(`${name} ${status}.`);
+    else actionStatus(`Refused: ${(res.data && res.data.message) || authMessage(res.status)}`, true);
+  } catch (err) {
+    actionStatus(`Failed: ${err.message || err}`, true);
+  } finally {
+    button.disabled = false;
+  }
+  poll();
+}
+
+async function resetAllCircuits() {
+  try {
+    const res = await api("POST", "/admin/circuits/reset");
+    if (res.ok) actionStatus("Every circuit breaker reset.");
+    else actionStatus(`Reset refused: ${(res.data && res.data.message) || authMessage(res.status)}`, true);
+  } catch (err) {
+    actionStatus(`Reset failed: ${err.message || err}`, true);
+  }
+  poll();
 }
 
 // -- sessions --------------------------------------------------------------------------------
@@ -77,17 +160,85 @@ function switchControl(row, session) {
     const c = cell(row, 7, "");
     select = document.createElement("select");
     select.setAttribute("aria-label", `provider for call ${session.id}`);
-    select.addEventListener("change", () => switchProvider(select.dataset.sessionId, select.value, select));
+    select.addEventListener("change", () => {
+      const from = select.dataset.provider;
+      askConfirm(`Switch call ${select.dataset.sessionId} from ${from} to ${select.value}?`,
+        () => switchProvider(select.dataset.sessionId, select.value, select),
+        () => { select.value = from; select.blur(); });
+    });
     c.appendChild(select);
   }
   select.dataset.sessionId = session.id;
+  select.dataset.provider = session.provider;
   // The providers this gateway has, as /readyz lists them (the server's registry decides).
   const names = Object.keys((state.ready && state.ready.providers) || {});
   if (names.length && [...select.options].map((o) => o.value).join() !== names.join()) {
     select.replaceChildren(...names.map((p) => new Option(p, p)));
   }
-  // Leave it alone while the operator is choosing or a switch is in flight.
-  if (document.activeElement !== select && !select.disabled) select.value = session.provider;
+  // Leave it alone while the operator is choosing, confirming, or a switch is in flight.
+  if (document.activeElement !== select && !select.disabled && !pending) select.value = session.provider;
+}
+
+function hangUpControl(row, session) {
+  let button = row.querySelector("button.hang-up");
+  if (!button) {
+    button = document.createElement("button");
+    button.type = "button";
+    button.className = "secondary hang-up";
+    button.textContent = "Hang up";
+    button.addEventListener("click", () => askConfirm(`Hang up call ${button.dataset.sessionId}?`,
+      () => hangUp(button.dataset.sessionId, button)));
+    cell(row, 8, "").appendChild(button);
+  }
+  button.dataset.sessionId = session.id;
+  button.setAttribute("aria-label", `hang up call ${session.id}`);
+}
+
+async function hangUp(sessionId, button) {
+  button.disabled = true;
+  try {
+    const res = await api("POST", `/admin/sessions/${encodeURIComponent(sessionId)}/end`);
+    if (res.ok) actionStatus(`Hung up ${sessionId}.`);
+    else actionStatus(`Hang-up refused: ${(res.data && res.data.message) || authMessage(res.status)}`, true);
+  } catch (err) {
+    actionStatus(`Hang-up failed: ${err.message || err}`, true);
+  } finally {
+    button.disabled = false;
+  }
+  poll();
+}
+
+function idCell(row, index, id) {
+  let button = row.cells[index] && row.cells[index].querySelector("button.link");
+  if (!button) {
+    button = document.createElement("button");
+    button.type = "button";
+    button.className = "link";
+    button.addEventListener("click", () => openDrawer(button.dataset.sessionId));
+    cell(row, index, "").appendChild(button);
+  }
+  button.dataset.sessionId = id;
+  button.textContent = id;
+  button.setAttribute("aria-label", `details of call ${id}`);
+}
+
+function replayCell(row, session) {
+  const limit = session.replay_limit || 100;
+  const depth = session.replay_depth ?? 0;
+  const c = cell(row, 5, "", "num");
+  let label = c.querySelector("span");
+  let meter = c.querySelector("meter");
+  if (!label) {
+    label = document.createElement("span");
+    meter = document.createElement("meter");
+    meter.className = "replay";
+    c.append(label, meter);
+  }
+  label.textContent = `${depth} / ${limit}`;
+  meter.max = limit;
+  meter.high = limit * 0.8;
+  meter.value = depth;
+  meter.setAttribute("aria-label", `replay buffer ${depth} of ${limit} chunks`);
 }
 
 function renderSessions(res) {
@@ -99,18 +250,134 @@ function renderSessions(res) {
     let row = byId.get(s.id);
     if (!row) { row = body.insertRow(); row.dataset.sessionId = s.id; }
     byId.delete(s.id);
-    cell(row, 0, s.id);
+    idCell(row, 0, s.id);
     cell(row, 1, s.provider || "-");
     cell(row, 2, s.state || "-");
     cell(row, 3, s.client || "-");
     cell(row, 4, formatDuration(s.duration_s), "num");
-    cell(row, 5, s.replay_depth ?? 0, "num");
+    replayCell(row, s);
     cell(row, 6, s.last_event || "-");
     switchControl(row, s);
+    hangUpControl(row, s);
+    cell(row, 9, s.replica || "-");
   }
   for (const gone of byId.values()) gone.remove();
   $("session-count").textContent = String(sessions.length);
   $("no-sessions").hidden = sessions.length > 0;
+  renderEnded((res.data && res.data.recently_ended) || []);
+  const costs = res.data && res.data.costs;
+  $("spend").hidden = !costs;
+  if (costs) $("spend-body").textContent = JSON.stringify(costs);
+}
+
+function renderEnded(ended) {
+  state.ended = ended;
+  const body = $("ended").tBodies[0];
+  while (body.rows.length > ended.length) body.deleteRow(-1);
+  ended.forEach((s, i) => {
+    const row = body.rows[i] || body.insertRow();
+    row.dataset.sessionId = s.id;
+    idCell(row, 0, s.id);
+    cell(row, 1, s.provider || "-");
+    cell(row, 2, s.client || "-");
+    cell(row, 3, formatDuration(s.duration_s), "num");
+    cell(row, 4, END_REASONS[s.ended_reason] || s.ended_reason || "-");
+    cell(row, 5, s.ended_at ? new Date(s.ended_at * 1000).toLocaleTimeString() : "-");
+  });
+  $("no-ended").hidden = ended.length > 0;
+}
+
+// -- the call drawer ---------------------------------------------------------------------------
+function openDrawer(sessionId) {
+  state.drawer = sessionId;
+  $("drawer").hidden = false;
+  $("drawer-title").textContent = `Call ${sessionId}`;
+  refreshDrawer();
+}
+
+function describeEvent(e) {
+  switch (e.type) {
+    case "transcript.final": return `${e.role}: ${e.text}`;
+    case "provider.switched": return `${e.from} -> ${e.to} (${e.reason})`;
+    case "connection.reconnecting": return `attempt ${e.attempt}/${e.max_attempts}`;
+    case "connection.failed": return e.reason;
+    case "error": return `${e.code}: ${e.message}`;
+    case "session.ended": return END_REASONS[e.reason] || e.reason;
+    case "session.started": return `on ${e.provider}`;
+    case "dtmf": return `digit ${e.digit}`;
+    default: return "";
+  }
+}
+
+async function refreshDrawer() {
+  const sessionId = state.drawer;
+  if (!sessionId) return;
+  const res = await api("GET", `/admin/sessions/${encodeURIComponent(sessionId)}`);
+  if (state.drawer !== sessionId) return;
+  if (!res.ok) { $("drawer-summary").textContent = authMessage(res.status); return; }
+  const d = res.data;
+  $("drawer-summary").textContent = `${d.provider || "-"} · ${d.client} · ${d.state}`
+    + ` · ${formatDuration(d.duration_s)} · replay ${d.replay_depth}/${d.replay_limit || 100}`
+    + (d.ended_reason ? ` · ended: ${END_REASONS[d.ended_reason] || d.ended_reason}` : "");
+  const transcript = (d.transcript || []).map((t) => {
+    const li = document.createElement("li");
+    li.dataset.role = t.role;
+    li.textContent = `${t.role}: ${t.text}`;
+    return li;
+  });
+  $("drawer-transcript").replaceChildren(...transcript);
+  const events = (d.recent_events || []).filter((e) => e.type !== "transcript.partial").map((e) => {
+    const li = document.createElement("li");
+    li.dataset.type = e.type;
+    const when = e.ts ? new Date(e.ts * 1000).toLocaleTimeString() : "";
+    const detail = describeEvent(e);
+    li.textContent = `${when} ${e.type}${detail ? " - " + detail : ""}`;
+    return li;
+  });
+  $("drawer-events").replaceChildren(...events);
+}
+
+// -- charts (plain SVG, no library) -------------------------------------------------------------
+const STATE_LEVEL = { CLOSED: 0, HALF_OPEN: 1, OPEN: 2 };
+
+function sample(sessions, circuits) {
+  const health = {};
+  for (const c of circuits) health[c.provider] = c.state;
+  state.history.push({ calls: sessions.length, health });
+  if (state.history.length > HISTORY) state.history.shift();
+  drawCharts();
+}
+
+function drawCharts() {
+  const h = state.history;
+  const step = 240 / (HISTORY - 1);
+  const peak = Math.max(1, ...h.map((x) => x.calls));
+  const offset = HISTORY - h.length;
+  const points = h.map((x, i) => `${((offset + i) * step).toFixed(1)},${(58 - (x.calls / peak) * 54).toFixed(1)}`);
+  $("chart-calls").querySelector("polyline").setAttribute("points", points.join(" "));
+  $("chart-calls-now").textContent = String(h.length ? h[h.length - 1].calls : 0);
+  $("chart-calls-peak").textContent = String(Math.max(0, ...h.map((x) => x.calls)));
+  const svg = $("chart-health");
+  const providers = [...new Set(h.flatMap((x) => Object.keys(x.health)))];
+  const rowH = 60 / Math.max(1, providers.length);
+  const rects = [];
+  providers.forEach((p, r) => {
+    h.forEach((x, i) => {
+      const st = x.health[p];
+      if (st === undefined) return;
+      const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      rect.setAttribute("x", ((offset + i) * step).toFixed(1));
+      rect.setAttribute("y", (r * rowH + 1).toFixed(1));
+      rect.setAttribute("width", (step + 0.3).toFixed(2));
+      rect.setAttribute("height", (rowH - 2).toFixed(1));
+      rect.setAttribute("class", `h-${st}`);
+      rect.dataset.provider = p;
+      rect.dataset.level = String(STATE_LEVEL[st] ?? 0);
+      rects.push(rect);
+    });
+  });
+  svg.replaceChildren(...rects);
+  $("chart-health-rows").textContent = providers.join(", ") || "-";
 }
 
 async function switchProvider(sessionId, provider, select) {
@@ -149,6 +416,8 @@ function renderCircuits(res) {
     cell(row, 2, c.state || "?", `state-${c.state || ""}`);
     cell(row, 3, c.failures ?? 0, "num");
     cell(row, 4, retryAfter(c), "num");
+    const why = c.state === "CLOSED" ? "-" : (BREAKER_REASONS[c.opened_reason] || (() => c.opened_reason || "-"))(c.provider);
+    cell(row, 6, why, c.opened_reason === "auth" && c.state === "OPEN" ? "why bad" : "why");
     let button = row.querySelector("button");
     if (!button) {
       button = document.createElement("button");
@@ -160,6 +429,9 @@ function renderCircuits(res) {
     }
     button.dataset.provider = c.provider;
     button.setAttribute("aria-label", `reset the ${c.provider} circuit breaker`);
+    // another replica's breaker: the row's Reset acts on this replica; "Reset all" reaches every one
+    button.hidden = Boolean(c.replica && state.ready && state.ready.fleet && c.replica !== state.ready.fleet.replica);
+    cell(row, 7, c.replica ? `${c.replica}${c.advisory ? ` (advisory from ${c.advisory.source})` : ""}` : "-");
   });
 }
 
@@ -195,6 +467,8 @@ async function poll() {
       state.lastError = null;
       renderSessions(sessions);
       renderCircuits(circuits);
+      sample(state.sessions, state.circuits);
+      refreshDrawer();
       setStatus(`Updated ${new Date().toLocaleTimeString()}.`);
     }
     state.polls += 1;
@@ -205,12 +479,16 @@ async function poll() {
   }
 }
 
+$("confirm-yes").addEventListener("click", () => settleConfirm(true));
+$("confirm-no").addEventListener("click", () => settleConfirm(false));
+$("drawer-close").addEventListener("click", () => { state.drawer = null; $("drawer").hidden = true; });
 $("admin-token").value = token();
 $("auth-form").addEventListener("submit", (e) => {
   e.preventDefault();
   sessionStorage.setItem(TOKEN_KEY, $("admin-token").value.trim());
   poll();
 });
+$("reset-all").addEventListener("click", resetAllCircuits);
 $("forget-token").addEventListener("click", () => {
   sessionStorage.removeItem(TOKEN_KEY);
   $("admin-token").value = "";

@@ -1,17 +1,30 @@
-// Demo page for /v1/voice (docs/protocol.md): microphone -> PCM16 16 kHz binary frames; reply audio
-// (binary PCM16 24 kHz, or `audio.delta` base64) -> a scheduled playback queue, flushed on
-// `turn.interrupted`. Transcripts and connection events are rendered as they arrive.
-// window.vg exposes the state for browser tests.
+// Demo page for /v1/voice (docs/protocol.md): microphone -> PCM16 16 kHz binary frames (or, with
+// "compressed upload", a MediaRecorder WebM/Opus stream); reply audio (binary PCM16 24 kHz, or
+// `audio.delta` base64) -> a scheduled playback queue, flushed on `turn.interrupted`. Transcripts,
+// connection events and the reply latency of each turn are rendered as they arrive; the provider
+// settings come from demo-config.js. window.vg exposes the state for browser tests.
 "use strict";
 
 const INPUT_RATE = 16000;
 const OUTPUT_RATE = 24000;
 const LOGGED = (type) => type.startsWith("connection.") || type.startsWith("session.")
-  || type === "provider.switched" || type === "error";
+  || type === "provider.switched" || type === "error" || type === "warning";
 
 const vg = window.vg = {
   sessionId: null, events: [], transcripts: [], state: "idle", audioBytesReceived: 0, protocol: null,
+  calls: 0, latenciesMs: [], micLevelMax: 0, sessionStart: null, uploadedBytes: 0,
 };
+// What session.ended reasons mean to the person on the call.
+const END_REASONS = {
+  client_ended: "you ended the call",
+  client_disconnected: "the connection to the gateway closed",
+  caller_hung_up: "the caller hung up",
+  operator_hangup: "an operator ended the call from the console",
+  idle_timeout: "no audio or messages arrived for too long (idle timeout)",
+  server_shutdown: "the gateway shut down",
+  server_draining: "the gateway is restarting (drain): please call again",
+};
+function endReason(reason) { return END_REASONS[reason] || String(reason || "unknown reason").replaceAll("_", " "); }
 const $ = (id) => document.getElementById(id);
 let ws = null;
 let audioCtx = null;
@@ -20,6 +33,12 @@ let worklet = null;
 let playHead = 0;
 let playing = [];
 let sessionStartSent = false;
+let recorder = null;
+let analyser = null;
+let meterFrame = 0;
+let pendingTurns = []; // user finals still waiting for a reply, oldest first: {at, line}
+let replyOpen = false; // the current assistant turn already counted its first reply
+let providerSpeaks = true; // from `capabilities`: otherwise the assistant's transcript is the reply
 
 function setStatus(text, bad = false) {
   $("status").textContent = text;
@@ -31,6 +50,7 @@ function setStatus(text, bad = false) {
 function setProvider(name, capabilities) {
   $("provider").textContent = name || "none";
   const speaks = !capabilities || capabilities.audio_output !== false;
+  providerSpeaks = speaks;
   $("provider-note").textContent = speaks ? "" : "(transcripts only: no spoken reply)";
 }
 
@@ -39,6 +59,7 @@ function setRunning(running) {
   $("stop").disabled = !running;
   $("provider-select").disabled = running;
   $("token").disabled = running;
+  $("compressed").disabled = running;
 }
 
 // -- transcript ------------------------------------------------------------------------------
@@ -67,8 +88,40 @@ function onTranscript(ev, final) {
     line.textContent = ev.text;
     panel.appendChild(line);
     vg.transcripts.push({ role, text: ev.text, start: ev.start, end: ev.end });
+    if (role === "user") pendingTurns.push({ at: performance.now(), line });
+    else if (!providerSpeaks) { replyArrived(); replyOpen = false; } // a text-only reply is the turn
   }
   panel.scrollTop = panel.scrollHeight;
+}
+
+// Reply latency: from the user's final transcript to the first reply audio (or the assistant's
+// transcript when the provider does not speak), shown on the user's line.
+// Each assistant turn answers the oldest user turn still waiting.
+function replyArrived() {
+  if (replyOpen) return;
+  replyOpen = true;
+  const turn = pendingTurns.shift();
+  if (!turn) return;
+  const ms = Math.round(performance.now() - turn.at);
+  vg.latenciesMs.push(ms);
+  const note = document.createElement("div");
+  note.className = "latency";
+  note.textContent = `reply after ${ms} ms`;
+  turn.line.after(note);
+}
+
+function separateCalls(provider) {
+  vg.calls += 1;
+  if (vg.calls === 1) return;
+  const when = new Date().toLocaleTimeString();
+  const rule = document.createElement("p");
+  rule.className = "call-separator";
+  rule.textContent = `call ${vg.calls} (${provider}, ${when})`;
+  $("transcript").appendChild(rule);
+  const li = document.createElement("li");
+  li.className = "call-separator";
+  li.textContent = `call ${vg.calls}`;
+  $("events").appendChild(li);
 }
 
 // -- event log -------------------------------------------------------------------------------
@@ -82,9 +135,11 @@ function describe(ev) {
       return `${ev.provider}: after ${ev.attempts} attempt(s), ${ev.replayed_audio_chunks} replayed, `
         + `${ev.dropped_audio_chunks} dropped`;
     case "connection.failed": return `${ev.provider}: ${ev.reason} after ${ev.total_attempts} attempts`;
-    case "provider.switched": return `${ev.from} -> ${ev.to} (${ev.reason}), ${ev.carried_turns} turns carried`;
+    case "provider.switched": return `${ev.from} -> ${ev.to} (${ev.reason}), ${ev.carried_turns} turns carried; `
+      + `your ${window.vgConfig.label(ev.to)} settings apply`;
     case "error": return `${ev.code}: ${ev.message}`;
-    case "session.ended": return `${ev.reason}`;
+    case "warning": return `${ev.code}: ${ev.message}`; // e.g. a provider option the provider does not take
+    case "session.ended": return endReason(ev.reason);
     default: return "";
   }
 }
@@ -103,6 +158,7 @@ function logEvent(ev) {
 function playPcm16(buffer) {
   if (!audioCtx || buffer.byteLength < 2) return;
   vg.audioBytesReceived += buffer.byteLength;
+  replyArrived();
   const samples = new Int16Array(buffer, 0, buffer.byteLength >> 1);
   const audio = audioCtx.createBuffer(1, samples.length, OUTPUT_RATE);
   const channel = audio.getChannelData(0);
@@ -149,10 +205,13 @@ function onMessage(msg) {
     case "transcript.partial": onTranscript(ev, false); break;
     case "transcript.final": onTranscript(ev, true); break;
     case "audio.delta": playPcm16(base64ToBuffer(ev.audio)); break;
-    case "turn.interrupted": flushPlayback(); break;
-    case "provider.switched": setProvider(ev.to || ev.provider, ev.capabilities); break;
+    case "turn.interrupted": flushPlayback(); replyOpen = false; break;
+    case "turn.completed": replyOpen = false; break;
+    case "provider.switched":
+      setProvider(ev.to || ev.provider, ev.capabilities);
+      break;
     case "error": setStatus(`Error: ${ev.message}`, true); break;
-    case "session.ended": vg.state = "ended"; setStatus(`Session ended: ${ev.reason}`); break;
+    case "session.ended": vg.state = "ended"; setStatus(`Session ended: ${endReason(ev.reason)}.`); break;
     default: break;
   }
 }
@@ -166,10 +225,49 @@ async function startMicrophone() {
   worklet = new AudioWorkletNode(audioCtx, "pcm16-capture", { processorOptions: { targetRate: INPUT_RATE } });
   // Audio only after session.start: it must be the first message (docs/protocol.md).
   worklet.port.onmessage = (e) => {
-    if (ws && sessionStartSent && ws.readyState === WebSocket.OPEN) ws.send(e.data);
+    if (ws && sessionStartSent && !recorder && ws.readyState === WebSocket.OPEN) {
+      ws.send(e.data);
+      vg.uploadedBytes += e.data.byteLength;
+    }
   };
   source.connect(worklet);
   // Not connected to the destination: the caller must not hear their own microphone.
+  analyser = audioCtx.createAnalyser();
+  analyser.fftSize = 1024;
+  source.connect(analyser);
+  const samples = new Float32Array(analyser.fftSize);
+  const tick = () => {
+    if (!analyser) return;
+    analyser.getFloatTimeDomainData(samples);
+    let sum = 0;
+    for (const v of samples) sum += v * v;
+    const rms = Math.sqrt(sum / samples.length);
+    const level = Math.min(1, rms * 4); // speech sits around 0.05-0.2 RMS: spread it over the meter
+    $("mic-level").value = level;
+    vg.micLevelMax = Math.max(vg.micLevelMax, level);
+    meterFrame = requestAnimationFrame(tick);
+  };
+  tick();
+}
+
+// "Compressed upload": MediaRecorder's WebM/Opus stream, sent as it is produced (100 ms pieces, in
+// order) instead of the worklet's PCM frames. The gateway decodes it (audio.input.encoding webm).
+const WEBM_OPUS = "audio/webm;codecs=opus";
+function compressedWanted() { return $("compressed").checked; }
+
+function startRecorder() {
+  if (!window.MediaRecorder || !MediaRecorder.isTypeSupported(WEBM_OPUS)) {
+    throw new Error("this browser cannot record WebM/Opus: untick compressed upload");
+  }
+  recorder = new MediaRecorder(micStream, { mimeType: WEBM_OPUS, audioBitsPerSecond: 32000 });
+  let chain = Promise.resolve();
+  recorder.ondataavailable = (e) => {
+    if (!e.data || !e.data.size) return;
+    chain = chain.then(() => e.data.arrayBuffer()).then((buf) => {
+      if (ws && ws.readyState === WebSocket.OPEN) { ws.send(buf); vg.uploadedBytes += buf.byteLength; }
+    });
+  };
+  recorder.start(100);
 }
 
 // RFC 7230 tchar: the only characters a Sec-WebSocket-Protocol value may hold.
@@ -186,11 +284,28 @@ function openSocket(token) {
 }
 
 async function start() {
+  const provider = $("provider-select").value;
+  const settings = window.vgConfig.sessionStart(provider);
+  // the form being edited counts too: its invalid values were not saved, and the caller expects them
+  if (!window.vgConfig.check(false)) settings.problems.push("see the fields marked in Provider settings.");
+  if (settings.problems.length) {
+    setStatus(`Fix the provider settings first: ${settings.problems.join(" ")}`, true);
+    $("config-panel").open = true;
+    return;
+  }
+  if (!window.isSecureContext || !navigator.mediaDevices) {
+    $("secure-warning").hidden = false;
+    setStatus("The microphone is blocked: this page is not on HTTPS or localhost.", true);
+    return;
+  }
   setRunning(true);
   setStatus("Starting...");
   flushPlayback();
+  separateCalls(provider);
   vg.sessionId = null;
   vg.state = "connecting";
+  pendingTurns = [];
+  replyOpen = false;
   sessionStartSent = false;
   try {
     audioCtx = new AudioContext();
@@ -213,14 +328,19 @@ async function start() {
   ws.onopen = () => {
     opened = true;
     vg.protocol = ws.protocol || null;
-    const provider = $("provider-select").value;
-    ws.send(JSON.stringify({
+    const compressed = compressedWanted();
+    vg.sessionStart = {
       type: "session.start",
       provider,
-      audio: { input: { encoding: "pcm16", sample_rate: INPUT_RATE },
+      audio: { input: { encoding: compressed ? "webm" : "pcm16", sample_rate: INPUT_RATE },
                output: { encoding: "pcm16", sample_rate: OUTPUT_RATE } },
-    }));
+      ...settings.fields,
+    };
+    ws.send(JSON.stringify(vg.sessionStart));
     sessionStartSent = true;
+    if (compressed) {
+      try { startRecorder(); } catch (err) { setStatus(`Compressed upload unavailable: ${err.message}`, true); stop(); return; }
+    }
     setStatus("Connecting to the provider...");
   };
   ws.onmessage = onMessage;
@@ -243,6 +363,10 @@ async function start() {
 }
 
 function stopAudio() {
+  if (recorder) { try { recorder.stop(); } catch (_) { /* already inactive */ } recorder = null; }
+  if (meterFrame) { cancelAnimationFrame(meterFrame); meterFrame = 0; }
+  analyser = null;
+  $("mic-level").value = 0;
   if (worklet) { worklet.port.postMessage("stop"); worklet.disconnect(); worklet = null; }
   if (micStream) { micStream.getTracks().forEach((t) => t.stop()); micStream = null; }
   flushPlayback();
@@ -264,5 +388,7 @@ async function stop() {
   }
 }
 
+// Browsers give the microphone only to secure contexts (HTTPS, or http://localhost / 127.0.0.1).
+if (!window.isSecureContext) $("secure-warning").hidden = false;
 $("start").addEventListener("click", start);
 $("stop").addEventListener("click", stop);

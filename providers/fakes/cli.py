@@ -24,9 +24,14 @@ def build_fake(args: argparse.Namespace) -> FakeServer:
         ssl_context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot load the TLS certificate or key: {err.__class__.__name__}") from None
+    speech = None
+    if getattr(args, "speech", False):
+        from providers.fakes.speech import OfflineSpeech
+
+        speech = OfflineSpeech()
     return fake_class(args.provider)(api_key=args.api_key, host=args.host, port=args.port,
                                      ssl_context=ssl_context, faults=FaultScript.parse(args.faults),
-                                     seed=getattr(args, "seed", 0))
+                                     seed=getattr(args, "seed", 0), speech=speech)
 
 
 async def serve_until_signalled(fake: FakeServer) -> None:
@@ -40,6 +45,8 @@ async def serve_until_signalled(fake: FakeServer) -> None:
         await stop.wait()
     finally:
         await fake.stop()
+        if fake.speech is not None:
+            await fake.speech.close()
 
 
 def run_fake_provider(args: argparse.Namespace) -> int:

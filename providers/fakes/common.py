@@ -8,6 +8,9 @@ secret (keys, tokens) is ever recorded or logged.
 - `ConnectionRecord`: what one connection received, for tests to assert on.
 - `DialectRecognizer`: DTMF digits in the input audio are words; plain speech (energy without DTMF) is
   kept to be echoed back (parrot).
+- Plain speech with a `SpeechEngine` (providers/fakes/speech.py, `speech=` at construction): the fake
+  transcribes it with `await self.hear(...)` and answers in synthesized speech with `await self.speak(...)`
+  instead of the parrot echo. Off by default (tests), on in the embedded default and `--speech`.
 - `FakeServer`: websockets asyncio server on 127.0.0.1 (port 0 unless given), optional TLS, connection
   numbering, handshake refusal faults, recording, start()/stop()/url.
 
@@ -71,6 +74,7 @@ from websockets.http11 import Request, Response
 from audio.dtmf import DtmfDetector
 from gateway.clock import Clock, MonotonicClock
 from gateway.errors import ConfigError
+from providers.fakes.speech import SpeechEngine, reply_text
 
 log = logging.getLogger("providers.fakes")
 
@@ -189,6 +193,7 @@ class ConnectionRecord:
     transcripts: list[str] = field(default_factory=list)  # finalized user utterances (text)
     faults_fired: list[str] = field(default_factory=list)  # kinds, in the order they fired
     extra: dict[str, Any] = field(default_factory=dict)  # provider-specific per-connection state
+    replies: list[str] = field(default_factory=list)  # what the fake said in synthesized speech (text)
     close_code: int | None = None
     closed_by: Literal["client", "server", "fault", None] = None
 
@@ -372,8 +377,9 @@ class FakeServer:
     def __init__(self, *, api_key: str | None = None, host: str = "127.0.0.1", port: int = 0,
                  ssl_context: Any = None, faults: FaultScript | None = None, seed: int = 0,
                  clock: Clock | None = None, record_limit_bytes: int | None = None,
-                 keep_connections: int | None = None) -> None:
+                 keep_connections: int | None = None, speech: SpeechEngine | None = None) -> None:
         self.api_key = api_key
+        self.speech = speech  # None: plain speech is echoed back (parrot); see providers/fakes/speech.py
         # Long-lived use (the gateway's embedded default): keep only the newest `record_limit_bytes` of
         # each connection's recorded audio (and as many recent messages), and only the newest
         # `keep_connections` finished records. Tests leave both None: everything is kept.
@@ -505,6 +511,32 @@ class FakeServer:
             await ws.close(1001, "going away")
 
     # -- helpers for subclasses ---------------------------------------------------------------------------
+    async def hear(self, record: ConnectionRecord, pcm16: bytes, sample_rate_hz: int) -> str | None:
+        """The words of a plain-speech utterance, or None when this fake has no speech engine (or it
+        failed: then the caller falls back to the parrot echo). Recorded in `record.transcripts`."""
+        if self.speech is None:
+            return None
+        try:
+            text = await self.speech.transcribe(pcm16, sample_rate_hz)
+        except Exception:  # a broken engine must not end the call: the parrot still answers
+            log.exception("fake %s conn %d: speech recognition failed", self.provider, record.number)
+            return None
+        record.transcripts.append(text)
+        return text
+
+    async def speak(self, record: ConnectionRecord, heard: str, sample_rate_hz: int,
+                    voice: str | None = None) -> tuple[str, bytes]:
+        """The assistant's answer to `heard`: (its text, PCM16 at `sample_rate_hz`). Needs `speech`."""
+        assert self.speech is not None
+        text = reply_text(heard)
+        try:
+            audio = await self.speech.synthesize(text, sample_rate_hz, voice)
+        except Exception:
+            log.exception("fake %s conn %d: speech synthesis failed", self.provider, record.number)
+            audio = b""
+        record.replies.append(text)
+        return text, audio
+
     async def send(self, ws: ServerConnection, frame: str | bytes) -> None:
         """Send one server message, after any `delay` fault; blocks forever while the link is stalled."""
         record = self._records.get(ws)

@@ -34,6 +34,7 @@ from providers.fakes.deepgram_wire import (
     credential_from,
     parse_listen_query,
     schema_error_message,
+    with_words,
 )
 
 log = logging.getLogger("providers.fakes.deepgram")
@@ -241,9 +242,18 @@ class FakeDeepgram(FakeServer):
         await ws.close(1011, NET0001_REASON)
 
     async def _send_all(self, ws: ServerConnection, record: ConnectionRecord, messages: list[dict[str, Any]]) -> None:
+        transcriber: ListenTranscriber = record.extra["transcriber"]
         for message in messages:
             if message["type"] == "Results" and message["is_final"]:
                 transcript = message["channel"]["alternatives"][0]["transcript"]
+                if transcript == SPEECH_WORD and transcriber.speech_audio:
+                    heard = await self.hear(record, transcriber.speech_audio.popleft(),
+                                            transcriber.decoder.sample_rate_hz)
+                    if heard:  # no engine (None) or nothing heard (""): the word "speech" stays
+                        message = with_words(message, heard, punctuate=transcriber.params.punctuate
+                                             or transcriber.params.smart_format)
+                        await self.send(ws, orjson.dumps(message).decode())
+                        continue
                 if transcript:
                     record.transcripts.append(transcript)
                     if transcript != SPEECH_WORD:

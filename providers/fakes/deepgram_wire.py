@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import struct
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -289,6 +290,19 @@ def metadata_message(*, request_id: str, duration_s: float, channels: int, model
     return msg
 
 
+def with_words(message: dict[str, Any], text: str, *, punctuate: bool) -> dict[str, Any]:
+    """A final `Results` for plain speech with the recognised `text` in place of the word "speech"; the
+    words share the utterance's time span evenly."""
+    alternative = message["channel"]["alternatives"][0]
+    span = alternative["words"][0] if alternative["words"] else {"start": message["start"], "end": message["start"]}
+    tokens = text.split()
+    step = (span["end"] - span["start"]) / max(1, len(tokens))
+    alternative["words"] = [word(t, span["start"] + i * step, span["start"] + (i + 1) * step, SPEECH_CONFIDENCE,
+                                 punctuate=punctuate) for i, t in enumerate(tokens)]
+    alternative["transcript"] = " ".join(tokens)
+    return message
+
+
 def schema_error_message(original: str, description: str) -> dict[str, Any]:
     """docs/providers/deepgram.md §2.2: an unparseable client text message → in-band `Error` (SchemaError)."""
     return {"type": "Error", "variant": "SchemaError", "description": description, "message": original}
@@ -326,6 +340,8 @@ class ListenTranscriber:
         self._window_start_s = 0.0
         self._in_speech = False
         self._last_word_end_s: float | None = None  # waiting for its UtteranceEnd
+        # audio of each plain-speech final not yet sent, in order (for a fake with a speech engine)
+        self.speech_audio: deque[bytes] = deque()
 
     @property
     def stream_time_s(self) -> float:
@@ -389,6 +405,8 @@ class ListenTranscriber:
                     if reason == "endpoint":  # the window ends where the pause was long enough
                         end_s = min(end_s, utt.end_s + self.end_silence_ms / 1000)
                     out.append(self._final_window(text, words, confidence, end_s, reason=reason))
+                    if not utt.is_dtmf:
+                        self.speech_audio.append(utt.audio)
                     self._in_speech = False
                     if self.params.utterance_end_ms is not None:
                         self._last_word_end_s = utt.end_s

@@ -180,6 +180,7 @@ class GeminiSession:
         self.server, self.ws, self.record = server, ws, record
         self.history: list[dict[str, Any]] = []
         self.recognizer: DialectRecognizer | None = None
+        self.voice: str | None = None  # setup's prebuilt voice name (the speech engine's speaker)
         self.resamplers: dict[int, ResampleStream] = {}
         self.reply: _Reply | None = None
         self.pending_tools: dict[str, str] = {}  # call id → digits to speak once answered
@@ -250,6 +251,8 @@ class GeminiSession:
             self.history = copy.deepcopy(snapshot)
             self.record.extra.update(resumed_from=resumption["handle"], restored_turns=copy.deepcopy(snapshot))
         self.tool_name = first_function_name(setup.get("tools"))
+        voice_config = ((setup.get("generation_config") or {}).get("speech_config") or {}).get("voice_config") or {}
+        self.voice = (voice_config.get("prebuilt_voice_config") or {}).get("voice_name")
         self.input_transcription = "input_audio_transcription" in setup
         self.output_transcription = "output_audio_transcription" in setup
         self.resumption = resumption is not None
@@ -377,12 +380,16 @@ class GeminiSession:
 
     async def on_utterance(self, utterance: Utterance) -> None:
         self.utterance_digits = ""
-        self.record.transcripts.append(utterance.text)
         self.input_audio_s += utterance.end_s - utterance.start_s
+        start_s = utterance.end_s + self.server.end_silence_ms / 1000.0
+        if not utterance.is_dtmf and self.server.speech is not None:
+            # off the read loop: recognition takes a while and barge-in must still be heard meanwhile
+            self._spawn(self._answer_speech(utterance, start_s))
+            return
+        self.record.transcripts.append(utterance.text)
         if self.input_transcription:
             await self.send({"serverContent": {"inputTranscription": {"text": "", "finished": True}}})
         self.history.append({"role": "user", "parts": [{"text": utterance.text}]})
-        start_s = utterance.end_s + self.server.end_silence_ms / 1000.0
         if utterance.is_dtmf and utterance.text.endswith("#") and self.tool_name:
             await self.call_tool(utterance.text[:-1])
         elif utterance.is_dtmf:
@@ -390,6 +397,24 @@ class GeminiSession:
         else:
             assert self.recognizer is not None
             self.start_reply(resample(utterance.audio, self.recognizer.sample_rate_hz, OUTPUT_RATE_HZ), None, start_s)
+
+    async def _answer_speech(self, utterance: Utterance, start_s: float) -> None:
+        """Plain speech with a speech engine: its words as input transcription, then a spoken answer."""
+        assert self.recognizer is not None
+        rate_hz = self.recognizer.sample_rate_hz
+        heard = await self.server.hear(self.record, utterance.audio, rate_hz)
+        if self.input_transcription:
+            if heard:
+                await self.send({"serverContent": {"inputTranscription": {"text": heard}}})
+            await self.send({"serverContent": {"inputTranscription": {"text": "", "finished": True}}})
+        self.history.append({"role": "user", "parts": [{"text": heard or ""}]})
+        if heard is None:
+            self.start_reply(resample(utterance.audio, rate_hz, OUTPUT_RATE_HZ), None, start_s)
+            return
+        text, audio = await self.server.speak(self.record, heard, OUTPUT_RATE_HZ, self.voice)
+        if self.reply is not None and self.reply.sending():
+            await self.barge_in()  # a newer turn's answer replaces one still being generated
+        self.start_reply(audio, text, max(start_s, self._stream_time()))
 
     async def call_tool(self, digits: str) -> None:
         assert self.tool_name is not None

@@ -24,6 +24,8 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
+from audio.convert import convert
+from audio.formats import AudioFormat
 from providers.fakes.common import (
     ConnectionRecord,
     DialectRecognizer,
@@ -155,6 +157,7 @@ class UserTurn:
     digits: str
     audio: bytes  # PCM16 at `rate_hz`, for the parrot echo of plain speech
     rate_hz: int
+    text: str = ""  # plain speech as the speech engine heard it (providers/fakes/speech.py)
 
 
 @dataclass(slots=True)
@@ -163,6 +166,7 @@ class ReplyPlan:
     echo: bytes = b""
     echo_rate_hz: int = 24000
     call: tuple[str, str] | None = None  # (tool name, digits) for a function call
+    heard: str | None = None  # answer this transcript in synthesized speech (a fake with a speech engine)
 
 
 class RealtimeConnection:
@@ -362,8 +366,10 @@ class RealtimeConnection:
         self.speech_item_id = None
         await self.emit("input_audio_buffer.speech_stopped", audio_end_ms=round(heard_at_s * 1000), item_id=item_id)
         digits = utterance.text if utterance.is_dtmf else ""
+        heard = None if digits else await self.server.hear(self.record, utterance.audio, self.decoder.rate_hz)
         await self.commit_user_turn(item_id, UserTurn(digits, b"" if digits else utterance.audio,
-                                                      self.decoder.rate_hz), utterance.end_s - utterance.start_s)
+                                                      self.decoder.rate_hz, heard or ""),
+                                    utterance.end_s - utterance.start_s)
         self.buffer.clear()
         if (self.turn_detection or {}).get("create_response", True):
             if self.response is not None:  # interrupt_response off: let the old reply finish first
@@ -385,13 +391,14 @@ class RealtimeConnection:
         transcription = self.session["audio"]["input"]["transcription"]
         if transcription is None:  # input transcription is off unless the session asks for it
             return
-        for digit in turn.digits:
+        words = turn.digits or turn.text
+        for delta in (turn.digits or ([turn.text] if turn.text else [])):
             await self.emit("conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0,
-                            delta=digit)
-        item["content"][0]["transcript"] = turn.digits
+                            delta=delta)
+        item["content"][0]["transcript"] = words
         await self.emit("conversation.item.input_audio_transcription.completed", item_id=item_id, content_index=0,
-                        transcript=turn.digits,
-                        usage=transcription_usage(transcription.get("model"), duration_s, turn.digits))
+                        transcript=words,
+                        usage=transcription_usage(transcription.get("model"), duration_s, words))
 
     async def on_commit(self, event: dict[str, Any]) -> None:
         buffered_ms = len(self.buffer) / 2 / self.decoder.rate_hz * 1000
@@ -402,8 +409,9 @@ class RealtimeConnection:
         digits, plain = recognize_buffer(bytes(self.buffer), self.decoder.rate_hz, self.end_silence_ms())
         item_id = self.speech_item_id or self.ids.new("item")
         self.speech_item_id = None
-        await self.commit_user_turn(item_id, UserTurn(digits, b"" if digits else plain, self.decoder.rate_hz),
-                                    buffered_ms / 1000)
+        heard = None if digits or not plain else await self.server.hear(self.record, plain, self.decoder.rate_hz)
+        await self.commit_user_turn(item_id, UserTurn(digits, b"" if digits else plain, self.decoder.rate_hz,
+                                                      heard or ""), buffered_ms / 1000)
         self.buffer.clear()
         self.recognizer = None  # a manual commit ends any turn the VAD was following
 
@@ -514,6 +522,8 @@ class RealtimeConnection:
                 if turn.digits.endswith("#") and functions and tool_choice != "none":
                     name = tool_choice.get("name") if isinstance(tool_choice, dict) else None
                     return ReplyPlan(call=(name or functions[0]["name"], turn.digits[:-1]))
+                if not turn.digits and turn.audio and self.server.speech is not None:
+                    return ReplyPlan(heard=turn.text)
                 return ReplyPlan(digits=turn.digits, echo=turn.audio, echo_rate_hz=turn.rate_hz)
         return ReplyPlan()
 
@@ -522,12 +532,16 @@ class RealtimeConnection:
         out_format = options.out_format or session_out["format"]
         plan = self.plan_reply(self.session["tools"] if options.tools is None else options.tools,
                                self.session["tool_choice"] if options.tool_choice is None else options.tool_choice)
+        voice = options.voice or session_out["voice"]
+        if plan.heard is not None:
+            spoken = await self.speak(plan.heard, audio_format(out_format), voice)
+        else:
+            spoken = render_reply(plan.digits, plan.echo, plan.echo_rate_hz, audio_format(out_format))
         reply = Reply(
             id=self.ids.new("resp"), item={}, out_format=out_format,
             modalities=options.modalities or list(self.session["output_modalities"]),
-            voice=options.voice or session_out["voice"], in_conversation=options.in_conversation,
-            metadata=options.metadata,
-            spoken=render_reply(plan.digits, plan.echo, plan.echo_rate_hz, audio_format(out_format)),
+            voice=voice, in_conversation=options.in_conversation,
+            metadata=options.metadata, spoken=spoken,
         )
         await self.emit("response.created", response=self.response_body(reply, "in_progress", []))
         await self.emit("rate_limits.updated", rate_limits=RATE_LIMITS)
@@ -542,6 +556,16 @@ class RealtimeConnection:
             await self.stream_audio(reply)
         else:
             await self.stream_text(reply)
+
+    async def speak(self, heard: str, out_fmt: AudioFormat, voice: str) -> SpokenReply:
+        """The speech engine's answer to `heard`, in `out_fmt`; each transcript character's onset spread
+        evenly over the audio (good enough for truncation to cut near what the caller heard)."""
+        rate = out_fmt.sample_rate_hz
+        text, pcm = await self.server.speak(self.record, heard, rate, voice)
+        audio = convert(pcm, AudioFormat(encoding="pcm16", sample_rate_hz=rate), out_fmt) if pcm else b""
+        duration_ms = len(audio) * 1000 // out_fmt.bytes_per_second
+        onsets = tuple(i * duration_ms // max(1, len(text)) for i in range(len(text)))
+        return SpokenReply(text, audio, out_fmt.bytes_per_second, onsets)
 
     def response_body(self, reply: Reply, status: str, output: list[dict[str, Any]], *,
                       details: dict[str, Any] | None = None, done: bool = False) -> dict[str, Any]:

@@ -48,6 +48,9 @@ async def test_console_switches_a_live_demo_call_to_another_provider(browser: Br
         await expect(row.locator("td").nth(3)).to_have_text("native")
 
         await dropdown.select_option("openai")
+        # a switch waits for the operator's confirmation
+        await expect(console.locator("#confirm-text")).to_have_text(f"Switch call {session_id} from gemini to openai?")
+        await console.click("#confirm-yes")
         switched = demo.locator('#events li[data-type="provider.switched"]')
         await expect(switched).to_contain_text("gemini -> openai (operator), 2 turns carried", timeout=5000)
         await expect(demo.locator("#provider")).to_have_text("openai")
@@ -67,6 +70,7 @@ async def test_console_switches_a_live_demo_call_to_another_provider(browser: Br
 
         # to a transcripts-only provider: the caller is told why the spoken replies stop
         await dropdown.select_option("deepgram")
+        await console.click("#confirm-yes")
         await expect(switched.nth(1)).to_contain_text("openai -> deepgram (operator)", timeout=5000)
         await expect(demo.locator("#provider")).to_have_text("deepgram")
         await expect(demo.locator("#provider-note")).to_have_text("(transcripts only: no spoken reply)")
@@ -121,6 +125,7 @@ async def test_console_reports_a_refused_switch_and_the_call_stays(browser: Brow
         dropdown = console.locator(f'select[data-session-id="{started["session_id"]}"]')
         await expect(dropdown).to_have_value("gemini", timeout=5000)
         await dropdown.select_option("openai")
+        await console.click("#confirm-yes")
         status = console.locator("#action-status")
         await expect(status).to_have_text("Switch refused: could not open openai", timeout=5000)
         await expect(status).to_have_class("status bad")

@@ -114,8 +114,13 @@ class GeminiDriver(Driver):
         return audio, any(m.get("serverContent", {}).get("interrupted") for m in messages)
 
     async def barge_in_seen(self) -> bool:
-        _, cut = await self.reply()
-        return cut
+        # The fake streams a reply faster than real time, so on a busy machine the whole reply (and its
+        # turnComplete) can be out before the second utterance is read; the interruption then comes
+        # after it, while the reply still plays in stream time (as on the real server, which assumes
+        # playback after generationComplete). Either way: `interrupted`, then that turn's turnComplete.
+        await self.until(lambda m: m.get("serverContent", {}).get("interrupted"))
+        await self.until(lambda m: m.get("serverContent", {}).get("turnComplete"))
+        return True
 
 
 class OpenAIDriver(Driver):
