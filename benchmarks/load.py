@@ -195,8 +195,10 @@ def _worst(add: dict[str, dict[str, float | None]], pct: str) -> float:
 def structural_delay_ms(rows: list[dict[str, Any]], path: str) -> float:
     """The smallest added median latency of `path` over the call counts measured, when it is over
     half the capacity bound: a delay built into the path (present at every load; the smallest, so a
-    run disturbed by other processes does not inflate it); else 0."""
-    medians = [_worst(r["added"], "p50") for r in rows if r["path"] == path and r.get("added")]
+    run disturbed by other processes does not inflate it, and only runs of our gateway measured on a
+    quiet machine); else 0."""
+    medians = [_worst(r["added"], "p50") for r in rows
+               if r["path"] == path and r["target"] == "gateway" and r.get("added") and r.get("quiet", True)]
     median = min(medians, default=0.0)
     return median if CAPACITY_P99_MS / 2 < median < math.inf else 0.0
 
