@@ -1,4 +1,4 @@
-"""Echo provider for the load benchmark: a minimal fake of OpenAI Realtime GA and Gemini Live that
+"""Echo provider for the load benchmark: a minimal fake of OpenAI Realtime GA, OpenAI GPT-Live and Gemini Live that
 answers every 20 ms of input audio at once with 20 ms of reply audio carrying the same marker.
 
     python -m benchmarks.echo_provider [--port 0] [--drop-min-s 3 --drop-max-s 9 --seed 1] [--digits]
@@ -8,6 +8,9 @@ protocol for the gateway's adapters (and the load generator's direct calls):
 - OpenAI (docs/providers/openai.md §2): `session.created` → `session.update` → `session.updated`;
   each `input_audio_buffer.append` → `response.output_audio.delta` in the session's output format
   (`audio/pcmu` passes μ-law through; `audio/pcm` is 24 kHz).
+- GPT-Live (openai.types.live): `session.start` → `session.started`; each
+  `session.input_audio.append` → `session.output_audio.delta` in the session's one format
+  (`audio/pcmu` passes μ-law through; `audio/pcm` at its rate).
 - Gemini (docs/providers/gemini.md §2): `setup` → `setupComplete` (binary frame, as the server does);
   each `realtimeInput.audio` (16 kHz) → `serverContent.modelTurn` inlineData at 24 kHz.
 The call is named by its instructions (`systemInstruction` / `session.instructions`): the load
@@ -50,6 +53,7 @@ from benchmarks.marker import MARKER, SEQ_MODULUS, SILENCE, MarkerStream, marker
 
 GEMINI_PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 OPENAI_PATH = "/v1/realtime"
+LIVE_PATH = "/v1/live/sessions"
 _SILENCE_SEQ = -1
 _RATE = re.compile(r"rate=(\d+)")
 
@@ -73,6 +77,12 @@ def openai_reply(seq: int, fmt: AudioFormat) -> str:
     return orjson.dumps({"type": "response.output_audio.delta", "event_id": "event_bench",
                          "response_id": "resp_bench", "item_id": "item_bench", "output_index": 0,
                          "content_index": 0, "delta": _b64(audio)}).decode()
+
+
+@lru_cache(maxsize=16384)
+def live_reply(seq: int, fmt: AudioFormat) -> str:
+    audio = silence_frame(fmt) if seq == _SILENCE_SEQ else marker_frame(seq, fmt)
+    return '{"type":"session.output_audio.delta","delta":"' + _b64(audio) + '"}'
 
 
 class CallRecord:
@@ -171,6 +181,7 @@ class EchoProvider:
         app = web.Application()
         app.router.add_get(GEMINI_PATH, self.gemini)
         app.router.add_get(OPENAI_PATH, self.openai)
+        app.router.add_get(LIVE_PATH, self.live)
         app.router.add_get("/bench/stats", self.stats)
         return app
 
@@ -254,6 +265,43 @@ class EchoProvider:
                               "event_id": "event_t", "item_id": item, "content_index": 0,
                               "transcript": digit}).decode()]
 
+    # -- OpenAI GPT-Live ---------------------------------------------------------------------------
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        if not request.headers.get("Authorization", "").startswith("Bearer "):
+            return web.Response(status=401)
+        ws = await self._accept(request)
+        assert ws is not None
+        conn: EchoConnection | None = None
+        received = [0]  # input bytes so far: the session timeline for transcript times
+        fmt = PCM16_24K
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                break
+            rx_ns = time.monotonic_ns()
+            m = orjson.loads(msg.data)
+            kind = m.get("type")
+            if kind == "session.input_audio.append" and conn is not None:
+                data = binascii.a2b_base64(m["audio"])
+                received[0] += len(data)
+                if not await conn.audio(data, rx_ns):
+                    break
+            elif kind == "session.start":
+                session = m.get("session") or {}
+                fmt = _live_format((session.get("audio") or {}).get("format"))
+                conn = EchoConnection(self, ws, request, str(session.get("instructions") or "untagged"), fmt,
+                                      lambda seq, f=fmt: live_reply(seq, f),
+                                      lambda digit, f=fmt: self._live_digit(
+                                          digit, received[0] * 1000 // f.bytes_per_second))
+                await ws.send_str(orjson.dumps({"type": "session.started", "event_id": "event_0", "session": {
+                    "id": "sess_bench", "expires_at": 0, "status": "active", **session}}).decode())
+        return ws
+
+    @staticmethod
+    def _live_digit(digit: str, now_ms: int) -> list[str | bytes]:
+        # A timed input transcript delta; the echo's next reply delta finalizes the user turn.
+        return [orjson.dumps({"type": "session.input_transcript.delta", "event_id": "event_t", "delta": digit,
+                              "start_ms": max(0, now_ms - 100), "end_ms": now_ms}).decode()]
+
     # -- side channel -------------------------------------------------------------------------------
     async def stats(self, request: web.Request) -> web.Response:
         prefix = request.query.get("prefix", "")
@@ -274,6 +322,14 @@ class EchoProvider:
 def _openai_format(obj: object) -> AudioFormat:
     if isinstance(obj, dict) and obj.get("type") == "audio/pcmu":
         return MULAW_8K
+    return PCM16_24K
+
+
+def _live_format(obj: object) -> AudioFormat:
+    if isinstance(obj, dict) and obj.get("type") == "audio/pcmu":
+        return MULAW_8K
+    if isinstance(obj, dict) and obj.get("rate") == 16000:
+        return PCM16_16K
     return PCM16_24K
 
 

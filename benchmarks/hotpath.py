@@ -27,7 +27,7 @@ import pybase64  # noqa: E402
 from audio.convert import FormatConverter  # noqa: E402
 from audio.formats import MULAW_8K, PCM16_16K, PCM16_24K, AudioChunk  # noqa: E402
 from audio.g711 import ulaw_decode  # noqa: E402
-from benchmarks.echo_provider import gemini_reply, openai_reply  # noqa: E402
+from benchmarks.echo_provider import gemini_reply, live_reply, openai_reply  # noqa: E402
 from benchmarks.marker import marker_frame  # noqa: E402
 from gateway import metrics  # noqa: E402
 from gateway.limits import ConnectionLimits, FrameRateLimiter  # noqa: E402
@@ -37,6 +37,7 @@ from gateway.telephony.twilio import TwilioMediaStream  # noqa: E402
 from providers.base import Endpoint  # noqa: E402
 from providers.gemini import GeminiAdapter  # noqa: E402
 from providers.openai import OpenAIAdapter  # noqa: E402
+from providers.openai_live import OpenAILiveAdapter  # noqa: E402
 
 
 def cases() -> list[tuple[str, Callable[[], object]]]:
@@ -49,6 +50,8 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
     gemini = GeminiAdapter(SessionConfig(provider="gemini"), ep)
     openai = OpenAIAdapter(SessionConfig(provider="openai", input_format=MULAW_8K, output_format=MULAW_8K), ep)
     g_reply, o_reply = gemini_reply(7), openai_reply(7, MULAW_8K)
+    live = OpenAILiveAdapter(SessionConfig(provider="openai_live", input_format=MULAW_8K, output_format=MULAW_8K), ep)
+    l_reply = live_reply(7, MULAW_8K)
     twilio = TwilioMediaStream()
     twilio.parse('{"event":"connected","protocol":"Call","version":"1.0.0"}')
     twilio.parse(orjson.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": {
@@ -89,6 +92,8 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         ("gemini parse(24 kHz reply)", lambda: gemini.parse(g_reply)),
         ("openai audio_frame(160 B μ-law)", lambda: openai.audio_frame(mulaw)),
         ("openai parse(output_audio.delta)", lambda: openai.parse(o_reply)),
+        ("openai_live audio_frame(160 B μ-law)", lambda: live.audio_frame(mulaw)),
+        ("openai_live parse(session.output_audio.delta)", lambda: live.parse(l_reply)),
         ("AudioChunk(...) + ReplayBuffer.append + mark_sent", replay_append),
         ("FrameRateLimiter.check", lambda: limiter.check(300)),
     ]

@@ -67,8 +67,14 @@ PATHS = {
                        "Twilio μ-law 8k ↔ Gemini (μ-law + resampling both ways)"),
     "twilio-pcmu": PathSpec("twilio-pcmu", "twilio", "openai", "openai-pcmu", False,
                             "Twilio μ-law 8k ↔ OpenAI audio/pcmu (passthrough)"),
+    "twilio-live": PathSpec("twilio-live", "twilio", "openai_live", "openai-live-pcmu", False,
+                            "Twilio μ-law 8k ↔ GPT-Live audio/pcmu (passthrough)"),
+    "native-live": PathSpec("native-live", "native", "openai_live", "openai-live-pcm", False,
+                            "native PCM16 24k both ways ↔ GPT-Live audio/pcm 24k (no transcoding)",
+                            {"in_encoding": "pcm16", "in_rate": 24000, "out_encoding": "pcm16", "out_rate": 24000}),
 }
-BASELINES = {"gemini": {"kind": "gemini"}, "openai-pcmu": {"kind": "openai", "g711": True}}
+BASELINES = {"gemini": {"kind": "gemini"}, "openai-pcmu": {"kind": "openai", "g711": True},
+             "openai-live-pcmu": {"kind": "openai_live", "g711": True}, "openai-live-pcm": {"kind": "openai_live"}}
 # direct: the load generator talks to the fake; relay: through the bare aiohttp relay (the floor a
 # Python relay reaches); stack: through a relay on the gateway's own server stack (uvicorn+starlette).
 BASELINE_TARGETS = ("direct", "relay", "stack")

@@ -321,8 +321,39 @@ class OpenAICall(Call):
         return None
 
 
+class LiveCall(Call):
+    """OpenAI GPT-Live direct: session.start with the one audio format, then appends."""
+
+    url_path = "/v1/live/sessions"
+
+    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+        self.in_fmt = self.out_fmt = MULAW_8K if spec.get("g711") else PCM16_24K
+        super().__init__(spec, tag, http)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": "Bearer " + self.spec["api_key"]}
+
+    async def handshake(self) -> None:
+        assert self.ws is not None
+        fmt = {"type": "audio/pcmu", "rate": 8000} if self.in_fmt == MULAW_8K else {"type": "audio/pcm", "rate": 24000}
+        await self.ws.send_str(orjson.dumps({"type": "session.start", "session": {
+            "model": "gpt-live-1", "instructions": self.tag, "audio": {"format": fmt}}}).decode())
+
+    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str:
+        data = _b64(seq, self.in_fmt) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
+        return '{"type":"session.input_audio.append","audio":"' + data + '"}'
+
+    def on_text(self, msg: Any) -> bytes | None:
+        kind = msg.get("type")
+        if kind == "session.output_audio.delta":
+            return binascii.a2b_base64(msg["delta"])
+        if kind == "session.started":
+            self._ready.set()
+        return None
+
+
 CALL_KINDS: dict[str, type[Call]] = {"native": NativeCall, "twilio": TwilioCall, "gemini": GeminiCall,
-                                     "openai": OpenAICall}
+                                     "openai": OpenAICall, "openai_live": LiveCall}
 
 
 async def run(spec: dict[str, Any]) -> None:

@@ -92,13 +92,19 @@ async def list_circuits(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
     rt = request.app.state.runtime
-    return JSONResponse({"circuits": [b.snapshot() for b in rt.breakers.all()]})
+    chains = getattr(request.app.state, "chains", None)  # one-shot chain breakers (gateway/chains)
+    return JSONResponse({"circuits": [b.snapshot() for b in rt.breakers.all()]
+                         + (chains.circuits() if chains is not None else [])})
 
 
 async def reset_circuit(request: Request) -> JSONResponse:
     if (denied := _guard(request)) is not None:
         return denied
     provider = request.path_params["provider"]
+    chains = getattr(request.app.state, "chains", None)
+    if provider not in PROVIDERS and chains is not None and (chain_breaker := chains.breaker(provider)):
+        chain_breaker.reset()  # a chain breaker, addressed by its name (e.g. deepgram_transcription)
+        return JSONResponse({"ok": True, "circuit": chain_breaker.snapshot()})
     if provider not in PROVIDERS:
         return JSONResponse({"error": "not_found", "message": "no such provider"}, status_code=404)
     b = request.app.state.runtime.breakers.get(provider)

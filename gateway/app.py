@@ -21,6 +21,8 @@ from starlette.routing import Route, WebSocketRoute
 
 from gateway import admin, metrics
 from gateway.auth import AdminAuth, ClientAuth
+from gateway.chains import http_api as chains_api
+from gateway.chains.service import ChainService
 from gateway.clients.native import native_endpoint
 from gateway.clients.telephony import telephony_endpoint
 from gateway.config import Settings, load_settings
@@ -40,6 +42,7 @@ async def healthz(_: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     body = rt.readiness()
+    body["chains"] = request.app.state.chains.readiness()
     return JSONResponse(body, status_code=200 if rt.ready else 503)
 
 
@@ -78,6 +81,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = runtime or Runtime(settings)
         app.state.runtime = rt
+        app.state.chains = ChainService(settings, clock=rt.clock)
         if not rt.endpoints:
             await rt.start()
         app.state.controls = OperatorControls(rt)
@@ -95,6 +99,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         try:
             yield
         finally:
+            await app.state.chains.stop()
             if runtime is None:
                 await rt.stop()
             if app.state.fleet is not None:
@@ -114,6 +119,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         WebSocketRoute("/v1/vonage", telephony_endpoint("vonage")),
         *fleet_admin.routes,
         *admin.routes,
+        *chains_api.routes,
     ], lifespan=lifespan)
     app.state.settings = settings
     app.state.client_auth = ClientAuth(frozenset(settings.client_tokens), settings.client_token_secret,

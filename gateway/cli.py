@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "config-reference", "bench")
+SUBCOMMANDS = ("serve", "fake-provider", "token", "check-config", "config-reference", "bench", "transcribe",
+               "providers")
 FAULTS_HELP = """fault SPEC: rules separated by ';', each  CONN:KIND[,key=value...]
   CONN     a connection number (1-based), a range 2-4, or * for every connection
   KIND     drop       abort the TCP connection (no close frame)
@@ -47,11 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ssl-keyfile", metavar="PEM", help="private key for --ssl-certfile")
     s.set_defaults(func=_serve)
 
-    f = sub.add_parser("fake-provider", help="run one fake provider server (gemini|openai|deepgram)",
+    names = [*__import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES, "groq"]
+    spelled = "|".join(name.replace("_", "-") for name in names)  # openai-live, as on a command line
+    f = sub.add_parser("fake-provider", help=f"run one fake provider server ({spelled})",
                        description="Run one fake provider on its real URL paths; the official SDKs "
                                    "connect to it. It speaks the DTMF dialect: digits in the audio are words.",
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=FAULTS_HELP)
-    f.add_argument("provider", choices=__import__("providers.registry", fromlist=["_"]).PROVIDER_NAMES,
+    # groq: REST only (the transcription chain); openai/deepgram also serve their REST API on the same port
+    f.add_argument("provider", choices=names, metavar=f"{{{spelled}}}", type=lambda name: name.replace("-", "_"),
                    help="which provider to imitate")
     f.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     f.add_argument("--port", type=int, required=True, help="TCP port to listen on (0 = any free port)")
@@ -64,7 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="recognise plain English speech and answer in synthesized speech (PocketSphinx, "
                         "eSpeak NG, offline) instead of echoing it")
     f.add_argument("--seed", type=int, default=0, help="seed for random faults (p=)")
-    f.set_defaults(func=lambda args: __import__("providers.fakes.cli", fromlist=["_"]).run_fake_provider(args))
+    f.add_argument("--rest-faults", metavar="SPEC", help="HTTP faults of the REST side (openai/deepgram; groq "
+                   "takes them as --faults) by request number: REQ:KIND[,key=value] with REQ N, N-M or *, KIND "
+                   "status (status=400..599, retry_after=S), delay (ms=N), stall, malformed or reset; e.g. "
+                   "'1:status,status=429,retry_after=2;2-4:status,status=503' (docs/chains.md)")
+    f.set_defaults(func=lambda args: __import__("providers.fakes.rest_cli", fromlist=["_"]).run(args))
 
     t = sub.add_parser("token", help="mint a short-lived client token signed with VG_CLIENT_TOKEN_SECRET")
     t.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
@@ -83,6 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      "`voice-gateway bench --help` lists its options")
     b.add_argument("rest", nargs=argparse.REMAINDER)
     b.set_defaults(func=lambda args: __import__("gateway.bench_cli", fromlist=["_"]).run_bench(args))
+
+    from gateway.chains.cli import add_parsers as add_chain_parsers  # transcribe, providers check
+
+    add_chain_parsers(sub)
     return p
 
 

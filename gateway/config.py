@@ -20,14 +20,19 @@ from urllib.parse import urlsplit
 import orjson
 
 from gateway.breaker import BreakerPolicy
+from gateway.chains.settings import VARIABLES as CHAIN_VARIABLES
+from gateway.chains.settings import ChainSettings, load_chain_settings
 from gateway.errors import ConfigError
 from gateway.logs import LEVELS, MASK, register_secret
+from gateway.models import LEGACY_MODEL_SETTINGS, MODEL_SETTINGS, retirement_warnings
 from gateway.retry import ReconnectPolicy
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 from providers.registry import PROVIDERS as PROVIDER_ENTRIES
 
 # Real endpoints, with the base-URL meaning of docs/configuration.md (Gemini/Deepgram: origin; OpenAI: + /v1).
 OFFICIAL_BASE_URLS = {name: entry.live_base_url for name, entry in PROVIDER_ENTRIES.items()}
+# The default VG_FALLBACK_CHAIN (GPT-Live is opt-in: it bills by duration).
+DEFAULT_FALLBACK: tuple[str, ...] = ("gemini", "openai", "deepgram")
 SECRET_FIELDS = frozenset({"api_key", "client_tokens", "client_token_secret", "admin_token",
                            "twilio_auth_token", "vonage_signature_secret"})
 LOG_FORMATS = ("json", "console")
@@ -90,7 +95,7 @@ class Settings:
     providers: dict[str, ProviderSettings] = field(
         default_factory=lambda: {name: ProviderSettings(name=name) for name in PROVIDERS})
     default_provider: str = "gemini"
-    fallback_chain: tuple[str, ...] = PROVIDERS
+    fallback_chain: tuple[str, ...] = DEFAULT_FALLBACK
     client_tokens: tuple[str, ...] = field(default=(), repr=False)
     client_token_secret: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
@@ -116,6 +121,7 @@ class Settings:
     environment: str = "development"  # VG_ENV: development | staging | production
     key_watch_interval_s: float = 2.0  # how often *_API_KEY_FILE is checked for a rotated key
     fleet: FleetSettings = FleetSettings()
+    chains: ChainSettings = field(default_factory=ChainSettings)  # one-shot provider chains (docs/chains.md)
 
     @property
     def client_auth_configured(self) -> bool:
@@ -132,6 +138,8 @@ class Settings:
                 out[f.name] = {name: {"api_key": MASK if p.api_key else None, "base_url": p.base_url,
                                       "model": p.model, "mode": p.mode, "key_source": p.key_source}
                                for name, p in value.items()}
+            elif f.name == "chains":
+                out[f.name] = value.to_public_dict()
             elif f.name in ("reconnect", "breaker"):
                 out[f.name] = {g.name: getattr(value, g.name) for g in fields(value)}
             elif f.name == "fleet":
@@ -209,11 +217,14 @@ def _ws_base_url(var: str, text: str | None) -> str | None:
 
 
 def _provider_settings(env: _Env, name: str) -> ProviderSettings:
-    upper = name.upper()
+    # GPT-Live is reached with the OpenAI key and base URL (the SDK's `{websocket_base_url}/live/sessions`)
+    upper = (PROVIDER_ENTRIES[name].credentials_of or name).upper()
     api_key = env.secret(f"{upper}_API_KEY")
     base_url = _ws_base_url(f"{upper}_BASE_URL", env.raw(f"{upper}_BASE_URL"))
-    return ProviderSettings(name=name, api_key=api_key, base_url=base_url,
-                            model=env.raw(f"VG_{upper}_MODEL"),
+    model_var = MODEL_SETTINGS.get(name, f"VG_{name.upper()}_MODEL")
+    legacy = LEGACY_MODEL_SETTINGS.get(name)
+    model = env.raw(model_var) or (env.raw(legacy) if legacy else None)
+    return ProviderSettings(name=name, api_key=api_key, base_url=base_url, model=model,
                             simulated=api_key is None and base_url is None,
                             api_key_file=env.raw(f"{upper}_API_KEY_FILE"))
 
@@ -357,7 +368,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     providers = {name: _provider_settings(env, name) for name in PROVIDERS}
     default_provider = env.raw("VG_DEFAULT_PROVIDER") or "gemini"
     _check_providers("VG_DEFAULT_PROVIDER", (default_provider,), allow_auto=True)
-    fallback_chain = env.names("VG_FALLBACK_CHAIN", PROVIDERS)
+    fallback_chain = env.names("VG_FALLBACK_CHAIN", DEFAULT_FALLBACK)
     if not fallback_chain:
         raise ConfigError("VG_FALLBACK_CHAIN must name at least one provider")
     _check_providers("VG_FALLBACK_CHAIN", fallback_chain)
@@ -386,7 +397,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         simulated_speech=env.parsed("VG_SIMULATED_SPEECH", True, _on_off, "on or off"),
         environment=_environment(env),
         key_watch_interval_s=env.seconds("VG_KEY_WATCH_INTERVAL_S", 2.0),
-        fleet=_fleet(env))
+        fleet=_fleet(env),
+        chains=load_chain_settings(env, providers))
 
 
 def _on_off(text: str) -> bool:
@@ -414,12 +426,13 @@ KNOWN_VARIABLES = frozenset({
     "VG_BREAKER_SUCCESS_THRESHOLD", "VG_REPLAY_BUFFER_CHUNKS", "VG_OPENAI_ROTATE_AFTER_S",
     "VG_RETURN_TO_PRIMARY_AFTER_S", "VG_DRAIN_TIMEOUT_S", "VG_IDLE_TIMEOUT_S", "VG_MAX_FRAMES_PER_S",
     "VG_MAX_BYTES_PER_S", "VG_PUBLIC_URL", "VG_GEMINI_MODEL", "VG_OPENAI_MODEL", "VG_DEEPGRAM_MODEL",
+    "VG_OPENAI_REALTIME_MODEL", "VG_OPENAI_LIVE_MODEL",
     # fleet mode (docs/fleet.md)
     "VG_REDIS_URL", "VG_REDIS_URL_FILE", "VG_REPLICA_ID", "VG_REPLICA_URL", "VG_FLEET_TTL_S",
     "VG_FLEET_HEARTBEAT_S", "VG_FLEET_FORWARD_TIMEOUT_S", "VG_SHARED_BREAKER_ADVISORIES",
     "VG_LOG_FORMAT", "VG_SIMULATED_SPEECH",
     "VG_ENV", "VG_KEY_WATCH_INTERVAL_S",
-})
+}) | CHAIN_VARIABLES
 
 
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
@@ -480,8 +493,10 @@ def run_check_config(args: argparse.Namespace | None = None) -> int:
     report = {"ok": True,
               "environment": settings.environment,
               "providers": {name: p.mode for name, p in settings.providers.items()},
+              "chain_providers": {name: p.mode for name, p in settings.chains.providers.items()},
               "key_sources": {name: p.key_source for name, p in settings.providers.items()},
-              "warnings": config_warnings(settings, os.environ),
+              "warnings": config_warnings(settings, os.environ)
+              + retirement_warnings({name: p.model for name, p in settings.providers.items()}),
               "settings": settings.to_public_dict()}
     sys.stdout.write(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0

@@ -133,6 +133,14 @@ class AudioAcknowledged:
 
 
 @dataclass(frozen=True, slots=True)
+class UsageReported:
+    """Billed usage of the current provider session so far, cumulative (GPT-Live bills by duration)."""
+
+    billed_s: float
+    provider_session_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ProviderFailed:
     """An in-band error. `error.retryable` tells the link whether to reconnect."""
 
@@ -143,7 +151,7 @@ class ProviderFailed:
 ProviderEvent = (
     SetupComplete | Transcript | ReplyAudio | UserSpeechStarted | TurnStarted | TurnCompleted
     | TurnInterrupted | ToolCall | ToolCallCancelled | ResumptionHandle | GoAway | SessionExpiring
-    | AudioAcknowledged | ProviderFailed
+    | AudioAcknowledged | ProviderFailed | UsageReported
 )
 
 

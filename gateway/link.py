@@ -106,6 +106,7 @@ class ProviderLink:
         self._reader: asyncio.Task[None] | None = None
         self._call = BreakerCall(clock, policy.early_failure_window_s)
         self._last_audio_at = 0.0
+        self._last_frame_at = 0.0
         self._closing = False
         self._fatal_error: ProviderError | None = None
         self._last_chunk_end_s = 0.0
@@ -253,6 +254,8 @@ class ProviderLink:
         self.spawn(self._call.settle_after_window(ticket))
         if adapter.keepalive_idle_s:
             self.spawn(self._keepalive(sock, adapter))
+        if adapter.quiet_after_s:
+            self.spawn(self._quiet_watch(sock, adapter))
         if self._rotate_after_s:
             self.spawn(self._handovers.rotate_later(sock, self._rotate_after_s))
         self.move(LinkState.REPLAYING)
@@ -336,6 +339,8 @@ class ProviderLink:
             if isinstance(frame, Closed):
                 return self._on_closed(sock, adapter, frame)
             t0 = time.perf_counter()  # time inside the gateway: parse, convert, send to the client
+            if adapter.quiet_after_s:  # only the quiet watch reads it: no clock call per frame otherwise
+                self._last_frame_at = self._clock.now()
             for ev in adapter.parse(frame):
                 await self._handle(ev)
                 if sock is not self._sock:
@@ -407,3 +412,17 @@ class ProviderLink:
             with contextlib.suppress(ConnectionError, RuntimeError, OSError):
                 await sock.send(frame)
             self._last_audio_at = self._clock.now()
+
+    async def _quiet_watch(self, sock: ProviderSocket, adapter: ProviderAdapter) -> None:
+        """Protocols without turn-end events (GPT-Live): after `quiet_after_s` with no server event,
+        the adapter finishes whatever turn was open."""
+        quiet = adapter.quiet_after_s or 1.0
+        self._last_frame_at = self._clock.now()
+        while sock is self._sock and not self._closing:
+            wait = self._last_frame_at + quiet - self._clock.now()
+            if wait > 0:
+                await self._clock.sleep(wait)
+                continue
+            self._last_frame_at = self._clock.now()
+            for ev in adapter.quiet_events():
+                await self._handle(ev)

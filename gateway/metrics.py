@@ -116,6 +116,24 @@ def client_errors(client: str, code: str) -> Counter:
 @cache
 def rate_limited(client: str) -> Counter:
     return voice_gateway_rate_limited.labels(client)
+
+
+# -- one-shot provider chains (docs/chains.md) ------------------------------------------------------
+voice_gateway_chain_requests = Counter(
+    "voice_gateway_chain_requests", "Provider turns in chain requests by outcome (retries inside a turn: "
+    "ai_provider_requests_total)", ["chain", "provider", "outcome"], registry=REGISTRY)
+voice_gateway_chain_fallbacks = Counter(
+    "voice_gateway_chain_fallbacks", "Chain fallbacks from one provider to the next",
+    ["chain", "from", "to"], registry=REGISTRY)
+voice_gateway_chain_latency_seconds = Histogram(
+    "voice_gateway_chain_latency_seconds", "Latency of the answering attempt per chain provider",
+    ["chain", "provider"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60), registry=REGISTRY)
+voice_gateway_chain_runs = Counter(
+    "voice_gateway_chain_runs", "Chain requests by result: primary (first usable provider answered), "
+    "fallback (a later one did), failed (none did)", ["chain", "result"], registry=REGISTRY)
+voice_gateway_chain_cost_usd = Counter(
+    "voice_gateway_chain_cost_usd", "Estimated provider cost of answered chain requests, USD",
+    ["chain", "provider"], registry=REGISTRY)
 voice_gateway_state_transitions = Counter(
     "voice_gateway_state_transitions", "Moves of the link and session state machines (gateway/states.py)",
     ["machine", "from_state", "to_state"], registry=REGISTRY)
@@ -179,6 +197,32 @@ def initialize(providers: tuple[str, ...] | list[str]) -> None:
         voice_gateway_sessions_active.labels(c)
     for p in providers:
         labels = {"name": BREAKER_NAMES.get(p, f"{p}_provider"), "provider": p}
+        for status in BREAKER_STATUSES:
+            circuit_breaker_calls.labels(**labels, status=status)
+        for status in ("success", "failure"):
+            circuit_breaker_call_duration_seconds.labels(**labels, status=status)
+        for src, dst in BREAKER_TRANSITIONS:
+            circuit_breaker_state_transitions.labels(**labels, from_state=src, to_state=dst)
+
+
+def initialize_chain(chain: str, providers: tuple[str, ...] | list[str], endpoint: str,
+                     outcomes: tuple[str, ...], results: tuple[str, ...]) -> None:
+    """The chain's bounded label sets at zero (see initialize())."""
+    for p in providers:
+        for o in outcomes:
+            voice_gateway_chain_requests.labels(chain, p, o)
+        for status in ("success", "failure"):
+            ai_provider_requests.labels(p, endpoint, status)
+        for t in ERROR_TYPES:
+            ai_provider_errors.labels(p, t)
+        voice_gateway_chain_cost_usd.labels(chain, p)
+        for q in providers:
+            if q != p:
+                voice_gateway_chain_fallbacks.labels(chain, p, q)
+    for r in results:
+        voice_gateway_chain_runs.labels(chain, r)
+    for p in providers:  # the chain's breakers, named <provider>_<chain>
+        labels = {"name": f"{p}_{chain}", "provider": p}
         for status in BREAKER_STATUSES:
             circuit_breaker_calls.labels(**labels, status=status)
         for status in ("success", "failure"):

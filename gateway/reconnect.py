@@ -32,6 +32,7 @@ from gateway.logs import log_event
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy
 from gateway.states import LinkState
+from providers.registry import PROVIDERS
 
 log = logging.getLogger("gateway.link")
 
@@ -182,7 +183,7 @@ class Reconnector:
                   key_variable=f"{link.provider.upper()}_API_KEY")
             log_event(log, logging.ERROR, "provider.auth_failed",
                       f"{link.provider} rejected the configured credentials: check the "
-                      f"{link.provider.upper()}_API_KEY setting; no retry until it is fixed and the circuit reset",
+                      f"{_key_setting(link.provider)} setting; no retry until it is fixed and the circuit reset",
                       expected=True)
             reason = f"auth: {link.provider} rejected the API key"
         else:
@@ -190,3 +191,8 @@ class Reconnector:
                       f"{link.provider} rejected the session configuration: {err.message}", expected=True)
             reason = f"config: {link.provider} rejected the session configuration"
         await link.tell_client(ConnectionFailed(provider=link.provider, reason=reason, total_attempts=attempts))
+
+
+def _key_setting(provider: str) -> str:
+    entry = PROVIDERS.get(provider)
+    return entry.key_setting if entry is not None else f"{provider.upper()}_API_KEY"

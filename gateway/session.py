@@ -47,6 +47,7 @@ from gateway.events import (
     TurnEvent,
     TurnInterrupted,
     TurnStarted,
+    UsageReported,
     UserSpeechStarted,
     UserTurn,
     WarningEvent,
@@ -90,6 +91,7 @@ class CallSession:
                                       emit=self._emit)
         self._assistant_text = ""  # the current assistant turn's transcript so far
         self._assistant_index: int | None = None  # its AssistantTurn in the record, once final
+        self._billed: dict[tuple[str, str], float] = {}  # (provider, its session) → billed seconds so far
         self._turn_item: str | None = None
         self._turn_end_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,6 +144,8 @@ class CallSession:
         totals: dict[str, Any] = {"audio_chunks_in": self._seq, "duration_s": round(self.rt.clock.now() - self.started_at, 3),
                   "switches": self.counters["switches"], "reconnects": self.counters["reconnects"],
                   "dropped_audio_chunks": self.replay.dropped_total}
+        if self._billed:
+            totals["provider_billed_s"] = round(sum(self._billed.values()), 3)
         log_event(log, logging.INFO, "session.ended", f"call ended ({reason})", session_id=self.id, **totals)
         try:
             await self._emit(SessionEnded(reason=reason, totals=totals))
@@ -347,6 +351,8 @@ class CallSession:
             case ToolCallCancelled(call_ids=ids):
                 for cid in ids:
                     self.pending_tools.pop(cid, None)
+            case UsageReported(billed_s=billed, provider_session_id=sid):
+                self._billed[(provider, sid)] = billed  # cumulative per provider session
             case ProviderFailed(error=err):
                 await self._emit(ErrorEvent(code=err.code, provider=provider,
                                             message=f"{provider} reported an error ({err.error_type})"))

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.config import Settings, load_settings
-from providers.registry import ENTRIES
+from gateway.models import MODEL_SETTINGS
+from providers.registry import ENTRIES, ProviderEntry
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +42,28 @@ def _provider_rows(name: str, title: str, base_url_meaning: str) -> list[Setting
                 "`http(s)://` is read as `ws(s)://`, and `ws://` is accepted (a local fake or proxy). "
                 "The default is the provider's official endpoint.",
                 live_base_url),
-        Setting(f"VG_{upper}_MODEL", "Providers", f"{title} model; unset: the adapter's default model.",
+        Setting(MODEL_SETTINGS.get(name, f"VG_{upper}_MODEL"), "Providers", f"{title} model; unset: the "
+                "adapter's default model. `check-config` warns when it has an announced shutdown date.",
                 "adapter default"),
     ]
 
 
+def _entry_rows(entry: ProviderEntry) -> list[Setting]:
+    """A provider reached with another one's key and base URL (GPT-Live: OpenAI's) has only its model."""
+    if entry.credentials_of is None:
+        return _provider_rows(entry.name, entry.title, entry.base_url_meaning)
+    other = entry.credentials_of.upper()
+    return [Setting(MODEL_SETTINGS.get(entry.name, f"VG_{entry.name.upper()}_MODEL"), "Providers",
+                    f"{entry.title} model (provider `{entry.name}`, opt-in; reached with `{other}_API_KEY` at "
+                    f"`{other}_BASE_URL`{entry.url_suffix}, see docs/providers/{entry.name.replace('_', '-')}.md); "
+                    "unset: the adapter's default model. `check-config` warns when it has an announced "
+                    "shutdown date.", "adapter default")]
+
+
 SETTINGS: tuple[Setting, ...] = (
-    *(row for e in ENTRIES for row in _provider_rows(e.name, e.title, e.base_url_meaning)),
+    *(row for e in ENTRIES for row in _entry_rows(e)),
+    Setting("VG_OPENAI_MODEL", "Providers", "The older name of `VG_OPENAI_REALTIME_MODEL`, still read; "
+            "the new name wins.", "unset"),
     Setting("VG_DEFAULT_PROVIDER", "Providers", "Provider of a call whose `session.start` names none: "
             "`gemini`, `openai`, `deepgram` or `auto` (the first admitting provider of the fallback chain).",
             lambda s: s.default_provider),
@@ -136,8 +152,34 @@ SETTINGS: tuple[Setting, ...] = (
             "the call before answering 504.", lambda s: s.fleet.forward_timeout_s),
     Setting("VG_SHARED_BREAKER_ADVISORIES", "Fleet", "`1`: a circuit that opens on one replica stops the "
             "others starting calls on that provider until it would half-open.", "`0`"),
+    # -- one-shot chains (docs/chains.md); DEEPGRAM_/OPENAI_ key and base URL are shared with live calls
+    Setting("GROQ_API_KEY", "Chains", "Groq API key (transcription chain). Without a key and without a base "
+            "URL Groq is *simulated* by an in-process fake.", secret=True),
+    Setting("GROQ_BASE_URL", "Chains", "Groq endpoint override: the origin, as the groq SDK's base URL "
+            "(`/openai/v1/…` is appended); `ws(s)://` is read as `http(s)://`.",
+            lambda s: s.chains.providers["groq"].live_base_url),
+    Setting("OPENAI_WHISPER_MODEL", "Chains", "OpenAI transcription model (`whisper-1`, `gpt-4o-transcribe`, "
+            "`gpt-4o-mini-transcribe`, …); the REST base is `OPENAI_BASE_URL` read as `http(s)://`.", "whisper-1"),
+    Setting("VG_DEEPGRAM_STT_MODEL", "Chains", "Pin Deepgram's pre-recorded model; unset: `nova-2`, or "
+            "`nova-3` for `quality=high`.", "per quality"),
+    Setting("VG_GROQ_STT_MODEL", "Chains", "Groq transcription model.", "whisper-large-v3"),
+    *(Setting(f"{name.upper()}_MAX_UPLOAD_MB", "Chains", f"Largest upload sent to {title}; bigger files skip "
+              "it (`skipped`, `upload_too_large`).", cap)
+      for name, title, cap in (("deepgram", "Deepgram", "2000"), ("groq", "Groq", "25 (dev tier: 100)"),
+                               ("openai", "OpenAI", "26.2144"))),
+    Setting("VG_TRANSCRIPTION_CHAIN", "Chains", "Comma-separated order of the transcription chain "
+            "(`deepgram`, `groq`, `openai`); reorder or shorten it.",
+            lambda s: ",".join(s.chains.transcription_chain)),
+    Setting("VG_CHAIN_ATTEMPT_TIMEOUT_S", "Chains", "Timeout of one HTTP attempt; a timeout's one retry gets "
+            "twice this.", lambda s: s.chains.attempt_timeout_s),
+    Setting("VG_CHAIN_DEADLINE_S", "Chains", "Deadline of a whole chain request, every attempt and backoff "
+            "included.", lambda s: s.chains.deadline_s),
+    Setting("VG_CHAIN_RETRY_BACKOFF_S", "Chains", "5xx retries wait this, then twice this.",
+            lambda s: s.chains.retry_backoff_s),
+    Setting("VG_CHAIN_RETRY_AFTER_MAX_S", "Chains", "Longest `Retry-After` honoured (a 429 from the last "
+            "provider of a chain only).", lambda s: s.chains.retry_after_max_s),
 )
-GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Fleet")
+GROUPS = ("Providers", "Server", "Clients", "Telephony", "Resilience", "Fleet", "Chains")
 
 
 def documented_names() -> set[str]:

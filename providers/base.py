@@ -85,6 +85,9 @@ class ProviderAdapter(ABC):
     ready_on_upgrade: ClassVar[bool] = False
     # Seconds without audio after which keepalive_frame() must be sent (Deepgram: 5.0).
     keepalive_idle_s: ClassVar[float | None] = None
+    # Seconds without any server event after which quiet_events() is asked to end the open turn
+    # (GPT-Live sends no turn-end events). None: the protocol marks its turns.
+    quiet_after_s: ClassVar[float | None] = None
     # A tool call issued by ANOTHER provider can be answered on this one after a switch (OpenAI:
     # the carried function_call item makes a later function_call_output valid). Gemini can't.
     carries_pending_tool_calls: ClassVar[bool] = False
@@ -152,6 +155,10 @@ class ProviderAdapter(ABC):
 
     def keepalive_frame(self) -> Frame | None:
         return None
+
+    def quiet_events(self) -> list[ProviderEvent]:
+        """Called by the link after `quiet_after_s` without a server event."""
+        return []
 
     def close_frames(self) -> list[Frame]:
         """Graceful end (Deepgram CloseStream)."""

@@ -109,7 +109,15 @@ DEEPGRAM: dict[str, Option] = {
     "tag": _strs(10),
     "mip_opt_out": _bool(),
 }
-TABLES: dict[str, dict[str, Option]] = {"gemini": GEMINI, "openai": OPENAI, "deepgram": DEEPGRAM}
+OPENAI_LIVE: dict[str, Option] = {  # docs/providers/openai-live.md
+    "model": _MODEL,
+    "voice": _str(60),  # a GPT-Live built-in voice; others fall back to the default
+    "instructions": _str(8000),
+    "delegation_model": _str(),  # the Responses backend that runs the session's tools
+    "delegation_instructions": _str(8000),
+}
+TABLES: dict[str, dict[str, Option]] = {"gemini": GEMINI, "openai": OPENAI, "deepgram": DEEPGRAM,
+                                        "openai_live": OPENAI_LIVE}
 
 
 def split(options: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, dict[str, Any]], list[str]]:

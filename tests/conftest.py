@@ -30,10 +30,12 @@ def captured_log_lines() -> list[str]:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests.chains.harness import CHAIN_KEYS
     from tests.harness import FAKE_KEYS
 
     text = _CAPTURE.getvalue()
-    leaks = [name for name, key in FAKE_KEYS.items() if key in text]
+    seeded = {**FAKE_KEYS, **{f"{name} (chains)": key for name, key in CHAIN_KEYS.items()}}
+    leaks = [name for name, key in seeded.items() if key in text]
     lines = text.count("\n")
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:

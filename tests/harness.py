@@ -31,8 +31,9 @@ FAKE_KEYS = {
     "gemini": "AIzaFAKE-gemini-key-7c1d2e3f4a5b",
     "openai": "sk-FAKE-openai-key-9a8b7c6d5e4f",
     "deepgram": "dgFAKE-deepgram-key-1a2b3c4d5e6f",
+    "openai_live": "sk-FAKE-openai-live-key-3e4f5a6b7c8d",
 }
-FAKE_CLASSES = {name: fake_class(name) for name in ("gemini", "openai", "deepgram")}
+FAKE_CLASSES = {name: fake_class(name) for name in ("gemini", "openai", "deepgram", "openai_live")}
 # Socket tests use a fast schedule; the exact 1, 2, 4, 8, 16 s one is tested in virtual time.
 FAST_RECONNECT = ReconnectPolicy(initial_backoff_s=0.02, max_backoff_s=0.32, connect_timeout_s=3.0,
                                  early_failure_window_s=0.5)
@@ -65,7 +66,7 @@ class Gateway:
             self.fakes[name] = fake
         providers = {
             name: ProviderSettings(name=name, api_key=self.keys[name], api_key_file=self.key_files.get(name),
-                                   base_url=fake.url + ("/v1" if name == "openai" else ""), simulated=False)
+                                   base_url=fake.url + ("/v1" if name in ("openai", "openai_live") else ""), simulated=False)
             for name, fake in self.fakes.items()
         }
         # the tests send audio much faster than real time: lift the rate ceilings unless a test sets them

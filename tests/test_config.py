@@ -22,7 +22,7 @@ CLI = Path(sys.executable).parent / "voice-gateway"
 def test_defaults_run_every_provider_simulated() -> None:
     settings = load_settings({})
     assert {n: p.mode for n, p in settings.providers.items()} == {
-        "gemini": "simulated", "openai": "simulated", "deepgram": "simulated"}
+        "gemini": "simulated", "openai": "simulated", "deepgram": "simulated", "openai_live": "simulated"}
     assert settings.default_provider == "gemini"
     assert settings.fallback_chain == ("gemini", "openai", "deepgram")
     assert settings.reconnect.schedule() == [1.0, 2.0, 4.0, 8.0, 16.0]
@@ -171,7 +171,8 @@ def test_check_config_prints_the_effective_config_with_secrets_masked(tmp_path: 
         assert secret not in done.stdout and secret not in done.stderr
     report = orjson.loads(done.stdout)
     assert report["ok"] is True
-    assert report["providers"] == {"gemini": "live", "openai": "live", "deepgram": "live"}
+    # GPT-Live goes live with the OpenAI key
+    assert report["providers"] == {"gemini": "live", "openai": "live", "deepgram": "live", "openai_live": "live"}
     assert report["settings"]["providers"]["openai"]["api_key"] == "***"
     assert report["settings"]["admin_token"] == "***"
     assert report["settings"]["client_token_secret"] is None

@@ -29,8 +29,9 @@ from tests.harness import FAST_RECONNECT, Gateway, VoiceClient, dtmf_utterance
 
 pytestmark = pytest.mark.timeout(30)
 
-PROVIDERS = ("gemini", "openai", "deepgram")
-BREAKER = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt"}
+PROVIDERS = ("gemini", "openai", "deepgram", "openai_live")
+BREAKER = {"gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt",
+           "openai_live": "openai_live_provider"}
 # docs/metrics.md, verbatim: name → (type, label names). Counters are parsed as families without `_total`.
 SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "circuit_breaker_state": ("gauge", frozenset({"name", "provider"})),
@@ -50,9 +51,19 @@ SECTION_6: dict[str, tuple[str, frozenset[str]]] = {
     "voice_gateway_sessions_active": ("gauge", frozenset({"client"})),
     "voice_gateway_added_latency_seconds": ("histogram", frozenset({"direction"})),
 }
+
+
+class ChainBreakerNames(frozenset):
+    """The live breaker names, plus one-shot chain breakers named `<provider>_<chain>` (docs/chains.md)."""
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or bool(
+            isinstance(name, str) and re.fullmatch(r"(gemini|openai|deepgram|groq)_[a-z]+", name))
+
+
 # bounded label values (docs/protocol.md, docs/metrics.md); anything else would be an unbounded or misspelt series
 LABEL_VALUES: dict[str, frozenset[str]] = {
-    "name": frozenset(BREAKER.values()),
+    "name": ChainBreakerNames(BREAKER.values()),
     "status": frozenset({"attempted", "success", "failure", "rejected"}),
     "from_state": frozenset({"closed", "half_open", "open"}),
     "to_state": frozenset({"closed", "half_open", "open"}),
@@ -138,7 +149,8 @@ def check_section6_shape(exp: Exposition, *, session_ids: set[str], may_be_empty
             assert names == labels, f"{s.name}: labels {sorted(names)}, the table says {sorted(labels)}"
             for key, value in s.labels.items():
                 assert value in LABEL_VALUES.get(key, {value}), f"{s.name}: {key}={value!r}"
-                assert key != "provider" or value in PROVIDERS, f"{s.name}: provider={value!r}"
+                # groq: chain-only provider (transcription chain, docs/chains.md)
+                assert key != "provider" or value in (*PROVIDERS, "groq"), f"{s.name}: provider={value!r}"
     # no per-session label anywhere in the exposition, §6 or not
     for fam in exp.families.values():
         for s in fam.samples:

@@ -199,8 +199,10 @@ def test_prometheus_scrapes_the_gateway_evaluates_rules_and_notices_it_die(spawn
     assert active["scrapeUrl"] == f"http://{target}/metrics"
 
     # One breaker per provider, exposed from start-up, all CLOSED.
-    states = {s["metric"]["provider"]: s["value"][1] for s in prom.query("circuit_breaker_state")}
-    assert states == {"gemini": "0", "openai": "0", "deepgram": "0"}
+    states = {s["metric"]["name"]: s["value"][1] for s in prom.query("circuit_breaker_state")}
+    assert states == {"gemini_provider": "0", "openai_provider": "0", "deepgram_stt": "0",
+                      # the transcription chain's own breakers (docs/chains.md), one per chain provider
+                      "deepgram_transcription": "0", "groq_transcription": "0", "openai_transcription": "0"}
     assert prom.value('circuit_breaker_state{provider="gemini"}') == 0
     (build,) = prom.query("voice_gateway_build_info")
     assert build["metric"]["version"] == gateway.__version__

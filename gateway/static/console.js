@@ -410,8 +410,8 @@ function renderCircuits(res) {
   while (body.rows.length > circuits.length) body.deleteRow(-1);
   circuits.forEach((c, i) => {
     const row = body.rows[i] || body.insertRow();
-    row.dataset.provider = c.provider;
-    cell(row, 0, c.provider);
+    row.dataset.provider = c.reset_id || c.provider;
+    cell(row, 0, c.chain ? `${c.provider} (${c.chain})` : c.provider);
     cell(row, 1, c.name || "-");
     cell(row, 2, c.state || "?", `state-${c.state || ""}`);
     cell(row, 3, c.failures ?? 0, "num");
@@ -427,8 +427,8 @@ function renderCircuits(res) {
       button.addEventListener("click", () => resetCircuit(button.dataset.provider, button));
       cell(row, 5, "").appendChild(button);
     }
-    button.dataset.provider = c.provider;
-    button.setAttribute("aria-label", `reset the ${c.provider} circuit breaker`);
+    button.dataset.provider = c.reset_id || c.provider;
+    button.setAttribute("aria-label", `reset the ${c.reset_id || c.provider} circuit breaker`);
     // another replica's breaker: the row's Reset acts on this replica; "Reset all" reaches every one
     button.hidden = Boolean(c.replica && state.ready && state.ready.fleet && c.replica !== state.ready.fleet.replica);
     cell(row, 7, c.replica ? `${c.replica}${c.advisory ? ` (advisory from ${c.advisory.source})` : ""}` : "-");

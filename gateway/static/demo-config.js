@@ -9,7 +9,7 @@
 
 (() => {
   const STORAGE = "vg.demo.config.";
-  const PROVIDERS = ["gemini", "openai", "deepgram"];
+  const PROVIDERS = ["gemini", "openai", "deepgram", "openai_live"];
   // Which fields each provider has. Temperature: Gemini only (OpenAI's GA Realtime API has none;
   // Deepgram transcribes). Voice/instructions/tools: the speech-to-speech providers only.
   const SCHEMA = {
@@ -31,6 +31,12 @@
       fields: ["model", "language", "keyterm", "smart_format"],
       voices: [],
       model: "nova-3",
+    },
+    openai_live: {
+      label: "OpenAI GPT-Live",
+      fields: ["model", "voice", "instructions", "tools"],
+      voices: ["marin", "cedar", "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse"],
+      model: "gpt-live-1",
     },
   };
   // Fields that go top-level in session.start (the others are provider_options only).

@@ -29,7 +29,7 @@ def build_fake(args: argparse.Namespace) -> FakeServer:
         from providers.fakes.speech import OfflineSpeech
 
         speech = OfflineSpeech()
-    return fake_class(args.provider)(api_key=args.api_key, host=args.host, port=args.port,
+    return fake_class(args.provider.replace("-", "_"))(api_key=args.api_key, host=args.host, port=args.port,
                                      ssl_context=ssl_context, faults=FaultScript.parse(args.faults),
                                      seed=getattr(args, "seed", 0), speech=speech)
 

@@ -19,8 +19,9 @@ from tests.harness import Gateway
 pytestmark = pytest.mark.timeout(30)
 DIGITS = "1397#"  # what dtmf_browser_48k.wav dials (fixtures/README.md)
 FRAME_BYTES_16K_20MS = 640
-SPEECH_TO_SPEECH = {"gemini": True, "openai": True, "deepgram": False}
-SCREENSHOT = {"gemini": "demo-page.png", "openai": "demo-page-openai.png", "deepgram": "demo-page-deepgram.png"}
+SPEECH_TO_SPEECH = {"gemini": True, "openai": True, "deepgram": False, "openai_live": True}
+SCREENSHOT = {"gemini": "demo-page.png", "openai": "demo-page-openai.png", "deepgram": "demo-page-deepgram.png",
+              "openai_live": "demo-page-openai-live.png"}
 
 
 def heard(pcm16: bytes, rate_hz: int) -> str:
@@ -40,7 +41,7 @@ async def start_call(page: Page, provider: str, *, token: str = "") -> None:
     await page.click("#start")
 
 
-@pytest.mark.parametrize("provider", ["gemini", "openai", "deepgram"])
+@pytest.mark.parametrize("provider", ["gemini", "openai", "deepgram", "openai_live"])
 async def test_demo_page_streams_the_microphone_and_shows_transcript_events_and_reply(
         browser: BrowserSession, provider: str) -> None:
     async with Gateway() as gw:

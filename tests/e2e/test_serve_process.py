@@ -57,7 +57,7 @@ async def test_embedded_default_needs_no_keys_and_says_simulated() -> None:
             ready = await r.json()
         assert r.status == 200
         assert {p: v["mode"] for p, v in ready["providers"].items()} == \
-            {"gemini": "simulated", "openai": "simulated", "deepgram": "simulated"}
+            {"gemini": "simulated", "openai": "simulated", "deepgram": "simulated", "openai_live": "simulated"}
         async with VoiceClient(f"ws://127.0.0.1:{port}/v1/voice") as c:
             await c.start("gemini", input_format=PCM16_16K, output_format=PCM16_24K)
             await c.send_audio(dtmf_utterance("12", PCM16_16K), PCM16_16K)

@@ -185,7 +185,60 @@ class DeepgramDriver(Driver):
         return first[-1]["timestamp"] < 0.2 and second[-1]["timestamp"] > 1.0
 
 
-DRIVERS: dict[str, type[Driver]] = {"gemini": GeminiDriver, "openai": OpenAIDriver, "deepgram": DeepgramDriver}
+class OpenAILiveDriver(Driver):
+    """GPT-Live marks no turns: reads end at an in-order barrier (mute → muted, the fake answers
+    messages in order), and a reply is the audio after the last input transcript delta."""
+
+    name, rate_hz, rejection, expire_code = "openai_live", 24000, "http:401", 1000
+
+    def __init__(self, ws: ClientConnection) -> None:
+        super().__init__(ws)
+        self.backlog: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(cls, base_url: str, key: str = KEY, **kwargs: Any) -> Driver:
+        driver = cls(await connect(f"{base_url}/v1/live/sessions",
+                                   additional_headers={"Authorization": f"Bearer {key}"}, **kwargs))
+        await driver.ws.send(json.dumps({"type": "session.start", "session": {
+            "model": "gpt-live-1", "audio": {"format": {"type": "audio/pcm", "rate": 24000}}}}))
+        await driver.until(lambda m: m["type"] == "session.started")
+        return driver
+
+    async def send_audio(self, pcm16: bytes) -> None:
+        for offset in range(0, len(pcm16), 4800):
+            await self.ws.send(json.dumps({"type": "session.input_audio.append",
+                                           "audio": base64.b64encode(pcm16[offset:offset + 4800]).decode()}))
+
+    async def barrier(self) -> list[dict[str, Any]]:
+        await self.ws.send(json.dumps({"type": "session.input_audio.mute"}))
+        self.backlog += (await self.until(lambda m: m["type"] == "session.input_audio.muted"))[:-1]
+        await self.ws.send(json.dumps({"type": "session.input_audio.unmute"}))
+        await self.until(lambda m: m["type"] == "session.input_audio.unmuted")
+        return self.backlog
+
+    async def user_transcript(self) -> str:
+        messages = await self.barrier()
+        return "".join(m["delta"] for m in messages if m["type"] == "session.input_transcript.delta")
+
+    async def reply(self) -> tuple[bytes, bool]:
+        messages = self.backlog or await self.barrier()
+        last_input = max((i for i, m in enumerate(messages) if m["type"] == "session.input_transcript.delta"),
+                         default=-1)
+        audio = b"".join(base64.b64decode(m["delta"]) for m in messages[last_input + 1:]
+                         if m["type"] == "session.output_audio.delta")
+        self.backlog = []
+        return audio, False  # nothing marks a cut reply: the timeline shows it (barge_in_seen)
+
+    async def barge_in_seen(self) -> bool:
+        messages = await self.barrier()
+        inputs = [m for m in messages if m["type"] == "session.input_transcript.delta"]
+        first_reply_end = max(m["end_ms"] for m in messages if m["type"] == "session.output_transcript.delta"
+                              and messages.index(m) < messages.index(inputs[-1]))
+        return inputs[-1]["delta"] == "9" and inputs[-1]["start_ms"] < first_reply_end
+
+
+DRIVERS: dict[str, type[Driver]] = {"gemini": GeminiDriver, "openai": OpenAIDriver, "deepgram": DeepgramDriver,
+                                    "openai_live": OpenAILiveDriver}
 assert set(DRIVERS) == set(PROVIDERS)
 
 

@@ -1,0 +1,349 @@
+"""The one chain runner: executes any `ChainSpec` over its bound providers, in order.
+
+Per provider: skip it (counted `skipped`) when the upload exceeds its cap or the cost gate says no;
+one breaker call for the provider's whole turn (its retries included), so an OPEN breaker skips it
+(counted `rejected`) without contacting it; attempts under a per-attempt timeout and the chain's total
+deadline; retries per error class from gateway/chains/policy.py. Metrics, logs, costs here and only
+here. Translators (providers/chains/) do the wire; the exchange (gateway/chains/http.py) the I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway import metrics
+from gateway.breaker import BreakerTicket, CircuitBreaker
+from gateway.chains.http import ExchangeFailed, HttpExchange, OpenResponse
+from gateway.chains.policy import BreakerEffect, ChainPolicy
+from gateway.clock import Clock
+from gateway.errors import CircuitOpen, ProviderUnavailable
+from gateway.logs import log_event
+from providers.chains.base import (
+    METRIC_ERROR_TYPES,
+    AttemptError,
+    ChainEndpoint,
+    ChainProvider,
+    ErrorClass,
+    HttpResponse,
+    Usage,
+)
+from providers.chains.spec import ChainSpec
+
+log = logging.getLogger("gateway.chains")
+
+# voice_gateway_chain_requests_total `outcome` of one provider's turn
+OUTCOMES = ("success", "error", "rate_limit", "auth", "timeout", "skipped", "rejected")
+_CLASS_OUTCOME = {ErrorClass.RATE_LIMIT: "rate_limit", ErrorClass.AUTH: "auth", ErrorClass.TIMEOUT: "timeout"}
+RUN_RESULTS = ("primary", "fallback", "failed")
+MIN_ATTEMPT_S = 0.05  # an attempt (or retry) with less time than this left before the deadline is not started
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BoundProvider:
+    translator: ChainProvider[Any, Any]
+    endpoint: ChainEndpoint
+    breaker: CircuitBreaker
+
+    @property
+    def name(self) -> str:
+        return self.translator.name
+
+
+@dataclass(slots=True, kw_only=True)
+class Attempt:
+    provider: str
+    outcome: str  # one of OUTCOMES
+    code: str | None = None  # stable code of a failed attempt (TRX-001, ...)
+    status: int | None = None  # HTTP status, when there was one
+    error_class: str | None = None
+    latency_ms: float = 0.0
+    retry: int = 0  # 0: the provider's first attempt
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"provider": self.provider, "outcome": self.outcome, "code": self.code, "status": self.status,
+                "error_class": self.error_class, "latency_ms": round(self.latency_ms, 1), "retry": self.retry,
+                "message": self.message}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CostRecord:
+    """One billed attempt, for the cost hook (the ledger and budgets of #15 hang here)."""
+
+    chain: str
+    provider: str
+    model: str
+    usage: Usage
+    cost_usd: float
+    request_id: str
+
+
+@dataclass(slots=True, kw_only=True)
+class ChainOutcome:
+    chain: str
+    request_id: str
+    result: Any = None
+    provider: str | None = None
+    model: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+    cost_usd: float = 0.0
+    code: str | None = None  # the chain's all-failed code when nobody answered
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+    @property
+    def path(self) -> list[str]:
+        seen: list[str] = []
+        for a in self.attempts:
+            if a.provider not in seen:
+                seen.append(a.provider)
+        return seen
+
+    @property
+    def fallback_used(self) -> bool:
+        return any(a.provider != self.provider for a in self.attempts)
+
+    @property
+    def only_bad_input(self) -> bool:
+        """Every provider that was asked refused the input itself (400/413/422)."""
+        asked = [a for a in self.attempts if a.outcome not in ("skipped", "rejected")]
+        return bool(asked) and all(a.error_class == ErrorClass.BAD_INPUT for a in asked)
+
+
+CostHook = Callable[[CostRecord], None]
+CostGate = Callable[[str, str], bool]  # (chain, provider) → may we spend on it now
+
+
+class ChainRunner:
+    def __init__(self, *, exchange: HttpExchange, clock: Clock, policy: ChainPolicy,
+                 on_cost: CostHook | None = None, cost_gate: CostGate | None = None) -> None:
+        self._exchange = exchange
+        self._clock = clock
+        self.policy = policy
+        self._on_cost = on_cost
+        self._cost_gate = cost_gate
+
+    async def run(self, spec: ChainSpec, options: Any, providers: Sequence[BoundProvider], *,
+                  request_id: str, stream: bool = False) -> ChainOutcome:
+        """Validate (ClientError before any provider is contacted), then walk the chain.
+
+        `stream=True`: the providers' translators stream (SSE); an attempt commits at a 2xx status line
+        and `outcome.result` is a `ChainStream` to iterate. Failures before the commit fall back as
+        usual; after it there is no fallback (the caller may already have sent part of the answer)."""
+        spec.validate(options)
+        outcome = ChainOutcome(chain=spec.name, request_id=request_id)
+        deadline = self._clock.now() + self.policy.deadline_s
+        for index, bound in enumerate(providers):
+            last = index == len(providers) - 1
+            turn = await self._turn(spec, options, bound, outcome, deadline, last=last, stream=stream)
+            metrics.voice_gateway_chain_requests.labels(spec.name, bound.name, turn).inc()
+            if outcome.ok:
+                self._succeeded(spec, outcome, bound, last=last)
+                return outcome
+            if not last:
+                nxt = providers[index + 1].name
+                metrics.voice_gateway_chain_fallbacks.labels(spec.name, bound.name, nxt).inc()
+                failed = outcome.attempts[-1]
+                fields: dict[str, Any] = {"from": bound.name, "to": nxt}  # `from` is a keyword
+                log_event(log, logging.WARNING, "chain.fallback",
+                          f"{spec.name}: {bound.name} failed ({failed.outcome}), falling back to {nxt}",
+                          chain=spec.name, request_id=request_id, provider=bound.name,
+                          error_class=failed.error_class or failed.outcome, code=failed.code,
+                          status=failed.status, **fields)
+        outcome.code = spec.codes.all_failed
+        metrics.voice_gateway_chain_runs.labels(spec.name, "failed").inc()
+        log_event(log, logging.ERROR, "chain.failed", f"{spec.name}: every provider failed ({outcome.code})",
+                  chain=spec.name, request_id=request_id, code=outcome.code,
+                  attempts=[a.to_dict() for a in outcome.attempts])
+        return outcome
+
+    # -- one provider's turn ------------------------------------------------------------------------
+    async def _turn(self, spec: ChainSpec, options: Any, bound: BoundProvider, outcome: ChainOutcome,
+                    deadline: float, *, last: bool, stream: bool) -> str:
+        t = bound.translator
+        if deadline - self._clock.now() < MIN_ATTEMPT_S:
+            outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="deadline_exceeded",
+                                            message="the chain deadline passed before this provider's turn"))
+            return "skipped"
+        if t.upload_size(options) > t.max_upload_bytes:
+            outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="upload_too_large",
+                                            message=f"the upload exceeds the {t.max_upload_bytes} byte cap"))
+            return "skipped"
+        if self._cost_gate is not None and not self._cost_gate(spec.name, t.name):
+            outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="budget_exceeded",
+                                            message="the spending budget for this provider is used up"))
+            return "skipped"
+        try:
+            ticket = bound.breaker.admit()
+        except CircuitOpen as err:
+            outcome.attempts.append(Attempt(provider=t.name, outcome="rejected", code="circuit_open",
+                                            message=f"circuit OPEN, retry after {err.retry_after_s:.1f}s"))
+            return "rejected"
+        try:
+            return await self._attempts(spec, options, bound, ticket, outcome, deadline, last=last,
+                                        stream=stream)
+        finally:
+            ticket.cancel()  # no-op once resolved; frees a half-open slot if we were cancelled
+
+    async def _attempts(self, spec: ChainSpec, options: Any, bound: BoundProvider, ticket: BreakerTicket,
+                        outcome: ChainOutcome, deadline: float, *, last: bool, stream: bool) -> str:
+        t = bound.translator
+        request = t.build(options, bound.endpoint)
+        used: Counter[ErrorClass] = Counter()
+        timeout_s, retry, honoured_retry_after = self.policy.attempt_timeout_s, 0, False
+        while True:
+            remaining = max(deadline - self._clock.now(), MIN_ATTEMPT_S)
+            started = time.perf_counter()
+            try:
+                parsed = await self._attempt(t, request, min(timeout_s, remaining), stream=stream)
+            except TimeoutError:
+                parsed = AttemptError(error_class=ErrorClass.TIMEOUT,
+                                      message=f"no answer within {min(timeout_s, remaining):.1f}s")
+            except ExchangeFailed as err:
+                parsed = AttemptError(error_class=ErrorClass.NETWORK, message=f"connection failed ({err})")
+            elapsed = time.perf_counter() - started
+            metrics.ai_provider_latency_seconds.labels(t.name, spec.endpoint).observe(elapsed)
+            if not isinstance(parsed, AttemptError):
+                metrics.ai_provider_requests.labels(t.name, spec.endpoint, "success").inc()
+                ticket.success()
+                if isinstance(parsed, _Committed):
+                    parsed = ChainStream(self, spec, bound, parsed.opened, outcome)
+                outcome.result, outcome.provider = parsed, t.name
+                outcome.model = getattr(parsed, "model", None) or t.model
+                outcome.attempts.append(Attempt(provider=t.name, outcome="success", status=200,
+                                                latency_ms=elapsed * 1000, retry=retry))
+                metrics.voice_gateway_chain_latency_seconds.labels(spec.name, t.name).observe(elapsed)
+                return "success"
+            self._record_failure(spec, outcome, t.name, parsed, elapsed, retry)
+            action = self.policy.action(parsed.error_class)
+            used[parsed.error_class] += 1
+            wait: float | None = None
+            if used[parsed.error_class] <= action.retries:
+                wait = self.policy.backoff_s(used[parsed.error_class]) if action.backoff else 0.0
+                timeout_s = self.policy.attempt_timeout_s * action.timeout_factor
+            elif (parsed.error_class is ErrorClass.RATE_LIMIT and last and not honoured_retry_after
+                  and parsed.retry_after_s is not None
+                  and parsed.retry_after_s <= self.policy.retry_after_max_s):
+                wait, honoured_retry_after = parsed.retry_after_s, True
+            # no retry that would start past the deadline
+            if wait is None or wait + MIN_ATTEMPT_S > deadline - self._clock.now():
+                self._resolve(ticket, bound, parsed, spec.codes.for_attempt(t.name, parsed.error_class))
+                return _CLASS_OUTCOME.get(parsed.error_class, "error")
+            if wait > 0:
+                await self._clock.sleep(wait)
+            retry += 1
+
+    async def _attempt(self, t: ChainProvider[Any, Any], request: Any, timeout_s: float, *,
+                       stream: bool) -> Any:
+        if not stream:
+            return t.parse(await self._exchange(request, timeout_s))
+        opened = await self._exchange.open(request, timeout_s)
+        if 200 <= opened.status < 300:
+            return _Committed(opened)
+        body = await opened.read()
+        return t.parse(HttpResponse(status=opened.status, headers=opened.headers, body=body))
+
+    def _record_failure(self, spec: ChainSpec, outcome: ChainOutcome, provider: str, error: AttemptError,
+                        elapsed: float, retry: int) -> None:
+        code = spec.codes.for_attempt(provider, error.error_class)
+        outcome.attempts.append(Attempt(
+            provider=provider, outcome=_CLASS_OUTCOME.get(error.error_class, "error"), code=code,
+            status=error.status, error_class=error.error_class.value, latency_ms=elapsed * 1000, retry=retry,
+            message=error.message))
+        metrics.ai_provider_requests.labels(provider, spec.endpoint, "failure").inc()
+        if error.error_class is not ErrorClass.BAD_INPUT:  # the input's fault is not a provider error
+            metrics.ai_provider_errors.labels(provider, METRIC_ERROR_TYPES[error.error_class]).inc()
+        log_event(log, logging.INFO, "chain.attempt_failed",
+                  f"{spec.name}: {provider} attempt {retry + 1} failed: {error.error_class.value} ({code})",
+                  chain=spec.name, request_id=outcome.request_id, provider=provider, code=code,
+                  status=error.status, error_class=error.error_class.value, retry=retry,
+                  provider_code=error.provider_code)
+
+    def _resolve(self, ticket: BreakerTicket, bound: BoundProvider, error: AttemptError, code: str) -> None:
+        effect = self.policy.action(error.error_class).breaker
+        if effect is BreakerEffect.NEUTRAL:
+            ticket.cancel()
+            return
+        ticket.failure(METRIC_ERROR_TYPES[error.error_class])
+        if effect is BreakerEffect.AUTH:
+            key_env = bound.endpoint.key_env or bound.translator.key_env
+            log_event(log, logging.ERROR, "chain.auth_failed",
+                      f"{bound.name} refused the credentials in {key_env} (HTTP {error.status}); its "
+                      f"'{bound.breaker.name}' circuit is forced OPEN until an operator resets it or the key "
+                      "changes", provider=bound.name, status=error.status, code=code, key_env=key_env,
+                      breaker=bound.breaker.name)
+            bound.breaker.force_open("auth")
+
+    def bill(self, spec: ChainSpec, outcome: ChainOutcome, t: ChainProvider[Any, Any], usage: Usage) -> float:
+        """Cost of the answer from the provider's usage fields → metric and cost hook."""
+        price_for = getattr(t, "price_for", None)
+        cost = price_for(outcome.model or t.model).cost_usd(usage) if price_for else 0.0
+        outcome.cost_usd = cost
+        metrics.voice_gateway_chain_cost_usd.labels(spec.name, t.name).inc(cost)
+        if self._on_cost is not None:
+            self._on_cost(CostRecord(chain=spec.name, provider=t.name, model=outcome.model or "", usage=usage,
+                                     cost_usd=cost, request_id=outcome.request_id))
+        return cost
+
+    def _succeeded(self, spec: ChainSpec, outcome: ChainOutcome, bound: BoundProvider, *, last: bool) -> None:
+        t = bound.translator
+        # a stream is billed when it ends (its usage comes last); anything else now
+        streaming = isinstance(outcome.result, ChainStream)
+        cost = 0.0 if streaming else self.bill(spec, outcome, t, t.usage(outcome.result))
+        result = "fallback" if outcome.fallback_used else "primary"
+        metrics.voice_gateway_chain_runs.labels(spec.name, result).inc()
+        path = "→".join(outcome.path)
+        if last and outcome.fallback_used:
+            log_event(log, logging.CRITICAL, "chain.last_resort",
+                      f"{spec.name}: answered by the last provider, {t.name}, after {path}",
+                      chain=spec.name, request_id=outcome.request_id, provider=t.name, path=path,
+                      attempts=[a.to_dict() for a in outcome.attempts])
+        else:
+            log_event(log, logging.INFO, "chain.succeeded", f"{spec.name}: answered by {t.name}",
+                      chain=spec.name, request_id=outcome.request_id, provider=t.name, path=path,
+                      fallback_used=outcome.fallback_used, cost_usd=round(cost, 6))
+
+
+@dataclass(frozen=True, slots=True)
+class _Committed:
+    opened: OpenResponse
+
+
+class ChainStream:
+    """A committed streaming answer. `async for event in stream.events()` yields the translator's
+    events; the answer is billed from the decoder's usage when the stream ends. A break-off after the
+    commit raises ProviderUnavailable: no fallback once the caller may have sent part of the answer."""
+
+    def __init__(self, runner: ChainRunner, spec: ChainSpec, bound: BoundProvider, opened: OpenResponse,
+                 outcome: ChainOutcome) -> None:
+        self._runner, self._spec, self._bound = runner, spec, bound
+        self._opened, self._outcome = opened, outcome
+        self.model = outcome.model
+
+    async def events(self) -> AsyncIterator[Any]:
+        t = self._bound.translator
+        decoder = t.stream_decoder()
+        try:
+            async for data in self._opened.chunks():
+                for event in decoder.feed(data):
+                    yield event
+            for event in decoder.finish():
+                yield event
+        except (TimeoutError, ExchangeFailed) as err:
+            error_type = "timeout" if isinstance(err, TimeoutError) else "network"
+            metrics.ai_provider_errors.labels(t.name, error_type).inc()
+            log_event(log, logging.ERROR, "chain.stream_failed",
+                      f"{self._spec.name}: {t.name} broke off mid-stream ({error_type})", chain=self._spec.name,
+                      request_id=self._outcome.request_id, provider=t.name, error_type=error_type)
+            raise ProviderUnavailable(f"{t.name} broke off mid-stream", provider=t.name,
+                                      error_type=error_type) from None
+        finally:
+            self._opened.close()
+        self._runner.bill(self._spec, self._outcome, t, decoder.usage)

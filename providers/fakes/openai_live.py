@@ -1,0 +1,446 @@
+"""Fake OpenAI GPT-Live server (`{base}/v1/live/sessions`) speaking the DTMF dialect.
+
+Schema: the `openai` SDK's `openai.types.live`; every server event validates against the SDK model of
+its type (tests/fakes/test_sdk_openai_live.py). Invariants: the session timeline is input stream time
+(milliseconds of input audio received), so results never depend on how fast a client sends; one
+connection is served by one `LiveConnection`, whose state changes only under its lock.
+
+The dialect: DTMF digits in the input are words (`session.input_transcript.delta` per digit, timed);
+after an utterance the fake model speaks the digits back as tones (`session.output_audio.delta` with a
+timed `session.output_transcript.delta` per digit); plain speech is echoed. `#` at the end of an
+utterance delegates: to the Responses backend's first function tool when the session configured one
+(the call comes out as `response.event`s; `response.item.create` + `response.create` then speak the
+call's digits), or to the client when the session asked for client delegation explicitly
+(`session.delegation.created`, answered by `session.commentary.append`, whose keypad characters are
+spoken); with no delegation configured `#` is just a word, as in the other fakes. A typed turn
+(`session.instructions.append`) is answered by its keypad characters. Caller speech that starts before
+the reply's last tone cuts the reply in the conversation record (record.extra["conversation"]).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import random
+import time
+from typing import Any
+
+import orjson
+from websockets.asyncio.server import ServerConnection
+from websockets.http11 import Request, Response
+
+from audio.formats import AudioFormat
+from providers.fakes.common import (
+    ConnectionRecord,
+    DialectRecognizer,
+    FakeServer,
+    Fault,
+    PartialWords,
+    SpeechStart,
+    Utterance,
+    header,
+)
+from providers.fakes.openai_live_wire import (
+    SESSION_MAX_S,
+    LiveWireError,
+    apply_update,
+    audio_format,
+    backend_response,
+    function_tools,
+    parse_session_start,
+    resource,
+)
+from providers.fakes.openai_wire import TONE_MS, Ids, InputDecoder, render_reply
+
+KEYPAD = "0123456789*#"
+END_SILENCE_MS = 400
+
+
+def _keys(text: str) -> str:
+    return "".join(c for c in text if c in KEYPAD)
+
+
+class FakeOpenAILive(FakeServer):
+    """max_session_s: stream seconds after which the session expires (`session.closed` reason
+    `expired`); usage_every_s: stream seconds between `session.usage.updated` events."""
+
+    provider = "openai_live"
+
+    def __init__(self, *, max_session_s: float | None = None, usage_every_s: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_session_s = max_session_s
+        self.usage_every_s = usage_every_s
+        self._sessions: dict[int, LiveConnection] = {}
+
+    def check_request(self, connection: ServerConnection, request: Request,
+                      record: ConnectionRecord) -> Response | None:
+        if record.path.rstrip("/") != "/v1/live/sessions":
+            return connection.respond(404, self.refusal_body(404))
+        auth = header(request, "Authorization") or ""
+        key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+        record.auth = "header:authorization" if key else "none"
+        if not self.key_ok(key):  # [unsure] a bad key refused at the upgrade, like the REST endpoints
+            return connection.respond(401, self.refusal_body(401))
+        return None
+
+    def refusal_body(self, status: int) -> str:
+        code, kind, message = {
+            401: ("invalid_api_key", "invalid_request_error", "Incorrect API key provided."),
+            403: ("model_not_found", "invalid_request_error", "You do not have access to this model."),
+            404: ("not_found", "invalid_request_error", "Not found."),
+            429: ("rate_limit_exceeded", "requests", "Rate limit reached for requests."),
+            500: ("server_error", "server_error", "The server had an error while processing your request."),
+            503: ("overloaded", "server_error", "The engine is currently overloaded, please try again later."),
+        }.get(status, ("error", "server_error", "Error."))
+        return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).decode()
+
+    async def handler(self, ws: ServerConnection, record: ConnectionRecord) -> None:
+        session = LiveConnection(self, ws, record)
+        self._sessions[record.number] = session
+        try:
+            await session.run()
+        finally:
+            self._sessions.pop(record.number, None)
+
+    async def inject_fault(self, ws: ServerConnection, record: ConnectionRecord, fault: Fault) -> None:
+        session = self._sessions.get(record.number)
+        if fault.kind == "expire" and session is not None:
+            async with session.lock:
+                await session.close_session("expired")
+        elif fault.kind == "malformed":
+            await self.send(ws, '{"type": "session.output_audio.delta", "delta": ')
+        # `goaway` is Gemini-only: GPT-Live has no such message.
+
+
+class LiveConnection:
+    """One GPT-Live session on one primary WebSocket."""
+
+    def __init__(self, server: FakeOpenAILive, ws: ServerConnection, record: ConnectionRecord) -> None:
+        self.server, self.ws, self.record = server, ws, record
+        self.ids = Ids(random.Random(server.seed * 1_000_003 + record.number))
+        self.lock = asyncio.Lock()
+        self.config: dict[str, Any] | None = None
+        self.session_id = self.ids.new("sess")
+        self.expires_at = int(time.time()) + SESSION_MAX_S
+        self.fmt: AudioFormat | None = None
+        self.decoder: InputDecoder | None = None
+        self.recognizer: DialectRecognizer | None = None
+        self.heard = ""  # digits of the current utterance already sent as transcript deltas
+        self.heard_end_s = 0.0
+        self.reply_end_s = 0.0  # timeline end of the latest reply's last tone
+        self.reply_index: int | None = None  # its entry in the conversation record
+        self.reply_start_s = 0.0
+        self.reply_onsets: tuple[int, ...] = ()
+        self.usage_at_s = 0.0
+        self.closed = False
+        self.pending_calls: dict[str, str] = {}  # function call id → its digits
+        self.outputs: dict[str, str] = {}  # call id → function_call_output received
+        self.client_delegations: set[str] = set()
+        self.conversation: list[dict[str, str]] = []
+        record.extra.update(conversation=self.conversation, tool_outputs=[], delegations=[], interruptions=0)
+        self.handlers = {
+            "session.start": self.on_start,
+            "session.update": self.on_update,
+            "session.input_audio.append": self.on_append,
+            "session.input_audio.mute": self.on_ack("session.input_audio.muted"),
+            "session.input_audio.unmute": self.on_ack("session.input_audio.unmuted"),
+            "session.instructions.append": self.on_instructions,
+            "session.thinking.append": self.on_thinking,
+            "session.commentary.append": self.on_commentary,
+            "response.item.create": self.on_response_item,
+            "response.create": self.on_response_create,
+            "session.close": self.on_close,
+        }
+
+    # -- plumbing -------------------------------------------------------------------------------------
+    @property
+    def now_s(self) -> float:
+        return self.recognizer.stream_time_s if self.recognizer is not None else 0.0
+
+    @property
+    def now_ms(self) -> int:
+        return int(self.now_s * 1000)
+
+    async def emit(self, kind: str, **fields: Any) -> None:
+        event = {"type": kind, "event_id": self.ids.new("event"), **fields}
+        await self.server.send(self.ws, orjson.dumps(event).decode())
+
+    async def run(self) -> None:
+        async for message in self.ws:
+            async with self.lock:
+                audio_bytes = await self.on_message(message)
+            if self.closed:
+                return
+            await self.server.fault_tick(self.ws, self.record, messages=1, audio_bytes=audio_bytes)
+
+    async def on_message(self, message: str | bytes) -> int:
+        try:
+            event = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            self.record.messages.append(message if isinstance(message, str) else repr(message[:64]))
+            await self.error(LiveWireError("invalid_json", "The message is not valid JSON."), None)
+            return 0
+        self.record.messages.append(event)
+        client_event_id = event.get("event_id") if isinstance(event, dict) else None
+        try:
+            kind = event.get("type") if isinstance(event, dict) else None
+            handler = self.handlers.get(kind) if isinstance(kind, str) else None
+            if handler is None:
+                raise LiveWireError("invalid_event_type", f"Unknown client event type {str(kind)[:40]!r}.", "type")
+            if self.config is None and kind != "session.start":
+                raise LiveWireError("session_not_started", "Send session.start first.")  # [unsure] code
+            return await handler(event)
+        except LiveWireError as err:
+            await self.error(err, client_event_id if isinstance(client_event_id, str) else None)
+            return 0
+
+    async def error(self, err: LiveWireError, client_event_id: str | None) -> None:
+        fields: dict[str, Any] = {"error": err.payload(client_event_id)}
+        if client_event_id is not None:
+            fields["client_event_id"] = client_event_id
+        await self.emit("error", **fields)
+
+    def resource(self) -> dict[str, Any]:
+        return resource(self.config or {}, session_id=self.session_id, expires_at=self.expires_at)
+
+    # -- session ---------------------------------------------------------------------------------------
+    async def on_start(self, event: dict[str, Any]) -> int:
+        if self.config is not None:
+            raise LiveWireError("session_already_started", "session.start was already accepted.")  # [unsure]
+        self.config = parse_session_start(event.get("session"))
+        self.record.setup = self.config
+        self.record.items = list(self.config.get("input") or [])
+        self.fmt = audio_format(self.config["audio"]["format"])
+        self.decoder = InputDecoder(self.fmt)
+        self.recognizer = DialectRecognizer(self.fmt.sample_rate_hz, end_silence_ms=END_SILENCE_MS)
+        self.record.audio_rate_hz = self.fmt.sample_rate_hz
+        fields: dict[str, Any] = {"session": self.resource()}
+        if isinstance(event.get("event_id"), str):
+            fields["client_event_id"] = event["event_id"]
+        await self.emit("session.started", **fields)
+        await self.server.session_ready(self.ws, self.record)
+        return 0
+
+    async def on_update(self, event: dict[str, Any]) -> int:
+        assert self.config is not None
+        self.config = apply_update(self.config, event.get("session"))
+        self.record.setup = self.config
+        await self.emit("session.updated", session=self.resource())
+        return 0
+
+    def on_ack(self, kind: str) -> Any:
+        async def ack(event: dict[str, Any]) -> int:
+            await self.emit(kind)
+            return 0
+        return ack
+
+    async def on_close(self, event: dict[str, Any]) -> int:
+        await self.close_session("close_requested")
+        return 0
+
+    async def close_session(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.config is not None:
+            await self.emit("session.closed", reason=reason, session=self.resource(),
+                            usage={"seconds": float(int(self.now_s))})
+        await self.ws.close(1000, reason)
+
+    # -- audio in --------------------------------------------------------------------------------------
+    async def on_append(self, event: dict[str, Any]) -> int:
+        assert self.decoder is not None and self.recognizer is not None
+        audio = event.get("audio")
+        try:
+            raw = base64.b64decode(audio, validate=True) if isinstance(audio, str) else None
+        except (binascii.Error, ValueError):
+            raw = None
+        if raw is None:
+            raise LiveWireError("invalid_value", "audio must be base64-encoded raw audio.", "audio")
+        pcm = self.decoder.decode(raw)
+        self.record.audio += pcm
+        self.record.audio_chunks += 1
+        for dialect_event in self.recognizer.feed(pcm):
+            await self.on_dialect(dialect_event)
+        if self.now_s - self.usage_at_s >= self.server.usage_every_s:
+            self.usage_at_s = self.now_s
+            await self.emit("session.usage.updated", usage={"seconds": float(int(self.now_s))})
+        if self.server.max_session_s is not None and self.now_s >= self.server.max_session_s:
+            await self.close_session("expired")
+        return len(pcm)
+
+    async def on_dialect(self, event: SpeechStart | PartialWords | Utterance) -> None:
+        match event:
+            case SpeechStart(at_s=at_s):
+                self.heard, self.heard_end_s = "", at_s
+                self.cut_reply(at_s)
+            case PartialWords(text=text, end_s=end_s):
+                new = text[len(self.heard):]
+                if new:
+                    start_ms = int(self.heard_end_s * 1000)
+                    await self.emit("session.input_transcript.delta", delta=new, start_ms=start_ms,
+                                    end_ms=max(start_ms, int(end_s * 1000)))
+                    self.heard, self.heard_end_s = text, end_s
+            case Utterance(text=text, audio=audio, is_dtmf=is_dtmf):
+                self.heard = ""
+                if is_dtmf:
+                    self.record.digits += text
+                    self.record.transcripts.append(text)
+                    self.conversation.append({"role": "user", "text": text})
+                    await self.respond(text)
+                else:
+                    await self.speak("", echo=audio)
+
+    def cut_reply(self, at_s: float) -> None:
+        """The caller started speaking over the reply: the model stops; only what sounded is kept."""
+        if at_s >= self.reply_end_s or self.reply_index is None:
+            return
+        heard_ms = (at_s - self.reply_start_s) * 1000
+        entry = self.conversation[self.reply_index]
+        entry["text"] = entry["text"][: sum(1 for onset in self.reply_onsets if onset < heard_ms)]
+        self.reply_end_s = at_s
+        self.record.extra["interruptions"] += 1
+
+    # -- replies ---------------------------------------------------------------------------------------
+    async def respond(self, digits: str) -> None:
+        if digits.endswith("#"):
+            tools = function_tools(self.config or {})
+            if tools:
+                return await self.delegate_to_responses(tools[0]["name"], digits[:-1])
+            if ((self.config or {}).get("delegation") or {}).get("type") == "client":
+                return await self.delegate_to_client()
+        await self.speak(digits)
+
+    async def speak(self, digits: str, *, echo: bytes = b"") -> None:
+        """The model's reply, generated at once, placed on the timeline from now."""
+        assert self.fmt is not None
+        rate = self.fmt.sample_rate_hz
+        spoken = render_reply(digits, echo, rate, self.fmt)
+        start_s = self.now_s
+        onsets = dict(enumerate(spoken.onsets_ms))
+        index = 0
+        for chunk, words in spoken.chunks():
+            for word in words:
+                start_ms = int(start_s * 1000) + onsets[index]
+                await self.emit("session.output_transcript.delta", delta=word, start_ms=start_ms,
+                                end_ms=start_ms + TONE_MS)
+                index += 1
+            if chunk:  # primary-socket audio deltas carry no event_id and no timestamps
+                await self.server.send(self.ws, orjson.dumps({"type": "session.output_audio.delta",
+                                                              "delta": base64.b64encode(chunk).decode()}).decode())
+        if spoken.transcript:
+            self.reply_index = len(self.conversation)
+            self.conversation.append({"role": "assistant", "text": spoken.transcript})
+        self.reply_start_s, self.reply_onsets = start_s, spoken.onsets_ms
+        self.reply_end_s = start_s + spoken.duration_ms / 1000
+
+    # -- delegation ------------------------------------------------------------------------------------
+    async def delegate_to_client(self) -> None:
+        delegation_id = self.ids.new("dlg")
+        self.client_delegations.add(delegation_id)
+        self.record.extra["delegations"].append({"id": delegation_id, "target": "client"})
+        await self.emit("session.delegation.created", offset_ms=self.now_ms,
+                        delegation={"id": delegation_id, "target": "client", "type": "delegation"})
+
+    async def delegate_to_responses(self, name: str, digits: str) -> None:
+        """The backend calls our function tool: the call streams out as nested Responses events."""
+        delegation_id, response_id = self.ids.new("dlg"), self.ids.new("resp")
+        call_id, item_id = self.ids.new("call"), self.ids.new("fc")
+        model = self.config["delegation"]["responses"]["model"] if self.config else ""
+        self.record.extra["delegations"].append({"id": delegation_id, "target": "responses", "call_id": call_id})
+        await self.emit("session.delegation.created", offset_ms=self.now_ms,
+                        delegation={"id": delegation_id, "target": "responses", "type": "delegation",
+                                    "response_id": response_id})
+        arguments = orjson.dumps({"digits": digits}).decode()
+        item = {"id": item_id, "type": "function_call", "status": "in_progress", "call_id": call_id,
+                "name": name, "arguments": ""}
+        done = {**item, "status": "completed", "arguments": arguments}
+        where = {"item_id": item_id, "output_index": 0}
+        for seq, nested in enumerate([
+            {"type": "response.created", "response": backend_response(response_id, model, "in_progress", [])},
+            {"type": "response.output_item.added", "output_index": 0, "item": item},
+            {"type": "response.function_call_arguments.delta", **where, "delta": arguments},
+            {"type": "response.function_call_arguments.done", **where, "arguments": arguments},
+            {"type": "response.output_item.done", "output_index": 0, "item": done},
+            {"type": "response.completed", "response": backend_response(response_id, model, "completed", [done])},
+        ]):
+            await self.emit("response.event", delegation_id=delegation_id, event={**nested, "sequence_number": seq})
+        self.pending_calls[call_id] = digits
+
+    def _responses_only(self, kind: str) -> None:
+        if ((self.config or {}).get("delegation") or {}).get("type") != "responses":
+            raise LiveWireError("invalid_request_error", f"{kind} requires Responses delegation.")  # [unsure] code
+
+    async def on_response_item(self, event: dict[str, Any]) -> int:
+        self._responses_only("response.item.create")
+        item = event.get("item")
+        if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+            raise LiveWireError("invalid_value", "item must be a Responses input item.", "item")
+        if item["type"] == "function_call_output":
+            if item.get("call_id") not in self.pending_calls:
+                raise LiveWireError("invalid_value", "No function call with this call_id.", "item.call_id")
+            output = item.get("output")
+            self.outputs[item["call_id"]] = output if isinstance(output, str) else orjson.dumps(output).decode()
+            self.record.extra["tool_outputs"].append(self.outputs[item["call_id"]])
+        self.record.items.append(item)
+        return 0
+
+    async def on_response_create(self, event: dict[str, Any]) -> int:
+        """Continue the delegated response: the backend answers and the model speaks the call's digits."""
+        self._responses_only("response.create")
+        answered = [call_id for call_id in self.pending_calls if call_id in self.outputs]
+        if not answered:
+            return 0
+        call_id = answered[0]
+        digits = self.pending_calls.pop(call_id)
+        output = self.outputs.pop(call_id)
+        response_id, item_id = self.ids.new("resp"), self.ids.new("msg")
+        model = self.config["delegation"]["responses"]["model"] if self.config else ""
+        message = {"id": item_id, "type": "message", "role": "assistant", "status": "completed",
+                   "content": [{"type": "output_text", "text": output, "annotations": []}]}
+        for seq, nested in enumerate([
+            {"type": "response.created", "response": backend_response(response_id, model, "in_progress", [])},
+            {"type": "response.output_item.done", "output_index": 0, "item": message},
+            {"type": "response.completed", "response": backend_response(response_id, model, "completed", [message])},
+        ]):
+            await self.emit("response.event", event={**nested, "sequence_number": seq})
+        await self.speak(digits)
+        return 0
+
+    # -- appended context ------------------------------------------------------------------------------
+    async def on_instructions(self, event: dict[str, Any]) -> int:
+        content = self._content(event)
+        await self.emit("session.instructions.appended", start_ms=self.now_ms, end_ms=self.now_ms)
+        keys = _keys(content)
+        if keys:  # a typed turn: answered like speech
+            self.conversation.append({"role": "user", "text": keys})
+            self.record.transcripts.append(keys)
+            await self.respond(keys)
+        return 0
+
+    async def on_thinking(self, event: dict[str, Any]) -> int:
+        self._content(event)
+        await self.emit("session.thinking.appended", start_ms=self.now_ms, end_ms=self.now_ms)
+        return 0
+
+    async def on_commentary(self, event: dict[str, Any]) -> int:
+        content = self._content(event)
+        delegation_id = event.get("delegation_id")
+        if delegation_id is not None and delegation_id not in self.client_delegations:
+            raise LiveWireError("invalid_value", "Unknown delegation_id.", "delegation_id")  # [unsure]
+        self.client_delegations.discard(delegation_id)
+        self.record.extra["tool_outputs"].append(content)
+        await self.emit("session.commentary.appended", start_ms=self.now_ms, end_ms=self.now_ms)
+        await self.speak(_keys(content))
+        return 0
+
+    @staticmethod
+    def _content(event: dict[str, Any]) -> str:
+        content = event.get("content")
+        if not isinstance(content, str):
+            raise LiveWireError("invalid_type", "content must be a string.", "content")
+        if "delegation_id" not in event:
+            raise LiveWireError("missing_required_parameter", "Missing required parameter: 'delegation_id'.",
+                                "delegation_id")
+        return content
