@@ -126,6 +126,7 @@ class ResampleStream:
         self.in_rate_hz = in_rate_hz
         self.out_rate_hz = out_rate_hz
         self._design = None if in_rate_hz == out_rate_hz else _design(in_rate_hz, out_rate_hz)
+        self._buf = np.empty(0, dtype=np.float32)  # sized by the first _reset (see _grow)
         self._reset()
 
     def _reset(self) -> None:
@@ -133,10 +134,30 @@ class ResampleStream:
         self._n_inputs = 0  # input samples received
         self._n_groups = 0  # output groups (of L samples) produced
         if self._design is not None:
-            # Samples before the stream starts are zeros; history[0] is at stream index
-            # history_start (negative at first).
+            # Samples before the stream starts are zeros; the history (the inputs later groups still
+            # read) is _buf[_hoff : _hoff + _hlen], its first sample at stream index _history_start
+            # (negative at first). Buffers are kept across chunks and resets: a chunk of the size
+            # seen before allocates nothing but its output bytes.
             self._history_start = min(self._design.window_offset, 0)
-            self._history = np.zeros(-self._history_start, dtype=np.float32)
+            self._hoff, self._hlen = 0, -self._history_start
+            if not len(self._buf):
+                self._grow(self._hlen + 2048)
+            self._buf[: self._hlen] = 0.0
+
+    def _grow(self, need: int) -> None:
+        """Room for `need` samples of history + input twice over (so the history can always be
+        moved to the front without overlapping itself), and output rows to match."""
+        design = self._design
+        assert design is not None
+        buf = np.zeros(4 * need, dtype=np.float32)
+        if len(self._buf):
+            buf[: self._hlen] = self._buf[self._hoff : self._hoff + self._hlen]
+            self._hoff = 0
+        self._buf = buf
+        rows = len(buf) // design.down + 1
+        self._windows = np.empty((rows, design.window), dtype=np.float32)
+        self._values = np.empty((rows, design.up), dtype=np.float32)
+        self._pcm = np.empty(rows * design.up, dtype=_PCM16)
 
     def process(self, pcm16: bytes) -> bytes:
         data = self._odd_byte + pcm16 if self._odd_byte else pcm16
@@ -147,9 +168,18 @@ class ResampleStream:
         if cut == 0:
             return b""
         samples = np.frombuffer(data, dtype=_PCM16, count=cut // 2)
-        self._n_inputs += len(samples)
-        buffer = np.concatenate((self._history, samples), dtype=np.float32)
-        return self._run(buffer, self._design.groups_ready(self._n_inputs), final_outputs=None)
+        n = len(samples)
+        self._n_inputs += n
+        need = self._hlen + n
+        if 2 * need > len(self._buf):
+            self._grow(need)
+        elif self._hoff + need > len(self._buf):  # move the history to the front (never overlaps)
+            self._buf[: self._hlen] = self._buf[self._hoff : self._hoff + self._hlen]
+            self._hoff = 0
+        end = self._hoff + need
+        self._buf[self._hoff + self._hlen : end] = samples  # int16 → float32 in place
+        buffer = self._buf[self._hoff : end]
+        return self._run(buffer, self._design.groups_ready(self._n_inputs), final_outputs=None, in_place=True)
 
     def flush(self) -> bytes:
         design = self._design
@@ -159,13 +189,17 @@ class ResampleStream:
             groups = -(-total // design.up)
             # Inputs past the end are zeros: pad up to the newest one the last group reads.
             newest = (groups - 1) * design.down + design.window_offset + design.window - 1
-            missing = max(newest + 1 - (self._history_start + len(self._history)), 0)
-            buffer = np.concatenate((self._history, np.zeros(missing, dtype=np.float32)))
-            tail = self._run(buffer, groups, final_outputs=total)
+            missing = max(newest + 1 - (self._history_start + self._hlen), 0)
+            history = self._buf[self._hoff : self._hoff + self._hlen]
+            buffer = np.concatenate((history, np.zeros(missing, dtype=np.float32)))  # once per stream
+            if (len(buffer) // design.down + 1) > len(self._windows):
+                self._grow(len(buffer))
+            tail = self._run(buffer, groups, final_outputs=total, in_place=False)
         self._reset()
         return tail
 
-    def _run(self, buffer: np.ndarray, groups_end: int, *, final_outputs: int | None) -> bytes:
+    def _run(self, buffer: np.ndarray, groups_end: int, *, final_outputs: int | None, in_place: bool) -> bytes:
+        """`buffer` is the history followed by the new input: a view of _buf (`in_place`), or flush's copy."""
         design = self._design
         assert design is not None
         first = self._n_groups
@@ -173,28 +207,39 @@ class ResampleStream:
         out = b""
         if count > 0:
             start = first * design.down + design.window_offset - self._history_start
-            # Group windows step by M input samples: a strided view, copied once so BLAS gets a
-            # contiguous matrix (faster than matmul on the strided view).
+            # Group windows step by M input samples: a strided view, copied into a kept contiguous
+            # matrix so BLAS gets one (faster than matmul on the strided view).
             windows = np.ndarray((count, design.window), dtype=buffer.dtype, buffer=buffer,
                                  offset=start * buffer.itemsize,
                                  strides=(design.down * buffer.itemsize, buffer.itemsize))
-            values = np.dot(np.ascontiguousarray(windows), design.matrix).ravel()
+            dense = self._windows[:count]
+            np.copyto(dense, windows)
+            values2d = self._values[:count]
+            np.dot(dense, design.matrix, out=values2d)
+            values = values2d.reshape(-1)  # a view: the rows are contiguous
             if final_outputs is not None:
                 values = values[: final_outputs - first * design.up]
-            out = _to_pcm16(values)
+            out = _to_pcm16(values, self._pcm[: len(values)])
             self._n_groups = groups_end
-        keep_from = self._n_groups * design.down + design.window_offset - self._history_start
-        self._history = buffer[max(keep_from, 0):]
-        self._history_start += max(keep_from, 0)
+        keep_from = max(self._n_groups * design.down + design.window_offset - self._history_start, 0)
+        if in_place:  # the tail stays where it is in _buf
+            self._hoff += keep_from
+        else:  # flush's copy: the stream is reset right after
+            self._hoff = 0
+        self._hlen = len(buffer) - keep_from
+        self._history_start += keep_from
         return out
 
 
-def _to_pcm16(values: np.ndarray) -> bytes:
-    # In place and without np.clip, which costs twice as much on 20 ms frames.
+def _to_pcm16(values: np.ndarray, out: np.ndarray | None = None) -> bytes:
+    # In place and without np.clip, which costs twice as much on 20 ms frames; into `out` when given.
     np.rint(values, out=values)
     np.minimum(values, 32767, out=values)
     np.maximum(values, -32768, out=values)
-    return values.astype(_PCM16).tobytes()
+    if out is None:
+        return values.astype(_PCM16).tobytes()
+    np.copyto(out, values, casting="unsafe")
+    return out.tobytes()
 
 
 def resample(pcm16: bytes, in_rate_hz: int, out_rate_hz: int) -> bytes:

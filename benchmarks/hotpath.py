@@ -22,6 +22,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
 
 import orjson  # noqa: E402
+import pybase64  # noqa: E402
 
 from audio.convert import FormatConverter  # noqa: E402
 from audio.formats import MULAW_8K, PCM16_16K, PCM16_24K, AudioChunk  # noqa: E402
@@ -83,6 +84,7 @@ def cases() -> list[tuple[str, Callable[[], object]]]:
         ("twilio parse inbound media (JSON + base64)", lambda: twilio.parse(media_in)),
         ("  base64.b64decode(validate=True) of the payload", lambda: base64.b64decode(b64, validate=True)),
         ("  → binascii.a2b_base64(strict_mode=True)", lambda: binascii.a2b_base64(b64, strict_mode=True)),
+        ("  → pybase64.b64decode(validate=True)  (what the gateway uses)", lambda: pybase64.b64decode(b64, validate=True)),
         ("twilio outbound media_frames(160 B) (chunker + orjson envelope)", lambda: twilio.media_frames(mulaw)),
         ("  → string template + b2a_base64", lambda: media_prefix + binascii.b2a_base64(
             mulaw, newline=False).decode() + '"}}'),

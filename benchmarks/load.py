@@ -12,7 +12,9 @@ For each path and call count N: N calls stream 20 ms frames in real time for T s
 carries a marker (benchmarks/marker.py) the fake echoes, so every reply is matched to its frame.
 Reported per run: latency per direction (p50/p95/p99), added latency (gateway minus direct at the
 same N), CPU seconds of the server process per call-minute and per frame, its peak RSS per call,
-frames lost/duplicated/reordered; then a capacity search; `--faults` instead runs the same load
+frames lost/duplicated/reordered; then a capacity search, whose answer is the gateway's capacity
+only when the failing step had the gateway's core at ≥ 90 % and the machine's other tenants stayed
+under --max-other-load-pct (steps measured on a busy machine are re-run, then reported as such); `--faults` instead runs the same load
 with the fake dropping connections at random and reports reconnects, switches, frames and digits
 lost. Output: a table on stdout and a JSON file. Figures are measured, never asserted.
 """
@@ -105,7 +107,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="calls per load-generator process (docs/architecture.md: one Python process "
                         "saturates near 100 calls)")
     p.add_argument("--server-cpus", default="0", help="cores for the server under test ('' = no pinning)")
-    p.add_argument("--load-cpus", default="1", help="cores for the load generators and the echo fake")
+    p.add_argument("--load-cpus", default="1", help="cores for the load generators and the echo fake; with several, load generators "
+                        "take them in turn (one per process), so the callers are not one core's worth")
+    p.add_argument("--baseline-checkout", type=Path,
+                   help="another checkout of the gateway (e.g. `git archive main | tar -x -C DIR`): its gateway "
+                        "runs as target gateway-base next to ours at every N, so a change is measured "
+                        "before/after in one run (gateway rows get cpu_vs_base)")
+    p.add_argument("--max-other-load-pct", type=float, default=25.0,
+                   help="a run counts only when processes other than the benchmark's used at most this much "
+                        "CPU (%% of one core) over its window; the capacity search re-runs a busy step and "
+                        "reports when it could not get a quiet one")
+    p.add_argument("--capacity-retries", type=int, default=2,
+                   help="re-runs of a capacity step measured while the machine was busy")
     p.add_argument("--profile", action="store_true",
                    help="py-spy record the relay and the gateway at the largest N (WORKDIR/*-pyspy.txt)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
@@ -132,8 +145,11 @@ def twilio_available() -> bool:
     return any(getattr(r, "path", None) == "/v1/twilio" for r in create_app(Settings()).routes)
 
 
-def _row(res: RunResult, path: str, target: str, base: dict[str, RunResult | None]) -> dict[str, Any]:
+def _row(res: RunResult, path: str, target: str, base: dict[str, RunResult | None],
+         before: RunResult | None = None) -> dict[str, Any]:
     row = {"path": path, "target": target, **res.figures}
+    if before is not None and res.figures.get("cpu_us_per_frame") and before.figures.get("cpu_us_per_frame"):
+        row["cpu_vs_base"] = round(res.figures["cpu_us_per_frame"] / before.figures["cpu_us_per_frame"], 2)
     direct = base.get("direct")
     if direct is not None and target != "direct":
         row["added"] = report.added(res.figures, direct.figures)
@@ -141,7 +157,7 @@ def _row(res: RunResult, path: str, target: str, base: dict[str, RunResult | Non
     for ref in ("relay", "stack"):
         ref_run = base.get(ref)
         ref_frame = ref_run.figures.get("cpu_us_per_frame") if ref_run is not None else None
-        if target in ("gateway", "stack") and target != ref and per_frame and ref_frame:
+        if target in ("gateway", "gateway-base", "stack") and target != ref and per_frame and ref_frame:
             row[f"cpu_vs_{ref}"] = round(per_frame / ref_frame, 2)
     return row
 
@@ -161,9 +177,15 @@ def compare(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec]
                     rows.append(_row(res, f"{b} (baseline)", target, base))
         if "gateway" in targets:
             for ps in paths:
+                before = None
+                if args.baseline_checkout is not None:  # the checkout before the change, same N, same run
+                    before = runner.run("gateway-base", ps_spec(ps), n, args.duration, profile=profile)
+                    rows.append(_row(before, ps.name, "gateway-base", baselines[ps.baseline]))
                 res = runner.run("gateway", ps_spec(ps), n, args.duration, profile=profile)
-                rows.append(_row(res, ps.name, "gateway", baselines[ps.baseline]))
-        shown = len(paths) * ("gateway" in targets) + sum(r is not None for b in baselines.values() for r in b.values())
+                rows.append(_row(res, ps.name, "gateway", baselines[ps.baseline], before))
+        per_path = 1 + (args.baseline_checkout is not None)
+        shown = (len(paths) * per_path * ("gateway" in targets)
+                 + sum(r is not None for b in baselines.values() for r in b.values()))
         print(report.table(rows[-shown:]), flush=True)
     return rows
 
@@ -179,36 +201,94 @@ def _worst(add: dict[str, dict[str, float | None]], pct: str) -> float:
 def structural_delay_ms(rows: list[dict[str, Any]], path: str) -> float:
     """The smallest added median latency of `path` over the call counts measured, when it is over
     half the capacity bound: a delay built into the path (present at every load; the smallest, so a
-    run disturbed by other processes does not inflate it); else 0."""
-    medians = [_worst(r["added"], "p50") for r in rows if r["path"] == path and r.get("added")]
+    run disturbed by other processes does not inflate it, and only runs of our gateway measured on a
+    quiet machine); else 0."""
+    medians = [_worst(r["added"], "p50") for r in rows
+               if r["path"] == path and r["target"] == "gateway" and r.get("added") and r.get("quiet", True)]
     median = min(medians, default=0.0)
     return median if CAPACITY_P99_MS / 2 < median < math.inf else 0.0
 
 
 def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec, structural_ms: float = 0.0
              ) -> dict[str, Any]:
-    """Grow N by ×1.5 until a run fails the criterion, then bisect once or twice.
+    """Grow N by ×1.5 until a run fails the criterion, then bisect once or twice. A step measured
+    while other processes took more than --max-other-load-pct is re-run; still busy, the search stops
+    and reports no figure (`stopped`). A figure is the gateway's (`valid`) only when the failing step
+    had the gateway's core at ≥ 90 %; otherwise `limit` says what failed first.
 
     A path with a structural delay (see structural_delay_ms) meets the bound at no load at all:
     that is reported, and the search counts the bound on top of that delay, so the CPU limit is
     still found."""
     steps: list[dict[str, Any]] = []
+    busy: list[int] = []  # the step no quiet run could be had for (it stops the search)
+
+    def measure(n: int) -> tuple[RunResult, RunResult]:
+        """A direct and a gateway run at N, both quiet (other tenants ≤ the threshold), re-run up to
+        --capacity-retries times; the last pair is returned either way and the step marked."""
+        for attempt in range(args.capacity_retries + 1):
+            direct = runner.run("direct", BASELINES[ps.baseline], n, args.capacity_duration)
+            gw = runner.run("gateway", ps_spec(ps), n, args.capacity_duration)
+            if direct.figures.get("quiet", True) and gw.figures.get("quiet", True):
+                break
+            print(f"capacity {ps.name} N={n}: machine busy (other processes "
+                  f"{max(direct.figures['other_processes_cpu_pct'], gw.figures['other_processes_cpu_pct']):.0f}% "
+                  f"> {args.max_other_load_pct:g}%){'; re-running' if attempt < args.capacity_retries else ''}",
+                  flush=True)
+        return direct, gw
 
     def ok(n: int) -> bool:
-        direct = runner.run("direct", BASELINES[ps.baseline], n, args.capacity_duration)
-        gw = runner.run("gateway", ps_spec(ps), n, args.capacity_duration)
+        direct, gw = measure(n)
         add = report.added(gw.figures, direct.figures)
         worst = _worst(add, "p99")
         passed = (gw.figures["frames_lost"] == 0 and gw.figures["calls_failed"] == 0
                   and worst - structural_ms <= CAPACITY_P99_MS)
-        steps.append({"calls": n, "passed": passed, "added_p99_ms": worst, "direct": _brief(direct),
-                      "gateway": _brief(gw)})
+        quiet = bool(direct.figures.get("quiet", True) and gw.figures.get("quiet", True))
+        if not quiet:
+            busy.append(n)
+            steps.append({"calls": n, "passed": None, "quiet": False, "direct": _brief(direct), "gateway": _brief(gw)})
+            print(f"capacity {ps.name} N={n}: no quiet run after {args.capacity_retries + 1}: search stopped, "
+                  f"no capacity figure from this machine now", flush=True)
+            raise _MachineBusy(n)
+        # what limited a failing step: the gateway's core (the figure we want), the load core, or neither
+        limit = None if passed else ("gateway" if gw.figures.get("server_saturated") else
+                                     "load" if gw.figures.get("load_saturated") else "latency/loss below saturation")
+        steps.append({"calls": n, "passed": passed, "quiet": quiet, "limit": limit, "added_p99_ms": worst,
+                      "direct": _brief(direct), "gateway": _brief(gw)})
         print(f"capacity {ps.name} N={n}: {'pass' if passed else 'FAIL'} (added p99 {worst:.2f} ms"
               f"{f' = {structural_ms:.1f} structural + {worst - structural_ms:.2f}' if structural_ms else ''}, "
               f"lost {gw.figures['frames_lost']}, gateway CPU {gw.figures['server_cpu_pct']:.0f}%, "
-              f"load CPU {gw.figures['load_cpu_pct']:.0f}%)", flush=True)
+              f"load CPU {gw.figures['load_cpu_pct']:.0f}%, other {gw.figures['other_processes_cpu_pct']:.0f}%"
+              f"{f', limit: {limit}' if limit else ''})", flush=True)
         return passed
 
+    try:
+        good, bad = _search(ok, args)
+    except _MachineBusy:
+        return {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
+                "max_calls_passed": None, "first_failed": None, "steps": steps, "limit": None,
+                "gateway_saturated_at_failure": False, "other_load_threshold_pct": args.max_other_load_pct,
+                "busy_steps": busy, "valid": False, "stopped": f"machine busy at N={busy[-1]}"}
+    failed_step = next((st for st in steps if st["calls"] == bad), None)
+    limit = failed_step["limit"] if failed_step else None
+    out = {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
+           "max_calls_passed": good, "first_failed": bad, "searched_up_to": args.capacity_max, "steps": steps,
+           "limit": limit, "gateway_saturated_at_failure": limit == "gateway",
+           "other_load_threshold_pct": args.max_other_load_pct, "busy_steps": busy,
+           # a capacity of the gateway only when the failing step had the gateway's core ≥ 90 % (every
+           # counted step was measured on a quiet machine: a busy one stops the search)
+           "valid": limit == "gateway"}
+    if structural_ms:  # no N meets the bound as such: say so, and what the CPU allows on top of the delay
+        out |= {"max_calls_passed": 0, "structural_added_ms": structural_ms, "max_calls_over_structural": good}
+    return out
+
+
+class _MachineBusy(Exception):
+    """A capacity step could not be measured on a quiet machine."""
+
+
+def _search(ok: Any, args: argparse.Namespace) -> tuple[int, int | None]:
+    """Grow N by ×1.5 from --capacity-start until `ok(N)` fails, then bisect once or twice: (largest
+    N passed, first N failed)."""
     good, bad, n = 0, None, args.capacity_start
     if not ok(n):  # below the start: halve until a pass (or 10 calls)
         bad = n
@@ -233,17 +313,14 @@ def capacity(runner: BenchRunner, args: argparse.Namespace, ps: PathSpec, struct
             good = mid
         else:
             bad = mid
-    out = {"path": ps.name, "criterion": f"p99 added latency ≤ {CAPACITY_P99_MS} ms both ways, 0 frames lost",
-           "max_calls_passed": good, "first_failed": bad, "searched_up_to": args.capacity_max, "steps": steps}
-    if structural_ms:  # no N meets the bound as such: say so, and what the CPU allows on top of the delay
-        out |= {"max_calls_passed": 0, "structural_added_ms": structural_ms, "max_calls_over_structural": good}
-    return out
+    return good, bad
 
 
 def _brief(res: RunResult) -> dict[str, Any]:
     f = res.figures
     return {k: f.get(k) for k in ("uplink_ms", "downlink_ms", "frames_lost", "server_cpu_pct", "load_cpu_pct",
-                                  "fake_cpu_pct", "send_lateness_ms", "notes")}
+                                  "fake_cpu_pct", "other_processes_cpu_pct", "quiet", "server_saturated",
+                                  "load_saturated", "send_lateness_ms", "notes")}
 
 
 def faults(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec]) -> list[dict[str, Any]]:
@@ -283,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
                            "paths": {p.name: p.description for p in paths}}
     with BenchRunner(server_cpus=_cpus(args.server_cpus), load_cpus=_cpus(args.load_cpus),
                      calls_per_loadgen=args.calls_per_loadgen, workdir=args.workdir,
+                     baseline_repo=args.baseline_checkout.resolve() if args.baseline_checkout else None,
+                     max_other_pct=args.max_other_load_pct,
                      fake_args=_fake_args(args) if args.faults else []) as runner:
         out["workdir"] = str(runner.workdir)
         if args.faults:
@@ -297,8 +376,15 @@ def main(argv: list[str] | None = None) -> int:
                     out["capacity"].append(c)
                     extra = (f" (structural +{c['structural_added_ms']:.1f} ms at any load; on top of it "
                              f"{c['max_calls_over_structural']} calls)" if "structural_added_ms" in c else "")
-                    print(f"capacity ({cap.name}): {c['max_calls_passed']} calls pass{extra}; first failing "
-                          f"N: {c['first_failed']}", flush=True)
+                    why = ("the gateway's core saturated: a gateway capacity" if c["valid"] else
+                           f"NOT a gateway capacity: {c['stopped']} (other processes over "
+                           f"{args.max_other_load_pct:g}% of a core)" if c.get("stopped") else
+                           f"NOT a gateway capacity: limit {c['limit']}")
+                    if c.get("stopped"):
+                        print(f"capacity ({cap.name}): no figure: {why}", flush=True)
+                    else:
+                        print(f"capacity ({cap.name}): {c['max_calls_passed']} calls pass{extra}; first failing "
+                              f"N: {c['first_failed']} ({why})", flush=True)
     out["elapsed_s"] = round(time.time() - started, 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_bytes(orjson.dumps(out, option=orjson.OPT_INDENT_2))

@@ -147,14 +147,17 @@ def _drain_to(popen: subprocess.Popen[str], log_path: Path | None, proc: Proc) -
 
 
 def start_gateway(*, port: int, provider_url: str, cpus: set[int] | None, log_path: Path,
-                  extra_env: dict[str, str] | None = None, timeout_s: float = 30.0) -> Proc:
-    """`voice-gateway serve` (uvicorn, uvloop, one process) with both providers on the echo fake."""
+                  extra_env: dict[str, str] | None = None, timeout_s: float = 30.0, repo: Path = REPO) -> Proc:
+    """`voice-gateway serve` (uvicorn, uvloop, one process) with both providers on the echo fake;
+    `repo` runs the gateway of another checkout (a baseline) with this environment's packages."""
     env = bench_env(GEMINI_BASE_URL=provider_url, GEMINI_API_KEY="bench-gemini-key",
                     OPENAI_BASE_URL=provider_url + "/v1", OPENAI_API_KEY="bench-openai-key",
                     DEEPGRAM_BASE_URL=provider_url, DEEPGRAM_API_KEY="bench-deepgram-key",
                     VG_FALLBACK_CHAIN="gemini,openai", **(extra_env or {}))
+    if repo != REPO:
+        env["PYTHONPATH"] = str(repo) + os.pathsep + env["PYTHONPATH"]
     log = open(log_path, "w")  # noqa: SIM115 - closed by Proc.stop
-    popen = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)], cwd=REPO,
+    popen = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)], cwd=repo,
                              env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     pin(popen.pid, cpus)
     proc = Proc("gateway", popen, log=log, port=port)

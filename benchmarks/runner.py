@@ -94,7 +94,10 @@ class LoadGen:
 
 class BenchRunner:
     def __init__(self, *, server_cpus: set[int] | None, load_cpus: set[int] | None, calls_per_loadgen: int,
-                 workdir: Path | None = None, fake_args: list[str] | None = None) -> None:
+                 workdir: Path | None = None, fake_args: list[str] | None = None,
+                 baseline_repo: Path | None = None, max_other_pct: float = 25.0) -> None:
+        self.baseline_repo = baseline_repo  # target "gateway-base": the gateway of that checkout
+        self.max_other_pct = max_other_pct  # a run is `quiet` when other tenants used at most this (% of a core)
         self.server_cpus = server_cpus
         self.load_cpus = load_cpus
         self.calls_per_loadgen = max(1, calls_per_loadgen)
@@ -148,7 +151,7 @@ class BenchRunner:
                            "duration_s": duration_s, "api_key": "bench-key", "seed": self._count * 100 + j,
                            "drain_s": drain_s, "out": str(self.workdir / f"{run_id}-lg{j}.npz")}
                 gens.append(LoadGen(lg_spec, self.workdir / f"{run_id}-lg{j}.json",
-                                    self.workdir / f"{run_id}-lg{j}.log", self.load_cpus))
+                                    self.workdir / f"{run_id}-lg{j}.log", self._load_core(j)))
             ready = [g.expect("ready", 30 + n * 0.1).split() for g in gens]
             failed = sum(int(r[2]) for r in ready)
             if profile and server is not None:
@@ -161,13 +164,15 @@ class BenchRunner:
                 g.go(t0)
             time.sleep(max(0.0, (t0 - time.monotonic_ns()) / 1e9))
             start = {p.pid: cpu_seconds(p.pid) for p in procs} | {g.popen.pid: cpu_seconds(g.popen.pid) for g in gens}
+            if profiler is not None:
+                start[profiler.pid] = cpu_seconds(profiler.pid)  # ours: its CPU is not another tenant's
             start[0] = system_cpu_seconds()  # key 0: the whole machine
             time.sleep(duration_s)
             end = {pid: cpu_seconds(pid) for pid in start if pid} | {0: system_cpu_seconds()}
             peak_kb = memory_kb(server.pid).get("VmHWM", 0) if server else 0
             for g in gens:
                 g.expect("done", drain_s + 30)
-            metrics = _scrape(server.port) if target == "gateway" and server is not None else ""
+            metrics = _scrape(server.port) if target.startswith("gateway") and server is not None else ""
         finally:
             if profiler is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -205,7 +210,18 @@ class BenchRunner:
         if target == "gateway":
             return start_gateway(port=free_port(), provider_url=self.fake_url, cpus=self.server_cpus,
                                  log_path=self.workdir / f"{run_id}-gateway.log")
+        if target == "gateway-base" and self.baseline_repo is not None:
+            return start_gateway(port=free_port(), provider_url=self.fake_url, cpus=self.server_cpus,
+                                 log_path=self.workdir / f"{run_id}-gateway-base.log", repo=self.baseline_repo)
         raise ValueError(f"unknown target {target!r}")
+
+    def _load_core(self, j: int) -> set[int] | None:
+        """Load generator j's core: the load cores in turn, so callers spread over every load core
+        (the echo fake may use any of them)."""
+        if not self.load_cpus or len(self.load_cpus) == 1:
+            return self.load_cpus
+        cores = sorted(self.load_cpus)
+        return {cores[j % len(cores)]}
 
     def _add_resources(self, figures: dict[str, Any], cpu: dict[int, float], server: Proc | None,
                        gens: list[LoadGen], n: int, duration_s: float, idle_kb: int, peak_kb: int) -> None:
@@ -226,11 +242,17 @@ class BenchRunner:
             figures["server_rss_idle_kib"], figures["server_rss_peak_kib"] = idle_kb, peak_kb
         ours = sum(v for pid, v in cpu.items() if pid)
         figures["other_processes_cpu_pct"] = round(100 * max(0.0, cpu[0] - ours) / duration_s, 1)
-        if figures["other_processes_cpu_pct"] > 20:
-            notes.append(f"machine busy: other processes {figures['other_processes_cpu_pct']:.0f}% CPU")
+        figures["quiet"] = figures["other_processes_cpu_pct"] <= self.max_other_pct
+        if not figures["quiet"]:
+            notes.append(f"machine busy: other processes {figures['other_processes_cpu_pct']:.0f}% CPU "
+                         f"(> {self.max_other_pct:g}%)")
         cores = len(self.load_cpus) if self.load_cpus else 1
-        if (load + cpu[self.fake.pid]) / duration_s > 0.9 * cores:
+        figures["load_saturated"] = (load + cpu[self.fake.pid]) / duration_s > 0.9 * cores
+        if figures["load_saturated"]:
             notes.append(f"load core saturated ({figures['load_cpu_pct'] + figures['fake_cpu_pct']:.0f}%)")
+        # the server under test is pinned to its cores: saturated when it used ≥ 90 % of them
+        server_cores = len(self.server_cpus) if self.server_cpus else 1
+        figures["server_saturated"] = figures.get("server_cpu_pct", 0.0) >= 90.0 * server_cores
         late = figures["send_lateness_ms"]["p99"]
         if late is not None and late > 5:
             notes.append(f"sends late p99 {late:.0f} ms")

@@ -74,7 +74,7 @@ _secrets_lock = threading.Lock()
 
 def register_secret(value: str | None) -> None:
     """Mask every occurrence of `value` in all future log output (config registers each key)."""
-    global _secrets_re
+    global _secrets_re, _trigger_words
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     with _secrets_lock:
@@ -85,6 +85,7 @@ def register_secret(value: str | None) -> None:
         # Longest first so a secret containing another is masked whole.
         alternatives = sorted(_secrets, key=len, reverse=True)
         _secrets_re = re.compile("|".join(re.escape(s) for s in alternatives))
+        _trigger_words = (*_TRIGGER_WORDS, *(s.casefold() for s in alternatives))
 
 
 _VALUE = r"[^\s\"'&#,;)}\]]+"
@@ -118,8 +119,39 @@ _SECRET_FIELD = re.compile(r"(?i)^(?:.*[_-])?(?:api[_-]?key|key|token|secret|pas
                            r"signature|credentials?|sec-websocket-protocol|subprotocols?)$")
 
 
+# A necessary condition of every pattern above, checked with plain substring searches of the
+# case-folded text: a line containing none of these words cannot contain anything `redact` would
+# mask, so it is returned as is without the ten substitutions (most lines; every refused
+# over-limit frame logs one). Each word is the label a pattern needs (`key|token|secret|password|
+# sig` end every parameter and header name), a key shape's prefix, or a registered secret (added by
+# `register_secret`); 40-hex keys have no word, so a line of 40+ characters also gets one search for
+# a 40-hex run. casefold() maps every character `(?i)` equates with an ASCII letter except the
+# dotless ı, mapped by hand. tests/test_logs.py checks the two paths agree.
+_TRIGGER_WORDS = ("key", "token", "secret", "password", "sig", "bearer", "basic", "authorization",
+                  "sec-websocket-protocol", "://", "sk-", "aiza")
+_trigger_words: tuple[str, ...] = _TRIGGER_WORDS
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{40}")
+
+
+def _may_hold_secret(text: str) -> bool:
+    folded = text.casefold()
+    if "ı" in folded:
+        folded = folded.replace("ı", "i")
+    for word in _trigger_words:
+        if word in folded:
+            return True
+    return len(text) >= 40 and _HEX_RUN.search(text) is not None
+
+
 def redact(text: str) -> str:
     """Mask registered secrets and every secret-shaped pattern in `text`."""
+    if not _may_hold_secret(text):
+        return text
+    return _redact_all(text)
+
+
+def _redact_all(text: str) -> str:
+    """Every substitution, unconditionally (`redact` without the pre-check)."""
     if _secrets_re is not None:
         text = _secrets_re.sub(MASK, text)
     for pattern in _PATTERNS:

@@ -6,6 +6,8 @@ exposes `REGISTRY`. Tests read values with `sample()`.
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 
 from gateway import __version__
@@ -81,6 +83,12 @@ voice_gateway_added_latency_seconds = Histogram(
 # pre-bound children: the audio path observes these per frame without a label lookup
 UPLINK_LATENCY = voice_gateway_added_latency_seconds.labels("uplink")
 DOWNLINK_LATENCY = voice_gateway_added_latency_seconds.labels("downlink")
+voice_gateway_event_loop_lag_seconds = Histogram(
+    "voice_gateway_event_loop_lag_seconds",
+    "How late the event loop ran a timer callback (sampled every 0.25 s; gateway/loop_lag.py)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+    registry=REGISTRY)
+EVENT_LOOP_LAG = voice_gateway_event_loop_lag_seconds  # no labels: observed directly
 voice_gateway_time_to_first_audio_seconds = Histogram(
     "voice_gateway_time_to_first_audio_seconds", "From end of user turn to first reply audio",
     ["provider"], buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10), registry=REGISTRY)
@@ -96,6 +104,20 @@ voice_gateway_client_errors = Counter(
 voice_gateway_rate_limited = Counter(
     "voice_gateway_rate_limited", "Client connections that hit a rate ceiling",
     ["client"], registry=REGISTRY)
+
+
+# Pre-bound children for paths that can run per frame (every refused over-limit frame counts one):
+# bounded label sets (client kinds × stable error codes), so the caches are bounded too.
+@cache
+def client_errors(client: str, code: str) -> Counter:
+    return voice_gateway_client_errors.labels(client, code)
+
+
+@cache
+def rate_limited(client: str) -> Counter:
+    return voice_gateway_rate_limited.labels(client)
+
+
 # -- one-shot provider chains (docs/chains.md) ------------------------------------------------------
 voice_gateway_chain_requests = Counter(
     "voice_gateway_chain_requests", "Provider turns in chain requests by outcome (retries inside a turn: "

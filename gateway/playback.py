@@ -8,8 +8,9 @@ with its own delay in silence); a barge-in drops what the converter holds, a swi
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Awaitable, Callable
+
+import pybase64
 
 from audio.convert import FormatConverter
 from audio.formats import AudioFormat
@@ -57,6 +58,6 @@ class ReplyPlayback:
 
     async def _send(self, provider: str, audio: bytes, item_id: str | None) -> None:
         if self._json:
-            await self._emit(AudioDelta(provider=provider, audio=base64.b64encode(audio).decode()))
+            await self._emit(AudioDelta(provider=provider, audio=pybase64.b64encode_as_string(audio)))
         else:
             await self._sink.send_audio(audio, item_id)

@@ -25,6 +25,7 @@ from gateway.costs import CostLedger
 from gateway.errors import ConfigError
 from gateway.events import SwitchReason
 from gateway.logs import log_event, set_environment
+from gateway.loop_lag import LoopLagMonitor
 from gateway.provider_socket import ProviderConnector
 from gateway.replay import ReplayBuffer
 from gateway.session_config import SessionConfig
@@ -105,6 +106,7 @@ class Runtime:
         self.fakes: dict[str, FakeServer] = {}
         self.speech: OfflineSpeech | None = None  # the simulated providers' shared speech engine
         self.draining = False
+        self.loop_lag = LoopLagMonitor()  # voice_gateway_event_loop_lag_seconds, from start() to stop()
         # Operator controls (gateway/fleet/controls.py): providers no new call may start on.
         self.disabled_providers: dict[str, dict[str, Any]] = {}
         # Hooks for the fleet registry and operator controls: called with (session, wire event) for
@@ -168,6 +170,7 @@ class Runtime:
 
     async def start(self) -> None:
         """Resolve every provider's endpoint; start an in-process fake for each simulated one."""
+        self.loop_lag.start()
         if self.settings.simulated_speech and any(ps.simulated for ps in self.settings.providers.values()):
             from providers.fakes.speech import OfflineSpeech
 
@@ -246,6 +249,7 @@ class Runtime:
         return outcomes
 
     async def stop(self) -> None:
+        self.loop_lag.stop()
         if self._watcher is not None:
             self._watcher.cancel()
             self._watcher = None

@@ -215,3 +215,36 @@ def test_reserved_field_names_do_not_overwrite_the_envelope(output) -> None:
     (line,) = output()
     assert (line["event"], line["field_timestamp"], line["field_stack"]) == ("real.event", "spoof", "spoof")
     assert line["timestamp"] != "spoof" and "stack" not in line
+
+
+# -- the pre-check that lets ordinary lines skip the substitutions ---------------------------------
+_FRAGMENTS = ["key", "token", "Token", "Basic", "bearer", "secret", "password", "sig", "signature",
+              "authorization", "x-goog-api-key", "api_key", "openai-insecure-api-key", "sec-websocket-protocol",
+              "sk-", "AIza", "ws://", "user", "@", ":", "=", ",", ".", " ", "\"", "'", "?", "&", "(", ")",
+              "abcDEF0123456789", "0123456789abcdef", DEEPGRAM_HEX[:20], "-", "_", "max_tokens", "keyboard"]
+
+
+@pytest.mark.parametrize("text", [t for t, _ in LEAKS] + [
+    "message of 70000 bytes is over the 65536-byte limit", "gemini link up in 41 ms", "keyboard=us",
+    "Circuit breaker 'gemini_provider' is OPEN. Retry after 60.0 seconds."])
+def test_the_precheck_never_skips_a_line_the_substitutions_would_change(text: str) -> None:
+    from gateway.logs import _redact_all
+
+    assert redact(text) == _redact_all(text)
+
+
+def test_the_precheck_agrees_with_the_substitutions_on_generated_text() -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from gateway.logs import _redact_all
+
+    register_secret("correct-horse-battery-staple-42")
+
+    @settings(max_examples=400, deadline=None, derandomize=True)
+    @given(st.lists(st.sampled_from([*_FRAGMENTS, "correct-horse-battery-staple-42"]), max_size=14))
+    def check(parts: list[str]) -> None:
+        text = "".join(parts)
+        assert redact(text) == _redact_all(text)
+
+    check()

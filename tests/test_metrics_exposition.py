@@ -348,3 +348,41 @@ async def test_deepgram_buffer_gauges_show_the_deepest_unacknowledged_replay() -
         assert exp.v("voice_gateway_replay_buffer_chunks", provider="deepgram") == 7
         assert exp.v("voice_gateway_replay_buffer_chunks", provider="gemini") == 3
         assert exp.v("voice_gateway_replay_buffer_chunks", provider="openai") == 0
+
+
+async def test_event_loop_lag_metric_sees_a_loop_we_blocked() -> None:
+    """A callback that blocks the loop for 0.2 s shows up as lag of at least that block (less the
+    sampling interval, which the block may overlap), in `voice_gateway_event_loop_lag_seconds`."""
+    import asyncio
+    import time
+
+    from gateway import metrics
+    from gateway.loop_lag import LoopLagMonitor
+
+    block_s, interval_s = 0.2, 0.01
+    samples: list[float] = []
+    sampled = asyncio.Event()
+
+    def on_sample(lag: float) -> None:
+        samples.append(lag)
+        sampled.set()
+
+    before = metrics.sample("voice_gateway_event_loop_lag_seconds_count") or 0.0
+    before_fast = metrics.sample("voice_gateway_event_loop_lag_seconds_bucket", {"le": "0.1"}) or 0.0
+    monitor = LoopLagMonitor(interval_s, on_sample=on_sample)
+    monitor.start()
+    try:
+        await sampled.wait()  # the monitor is running; its next callback is now scheduled
+        sampled.clear()
+        samples.clear()
+        time.sleep(block_s)  # noqa: ASYNC251 - blocking the loop on purpose: the callback cannot run
+        await sampled.wait()  # the first sample after the block
+        lag = samples[0]
+    finally:
+        monitor.stop()
+    assert lag >= block_s - interval_s
+    # the exposition has it too: at least one sample since we started is above the 0.1 s bucket
+    count = (metrics.sample("voice_gateway_event_loop_lag_seconds_count") or 0.0) - before
+    fast = (metrics.sample("voice_gateway_event_loop_lag_seconds_bucket", {"le": "0.1"}) or 0.0) - before_fast
+    assert count >= 2 and count - fast >= 1
+    assert not monitor.running

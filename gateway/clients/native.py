@@ -8,13 +8,13 @@ sends can crash the connection handler.
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
 import logging
 from typing import Any, ClassVar
 
 import orjson
+import pybase64
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from audio.compressed import OpusDecoder, WebmOpusDecoder, compressed_decoder
@@ -135,7 +135,7 @@ class NativeConnection:
             await self.ws.close(code)
 
     async def error(self, err: GatewayError) -> None:
-        metrics.voice_gateway_client_errors.labels(CLIENT, err.code).inc()
+        metrics.client_errors(CLIENT, err.code).inc()
         sid = self.session.id if self.session else ""
         await self.sink.send_json(ErrorEvent.from_error(err).to_wire(sid, self.rt.wall_time()))
 
@@ -226,7 +226,7 @@ class NativeConnection:
                 if not isinstance(audio, str):
                     raise BadAudio("audio.append needs base64 audio")
                 try:
-                    raw = base64.b64decode(audio, validate=True)
+                    raw = pybase64.b64decode(audio, validate=True)
                 except (binascii.Error, ValueError):
                     raise BadAudio("audio is not valid base64") from None
                 await self.push_audio(session, raw)

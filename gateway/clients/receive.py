@@ -41,10 +41,11 @@ async def receive_frames(ws: WebSocket, limiter: FrameRateLimiter, client: str, 
         if frame is None:
             continue
         try:
-            limiter.check(len(frame) if isinstance(frame, bytes) else len(frame.encode()))
+            # bytes on the wire; an ASCII text frame (every Twilio/Telnyx media message) is its length
+            limiter.check(len(frame) if isinstance(frame, bytes) or frame.isascii() else len(frame.encode()))
             if await dispatch(frame):
                 return
         except ClientError as e:
             if isinstance(e, RateLimited):
-                metrics.voice_gateway_rate_limited.labels(client).inc()
+                metrics.rate_limited(client).inc()
             await on_error(e)

@@ -231,7 +231,7 @@ class TelephonyConnection:
 
     async def on_client_error(self, err: ClientError) -> None:
         """Vendors have no error channel: bad input is logged and counted, never fatal."""
-        metrics.voice_gateway_client_errors.labels(self.vendor, err.code).inc()
+        metrics.client_errors(self.vendor, err.code).inc()
         log_event(log, logging.WARNING, "telephony.bad_input", err.message, client=self.vendor,
                   code=err.code, session_id=self.session.id if self.session else None)
 

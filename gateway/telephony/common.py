@@ -10,7 +10,6 @@ for. A frame is `str` (text) or `bytes` (binary), as in providers/base.py.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import itertools
 from abc import ABC, abstractmethod
@@ -20,6 +19,7 @@ from enum import Enum
 from typing import Any
 
 import orjson
+import pybase64
 
 from audio.formats import AudioFormat
 from audio.frames import SILENCE_BYTE, FrameChunker  # noqa: F401  (SILENCE_BYTE: re-exported)
@@ -115,7 +115,7 @@ def decode_base64(text: object) -> bytes:
     if not isinstance(text, str):
         raise BadAudio("media payload must be a base64 string")
     try:
-        return base64.b64decode(text, validate=True)
+        return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise BadAudio("media payload is not valid base64") from None
 
@@ -304,7 +304,7 @@ class JsonMediaStream(MediaStreamSerializer):
         return payload
 
     def _media_message(self, frame: bytes) -> Frame:
-        return self._envelope({"event": "media", "media": {"payload": base64.b64encode(frame).decode("ascii")}})
+        return self._envelope({"event": "media", "media": {"payload": pybase64.b64encode_as_string(frame)}})
 
     def _clear_message(self) -> Frame:
         return self._envelope({"event": "clear"})

@@ -7,10 +7,10 @@ framing Twilio itself uses, so marks land on frame boundaries.
 
 from __future__ import annotations
 
-import binascii
 from typing import Any
 
 import orjson
+import pybase64
 
 from audio.formats import MULAW_8K
 from gateway.errors import BadAudio, BadMessage
@@ -53,4 +53,4 @@ class TwilioMediaStream(JsonMediaStream):
         if self._media_prefix is None:  # the vendor's id, JSON-escaped once
             self._media_prefix = '{"event":"media","streamSid":' + orjson.dumps(self.stream_id).decode() + \
                 ',"media":{"payload":"'
-        return self._media_prefix + binascii.b2a_base64(frame, newline=False).decode("ascii") + '"}}'
+        return self._media_prefix + pybase64.b64encode_as_string(frame) + '"}}'
