@@ -16,6 +16,7 @@ MODEL_SETTINGS: dict[str, str] = {
     "openai": "VG_OPENAI_REALTIME_MODEL",
     "openai_live": "VG_OPENAI_LIVE_MODEL",
     "deepgram": "VG_DEEPGRAM_MODEL",
+    "deepgram_agent": "VG_DEEPGRAM_AGENT_MODEL",  # the agent's listen model (think/speak have their own)
 }
 # Read as well, for configurations written before the Realtime/GPT-Live split.
 LEGACY_MODEL_SETTINGS: dict[str, str] = {"openai": "VG_OPENAI_MODEL"}

@@ -223,7 +223,7 @@ def test_registry_names_each_adapter_and_its_breaker():
     assert adapter_for("deepgram") is DeepgramAdapter
     assert {name: cls.breaker_name for name, cls in ADAPTERS.items()} == {
         "gemini": "gemini_provider", "openai": "openai_provider", "deepgram": "deepgram_stt",
-        "deepgram_agent": "deepgram_agent"}
+        "deepgram_agent": "deepgram_agent", "openai_live": "openai_live_provider"}
     for cls in (GeminiAdapter, OpenAIAdapter):
         assert cls.capabilities.to_wire() == {"audio_output": True, "transcripts": True,
                                               "assistant_transcripts": True, "tools": True}

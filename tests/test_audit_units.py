@@ -168,7 +168,7 @@ def test_env_is_on_every_log_line_and_in_build_info(lines) -> None:
 
 def test_production_with_a_simulated_provider_is_not_ready() -> None:
     settings = load_settings({"VG_ENV": "production", "GEMINI_API_KEY": "g" * 20})
-    assert production_simulated(settings) == ["openai", "deepgram"]
+    assert production_simulated(settings) == ["openai", "deepgram", "openai_live", "deepgram_agent"]
     rt = Runtime(settings)
     try:
         assert not rt.ready
@@ -192,7 +192,9 @@ def test_check_config_shows_env_and_each_key_source_never_the_value(tmp_path: Pa
                          text=True, timeout=60, check=True).stdout
     report = json.loads(out)
     assert report["environment"] == "production"
-    assert report["key_sources"] == {"gemini": f"file:{key_file}", "openai": "env", "deepgram": "simulated"}
+    # GPT-Live takes the OpenAI key; the Voice Agent the (missing) Deepgram key
+    assert report["key_sources"] == {"gemini": f"file:{key_file}", "openai": "env", "deepgram": "simulated",
+                                     "openai_live": "env", "deepgram_agent": "simulated"}
     assert any("deepgram" in w and "/readyz" in w for w in report["warnings"])
     assert key not in out and "sk-check-config-openai" not in out
 

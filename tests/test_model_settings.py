@@ -21,7 +21,8 @@ def test_each_live_provider_has_one_model_setting() -> None:
     settings = load_settings({"VG_GEMINI_MODEL": "g-model", "VG_OPENAI_REALTIME_MODEL": "gpt-realtime-2",
                               "VG_OPENAI_LIVE_MODEL": "gpt-live-1.1", "VG_DEEPGRAM_MODEL": "nova-3"})
     assert {n: p.model for n, p in settings.providers.items()} == {
-        "gemini": "g-model", "openai": "gpt-realtime-2", "deepgram": "nova-3", "openai_live": "gpt-live-1.1"}
+        "gemini": "g-model", "openai": "gpt-realtime-2", "deepgram": "nova-3", "openai_live": "gpt-live-1.1",
+        "deepgram_agent": None}
     assert set(MODEL_SETTINGS) == set(settings.providers)
     # the setting from before the Realtime/GPT-Live split still works; the new name wins
     assert load_settings({"VG_OPENAI_MODEL": "old"}).providers["openai"].model == "old"

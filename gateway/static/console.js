@@ -344,7 +344,11 @@ const STATE_LEVEL = { CLOSED: 0, HALF_OPEN: 1, OPEN: 2 };
 
 function sample(sessions, circuits) {
   const health = {};
-  for (const c of circuits) health[c.provider] = c.state;
+  // a provider's row shows its worst breaker (live and chain breakers share the provider name)
+  for (const c of circuits) {
+    const prev = health[c.provider];
+    if (prev === undefined || (STATE_LEVEL[c.state] ?? 0) > (STATE_LEVEL[prev] ?? 0)) health[c.provider] = c.state;
+  }
   state.history.push({ calls: sessions.length, health });
   if (state.history.length > HISTORY) state.history.shift();
   drawCharts();

@@ -82,9 +82,10 @@ class AnthropicMessages(ChainProvider[ChatOptions, ChatResult]):
             text = "".join(b["text"] for b in blocks if isinstance(b, dict) and b.get("type") == "text")
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return AttemptError(error_class=ErrorClass.PROTOCOL, status=200, message="the answer is not a message")
-        stop = data.get("stop_reason")
+        raw_stop = data.get("stop_reason")
+        stop = raw_stop if isinstance(raw_stop, str) else None  # a hostile body may put any JSON value here
         return ChatResult(text=text, model=str(data.get("model") or self.model),
-                          finish_reason=FINISH_REASONS.get(stop, stop), refusal=stop == "refusal",
+                          finish_reason=FINISH_REASONS.get(stop, stop) if stop else None, refusal=stop == "refusal",
                           usage=chat_usage(data.get("usage")))
 
     def usage(self, result: ChatResult) -> Usage:

@@ -237,6 +237,15 @@ class AgentConnection:
         await self.emit(simple("UserStartedSpeaking"))
 
     async def on_utterance(self, utterance: Utterance, rate: int) -> None:
+        # plain speech: the shared speech engine's words (providers/fakes/speech.py), when this fake has one
+        heard = None if utterance.is_dtmf else await self.server.hear(self.record, utterance.audio, rate)
+        if heard:
+            await self.emit(conversation_text("user", heard))
+            assert self.settings is not None
+            out_rate = self.settings.output_format.sample_rate_hz
+            reply, pcm = await self.server.speak(self.record, heard, out_rate)
+            await self.speak(reply, "", pcm, out_rate)
+            return
         text = utterance.text if utterance.is_dtmf else SPEECH_WORD
         self.record.transcripts.append(text)
         if utterance.is_dtmf:

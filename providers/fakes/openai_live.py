@@ -282,7 +282,7 @@ class LiveConnection:
                     await self.emit("session.input_transcript.delta", delta=new, start_ms=start_ms,
                                     end_ms=max(start_ms, int(end_s * 1000)))
                     self.heard, self.heard_end_s = text, end_s
-            case Utterance(text=text, audio=audio, is_dtmf=is_dtmf):
+            case Utterance(text=text, audio=audio, is_dtmf=is_dtmf, start_s=start_s, end_s=end_s):
                 self.heard = ""
                 if is_dtmf:
                     self.record.digits += text
@@ -290,7 +290,7 @@ class LiveConnection:
                     self.conversation.append({"role": "user", "text": text})
                     await self.respond(text)
                 else:
-                    await self.speak("", echo=audio)
+                    await self.answer_speech(audio, start_s, end_s)
 
     def cut_reply(self, at_s: float) -> None:
         """The caller started speaking over the reply: the model stops; only what sounded is kept."""
@@ -303,6 +303,24 @@ class LiveConnection:
         self.record.extra["interruptions"] += 1
 
     # -- replies ---------------------------------------------------------------------------------------
+    async def answer_speech(self, audio: bytes, start_s: float, end_s: float) -> None:
+        """Plain speech: the shared speech engine's words and spoken answer (providers/fakes/speech.py),
+        or the parrot echo when this fake has no engine."""
+        assert self.fmt is not None
+        rate = self.fmt.sample_rate_hz
+        heard = await self.server.hear(self.record, audio, rate)
+        if not heard:
+            await self.speak("", echo=audio)
+            return
+        await self.emit("session.input_transcript.delta", delta=heard, start_ms=int(start_s * 1000),
+                        end_ms=max(int(start_s * 1000), int(end_s * 1000)))
+        self.conversation.append({"role": "user", "text": heard})
+        reply, pcm = await self.server.speak(self.record, heard, rate, (self.config or {}).get("voice"))
+        start_ms = self.now_ms
+        await self.emit("session.output_transcript.delta", delta=reply, start_ms=start_ms, end_ms=start_ms)
+        await self.speak("", echo=pcm)
+        self.conversation.append({"role": "assistant", "text": reply})
+
     async def respond(self, digits: str) -> None:
         if digits.endswith("#"):
             tools = function_tools(self.config or {})

@@ -98,7 +98,8 @@ async def test_reset_all_closes_every_breaker_and_is_audited(caplog) -> None:
         for name in ("gemini", "openai", "deepgram"):
             gw.runtime.breakers.get(name).force_open("auth")
         status, body = await call_api(gw, "POST", "/admin/circuits/reset")
-        assert status == 200 and [c["state"] for c in body["circuits"]] == ["CLOSED"] * 3
+        states = [c["state"] for c in body["circuits"]]
+        assert status == 200 and len(states) == len(gw.runtime.breakers.all()) >= 3 and set(states) == {"CLOSED"}
         assert all(b.state.name == "CLOSED" for b in gw.runtime.breakers.all())
         assert audited(caplog, "circuits_reset_all")
 
