@@ -44,10 +44,11 @@ def test_every_log_event_is_documented() -> None:
     assert events and {e for e in events if f"`{e}`" not in page} == set()
 
 
-@pytest.mark.parametrize("needle", ["../shared", "/work/shared"])
+# spelled in two pieces, so this file does not name the folder it forbids (a text search finds no match here)
+@pytest.mark.parametrize("needle", ["../" + "shared", "/work/" + "shared"])
 def test_no_file_points_outside_the_repository(needle: str) -> None:
     tracked = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     offenders = [name for name in tracked.splitlines()
-                 if (REPO / name).is_file() and name != "tests/test_docs.py"
+                 if (REPO / name).is_file()
                  and needle in (REPO / name).read_text(encoding="utf-8", errors="ignore")]
     assert offenders == []
