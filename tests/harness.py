@@ -41,6 +41,29 @@ FAST_RECONNECT = ReconnectPolicy(initial_backoff_s=0.02, max_backoff_s=0.32, con
                                  early_failure_window_s=0.5)
 
 
+async def serve_app(app: Any, **config: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
+    """The gateway app on a real uvicorn server on 127.0.0.1, port 0 (every test harness starts it so):
+    the server, its task and the port it took."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None,
+                                           access_log=False, **config))
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
+        await asyncio.sleep(0.005)
+    return server, task, server.servers[0].sockets[0].getsockname()[1]
+
+
+async def stop_served(runtime: Runtime, server: uvicorn.Server, task: asyncio.Task[None] | None,
+                      fakes: Any) -> None:
+    """The reverse of serve_app: the runtime, then the server (bounded wait), then the fakes."""
+    await runtime.stop()
+    server.should_exit = True
+    if task is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 5)
+    for fake in fakes:
+        await fake.stop()
+
+
 class Gateway:
     def __init__(self, *, faults: dict[str, FaultScript] | None = None, keys: dict[str, str] | None = None,
                  reconnect: ReconnectPolicy = FAST_RECONNECT, fallback: tuple[str, ...] = ("gemini", "openai", "deepgram"),
@@ -80,25 +103,13 @@ class Gateway:
         self.runtime = Runtime(settings)
         await self.runtime.start()
         app = create_app(settings, runtime=self.runtime)
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, ws="websockets-sansio", lifespan="on",
-                                log_config=None, access_log=False, ws_max_size=settings.max_message_bytes,
-                                ws_per_message_deflate=False)
-        self.server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.005)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.server, self._task, self.port = await serve_app(
+            app, ws="websockets-sansio", ws_max_size=settings.max_message_bytes, ws_per_message_deflate=False)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None and self.runtime is not None
-        await self.runtime.stop()
-        self.server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
-        for fake in self.fakes.values():
-            await fake.stop()
+        await stop_served(self.runtime, self.server, self._task, self.fakes.values())
 
     @property
     def url(self) -> str:

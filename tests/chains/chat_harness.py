@@ -6,7 +6,6 @@ uvicorn server (port 0). Backoff waits are recorded by the harness clock, not sl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import struct
 import zlib
@@ -24,6 +23,7 @@ from providers.chains.prices import PriceTable
 from providers.fakes.rest_common import HttpFaultScript
 from providers.registry import CHAIN_PROVIDERS, chain_fake_class
 from tests.chains.harness import CHAIN_KEYS, RecordingClock
+from tests.harness import serve_app, stop_served
 
 KEYS = {**CHAIN_KEYS, "minimax": "mmFAKE-minimax-key-0a1b2c3d", "openrouter": "sk-or-FAKE-openrouter-4e5f6a7b",
         "anthropic": "sk-ant-FAKE-anthropic-8c9d0e1f"}
@@ -91,24 +91,12 @@ class ChatGateway:
         self.runtime.costs._today = self.today
         await self.runtime.start()
         self.app = create_app(settings, runtime=self.runtime)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="on", log_config=None,
-                                access_log=False)
-        self.server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.005)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.server, self._task, self.port = await serve_app(self.app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None and self.runtime is not None
-        await self.runtime.stop()
-        self.server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
-        for fake in self.fakes.values():
-            await fake.stop()
+        await stop_served(self.runtime, self.server, self._task, self.fakes.values())
 
     @property
     def http(self) -> str:

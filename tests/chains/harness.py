@@ -8,7 +8,6 @@ retry backoff and Retry-After waits are asserted exactly without waiting (stamin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from gateway.config import ProviderSettings, Settings
 from gateway.runtime import Runtime
 from providers.fakes.rest_common import HttpFaultScript
 from providers.registry import chain_fake_class as rest_fake_class
+from tests.harness import serve_app, stop_served
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 DTMF_WAV = (FIXTURES / "dtmf_159hash_16k.wav").read_bytes()
@@ -91,25 +91,13 @@ class ChainGateway:
                                        **self.settings_overrides)
         self.runtime = Runtime(settings, clock=self.clock)
         await self.runtime.start()
-        app = create_app(settings, runtime=self.runtime)
-        self.app = app
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None, access_log=False)
-        self.server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            await asyncio.sleep(0.005)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.app = create_app(settings, runtime=self.runtime)
+        self.server, self._task, self.port = await serve_app(self.app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.server is not None and self.runtime is not None
-        await self.runtime.stop()
-        self.server.should_exit = True
-        if self._task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._task, 5)
-        for fake in self.fakes.values():
-            await fake.stop()
+        await stop_served(self.runtime, self.server, self._task, self.fakes.values())
 
     @property
     def http(self) -> str:
