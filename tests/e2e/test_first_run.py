@@ -156,8 +156,11 @@ async def test_at_debug_the_bad_key_line_carries_its_stack() -> None:
 # -- make run and the package build ------------------------------------------------------------
 def test_make_run_installs_only_the_runtime_dependencies(tmp_path: Path) -> None:
     # -n: print what `make run` would do on a fresh clone (no venv yet), without doing it
-    done = subprocess.run(["make", "-n", "run", f"VENV={tmp_path}/venv"], cwd=REPO, capture_output=True,
-                          text=True, timeout=30)
+    # run as a top-level make: under `make test` the outer make's MAKEFLAGS/MAKELEVEL would make this one
+    # print "Entering/Leaving directory" lines around the recipe
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", "run", f"VENV={tmp_path}/venv"], cwd=REPO,
+                          capture_output=True, text=True, timeout=30, env=env)
     assert done.returncode == 0, done.stderr
     installs = [line for line in done.stdout.splitlines() if "pip install" in line and "-e" in line]
     # runtime only: the optional `opus` extra (PyAV, for compressed browser audio) is runtime too
