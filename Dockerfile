@@ -18,6 +18,10 @@ ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 # compose file's environment overrides them; the command line below passes no --host/--port, which
 # would win over both.
 ENV VG_HOST=0.0.0.0 VG_PORT=8080
+# glibc malloc: two arenas, and blocks >= 128 KiB (each call's resampler buffers) always mmapped, so
+# the memory of ended calls goes back to the system instead of staying in the heap as RSS that only
+# grows (docs/soak.md measured it: same live memory, RSS flat instead of climbing).
+ENV MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072
 COPY --from=build /install /usr/local
 # Unprivileged: the gateway needs no root and binds 8080 by default (> 1024; a VG_PORT below 1024
 # would need CAP_NET_BIND_SERVICE).

@@ -42,6 +42,10 @@ PROVIDERS = ["gemini", "openai", "deepgram"]
 # the per-connection rate ceilings are not under test here (tests/e2e/test_client_limits.py is); a
 # load generator starved by a busy machine catches up in bursts that would trip them
 NO_CEILINGS = {"VG_MAX_FRAMES_PER_S": "100000", "VG_MAX_BYTES_PER_S": "64000000"}
+# glibc malloc as the image runs it (Dockerfile ENV; tests/test_compose.py keeps the two equal): two
+# arenas, and blocks >= 128 KiB (a call's resampler buffers) always mmapped, so freeing them returns
+# the memory instead of leaving holes in the heap that RSS counts for ever (docs/soak.md)
+DEPLOYED_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
 def _slope_per_hour(points: list[tuple[float, float]]) -> float:
@@ -114,6 +118,9 @@ def main() -> int:
     p.add_argument("--warmup-min", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=12)
     p.add_argument("--detail", action="store_true", help="the gateway adds its most numerous object types to each sample")
+    p.add_argument("--glibc-malloc-defaults", action="store_true",
+                   help="run the gateway without the image's malloc settings (DEPLOYED_MALLOC_ENV): RSS then "
+                        "also counts freed memory glibc keeps (docs/soak.md)")
     p.add_argument("--tracemalloc", action="store_true",
                    help="the gateway traces allocations and lists the lines that grew since warm-up (slower)")
     p.add_argument("--out", default=str(REPO / "test-artifacts" / "soak"))
@@ -123,10 +130,12 @@ def main() -> int:
     samples_path = out / "samples.jsonl"
     samples_path.write_text("")
     fakes = start_fakes(log_path=out / "fakes.log")
+    arena = {} if args.glibc_malloc_defaults else DEPLOYED_MALLOC_ENV
     port = free_port()
     gw = start_gateway_probe(port=port, fakes=fakes, samples=samples_path, interval_s=args.sample_s,
                              log_path=out / "gateway.log", detail=args.detail,
-                             tracemalloc_after_s=args.warmup_min * 60 if args.tracemalloc else None, extra_env={"VG_LOG_LEVEL": "WARNING", **NO_CEILINGS})
+                             tracemalloc_after_s=args.warmup_min * 60 if args.tracemalloc else None,
+                             extra_env={"VG_LOG_LEVEL": "WARNING", **NO_CEILINGS, **arena})
     results: list[CallResult] = []
     started = time.monotonic()
     try:
@@ -142,7 +151,8 @@ def main() -> int:
         "command": " ".join(sys.argv), "calls_concurrent": args.calls, "minutes": args.minutes,
         "elapsed_s": round(time.monotonic() - started, 1), "samples": len(samples),
         "warmup_s": warmup_s,
-        "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+        "malloc_env": {k: v for k, v in {**os.environ, **arena}.items() if k.startswith("MALLOC_")},
+        "sample_s": args.sample_s,
         "growth": {k: growth(samples, k, warmup_s, args.calls) for k in ("rss_kb", "malloc_in_use_kb", "malloc_free_kb", "py_blocks", "traced_kb", "fds", "tasks",
                                                                 "gc_objects")},
         "structures": structures_growth(samples, warmup_s, args.calls),

@@ -285,3 +285,11 @@ def test_image_installs_the_opus_extra_for_compressed_browser_upload():
     assert extras and "opus" in extras.group(1).split(","), f"the image runs {install!r}: no [opus] extra"
     optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert any(dep.startswith("av") for dep in optional["opus"])  # PyAV: gateway/session_config.py looks for `av`
+
+
+def test_image_runs_the_allocator_settings_the_soak_measured():
+    """benchmarks/soak.py measures RSS with the image's malloc settings (docs/soak.md): the two agree."""
+    from benchmarks.soak import DEPLOYED_MALLOC_ENV
+
+    env = dockerfile_env()
+    assert {k: v for k, v in env.items() if k.startswith("MALLOC_")} == DEPLOYED_MALLOC_ENV
