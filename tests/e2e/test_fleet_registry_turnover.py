@@ -32,7 +32,7 @@ async def test_calls_that_ended_during_a_redis_outage_leave_no_registry_entries(
             await until(lambda: registry.up, what="registry up")
             redis.stop()  # the outage
             ended: list[str] = []
-            for _ in range(3):
+            for _ in range(2):
                 failures = registry.failures
                 async with gw.client() as c:
                     started = await c.start("gemini", input_format=PCM16_16K)
