@@ -1,9 +1,10 @@
-"""The three fake providers in one process, for long runs (soak, chaos): bounded recording (a fake
+"""The fake providers (Gemini, OpenAI, Deepgram STT and the Deepgram Voice Agent) in one process, for long runs (soak, chaos): bounded recording (a fake
 that keeps every byte would grow ~115 MB per call-hour), optional fault SPECs per provider.
 
     python -m benchmarks.fakes_server [--faults-gemini SPEC] [--faults-openai SPEC] [--faults-deepgram SPEC]
+        [--faults-deepgram-agent SPEC]
 
-Prints one line `listening gemini=ws://… openai=ws://… deepgram=ws://…` once all three accept
+Prints one line `listening gemini=ws://… openai=ws://… deepgram=ws://… deepgram_agent=ws://…` once all accept
 connections, then serves until SIGTERM/SIGINT. Keys: any non-empty key is accepted.
 """
 
@@ -21,7 +22,7 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
 from providers.fakes import fake_class  # noqa: E402
 from providers.fakes.common import FaultScript  # noqa: E402
 
-PROVIDERS = ("gemini", "openai", "deepgram")
+PROVIDERS = ("gemini", "openai", "deepgram", "deepgram_agent")  # a call on deepgram lands on the agent
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -44,7 +45,7 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     for name in PROVIDERS:
-        p.add_argument(f"--faults-{name}", default="")
+        p.add_argument(f"--faults-{name.replace('_', '-')}", default="")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--only", action="append", choices=PROVIDERS, help="serve only these (repeatable)")
     try:

@@ -196,13 +196,13 @@ class FakesProc:
 
 def start_fakes(*, log_path: Path, faults: dict[str, str] | None = None, seed: int = 0,
                 cpus: set[int] | None = None, timeout_s: float = 30.0, split: bool = False) -> FakesProc:
-    """The three fakes in one process, or (`split`) one process each: under many calls the fakes'
+    """The fakes in one process, or (`split`) one process each: under many calls the fakes'
     DTMF recognisers are CPU work, and one process would be the bottleneck of the run."""
     if not split:
         return _start_fakes(log_path=log_path, faults=faults, seed=seed, cpus=cpus, timeout_s=timeout_s)
     parts = [_start_fakes(log_path=log_path.with_name(f"{log_path.stem}-{name}{log_path.suffix}"), faults=faults,
                           seed=seed, cpus=cpus, timeout_s=timeout_s, only=name)
-             for name in ("gemini", "openai", "deepgram")]
+             for name in ("gemini", "openai", "deepgram", "deepgram_agent")]
     return FakesProc([p for part in parts for p in part.procs], {k: v for part in parts for k, v in part.urls.items()})
 
 
@@ -232,15 +232,22 @@ def _start_fakes(*, log_path: Path, faults: dict[str, str] | None, seed: int, cp
 
 def start_gateway_probe(*, port: int, fakes: FakesProc, samples: Path, interval_s: float, log_path: Path,
                         extra_env: dict[str, str] | None = None, cpus: set[int] | None = None,
-                        timeout_s: float = 30.0) -> Proc:
+                        timeout_s: float = 30.0, detail: bool = False,
+                        tracemalloc_after_s: float | None = None) -> Proc:
     """benchmarks/gateway_probe.py with every provider live on the fakes (any key is accepted)."""
     env = bench_env(GEMINI_BASE_URL=fakes.urls["gemini"], GEMINI_API_KEY="soak-gemini-key",
                     OPENAI_BASE_URL=fakes.urls["openai"] + "/v1", OPENAI_API_KEY="soak-openai-key",
                     DEEPGRAM_BASE_URL=fakes.urls["deepgram"], DEEPGRAM_API_KEY="soak-deepgram-key",
+                    # a call on `deepgram` lands on the Voice Agent: without its fake it would dial the
+                    # real agent.deepgram.com, fail, open that breaker and fall back (not what a soak measures)
+                    **({"DEEPGRAM_AGENT_BASE_URL": fakes.urls["deepgram_agent"]} if "deepgram_agent" in fakes.urls else {}),
                     **(extra_env or {}))
     log = open(log_path, "w")  # noqa: SIM115 - closed by Proc.stop
     popen = subprocess.Popen([sys.executable, "-m", "benchmarks.gateway_probe", "--port", str(port),
-                              "--samples", str(samples), "--interval-s", str(interval_s)], cwd=REPO,
+                              "--samples", str(samples), "--interval-s", str(interval_s),
+                              *(["--detail"] if detail else []),
+                              *(["--tracemalloc-after-s", str(tracemalloc_after_s)] if tracemalloc_after_s is not None
+                                else [])], cwd=REPO,
                              env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     pin(popen.pid, cpus)
     proc = Proc("gateway", popen, log=log, port=port)

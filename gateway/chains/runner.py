@@ -1,6 +1,7 @@
 """The one chain runner: executes any `ChainSpec` over its bound providers, in order.
 
-Per provider: skip it (counted `skipped`) when the upload exceeds its cap or the cost gate says no;
+Per provider: skip it (counted `disabled`) while an operator has disabled it (gateway/fleet/controls.py);
+skip it (counted `skipped`) when the upload exceeds its cap or the cost gate says no;
 one breaker call for the provider's whole turn (its retries included), so an OPEN breaker skips it
 (counted `rejected`) without contacting it; attempts under a per-attempt timeout and the chain's total
 deadline; retries per error class from gateway/chains/policy.py. Metrics, logs, costs here and only
@@ -38,7 +39,7 @@ from providers.chains.spec import ChainSpec
 log = logging.getLogger("gateway.chains")
 
 # voice_gateway_chain_requests_total `outcome` of one provider's turn
-OUTCOMES = ("success", "error", "rate_limit", "auth", "timeout", "low_quality", "skipped", "rejected")
+OUTCOMES = ("success", "error", "rate_limit", "auth", "timeout", "low_quality", "skipped", "rejected", "disabled")
 _CLASS_OUTCOME = {ErrorClass.RATE_LIMIT: "rate_limit", ErrorClass.AUTH: "auth", ErrorClass.TIMEOUT: "timeout",
                   ErrorClass.LOW_QUALITY: "low_quality"}
 _NOT_PROVIDER_ERRORS = (ErrorClass.BAD_INPUT, ErrorClass.LOW_QUALITY)
@@ -117,20 +118,22 @@ class ChainOutcome:
     @property
     def only_bad_input(self) -> bool:
         """Every provider that was asked refused the input itself (400/413/422)."""
-        asked = [a for a in self.attempts if a.outcome not in ("skipped", "rejected")]
+        asked = [a for a in self.attempts if a.outcome not in ("skipped", "rejected", "disabled")]
         return bool(asked) and all(a.error_class == ErrorClass.BAD_INPUT for a in asked)
 
 
 CostHook = Callable[[CostRecord], None]
 CostGate = Callable[[str, str], bool]  # (chain, provider) → may we spend on it now
+ProviderEnabled = Callable[[str], bool]  # provider → not disabled by an operator
 PriceLookup = Callable[[str, str, str], Price | None]  # (chain, provider, model) → its price, if the table has one
 
 
 class ChainRunner:
     def __init__(self, *, exchange: HttpExchange, clock: Clock, policy: ChainPolicy,
                  on_cost: CostHook | None = None, cost_gate: CostGate | None = None,
-                 prices: PriceLookup | None = None) -> None:
+                 prices: PriceLookup | None = None, provider_enabled: ProviderEnabled | None = None) -> None:
         self._exchange = exchange
+        self.provider_enabled = provider_enabled  # the operator controls' view; None: every provider is enabled
         self._clock = clock
         self.policy = policy
         self._on_cost = on_cost
@@ -175,6 +178,10 @@ class ChainRunner:
     async def _turn(self, spec: ChainSpec, options: Any, bound: BoundProvider, outcome: ChainOutcome,
                     deadline: float, *, last: bool, stream: bool) -> str:
         t = bound.translator
+        if self.provider_enabled is not None and not self.provider_enabled(t.name):
+            outcome.attempts.append(Attempt(provider=t.name, outcome="disabled", code="provider_disabled",
+                                            message=f"{t.name} is disabled by an operator"))
+            return "disabled"
         if deadline - self._clock.now() < MIN_ATTEMPT_S:
             outcome.attempts.append(Attempt(provider=t.name, outcome="skipped", code="deadline_exceeded",
                                             message="the chain deadline passed before this provider's turn"))
