@@ -142,6 +142,11 @@ class ProviderLink:
         sent now when the link is up, else replayed from the buffer when it is up again."""
         self._last_chunk_end_s = chunk.end_s
         if self.state is LinkState.UP:
+            if self.replay.behind():  # audio kept while a switch away from us failed: it goes first
+                for kept in list(self.replay.unsent()):
+                    if not await self._send_chunk(kept):
+                        break
+                return
             await self._send_chunk(chunk)
         elif log.isEnabledFor(logging.DEBUG):
             log_event(log, logging.DEBUG, "audio.buffering", f"buffering audio for {self.provider}",
@@ -269,7 +274,7 @@ class ProviderLink:
 
     async def _replay(self) -> int:
         """Send everything kept, oldest first, then whatever arrived meanwhile; then go live."""
-        self.replay.new_connection()
+        self.replay.new_connection(owner=self)
         first = self._first_unsent()
         # provider stream time 0 on this connection = this much call time (for transcript times)
         self.stream_origin_s = first.offset_s if first is not None else self._last_chunk_end_s
@@ -369,7 +374,10 @@ class ProviderLink:
                 self._resume_handle = h
                 return
             case AudioAcknowledged(until_s=until):
-                self.replay.ack_until(until)
+                # only in the stream of the connection the buffer is on: after a switch replayed it
+                # to another link, this link's stream times no longer name those chunks
+                if self.replay.owner is self:
+                    self.replay.ack_until(until)
                 return
             case GoAway(time_left_s=left):
                 self._handovers.request("goaway", deadline_s=max(0.0, left - self._goaway_margin_s))
