@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,10 +23,10 @@ pytestmark = pytest.mark.timeout(40)
 SILENCE_1S = bytes(32000)
 
 
-async def operator_switch(gw: Gateway, session_id: str, provider: str) -> int:
+async def operator_switch(gw: Gateway, session_id: str, provider: str) -> tuple[int, dict[str, Any]]:
     async with aiohttp.ClientSession() as http, \
             http.post(f"{gw.http}/admin/sessions/{session_id}/switch", json={"provider": provider}) as r:
-        return r.status
+        return r.status, await r.json()
 
 
 def partial(c: VoiceClient, text: str) -> bool:
@@ -43,7 +44,7 @@ async def test_words_the_old_provider_finalizes_while_the_new_one_opens_are_hear
         await c.wait_until(lambda: partial(c, "12"), what="partial 12", timeout=15)
         switch = asyncio.create_task(operator_switch(gw, started["session_id"], "openai"))
         await c.wait_until(lambda: c.user_finals() == "12", what="the final of 12 from gemini", timeout=15)
-        assert await switch == 200
+        assert (await switch)[0] == 200
         switched = await c.wait_for("provider.switched", timeout=15)
         assert switched["to"] == "openai"
         # OpenAI is not sent "12" again: Gemini acknowledged it, so nothing was left to replay
@@ -65,7 +66,8 @@ async def test_audio_sent_during_a_switch_that_fails_reaches_the_old_provider() 
         switch = asyncio.create_task(operator_switch(gw, started["session_id"], "openai"))
         await gw.fakes["openai"].fault_fired(1, "stall")  # the switch is opening OpenAI now
         await c.send_audio(dtmf_utterance("56", PCM16_16K), PCM16_16K)  # kept for OpenAI
-        assert await switch == 409
+        status, body = await switch
+        assert status == 409 and body["reason"] == "timeout"  # the operator is told why
         await c.send_audio(SILENCE_1S, PCM16_16K)  # live audio again, on Gemini
         await c.wait_until(lambda: c.user_finals() == "156", what="156 on gemini", timeout=10)
         assert c.of_type("provider.switched") == []
