@@ -9,9 +9,10 @@ how each outage ended is its outcome (`outage_outcomes`). A lost word (sent, nev
 - `outage_beyond_replay_bound`: sent while the call was down and the gateway reported dropped
   audio for the call (`session.ended` totals: the replay buffer keeps the newest 100 chunks, 2 s);
 - `outage`: sent while down, nothing dropped (would be a defect: the buffer should replay it);
-- `before_cut_beyond_replay_bound`: sent in the `PRE_CUT_S` before an outage began, on a
-  connection that then died (a stall is noticed 7.5 s, Gemini 9 s, after the provider's last byte:
-  audio sent meanwhile that overflowed the replay buffer is gone), with dropped audio reported;
+- `before_cut_beyond_replay_bound`: sent in the `PRE_CUT_S` before an outage began or the call
+  switched away, on a connection that then died or was left (a stall is noticed 7.5 s, Gemini 9 s,
+  after the provider's last byte: audio sent meanwhile that overflowed the replay buffer is gone),
+  with dropped audio reported for the call;
 - `before_cut`: the same with nothing dropped (would be a defect);
 - `around_switch`: sent within `SWITCH_BEFORE_S`/`SWITCH_AFTER_S` of a `provider.switched`;
 - `call_end`: sent in the last `END_S` before `session.end` (the provider had not finalized it);
@@ -76,9 +77,12 @@ def cause_of(t: float, result: Any, downs: list[Outage]) -> str:
     for o in downs:
         if o.start <= t <= o.end:
             return "outage_beyond_replay_bound" if dropped else "outage"
-    for o in downs:
-        if o.start - PRE_CUT_S <= t < o.start:
-            return "before_cut_beyond_replay_bound" if dropped else "before_cut"
+    # a cut: an outage began, or the call switched away (from a connection that may have stalled unnoticed)
+    cuts = [o.start for o in downs] + [st for st, kind, _ in result.timeline if kind == "provider.switched"]
+    if any(c - PRE_CUT_S <= t < c for c in cuts) and dropped:
+        return "before_cut_beyond_replay_bound"
+    if any(c - PRE_CUT_S <= t < c for c in [o.start for o in downs]):
+        return "before_cut"
     for st, kind, _ in result.timeline:
         if kind == "provider.switched" and st - SWITCH_BEFORE_S <= t <= st + SWITCH_AFTER_S:
             return "around_switch"
@@ -87,19 +91,32 @@ def cause_of(t: float, result: Any, downs: list[Outage]) -> str:
     return "unexplained"
 
 
+EXPECTED = frozenset({"outage_beyond_replay_bound", "before_cut_beyond_replay_bound"})
+
+
 def attribute(results: list[Any]) -> dict[str, Any]:
     causes: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     misheard = duplicated = 0
+    details: list[dict[str, Any]] = []  # every loss not explained by the replay bound, to look into
     for r in results:
         downs = outages(r.timeline, r.ended_at or (r.word_times[-1][0] if r.word_times else 0.0))
         for o in downs:
             outcomes[f"{o.began}:{o.outcome}"] += 1
-        for t in lost_word_times(r):
-            causes[cause_of(t, r, downs)] += 1
         extra = r.heard - r.sent
-        misheard += sum(n for w, n in extra.items() if w not in r.sent)
+        wrong = sorted(w for w in extra if w not in r.sent)
+        t0 = r.word_times[0][0] if r.word_times else 0.0
+        for t in lost_word_times(r):
+            cause = cause_of(t, r, downs)
+            causes[cause] += 1
+            if cause not in EXPECTED:
+                word = next(w for wt, w in r.word_times if wt == t)
+                details.append({"call": r.provider, "session_id": r.session_id, "cause": cause, "word": word,
+                                "sent_at_s": round(t - t0, 2), "misheard_in_call": wrong,
+                                "events": [f"{round(et - t0, 2)}:{k}:{d}" for et, k, d in r.timeline
+                                           if abs(et - t) < 15]})
+        misheard += sum(extra[w] for w in wrong)
         duplicated += sum(n for w, n in extra.items() if w in r.sent)
     return {"words_lost_by_cause": dict(sorted(causes.items())), "outage_outcomes": dict(sorted(outcomes.items())),
             "words_misheard": misheard, "words_duplicated_exact": duplicated,
-            "dropped_audio_chunks": sum(r.dropped_chunks for r in results)}
+            "dropped_audio_chunks": sum(r.dropped_chunks for r in results), "losses_to_look_into": details}

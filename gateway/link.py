@@ -274,7 +274,12 @@ class ProviderLink:
 
     async def _replay(self) -> int:
         """Send everything kept, oldest first, then whatever arrived meanwhile; then go live."""
+        lost = self.replay.at_risk  # sent on the connection we leave, evicted, not acknowledged there
         self.replay.new_connection(owner=self)
+        if lost:
+            metrics.voice_gateway_replay_dropped_chunks.labels(self.provider).inc(lost)
+            log_event(log, logging.WARNING, "audio.lost", f"{lost} sent chunks were never acknowledged by the "
+                      "connection this call left and can no longer be replayed", dropped_count=lost)
         first = self._first_unsent()
         # provider stream time 0 on this connection = this much call time (for transcript times)
         self.stream_origin_s = first.offset_s if first is not None else self._last_chunk_end_s

@@ -5,7 +5,8 @@ Invariants:
 - an eviction while the link is down is a *drop* (audio that may never reach a provider) and is
   counted; an eviction of a chunk already sent on a live link is *at risk*: delivered if that
   connection lives on (or acknowledges it), lost if the connection dies first (a stall, an abrupt
-  close), and then counted as dropped too (`connection_lost()`), so drops are never under-reported;
+  close: `connection_lost()`) or the call moves to another connection first (a switch or handover:
+  `new_connection()`), and then counted as dropped too, so drops are never under-reported;
 - chunks leave when acknowledged: by provider stream time (Deepgram `start+duration`) or wholesale
   (a finalized user turn on Gemini/OpenAI), so a replay adds no duplicate words.
 Each chunk sent on the current provider connection is given its end offset in that connection's
@@ -78,9 +79,11 @@ class ReplayBuffer:
 
     def new_connection(self, owner: object | None = None) -> list[AudioChunk]:
         """A new provider connection (of link `owner`) starts at stream time 0; everything kept
-        must be replayed."""
+        must be replayed. Chunks still at risk on the previous connection are lost now (it no longer
+        counts: a switch or handover left it before it acknowledged them): counted as dropped."""
         self.owner = owner
         self._stream_s = 0.0
+        self.dropped_total += self.at_risk
         self._at_risk.clear()
         self._at_risk_older = 0
         for e in self._entries:

@@ -29,6 +29,12 @@ async def operator_switch(gw: Gateway, session_id: str, provider: str) -> tuple[
         return r.status, await r.json()
 
 
+async def session_detail(gw: Gateway, session_id: str) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.get(f"{gw.http}/admin/sessions/{session_id}") as r:
+        detail: dict[str, Any] = await r.json()
+        return detail
+
+
 def partial(c: VoiceClient, text: str) -> bool:
     return any(e["type"] == "transcript.partial" and e["role"] == "user" and e["text"] == text for e in c.events)
 
@@ -48,10 +54,7 @@ async def test_words_the_old_provider_finalizes_while_the_new_one_opens_are_hear
         switched = await c.wait_for("provider.switched", timeout=15)
         assert switched["to"] == "openai"
         # OpenAI is not sent "12" again: Gemini acknowledged it, so nothing was left to replay
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"{gw.http}/admin/sessions/{started['session_id']}") as r:
-            counters = (await r.json())["counters"]
-        assert counters["replayed"] == 0
+        assert (await session_detail(gw, started["session_id"]))["counters"]["replayed"] == 0
         assert c.user_finals() == "12"
 
 
@@ -72,3 +75,22 @@ async def test_audio_sent_during_a_switch_that_fails_reaches_the_old_provider() 
         await c.wait_until(lambda: c.user_finals() == "156", what="156 on gemini", timeout=10)
         assert c.of_type("provider.switched") == []
         assert gw.fakes["gemini"].connections[-1].digits == "156"
+
+
+async def test_chunks_lost_in_a_stalled_connection_the_call_switches_away_from_are_counted() -> None:
+    """300 chunks go into a Deepgram connection that stalled right after setup; an operator moves the
+    call to Gemini before the stall is noticed: 100 are replayed there, the other 200 are gone, and
+    the totals must say so (they said 0: only a reconnect counted them)."""
+    async with Gateway(faults={"deepgram": FaultScript.parse("1:stall")}) as gw, gw.client() as c:
+        started = await c.start("deepgram", input_format=PCM16_16K)
+        await gw.fakes["deepgram"].fault_fired(1, "stall")
+        await c.send_audio(bytes(PCM16_16K.frame_bytes(20) * 300), PCM16_16K)
+        # the gateway handles a client's messages in order: the answer to this text (Deepgram STT has no
+        # text input) means all 300 chunks went into the stalled connection before the switch
+        await c.send({"type": "text", "text": "1"})
+        await c.wait_for("error", lambda e: e["code"] == "not_supported")
+        status, body = await operator_switch(gw, started["session_id"], "gemini")
+        assert status == 200 and body["session"]["counters"]["replayed"] == 100
+        await c.send({"type": "session.end"})
+        ended = await c.wait_for("session.ended")
+        assert ended["totals"]["dropped_audio_chunks"] == 200
