@@ -39,7 +39,7 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks.calls import run_call  # noqa: E402
-from benchmarks.procs import REPO, free_port, start_fakes, start_gateway_probe  # noqa: E402
+from benchmarks.procs import REPO, cpu_seconds, free_port, start_fakes, start_gateway_probe  # noqa: E402
 
 ENDPOINTS = ("voice", "twilio", "telnyx", "vonage")
 STABLE_CODES = frozenset({"bad_message", "bad_audio", "unknown_type", "session_not_started", "rate_limited",
@@ -330,6 +330,13 @@ def provider_side(n: int, seed: int) -> Counter[str]:
     return stats
 
 
+def _own_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=1_000_000, help="client frames over sockets")
@@ -354,9 +361,12 @@ def main() -> int:
                              extra_env={"VG_LOG_LEVEL": "WARNING", "VG_MAX_FRAMES_PER_S": "100000",
                                         "VG_MAX_BYTES_PER_S": "64000000"})
     stats: Counter[str] = Counter()
+    driver_cpu0 = _own_cpu_s()
     try:
         sent = asyncio.run(client_side(args, port, stats))
         alive = gw.alive()
+        cpu = {"driver": round(_own_cpu_s() - driver_cpu0, 1), "gateway": round(cpu_seconds(gw.pid), 1),
+               "fakes": round(sum(cpu_seconds(p.pid) for p in fakes.procs), 1)}
     finally:
         gw.stop()
         fakes.stop()
@@ -372,6 +382,7 @@ def main() -> int:
         "http_requests": args.http_requests, "provider_frames": sum(v for k, v in provider_stats.items()
                                                                    if k.startswith("frames_")),
         "seconds": {"provider_side": round(t1 - t0, 1), "client_side": round(time.monotonic() - t1, 1)},
+        "cpu_s_client_side": cpu,
         "escapes": escapes, "escapes_total": sum(escapes.values()),
         "error_log_lines": len(error_lines), "error_log_events": dict(Counter(
             orjson.loads(line).get("event", "?") for line in error_lines if line.startswith("{"))),

@@ -83,8 +83,9 @@ async def switch_session(request: Request) -> JSONResponse:
     audit("session.switch", "ok" if ok else "failed", remote=remote_addr(request.scope),
           actor=bearer_id(request.headers.get("authorization")), session_id=s.id, target=target)
     if not ok:
+        # reason: call_ended, circuit_open (the target's breaker), or the class of the target's failure
         return JSONResponse({"error": "provider_unavailable", "message": f"could not open {target}",
-                             "session": s.snapshot()}, status_code=409)
+                             "reason": s.failover.last_refusal, "session": s.snapshot()}, status_code=409)
     return JSONResponse({"ok": True, "session": s.snapshot()})
 
 

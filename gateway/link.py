@@ -142,6 +142,11 @@ class ProviderLink:
         sent now when the link is up, else replayed from the buffer when it is up again."""
         self._last_chunk_end_s = chunk.end_s
         if self.state is LinkState.UP:
+            if self.replay.behind():  # audio kept while a switch away from us failed: it goes first
+                for kept in list(self.replay.unsent()):
+                    if not await self._send_chunk(kept):
+                        break
+                return
             await self._send_chunk(chunk)
         elif log.isEnabledFor(logging.DEBUG):
             log_event(log, logging.DEBUG, "audio.buffering", f"buffering audio for {self.provider}",
@@ -269,7 +274,12 @@ class ProviderLink:
 
     async def _replay(self) -> int:
         """Send everything kept, oldest first, then whatever arrived meanwhile; then go live."""
-        self.replay.new_connection()
+        lost = self.replay.at_risk  # sent on the connection we leave, evicted, not acknowledged there
+        self.replay.new_connection(owner=self)
+        if lost:
+            metrics.voice_gateway_replay_dropped_chunks.labels(self.provider).inc(lost)
+            log_event(log, logging.WARNING, "audio.lost", f"{lost} sent chunks were never acknowledged by the "
+                      "connection this call left and can no longer be replayed", dropped_count=lost)
         first = self._first_unsent()
         # provider stream time 0 on this connection = this much call time (for transcript times)
         self.stream_origin_s = first.offset_s if first is not None else self._last_chunk_end_s
@@ -369,7 +379,10 @@ class ProviderLink:
                 self._resume_handle = h
                 return
             case AudioAcknowledged(until_s=until):
-                self.replay.ack_until(until)
+                # only in the stream of the connection the buffer is on: after a switch replayed it
+                # to another link, this link's stream times no longer name those chunks
+                if self.replay.owner is self:
+                    self.replay.ack_until(until)
                 return
             case GoAway(time_left_s=left):
                 self._handovers.request("goaway", deadline_s=max(0.0, left - self._goaway_margin_s))

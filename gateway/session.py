@@ -320,7 +320,10 @@ class CallSession:
         await self.failover.link_lost(link, reason)
 
     async def on_provider_event(self, link: ProviderLink, ev: ProviderEvent) -> None:
-        if link is not self.link:
+        # the current link, or the one a switch is leaving while the new one is still opening: the
+        # buffer's stream is still on it, so what it finalizes now is acknowledged and heard there
+        # (dropping it would lose those words: they are acknowledged and never replayed)
+        if link is not self.link and link is not self.replay.owner:
             return
         provider = link.provider
         match ev:
