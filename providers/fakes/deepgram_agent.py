@@ -59,7 +59,7 @@ from providers.fakes.deepgram_wire import (
     ListenParams,
     credential_from,
 )
-from providers.fakes.openai_wire import render_reply
+from providers.fakes.openai_audio_wire import render_reply
 
 log = logging.getLogger("providers.fakes.deepgram_agent")
 

@@ -25,24 +25,20 @@ from providers.fakes.common import (
     SpeechStart,
     Utterance,
 )
+from providers.fakes.openai_audio_wire import InputDecoder, SpokenReply, recognize_buffer
 from providers.fakes.openai_items import RealtimeItems
+from providers.fakes.openai_response_wire import ResponseOptions, transcription_usage
 from providers.fakes.openai_responses import RealtimeResponses, Reply, UserTurn
+from providers.fakes.openai_session_wire import apply_session_update, default_session
 from providers.fakes.openai_wire import (
     DEFAULT_MODEL,
     MIN_COMMIT_MS,
     SESSION_EXPIRED_MESSAGE,
     SESSION_MAX_S,
     Ids,
-    InputDecoder,
-    ResponseOptions,
-    SpokenReply,
     WireError,
-    apply_session_update,
     audio_format,
-    default_session,
     error_payload,
-    recognize_buffer,
-    transcription_usage,
 )
 
 BETA_MESSAGE = "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.fakes.openai_wire import WireError, validate_client_item
+from providers.fakes.openai_response_wire import validate_client_item
+from providers.fakes.openai_wire import WireError
 
 
 class RealtimeItems:

@@ -41,6 +41,7 @@ from providers.fakes.common import (
     Utterance,
     header,
 )
+from providers.fakes.openai_audio_wire import TONE_MS, InputDecoder, render_reply
 from providers.fakes.openai_live_wire import (
     SESSION_MAX_S,
     LiveWireError,
@@ -51,7 +52,7 @@ from providers.fakes.openai_live_wire import (
     parse_session_start,
     resource,
 )
-from providers.fakes.openai_wire import TONE_MS, Ids, InputDecoder, render_reply
+from providers.fakes.openai_wire import Ids
 
 KEYPAD = "0123456789*#"
 END_SILENCE_MS = 400

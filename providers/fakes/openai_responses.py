@@ -15,17 +15,15 @@ import orjson
 
 from audio.convert import convert
 from audio.formats import AudioFormat
-from providers.fakes.openai_wire import (
+from providers.fakes.openai_audio_wire import SpokenReply, render_reply
+from providers.fakes.openai_response_wire import (
     RATE_LIMITS,
     ResponseOptions,
-    SpokenReply,
-    WireError,
-    audio_format,
     parse_response_options,
-    render_reply,
     response_object,
     usage,
 )
+from providers.fakes.openai_wire import WireError, audio_format
 
 KEYPAD_CHARACTERS = "0123456789*#"
 
