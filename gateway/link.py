@@ -48,11 +48,7 @@ from gateway.events import (
 )
 from gateway.handover import Handovers
 from gateway.logs import log_context, log_event
-from gateway.provider_socket import (
-    Closed,
-    ProviderConnector,
-    ProviderSocket,
-)
+from gateway.provider_socket import Closed, ProviderConnector, ProviderSocket
 from gateway.reconnect import Reconnector
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy

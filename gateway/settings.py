@@ -142,7 +142,6 @@ class Settings:
         return out
 
 
-
 def production_simulated(settings: Settings) -> list[str]:
     """Providers that are simulated while VG_ENV=production (each one makes /readyz fail)."""
     if settings.environment != "production":

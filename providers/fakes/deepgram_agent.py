@@ -52,9 +52,9 @@ from providers.fakes.deepgram_agent_wire import (
     warning,
     welcome,
 )
+from providers.fakes.deepgram_messages import SPEECH_WORD
 from providers.fakes.deepgram_wire import (
     INVALID_CREDENTIALS,
-    SPEECH_WORD,
     ListenAudioDecoder,
     ListenParams,
     credential_from,

@@ -18,13 +18,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.server import ServerConnection
 
-from providers.fakes.common import (
-    ConnectionRecord,
-    DialectRecognizer,
-    FakeServer,
-    SpeechStart,
-    Utterance,
-)
+from providers.fakes.common import ConnectionRecord, DialectRecognizer, FakeServer, SpeechStart, Utterance
 from providers.fakes.openai_audio_wire import InputDecoder, SpokenReply, recognize_buffer
 from providers.fakes.openai_items import RealtimeItems
 from providers.fakes.openai_response_wire import ResponseOptions, transcription_usage

@@ -25,12 +25,7 @@ import orjson
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from providers.fakes.common import (
-    ConnectionRecord,
-    FakeServer,
-    Fault,
-    header,
-)
+from providers.fakes.common import ConnectionRecord, FakeServer, Fault, header
 from providers.fakes.openai_live_connection import LiveConnection
 
 

@@ -9,17 +9,13 @@ from typing import Any
 
 import orjson
 
-from providers.fakes.openai_live_wire import (
-    LiveWireError,
-    backend_response,
-)
+from providers.fakes.openai_live_wire import LiveWireError, backend_response
 
 KEYPAD = "0123456789*#"
 
 
 def _keys(text: str) -> str:
     return "".join(c for c in text if c in KEYPAD)
-
 
 
 class LiveDelegation:

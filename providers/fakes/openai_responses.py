@@ -61,7 +61,6 @@ class ReplyPlan:
     heard: str | None = None  # answer this transcript in synthesized speech (a fake with a speech engine)
 
 
-
 class RealtimeResponses:
     """The responses of a `RealtimeConnection` (which inherits this): its state lives there."""
 

@@ -155,7 +155,6 @@ class FakeServer(FaultInjection):
         return next((r for r in self.connections if r.number == number), None)
 
 
-
     # -- hooks for subclasses -----------------------------------------------------------------------------
     def key_ok(self, key: str | None) -> bool:
         """With `api_key` set only that key is accepted; without it any non-empty key is."""
@@ -183,7 +182,6 @@ class FakeServer(FaultInjection):
 
     async def handler(self, ws: ServerConnection, record: ConnectionRecord) -> None:
         raise NotImplementedError
-
 
 
     # -- helpers for subclasses ---------------------------------------------------------------------------
@@ -279,7 +277,6 @@ class FakeServer(FaultInjection):
                 with contextlib.suppress(Exception):
                     await ws.close()
             self._finish(ws, record)
-
 
 
     def _finish(self, ws: ServerConnection, record: ConnectionRecord) -> None:
