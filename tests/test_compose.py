@@ -87,7 +87,7 @@ def test_ports_are_sane_and_unique():
 
 
 def test_gateway_environment_has_placeholders_not_secrets():
-    from gateway.config import unknown_variables
+    from gateway.config_check import unknown_variables
 
     env = SERVICES["gateway"]["environment"]
     assert {"VG_CLIENT_TOKENS", "VG_ADMIN_TOKEN"} <= set(env), "non-loopback bind needs client and admin tokens"

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import yaml
 from promtool import REPO
 
-from gateway.config import load_settings, unknown_variables
+from gateway.config import load_settings
+from gateway.config_check import unknown_variables
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.fleet.yml").read_text())
 SERVICES = COMPOSE["services"]

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.config import unknown_variables
+from gateway.config_check import unknown_variables
 from gateway.fleet import prestop
 from gateway.metrics import REGISTRY
 
