@@ -1,4 +1,4 @@
-"""The gateway as `voice-gateway serve` runs it (settings from the environment, uvicorn, uvloop, one
+"""The gateway as `voice-gateway serve` runs it (settings from the environment, aiohttp, uvloop, one
 process), plus a sampler inside the process for what /proc cannot see: asyncio tasks and event-loop
 lag. Used by benchmarks/soak.py and benchmarks/chaos.py.
 
@@ -22,11 +22,12 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
 
 import orjson  # noqa: E402
-import uvicorn  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
+from gateway.app_state import STATE  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
+from gateway.serve import run  # noqa: E402
 
 TICK_S = 0.05
 
@@ -52,7 +53,7 @@ async def sampler(app, path: Path, interval_s: float) -> None:  # noqa: ANN001
                 continue
             next_sample += interval_s
             lags.sort()
-            rt = getattr(app.state, "runtime", None)
+            rt = getattr(app[STATE], "runtime", None)
             row = {"t_s": round(now - t0, 1), "rss_kb": rss_kb(), "fds": len(os.listdir("/proc/self/fd")),
                    "tasks": len(asyncio.all_tasks()), "sessions": len(rt.sessions) if rt else 0,
                    "loop_lag_ms_max": round(lags[-1] * 1000, 2) if lags else 0.0,
@@ -67,13 +68,9 @@ async def main(args: argparse.Namespace) -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, loop="none", http="httptools",
-                            ws="websockets-sansio", ws_max_size=settings.max_message_bytes,
-                            ws_per_message_deflate=False, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
     task = asyncio.create_task(sampler(app, Path(args.samples), args.interval_s))
-    try:
-        await server.serve()
+    try:  # the serve loop itself (SIGTERM drains, as `voice-gateway serve`)
+        await run(app, "127.0.0.1", args.port, drain_timeout_s=settings.drain_timeout_s)
     finally:
         task.cancel()
 
@@ -85,5 +82,4 @@ if __name__ == "__main__":
     p.add_argument("--interval-s", type=float, default=60.0)
     import uvloop
 
-    uvloop.install()
-    asyncio.run(main(p.parse_args()))
+    uvloop.run(main(p.parse_args()))

@@ -148,7 +148,7 @@ def _drain_to(popen: subprocess.Popen[str], log_path: Path | None, proc: Proc) -
 
 def start_gateway(*, port: int, provider_url: str, cpus: set[int] | None, log_path: Path,
                   extra_env: dict[str, str] | None = None, timeout_s: float = 30.0, repo: Path = REPO) -> Proc:
-    """`voice-gateway serve` (uvicorn, uvloop, one process) with both providers on the echo fake;
+    """`voice-gateway serve` (aiohttp.web, uvloop, one process) with both providers on the echo fake;
     `repo` runs the gateway of another checkout (a baseline) with this environment's packages."""
     env = bench_env(GEMINI_BASE_URL=provider_url, GEMINI_API_KEY="bench-gemini-key",
                     OPENAI_BASE_URL=provider_url + "/v1", OPENAI_API_KEY="bench-openai-key",
