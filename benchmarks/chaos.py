@@ -37,7 +37,7 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks.calls import CallResult, run_call, summarize  # noqa: E402
-from benchmarks.procs import REPO, free_port, start_fakes, start_gateway_probe  # noqa: E402
+from benchmarks.procs import REPO, UNHANDLED, free_port, start_fakes, start_gateway_probe  # noqa: E402
 
 PROVIDERS = ["gemini", "openai", "deepgram"]
 # the per-connection rate ceilings are not under test here (tests/e2e/test_client_limits.py is); a
@@ -157,7 +157,7 @@ def main() -> int:
         "faults_scheduled": dict(sorted(kinds.items())),
         "operator_switches": dict(ops),
         "breaker_transitions": dict(after - before), "breaker_transitions_expected": {},
-        "unhandled_exceptions_in_log": gateway_log.count("Exception in ASGI application")
+        "unhandled_exceptions_in_log": sum(gateway_log.count(m) for m in UNHANDLED)
         + gateway_log.count('"event":"link.crashed"'),
         "error_lines_in_log": gateway_log.count('"level":"ERROR"'),
         "calls": summarize(results),

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
+# what aiohttp's server logs when a handler raised (an exception the gateway did not catch)
+UNHANDLED = ("Error handling request", "Unhandled exception")
 _LISTENING = re.compile(r"listening on (?:ws|http)s?://[\w.]+:(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
