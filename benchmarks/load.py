@@ -141,11 +141,10 @@ def _cpus(text: str) -> set[int] | None:
 
 
 def twilio_available() -> bool:
-    from gateway.app import create_app
+    from gateway.app import create_app, route_paths
     from gateway.config import Settings
 
-    return any(r.resource is not None and r.resource.canonical == "/v1/twilio"
-               for r in create_app(Settings()).router.routes())
+    return "/v1/twilio" in route_paths(create_app(Settings()))
 
 
 def _row(res: RunResult, path: str, target: str, base: dict[str, RunResult | None],

@@ -136,3 +136,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.router.add_routes(chains_api.routes)
     app.router.add_routes(chat_api.routes)
     return app
+
+
+def route_paths(app: web.Application) -> set[str]:
+    """Every path the app serves (`/admin/sessions/{sid}` as written): what deployment checks test."""
+    return {r.resource.canonical for r in app.router.routes() if r.resource is not None}
