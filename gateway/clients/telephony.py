@@ -239,6 +239,8 @@ class TelephonyConnection:
 
     async def on_event(self, ev: object) -> bool:
         match ev:
+            case MediaReceived(data=data) if self.session is not None:  # first: 50 a second
+                await self.session.push_audio(data)
             case CallStarted():
                 s = self.rt.settings
                 cfg = config_from_start(ev, default_provider=s.default_provider, default_fallback=s.fallback_chain)
@@ -250,8 +252,6 @@ class TelephonyConnection:
                 log_event(log, logging.INFO, "telephony.call_started", f"{self.vendor} call started",
                           client=self.vendor, session_id=self.session.id, provider=cfg.provider)
                 await self.session.start()
-            case MediaReceived(data=data) if self.session is not None:
-                await self.session.push_audio(data)
             case DtmfReceived(digit=digit) if self.session is not None:
                 self.session.note_dtmf(digit)
             case MarkPlayed(name=name):
