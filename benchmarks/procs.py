@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
+# what aiohttp's server logs when a handler raised (an exception the gateway did not catch)
+UNHANDLED = ("Error handling request", "Unhandled exception")
 _LISTENING = re.compile(r"listening on (?:ws|http)s?://[\w.]+:(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -148,7 +150,7 @@ def _drain_to(popen: subprocess.Popen[str], log_path: Path | None, proc: Proc) -
 
 def start_gateway(*, port: int, provider_url: str, cpus: set[int] | None, log_path: Path,
                   extra_env: dict[str, str] | None = None, timeout_s: float = 30.0, repo: Path = REPO) -> Proc:
-    """`voice-gateway serve` (uvicorn, uvloop, one process) with both providers on the echo fake;
+    """`voice-gateway serve` (aiohttp.web, uvloop, one process) with both providers on the echo fake;
     `repo` runs the gateway of another checkout (a baseline) with this environment's packages."""
     env = bench_env(GEMINI_BASE_URL=provider_url, GEMINI_API_KEY="bench-gemini-key",
                     OPENAI_BASE_URL=provider_url + "/v1", OPENAI_API_KEY="bench-openai-key",

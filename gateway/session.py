@@ -96,6 +96,11 @@ class CallSession(SwitchHandling, ProviderEventHandling):
         link = self.failover.link
         return link.provider if link is not None else None
 
+    @property
+    def switch_refusal(self) -> str | None:
+        """Why the last switch was refused: call_ended, circuit_open, or the class of the target's failure."""
+        return self.failover.last_refusal
+
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
         self.rt.sessions[self.id] = self
