@@ -71,14 +71,14 @@ class FrameRateLimiter:
         lim = self.limits
         if n_bytes > lim.max_message_bytes:
             raise MessageTooBig(f"message of {n_bytes} bytes is over the {lim.max_message_bytes}-byte limit")
-        self._refill()
+        now = self._refill()
         if self._frame_tokens < 1.0:
             raise RateLimited(f"more than {lim.max_frames_per_s:g} messages per second")
         if self._byte_tokens < n_bytes:
             raise RateLimited(f"more than {lim.max_bytes_per_s:g} bytes per second")
         self._frame_tokens -= 1.0
         self._byte_tokens -= n_bytes
-        self._last_message_at = self._now()
+        self._last_message_at = now  # the refill's reading: one clock call per message
         self.admitted_frames += 1
         self.admitted_bytes += n_bytes
 
@@ -92,7 +92,7 @@ class FrameRateLimiter:
         """How long the read loop may wait for the next message before the idle timeout."""
         return max(0.0, self.limits.idle_timeout_s - self.idle_for_s())
 
-    def _refill(self) -> None:
+    def _refill(self) -> float:
         now = self._now()
         elapsed = max(0.0, now - self._refilled_at)  # a clock that steps back refills nothing
         self._refilled_at = max(self._refilled_at, now)
@@ -101,3 +101,4 @@ class FrameRateLimiter:
                                  self._frame_tokens + elapsed * lim.max_frames_per_s)
         self._byte_tokens = min(lim.max_bytes_per_s * lim.burst_s,
                                 self._byte_tokens + elapsed * lim.max_bytes_per_s)
+        return now
