@@ -108,7 +108,13 @@ class TelephonySink:
             self._enqueue(frames)
         self._since_mark += len(frames)
         if self._since_mark >= MARK_EVERY_FRAMES:
-            self._mark()
+            if not self._queue and self.tracker is not None:
+                # everything counted as sent is on the wire: the mark follows it now, without
+                # waking the pacer (a task switch per mark, one each 100 ms of reply audio)
+                self._since_mark = 0
+                await self._send(self.ser.mark(self.tracker.new_mark()))
+            else:
+                self._mark()
 
     def _mark(self) -> None:
         if self.tracker is None:
