@@ -233,7 +233,9 @@ class TelephonyConnection:
     async def on_frame(self, frame: bytes | str) -> bool:
         """One vendor frame: its events in order. True when the call is over."""
         for ev in self.ser.parse(frame):
-            if await self.on_event(ev):
+            if type(ev) is MediaReceived and self.session is not None:  # 50 a second: past on_event's match
+                await self.session.push_audio(ev.data)
+            elif await self.on_event(ev):
                 return True
         return False
 
