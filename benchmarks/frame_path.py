@@ -42,6 +42,8 @@ from gateway.runtime import Runtime
 from gateway.states import LinkState, SessionState
 
 n = int(sys.argv[1])
+from gateway.limits import ConnectionLimits
+UNLIMITED = ConnectionLimits(max_frames_per_s=1e12, max_bytes_per_s=1e15)
 
 
 class WS:  # the client WebSocket: sends are discarded
@@ -89,7 +91,7 @@ async def main():
     out = {}
     # -- twilio-pcmu ---------------------------------------------------------------------------
     tc = TelephonyConnection(WS(), "twilio", rt)
-    tc.limiter.check = lambda size: None
+    tc.limiter.limits = UNLIMITED
     start = orjson.dumps({"event": "start", "sequenceNumber": "1", "streamSid": "MZ1", "start": {
         "streamSid": "MZ1", "callSid": "CA1", "customParameters": {"provider": "openai"},
         "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}}}).decode()
@@ -102,8 +104,10 @@ async def main():
     link = wire(tc.session, "openai")
     media = ('{"event":"media","sequenceNumber":"2","streamSid":"MZ1","media":{"track":"inbound",'
              '"chunk":"1","timestamp":"20","payload":"' + base64.b64encode(bytes(160)).decode() + '"}}')
-    async def up():
+    async def up():  # as receive_frames does: the connection's ceilings, then the handler
+        check, size = tc.limiter.check, len(media)
         for _ in range(n):
+            check(size)
             await tc.on_frame(media)
     reply = openai_reply(7, MULAW_8K)
     async def down():
@@ -117,14 +121,16 @@ async def main():
     await tc.sink.close()
     # -- native ----------------------------------------------------------------------------------
     nc = NativeConnection(WS(), TokenClaims(subject="bench", kind="anonymous", allow_switch=True), rt)
-    nc.limiter.check = lambda size: None
+    nc.limiter.limits = UNLIMITED
     from gateway.session_config import SessionConfig
     nc.session = CallSession(runtime=rt, config=SessionConfig(provider="gemini", input_format=PCM16_16K,
                              output_format=PCM16_24K), client="native", sink=nc.sink)
     nlink = wire(nc.session, "gemini")
     pcm = bytes(640)
     async def nup():
+        check = nc.limiter.check
         for _ in range(n):
+            check(640)
             await nc.on_frame(pcm)
     greply = gemini_reply(7).decode()
     async def ndown():
