@@ -78,6 +78,9 @@ from providers.fakes.speech import SpeechEngine, reply_text
 
 log = logging.getLogger("providers.fakes")
 
+# A fake assistant speaks at most this many digits back (6.4 s of tones): a typed turn or tool call
+# of hundreds of digits (the fuzz run sends them) would otherwise be minutes of synthesized audio
+MAX_REPLY_DIGITS = 32
 FaultKind = Literal["drop", "close", "refuse", "delay", "stall", "malformed", "goaway", "expire"]
 FAULT_KINDS: tuple[str, ...] = ("drop", "close", "refuse", "delay", "stall", "malformed", "goaway", "expire")
 # Header and query names that carry credentials: never recorded.
@@ -710,7 +713,7 @@ def header(request: Request, name: str) -> str | None:
 
 
 __all__ = [
-    "FAULT_KINDS", "ConnectionRecord", "DialectEvent", "DialectRecognizer", "Fault", "FaultFired",
+    "FAULT_KINDS", "MAX_REPLY_DIGITS", "ConnectionRecord", "DialectEvent", "DialectRecognizer", "Fault", "FaultFired",
     "FaultKind", "FaultScript", "FakeServer", "PartialWords", "SpeechStart", "Utterance", "energy_dbfs",
     "header", "tls_context",
 ]

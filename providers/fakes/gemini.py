@@ -53,6 +53,7 @@ from websockets.http11 import Request, Response
 from audio.dtmf import generate_dtmf
 from audio.resample import ResampleStream, resample
 from providers.fakes.common import (
+    MAX_REPLY_DIGITS,
     ConnectionRecord,
     DialectRecognizer,
     FakeServer,
@@ -332,7 +333,7 @@ class GeminiSession:
     async def on_typed_turn(self, turns: list[dict[str, Any]]) -> None:
         self._remember(turns)
         text = "".join(content_text(t) for t in turns if t.get("role", "user") == "user")
-        digits = "".join(c for c in text if c in TYPED_DIGITS) or "0"
+        digits = ("".join(c for c in text if c in TYPED_DIGITS) or "0")[:MAX_REPLY_DIGITS]
         self.start_reply(dtmf_reply_audio(digits), digits, self._stream_time())
 
     def _remember(self, turns: list[dict[str, Any]]) -> None:
@@ -353,6 +354,7 @@ class GeminiSession:
             self.history.append({"role": "user", "parts": [{"function_response": copy.deepcopy(response)}]})
             digits = self.pending_tools.pop(response["id"], None)
             if digits is not None and not self.pending_tools:
+                digits = digits[:MAX_REPLY_DIGITS]
                 self.start_reply(dtmf_reply_audio(digits), digits, self._stream_time())
 
     # -- the dialect ------------------------------------------------------------------------------------
