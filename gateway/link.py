@@ -62,6 +62,8 @@ from providers.base import Frame, ProviderAdapter
 log = logging.getLogger("gateway.link")
 # returned by the read loop when a handover replaced the socket it was reading
 _SWAPPED = ProviderUnavailable("socket replaced by a handover", breaker_failure=False)
+# the caller's turn ends without more of our audio after this many quiet periods (they stopped sending)
+QUIET_AUDIO_CAP = 5
 
 
 class LinkSink(Protocol):
@@ -107,6 +109,7 @@ class ProviderLink:
         self._call = BreakerCall(clock, policy.early_failure_window_s)
         self._last_audio_at = 0.0
         self._last_frame_at = 0.0
+        self._audio_at_last_frame_s = 0.0  # call time of the audio sent when the last frame arrived
         self._closing = False
         self._fatal_error: ProviderError | None = None
         self._last_chunk_end_s = 0.0
@@ -351,6 +354,7 @@ class ProviderLink:
             t0 = time.perf_counter()  # time inside the gateway: parse, convert, send to the client
             if adapter.quiet_after_s:  # only the quiet watch reads it: no clock call per frame otherwise
                 self._last_frame_at = self._clock.now()
+                self._audio_at_last_frame_s = self._last_chunk_end_s
             for ev in adapter.parse(frame):
                 await self._handle(ev)
                 if sock is not self._sock:
@@ -428,14 +432,22 @@ class ProviderLink:
 
     async def _quiet_watch(self, sock: ProviderSocket, adapter: ProviderAdapter) -> None:
         """Protocols without turn-end events (GPT-Live): after `quiet_after_s` with no server event,
-        the adapter finishes whatever turn was open."""
+        the adapter finishes whatever turn was open. The caller's turn also needs `quiet_after_s` of
+        our audio sent since the provider last spoke (else a caller whose audio stalls for a moment
+        has a word cut in two), unless no audio came for QUIET_AUDIO_CAP times as long."""
         quiet = adapter.quiet_after_s or 1.0
         self._last_frame_at = self._clock.now()
+        self._audio_at_last_frame_s = self._last_chunk_end_s
         while sock is self._sock and not self._closing:
-            wait = self._last_frame_at + quiet - self._clock.now()
+            now = self._clock.now()
+            wait = self._last_frame_at + quiet - now
+            if wait <= 0 and adapter.quiet_needs_audio() \
+                    and self._last_chunk_end_s - self._audio_at_last_frame_s < quiet - 1e-9:
+                wait = min(quiet / 4, self._last_frame_at + quiet * QUIET_AUDIO_CAP - now)
             if wait > 0:
                 await self._clock.sleep(wait)
                 continue
             self._last_frame_at = self._clock.now()
+            self._audio_at_last_frame_s = self._last_chunk_end_s
             for ev in adapter.quiet_events():
                 await self._handle(ev)
