@@ -50,7 +50,7 @@ import orjson  # noqa: E402
 
 from benchmarks.calls import CallResult, run_call, summarize  # noqa: E402
 from benchmarks.loss_causes import attribute  # noqa: E402
-from benchmarks.procs import REPO, free_port, start_fakes, start_gateway_probe  # noqa: E402
+from benchmarks.procs import REPO, UNHANDLED, free_port, start_fakes, start_gateway_probe  # noqa: E402
 
 # (label, provider asked for, provider_options): the five live providers
 CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
@@ -182,7 +182,7 @@ def main() -> int:
         "faults_scheduled": dict(sorted(kinds.items())),
         "operator_switches": dict(ops),
         "breaker_transitions": dict(after - before), "breaker_transitions_expected": {},
-        "unhandled_exceptions_in_log": gateway_log.count("Exception in ASGI application")
+        "unhandled_exceptions_in_log": sum(gateway_log.count(m) for m in UNHANDLED)
         + gateway_log.count('"event":"link.crashed"'),
         "error_lines_in_log": gateway_log.count('"level":"ERROR"'),
         "calls": {**summarize(results), **attribute(results)},

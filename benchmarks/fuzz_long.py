@@ -11,7 +11,8 @@ mutated messages (keys dropped, values replaced by hostile JSON: wrong types, hu
 nesting, long strings, bad base64), random text and random binary frames of any length, and
 hangs up at a random point (session.end/stop, close, or a TCP abort).
 
-An *escape* is: an "Exception in ASGI application" or `link.crashed` line in the gateway log, an
+An *escape* is: an exception no handler caught (aiohttp's "Error handling request" or "Unhandled
+exception") or `link.crashed` line in the gateway log, an
 ERROR line not caused by the provider fakes, a gateway process that died, a native `error` event
 without a stable code, or a gateway that no longer completes a clean call at the end.
 
@@ -39,7 +40,7 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks.calls import run_call  # noqa: E402
-from benchmarks.procs import REPO, cpu_seconds, free_port, start_fakes, start_gateway_probe  # noqa: E402
+from benchmarks.procs import REPO, UNHANDLED, cpu_seconds, free_port, start_fakes, start_gateway_probe  # noqa: E402
 
 ENDPOINTS = ("voice", "twilio", "telnyx", "vonage")
 STABLE_CODES = frozenset({"bad_message", "bad_audio", "unknown_type", "session_not_started", "rate_limited",
@@ -393,7 +394,7 @@ def main() -> int:
     log = (out / "gateway.log").read_text(errors="replace")
     error_lines = [line for line in log.splitlines() if '"level":"ERROR"' in line]
     escapes = {k: v for k, v in {**stats, **provider_stats}.items() if k.startswith("escape")}
-    escapes["asgi_exceptions"] = log.count("Exception in ASGI application")
+    escapes["handler_exceptions"] = sum(log.count(m) for m in UNHANDLED)
     escapes["link_crashed"] = log.count('"event":"link.crashed"')
     escapes["gateway_died"] = int(not alive)
     escapes["final_call_failed"] = 1 - stats.get("final_call_ok", 0)

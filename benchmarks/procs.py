@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
+# what aiohttp's server logs when a handler raised (an exception the gateway did not catch)
+UNHANDLED = ("Error handling request", "Unhandled exception")
 _LISTENING = re.compile(r"listening on (?:ws|http)s?://[\w.]+:(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -148,7 +150,7 @@ def _drain_to(popen: subprocess.Popen[str], log_path: Path | None, proc: Proc) -
 
 def start_gateway(*, port: int, provider_url: str, cpus: set[int] | None, log_path: Path,
                   extra_env: dict[str, str] | None = None, timeout_s: float = 30.0, repo: Path = REPO) -> Proc:
-    """`voice-gateway serve` (uvicorn, uvloop, one process) with both providers on the echo fake;
+    """`voice-gateway serve` (aiohttp.web, uvloop, one process) with both providers on the echo fake;
     `repo` runs the gateway of another checkout (a baseline) with this environment's packages."""
     env = bench_env(GEMINI_BASE_URL=provider_url, GEMINI_API_KEY="bench-gemini-key",
                     OPENAI_BASE_URL=provider_url + "/v1", OPENAI_API_KEY="bench-openai-key",
@@ -239,7 +241,8 @@ def _start_fakes(*, log_path: Path, faults: dict[str, str] | None, seed: int, cp
 
 def start_gateway_probe(*, port: int, fakes: FakesProc, samples: Path, interval_s: float, log_path: Path,
                         extra_env: dict[str, str] | None = None, cpus: set[int] | None = None,
-                        timeout_s: float = 30.0) -> Proc:
+                        timeout_s: float = 30.0, detail: bool = False,
+                        tracemalloc_after_s: float | None = None) -> Proc:
     """benchmarks/gateway_probe.py with every provider live on the fakes (any key is accepted): GPT-Live
     on OPENAI_BASE_URL, the Deepgram Voice Agent on DEEPGRAM_AGENT_BASE_URL (else a call on `deepgram`,
     which means the agent, would go to the real agent.deepgram.com)."""
@@ -251,7 +254,10 @@ def start_gateway_probe(*, port: int, fakes: FakesProc, samples: Path, interval_
                     **(extra_env or {}))
     log = open(log_path, "w")  # noqa: SIM115 - closed by Proc.stop
     popen = subprocess.Popen([sys.executable, "-m", "benchmarks.gateway_probe", "--port", str(port),
-                              "--samples", str(samples), "--interval-s", str(interval_s)], cwd=REPO,
+                              "--samples", str(samples), "--interval-s", str(interval_s),
+                              *(["--detail"] if detail else []),
+                              *(["--tracemalloc-after-s", str(tracemalloc_after_s)] if tracemalloc_after_s is not None
+                                else [])], cwd=REPO,
                              env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     pin(popen.pid, cpus)
     proc = Proc("gateway", popen, log=log, port=port)

@@ -10,17 +10,24 @@ gateway (benchmarks/gateway_probe.py: `serve` plus an in-process sampler) and th
 keeps `--calls` native calls going; each lasts U(call_min_s, call_max_s), speaks DTMF words in real
 time (benchmarks/calls.py) and is replaced by a new call when it ends (provider drawn at random).
 
-Growth = (mean of the last 3 samples − the first sample after warm-up) / that sample. Goal < 5 %.
+Each sample is taken after a full `gc.collect()` in the gateway. Reported per figure (RSS, fds, tasks,
+gc objects): growth = (mean of the last 3 samples − mean of the first 3 after warm-up) / the latter,
+and the least-squares slope over every sample after warm-up in % of the start per hour; and per
+per-call structure (sessions, metrics series, operator-control maps, breakers, …) its first, last and
+largest value after warm-up. Goal: RSS growth < 5 % over the hour, structures flat. docs/soak.md
+says how to read the figures (allocator arenas, warm-up).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
@@ -35,18 +42,51 @@ PROVIDERS = ["gemini", "openai", "deepgram"]
 # the per-connection rate ceilings are not under test here (tests/e2e/test_client_limits.py is); a
 # load generator starved by a busy machine catches up in bursts that would trip them
 NO_CEILINGS = {"VG_MAX_FRAMES_PER_S": "100000", "VG_MAX_BYTES_PER_S": "64000000"}
+# glibc malloc as the image runs it (Dockerfile ENV; tests/test_compose.py keeps the two equal): two
+# arenas, and blocks >= 128 KiB (a call's resampler buffers) always mmapped, so freeing them returns
+# the memory instead of leaving holes in the heap that RSS counts for ever (docs/soak.md)
+DEPLOYED_MALLOC_ENV = {"MALLOC_ARENA_MAX": "2", "MALLOC_MMAP_THRESHOLD_": "131072"}
 
 
-def growth(samples: list[dict], key: str, warmup_s: float, calls: int) -> dict[str, float] | None:
-    # after warm-up, and only while the load is on (not the ramp-down after the deadline)
-    after = [s for s in samples if s["t_s"] >= warmup_s and s["sessions"] >= 0.8 * calls]
+def _slope_per_hour(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (t_s, value), per hour."""
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return 3600.0 * sum((t - mt) * (v - mv) for t, v in points) / var if var else 0.0
+
+
+def growth(samples: list[dict], key: str, warmup_s: float, calls: int) -> dict[str, Any] | None:
+    """How `key` moved after warm-up, while the load was on (not the ramp-down after the deadline).
+
+    Three figures, because one alone misleads: `growth_pct` compares the mean of the first three
+    samples after warm-up with the mean of the last three (one sample is noisy: a burst of calls
+    starting together, a collection about to run); `slope_pct_per_h` is the least-squares trend over
+    every sample after warm-up, as a share of the start (a leak is a steady slope; a step that then
+    stays flat, as allocator arenas settling, is not); `max` is the highest sample seen."""
+    after = [s for s in samples if s["t_s"] >= warmup_s and s["sessions"] >= 0.8 * calls and key in s]
     if len(after) < 2:
         return None
-    base = after[0][key]
-    tail = after[-3:]
-    end = sum(s[key] for s in tail) / len(tail)
-    return {"after_warmup": base, "end": round(end, 1),
-            "growth_pct": round(100.0 * (end - base) / base, 2) if base else 0.0}
+    k = min(3, len(after) // 2)
+    base = sum(s[key] for s in after[:k]) / k
+    end = sum(s[key] for s in after[-k:]) / k
+    slope = _slope_per_hour([(s["t_s"], s[key]) for s in after])
+    return {"after_warmup": round(base, 1), "end": round(end, 1), "max": max(s[key] for s in after),
+            "growth_pct": round(100.0 * (end - base) / base, 2) if base else 0.0,
+            "slope_pct_per_h": round(100.0 * slope / base, 2) if base else 0.0,
+            "samples": len(after), "window_s": round(after[-1]["t_s"] - after[0]["t_s"], 1)}
+
+
+def structures_growth(samples: list[dict], warmup_s: float, calls: int) -> dict[str, Any]:
+    """Per-call structures (benchmarks/gateway_probe.py `structure_sizes`): first and last value after
+    warm-up and the largest seen; one that only grows is a leak whatever RSS says."""
+    after = [s for s in samples if s["t_s"] >= warmup_s and s["sessions"] >= 0.8 * calls and "structures" in s]
+    if not after:
+        return {}
+    return {name: {"after_warmup": after[0]["structures"][name], "end": after[-1]["structures"].get(name),
+                   "max": max(s["structures"].get(name, 0) for s in after)}
+            for name in after[0]["structures"]}
 
 
 async def keep_calls(url: str, args: argparse.Namespace, deadline: float, results: list[CallResult]) -> None:
@@ -77,6 +117,12 @@ def main() -> int:
     p.add_argument("--sample-s", type=float, default=60.0)
     p.add_argument("--warmup-min", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=12)
+    p.add_argument("--detail", action="store_true", help="the gateway adds its most numerous object types to each sample")
+    p.add_argument("--glibc-malloc-defaults", action="store_true",
+                   help="run the gateway without the image's malloc settings (DEPLOYED_MALLOC_ENV): RSS then "
+                        "also counts freed memory glibc keeps (docs/soak.md)")
+    p.add_argument("--tracemalloc", action="store_true",
+                   help="the gateway traces allocations and lists the lines that grew since warm-up (slower)")
     p.add_argument("--out", default=str(REPO / "test-artifacts" / "soak"))
     args = p.parse_args()
     out = Path(args.out)
@@ -84,9 +130,12 @@ def main() -> int:
     samples_path = out / "samples.jsonl"
     samples_path.write_text("")
     fakes = start_fakes(log_path=out / "fakes.log")
+    arena = {} if args.glibc_malloc_defaults else DEPLOYED_MALLOC_ENV
     port = free_port()
     gw = start_gateway_probe(port=port, fakes=fakes, samples=samples_path, interval_s=args.sample_s,
-                             log_path=out / "gateway.log", extra_env={"VG_LOG_LEVEL": "WARNING", **NO_CEILINGS})
+                             log_path=out / "gateway.log", detail=args.detail,
+                             tracemalloc_after_s=args.warmup_min * 60 if args.tracemalloc else None,
+                             extra_env={"VG_LOG_LEVEL": "WARNING", **NO_CEILINGS, **arena})
     results: list[CallResult] = []
     started = time.monotonic()
     try:
@@ -101,10 +150,17 @@ def main() -> int:
     report = {
         "command": " ".join(sys.argv), "calls_concurrent": args.calls, "minutes": args.minutes,
         "elapsed_s": round(time.monotonic() - started, 1), "samples": len(samples),
-        "growth": {k: growth(samples, k, warmup_s, args.calls) for k in ("rss_kb", "fds", "tasks", "gc_objects")},
+        "warmup_s": warmup_s,
+        "malloc_env": {k: v for k, v in {**os.environ, **arena}.items() if k.startswith("MALLOC_")},
+        "sample_s": args.sample_s,
+        "growth": {k: growth(samples, k, warmup_s, args.calls) for k in ("rss_kb", "malloc_in_use_kb", "malloc_free_kb", "py_blocks", "traced_kb", "fds", "tasks",
+                                                                "gc_objects")},
+        "structures": structures_growth(samples, warmup_s, args.calls),
         "loop_lag_ms_max": max((s["loop_lag_ms_max"] for s in samples), default=None),
         "loop_lag_ms_p99_max": max((s["loop_lag_ms_p99"] for s in samples), default=None),
         "calls": summarize(results),
+        "tracemalloc_growth": next((s["tracemalloc_growth"] for s in reversed(samples) if "tracemalloc_growth" in s),
+                                   None),
     }
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     (out / "report.json").write_text(text + "\n")

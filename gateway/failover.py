@@ -148,8 +148,9 @@ class Failover(Generic[LinkT]):
             trigger_at = self._clock.now()
             old = self.link
             old_provider = old.provider if old is not None else "none"
-            chain = [resolve(target, self.config.provider_options, self._available)] if target else \
-                self.chain(exclude=[old_provider])
+            # a named target is opened only if this deployment has an endpoint for it
+            chain = [p for p in [resolve(target, self.config.provider_options, self._available)]
+                     if p in self._available] if target else self.chain(exclude=[old_provider])
             self._move(SessionState.SWITCHING)
             link = await self._open_first_usable(chain)
             if self.ended:

@@ -2,7 +2,8 @@
 
 A `ProviderLink` bridges one call to one provider. It owns the socket, the read loop, the reconnect
 schedule, planned handovers, keepalives and the breaker calls; provider differences come only from
-the sans-I/O adapter it is given. Invariants:
+the sans-I/O adapter it is given. Establishing, replaying and timing one connection is in
+gateway/link_connection.py (a base class of `ProviderLink`). Invariants:
 - every input chunk goes through the call's ReplayBuffer first; a chunk leaves it only when the
   provider acknowledged it, so audio sent while the link is down, or lost in a dying connection,
   is replayed in order on the next connection before live audio resumes;
@@ -26,9 +27,9 @@ from typing import Any, Protocol
 from audio.convert import FormatConverter
 from audio.formats import AudioChunk
 from gateway import metrics
-from gateway.breaker import BreakerTicket, CircuitBreaker
+from gateway.breaker import CircuitBreaker
 from gateway.clock import Clock
-from gateway.connect import BreakerCall, open_connection
+from gateway.connect import BreakerCall
 from gateway.errors import GatewayError, ProviderError, ProviderRejected, ProviderUnavailable
 from gateway.events import (
     AudioAcknowledged,
@@ -47,12 +48,9 @@ from gateway.events import (
     TurnStarted,
 )
 from gateway.handover import Handovers
+from gateway.link_connection import LinkConnection
 from gateway.logs import log_context, log_event
-from gateway.provider_socket import (
-    Closed,
-    ProviderConnector,
-    ProviderSocket,
-)
+from gateway.provider_socket import Closed, ProviderConnector, ProviderSocket
 from gateway.reconnect import Reconnector
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy
@@ -62,8 +60,6 @@ from providers.base import Frame, ProviderAdapter
 log = logging.getLogger("gateway.link")
 # returned by the read loop when a handover replaced the socket it was reading
 _SWAPPED = ProviderUnavailable("socket replaced by a handover", breaker_failure=False)
-# the caller's turn ends without more of our audio after this many quiet periods (they stopped sending)
-QUIET_AUDIO_CAP = 5
 
 
 class LinkSink(Protocol):
@@ -77,7 +73,7 @@ class LinkSink(Protocol):
         """The link gave up: reason is circuit_open | reconnect_failed | fatal_error."""
 
 
-class ProviderLink:
+class ProviderLink(LinkConnection):
     def __init__(
         self, *, provider: str, adapter_factory: Callable[[], ProviderAdapter], breaker: CircuitBreaker,
         connector: ProviderConnector, clock: Clock, policy: ReconnectPolicy, replay: ReplayBuffer,
@@ -109,7 +105,7 @@ class ProviderLink:
         self._call = BreakerCall(clock, policy.early_failure_window_s)
         self._last_audio_at = 0.0
         self._last_frame_at = 0.0
-        self._audio_at_last_frame_s = 0.0  # call time of the audio sent when the last frame arrived
+        self._audio_at_last_frame_s = 0.0
         self._closing = False
         self._fatal_error: ProviderError | None = None
         self._last_chunk_end_s = 0.0
@@ -231,94 +227,6 @@ class ProviderLink:
     def _ended(self) -> bool:
         return self._closing or self.state is LinkState.FAILED
 
-    # -- establishment -------------------------------------------------------------------------
-    async def connect(self, ticket: BreakerTicket, *, history: bool
-                      ) -> tuple[ProviderAdapter, ProviderSocket, list[ProviderEvent]]:
-        """A fresh adapter and connection (gateway/connect.py). Settles `ticket` on failure."""
-        adapter = self._new_adapter()
-        resume = self._resume_handle
-        sock, after = await open_connection(
-            adapter, connector=self._connector, ticket=ticket, timeout_s=self.policy.connect_timeout_s,
-            clock=self._clock, resume_handle=resume, history=self._history() if history or resume is None else (),
-            retry_count=self.retry_count)
-        return adapter, sock, after
-
-    async def establish(self, ticket: BreakerTicket, *, history: bool = True) -> int:
-        """Connect, then make the new connection current and replay. Returns chunks replayed."""
-        adapter, sock, after = await self.connect(ticket, history=history)
-        return await self.activate(adapter, sock, after, ticket)
-
-    async def activate(self, adapter: ProviderAdapter, sock: ProviderSocket, after: list[ProviderEvent],
-                        ticket: BreakerTicket) -> int:
-        if self._ended:  # closed or given up while this connection was being set up: not a failure
-            ticket.success()
-            await sock.close()
-            raise ProviderUnavailable("link closed during setup", provider=self.provider, breaker_failure=False)
-        self._call.begin(ticket)
-        self.adapter, self._sock = adapter, sock
-        # chunks in the replay buffer are in the call's input format; convert per connection
-        self._converter = FormatConverter(adapter.config.input_format, adapter.input_format)
-        self._in_assistant_turn = False
-        self.spawn(self._call.settle_after_window(ticket))
-        if adapter.keepalive_idle_s:
-            self.spawn(self._keepalive(sock, adapter))
-        if adapter.quiet_after_s:
-            self.spawn(self._quiet_watch(sock, adapter))
-        if self._rotate_after_s:
-            self.spawn(self._handovers.rotate_later(sock, self._rotate_after_s))
-        self.move(LinkState.REPLAYING)
-        replayed = await self._replay()
-        if self._ended:
-            return replayed
-        self.move(LinkState.UP)
-        for ev in after:
-            await self._handle(ev)
-        return replayed
-
-    async def _replay(self) -> int:
-        """Send everything kept, oldest first, then whatever arrived meanwhile; then go live."""
-        lost = self.replay.at_risk  # sent on the connection we leave, evicted, not acknowledged there
-        self.replay.new_connection(owner=self)
-        if lost:
-            metrics.voice_gateway_replay_dropped_chunks.labels(self.provider).inc(lost)
-            log_event(log, logging.WARNING, "audio.lost", f"{lost} sent chunks were never acknowledged by the "
-                      "connection this call left and can no longer be replayed", dropped_count=lost)
-        first = self._first_unsent()
-        # provider stream time 0 on this connection = this much call time (for transcript times)
-        self.stream_origin_s = first.offset_s if first is not None else self._last_chunk_end_s
-        n = 0
-        while (chunk := self._first_unsent()) is not None:
-            if not await self._send_chunk(chunk):
-                break
-            n += 1
-        if n:
-            self.counters["replayed"] += n
-            metrics.voice_gateway_replayed_chunks.labels(self.provider).inc(n)
-            log_event(log, logging.INFO, "audio.replayed", f"replayed {n} buffered chunks",
-                      replayed_count=n,
-                      total_count=self.counters["replayed"])
-        return n
-
-    def _first_unsent(self) -> AudioChunk | None:
-        return next(self.replay.unsent(), None)
-
-    async def _send_chunk(self, chunk: AudioChunk) -> bool:
-        sock, adapter, conv = self._sock, self.adapter, self._converter
-        if sock is None or adapter is None or conv is None:
-            return False
-        data = conv.convert(chunk.data)
-        try:
-            if data:
-                await sock.send(adapter.audio_frame(data))
-        except (ConnectionError, RuntimeError, OSError):
-            return False  # stays unsent in the replay buffer; the read loop sees the close
-        self.replay.mark_sent(chunk)
-        if adapter.keepalive_idle_s:  # only the keepalive timer reads it: no clock call per frame otherwise
-            self._last_audio_at = self._clock.now()
-        self.counters["chunks_sent"] += 1
-        self._chunks_sent.inc()
-        return True
-
     # -- the read loop -------------------------------------------------------------------------
     async def _run(self) -> None:
         try:
@@ -414,40 +322,3 @@ class ProviderLink:
                     await self._sock.close(1000)
         await self._sink.on_provider_event(self, ev)
 
-    # -- keepalive ------------------------------------------------------------------------------
-    async def _keepalive(self, sock: ProviderSocket, adapter: ProviderAdapter) -> None:
-        idle = adapter.keepalive_idle_s or 5.0
-        frame = adapter.keepalive_frame()
-        if frame is None:
-            return
-        self._last_audio_at = self._clock.now()
-        while sock is self._sock and not self._closing:
-            wait = self._last_audio_at + idle - self._clock.now()
-            if wait > 0:
-                await self._clock.sleep(wait)
-                continue
-            with contextlib.suppress(ConnectionError, RuntimeError, OSError):
-                await sock.send(frame)
-            self._last_audio_at = self._clock.now()
-
-    async def _quiet_watch(self, sock: ProviderSocket, adapter: ProviderAdapter) -> None:
-        """Protocols without turn-end events (GPT-Live): after `quiet_after_s` with no server event,
-        the adapter finishes whatever turn was open. The caller's turn also needs `quiet_after_s` of
-        our audio sent since the provider last spoke (else a caller whose audio stalls for a moment
-        has a word cut in two), unless no audio came for QUIET_AUDIO_CAP times as long."""
-        quiet = adapter.quiet_after_s or 1.0
-        self._last_frame_at = self._clock.now()
-        self._audio_at_last_frame_s = self._last_chunk_end_s
-        while sock is self._sock and not self._closing:
-            now = self._clock.now()
-            wait = self._last_frame_at + quiet - now
-            if wait <= 0 and adapter.quiet_needs_audio() \
-                    and self._last_chunk_end_s - self._audio_at_last_frame_s < quiet - 1e-9:
-                wait = min(quiet / 4, self._last_frame_at + quiet * QUIET_AUDIO_CAP - now)
-            if wait > 0:
-                await self._clock.sleep(wait)
-                continue
-            self._last_frame_at = self._clock.now()
-            self._audio_at_last_frame_s = self._last_chunk_end_s
-            for ev in adapter.quiet_events():
-                await self._handle(ev)

@@ -87,7 +87,7 @@ def test_ports_are_sane_and_unique():
 
 
 def test_gateway_environment_has_placeholders_not_secrets():
-    from gateway.config import unknown_variables
+    from gateway.config_check import unknown_variables
 
     env = SERVICES["gateway"]["environment"]
     assert {"VG_CLIENT_TOKENS", "VG_ADMIN_TOKEN"} <= set(env), "non-loopback bind needs client and admin tokens"
@@ -111,9 +111,9 @@ def test_gateway_receives_the_client_and_telephony_settings():
 
 
 def test_gateway_healthcheck_hits_a_served_path():
-    from gateway.app import create_app
+    from gateway.app import create_app, route_paths
 
-    paths = {getattr(route, "path", None) for route in create_app().routes}
+    paths = route_paths(create_app())
     command = SERVICES["gateway"]["healthcheck"]["test"]
     assert command[0] == "CMD"
     url = re.search(r"http://127\.0\.0\.1:(\d+)(/\w+)", " ".join(command))
@@ -195,13 +195,36 @@ def test_dockerfile_builds_from_existing_sources_as_non_root():
             for source in sources:
                 assert (REPO / source).exists(), f"COPY {source}: missing"
                 assert not any(fnmatch.fnmatch(source, pattern) for pattern in ignored), f"{source} is dockerignored"
-    assert any(op == "RUN" and re.search(r"pip install\b.*\s\.$", arg) for op, arg in steps), "no `pip install .`"
+    installs = [arg for op, arg in steps if op == "RUN" and re.search(r"\bpip install\b", arg)]
+    assert installs and re.search(r"""\s["']?\.(\[[a-z,]+\])?["']?$""", installs[-1]), "no `pip install .`"
     users = [arg for op, arg in steps if op == "USER"]
     assert users and users[-1] not in ("root", "0"), "the image must run as a non-root user"
     user_step = max(i for i, (op, _) in enumerate(steps) if op == "USER")
     cmd_step = max(i for i, (op, _) in enumerate(steps) if op == "CMD")
     assert user_step < cmd_step
     assert ("EXPOSE", "8080") in steps
+
+
+def dockerfile_env() -> dict[str, str]:
+    """The ENV of the image's last stage (`ENV A=1 B=2` lines)."""
+    steps = dockerfile_instructions()
+    last_from = max(i for i, (op, _) in enumerate(steps) if op == "FROM")
+    env: dict[str, str] = {}
+    for op, arg in steps[last_from:]:
+        if op == "ENV":
+            env.update(part.split("=", 1) for part in shlex.split(arg))
+    return env
+
+
+def container_bind(extra_env: dict[str, str]) -> tuple[str, int]:
+    """Where `serve` in the container binds: the image's ENV plus `docker run -e`, then the CMD's flags."""
+    from gateway.cli import build_parser
+    from gateway.config import load_settings
+
+    command = exec_form(dict(dockerfile_instructions())["CMD"])
+    args = build_parser().parse_args(command[1:])
+    settings = load_settings({**dockerfile_env(), **extra_env})
+    return (args.host or settings.host, args.port or settings.port)
 
 
 def test_dockerfile_command_is_our_console_script_serving_on_8080():
@@ -211,11 +234,62 @@ def test_dockerfile_command_is_our_console_script_serving_on_8080():
     command = exec_form(steps["CMD"])
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     assert command[0] in scripts
-    args = build_parser().parse_args(command[1:])
-    assert (args.command, args.host, args.port) == ("serve", "0.0.0.0", 8080)
+    assert build_parser().parse_args(command[1:]).command == "serve"
+    assert container_bind({}) == ("0.0.0.0", 8080)
     health = steps["HEALTHCHECK"]
     probe = exec_form(health.split("CMD", 1)[1].strip())
-    assert probe[:2] == ["python", "-c"] and "http://127.0.0.1:8080/healthz" in probe[2]
+    assert probe[:2] == ["python", "-c"] and "/healthz" in probe[2]
     # The probe must be valid Python: a typo here would mark every container unhealthy.
     compile(probe[2], "<healthcheck>", "exec")
     assert shlex.split(health)[0].startswith("--interval=")
+
+
+def test_container_port_and_host_follow_the_settings():
+    """`docker run -e VG_PORT=9000 -e VG_HOST=127.0.0.1`: the gateway binds there (a --host/--port in
+    the image's command would silently win over both)."""
+    assert container_bind({"VG_PORT": "9000"}) == ("0.0.0.0", 9000)
+    assert container_bind({"VG_HOST": "127.0.0.1"}) == ("127.0.0.1", 8080)
+
+
+def test_container_healthcheck_probes_the_configured_port(monkeypatch):
+    """A container moved to another VG_PORT stays healthy: the probe asks the port the gateway listens on."""
+    import http.server
+    import threading
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        probe = exec_form(dict(dockerfile_instructions())["HEALTHCHECK"].split("CMD", 1)[1].strip())[2]
+        monkeypatch.setenv("VG_PORT", str(server.server_address[1]))
+        exec(compile(probe, "<healthcheck>", "exec"), {})  # raises (unhealthy) if it probes another port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_image_installs_the_opus_extra_for_compressed_browser_upload():
+    """Without PyAV the container refuses `audio.input.encoding: opus|webm` (the browser demo's
+    compressed upload); the image installs the extra that brings it."""
+    steps = dockerfile_instructions()
+    install = [arg for op, arg in steps if op == "RUN" and "pip install" in arg][-1]
+    extras = re.search(r"\.\[([a-z,]+)\]", install)
+    assert extras and "opus" in extras.group(1).split(","), f"the image runs {install!r}: no [opus] extra"
+    optional = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(dep.startswith("av") for dep in optional["opus"])  # PyAV: gateway/session_config.py looks for `av`
+
+
+def test_image_runs_the_allocator_settings_the_soak_measured():
+    """benchmarks/soak.py measures RSS with the image's malloc settings (docs/soak.md): the two agree."""
+    from benchmarks.soak import DEPLOYED_MALLOC_ENV
+
+    env = dockerfile_env()
+    assert {k: v for k, v in env.items() if k.startswith("MALLOC_")} == DEPLOYED_MALLOC_ENV

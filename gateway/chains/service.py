@@ -13,17 +13,18 @@ from typing import Any
 from gateway import metrics
 from gateway.breaker import CircuitBreaker
 from gateway.chains.http import AiohttpExchange, HttpExchange
-from gateway.chains.policy import ChainPolicy
-from gateway.chains.runner import (
+from gateway.chains.outcome import (
     OUTCOMES,
     RUN_RESULTS,
     BoundProvider,
     ChainOutcome,
-    ChainRunner,
     CostGate,
     CostHook,
     CostRecord,
+    ProviderEnabled,
 )
+from gateway.chains.policy import ChainPolicy
+from gateway.chains.runner import ChainRunner
 from gateway.chains.settings import ChainProviderSettings
 from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings
@@ -41,7 +42,9 @@ log = logging.getLogger("gateway.chains")
 class ChainService:
     def __init__(self, settings: Settings, *, clock: Clock | None = None, exchange: HttpExchange | None = None,
                  on_cost: CostHook | None = None, cost_gate: CostGate | None = None,
-                 ledger: CostLedger | None = None) -> None:
+                 ledger: CostLedger | None = None, provider_enabled: ProviderEnabled | None = None) -> None:
+        """`provider_enabled`: the operator controls' view (`Runtime.provider_enabled`): a provider an
+        operator disabled is skipped by every chain too (attempt outcome `disabled`)."""
         self.settings = settings.chains
         self.clock: Clock = clock or MonotonicClock()
         self._own_exchange = exchange is None
@@ -58,7 +61,8 @@ class ChainService:
 
         self.runner = ChainRunner(exchange=self.exchange, clock=self.clock,
                                   policy=ChainPolicy.from_settings(self.settings), on_cost=record,
-                                  cost_gate=cost_gate, prices=self.ledger.price_for)
+                                  cost_gate=cost_gate, prices=self.ledger.price_for,
+                                  provider_enabled=provider_enabled)
         self.orders: dict[str, tuple[str, ...]] = {TRANSCRIPTION.name: self.settings.transcription_chain,
                                                    VISION.name: self.settings.vision_chain,
                                                    REASONING.name: self.settings.reasoning_chain}
@@ -111,6 +115,14 @@ class ChainService:
         if self._own_exchange and isinstance(self.exchange, AiohttpExchange):
             await self.exchange.close()
 
+    @property
+    def provider_enabled(self) -> ProviderEnabled | None:
+        return self.runner.provider_enabled
+
+    @provider_enabled.setter
+    def provider_enabled(self, enabled: ProviderEnabled | None) -> None:
+        self.runner.provider_enabled = enabled
+
     # -- requests -----------------------------------------------------------------------------------
     def bound(self, chain: str, order: tuple[str, ...] | None = None) -> list[BoundProvider]:
         return [BoundProvider(translator=self.translators[(chain, name)], endpoint=self.endpoints[name],
@@ -127,12 +139,17 @@ class ChainService:
 
     def effective_order(self, chain: str, options: Any) -> tuple[tuple[str, ...], bool]:
         """(providers to try, cost preservation on): the configured order without the providers the chain
-        skips for these options (vision `complex`: no MiniMax); in cost preservation mode only the first."""
+        skips for these options (vision `complex`: no MiniMax); in cost preservation mode only the first
+        one an operator has not disabled (those before it stay in the order, to be reported `disabled`)."""
         spec = CHAINS[chain]
         skipped = spec.skip_when.get(getattr(options, "complexity", ""), ())
         order = tuple(n for n in self.orders[chain] if n not in skipped) or self.orders[chain][-1:]
         preserving = self.ledger.preserving
-        return (order[:1] if preserving else order), preserving
+        if preserving:
+            enabled = self.provider_enabled
+            first = next((i for i, n in enumerate(order) if enabled is None or enabled(n)), len(order) - 1)
+            order = order[:first + 1]
+        return order, preserving
 
     async def run(self, chain: str, options: Any, *, request_id: str, stream: bool = False) -> ChainOutcome:
         spec = CHAINS[chain]
@@ -147,8 +164,10 @@ class ChainService:
 
     # -- reporting ----------------------------------------------------------------------------------
     def readiness(self) -> dict[str, Any]:
+        enabled = self.provider_enabled
         return {chain: {name: {"mode": self.provider_settings(name).mode,
-                               "circuit": self.breakers[breaker_name(chain, name)].state.name}
+                               "circuit": self.breakers[breaker_name(chain, name)].state.name,
+                               "status": "enabled" if enabled is None or enabled(name) else "disabled"}
                         for name in order} for chain, order in self.orders.items()}
 
     def circuits(self) -> list[dict[str, Any]]:

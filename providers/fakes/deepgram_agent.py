@@ -53,14 +53,14 @@ from providers.fakes.deepgram_agent_wire import (
     warning,
     welcome,
 )
+from providers.fakes.deepgram_messages import SPEECH_WORD
 from providers.fakes.deepgram_wire import (
     INVALID_CREDENTIALS,
-    SPEECH_WORD,
     ListenAudioDecoder,
     ListenParams,
     credential_from,
 )
-from providers.fakes.openai_wire import render_reply
+from providers.fakes.openai_audio_wire import render_reply
 
 log = logging.getLogger("providers.fakes.deepgram_agent")
 
