@@ -15,7 +15,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from audio.resample import ResampleStream
-from providers.fakes.common import MAX_REPLY_DIGITS, ConnectionRecord, DialectRecognizer, FakeServer, FaultFired
+from providers.fakes.common import (
+    MAX_REPLY_DIGITS,
+    ConnectionRecord,
+    DialectRecognizer,
+    FakeServer,
+    FaultFired,
+)
 from providers.fakes.gemini_turns import TYPED_DIGITS, GeminiTurns, PlayingReply, dtmf_reply_audio
 from providers.fakes.gemini_wire import (
     BAD_KEY,
