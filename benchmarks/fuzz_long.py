@@ -16,8 +16,8 @@ exception") or `link.crashed` line in the gateway log, an
 ERROR line not caused by the provider fakes, a gateway process that died, a native `error` event
 without a stable code, or a gateway that no longer completes a clean call at the end.
 
-Provider side (in process): `parse()` of every adapter over mutated provider messages and random
-bytes, plus `classify_close()`/`classify_handshake()` on random codes and bodies; an escape is any
+Provider side (in process): `parse()` of every live adapter (Gemini, OpenAI Realtime, Deepgram STT,
+GPT-Live, the Deepgram agent) over mutated provider messages and random bytes, plus `classify_close()`/`classify_handshake()` on random codes and bodies; an escape is any
 exception.
 """
 
@@ -92,8 +92,9 @@ def mutate(rng: random.Random, msg: dict[str, Any]) -> dict[str, Any]:
 
 # -- per-endpoint templates ---------------------------------------------------------------------------
 def native_templates(rng: random.Random) -> tuple[list[dict], list[dict]]:
-    start = {"type": "session.start", "provider": rng.choice(["gemini", "openai", "deepgram", "auto"]),
-             "fallback": ["gemini", "openai", "deepgram"],
+    start = {"type": "session.start",
+             "provider": rng.choice(["gemini", "openai", "openai_live", "deepgram", "deepgram_agent", "auto"]),
+             "fallback": ["gemini", "openai", "openai_live", "deepgram"],
              "audio": {"input": {"encoding": "pcm16", "sample_rate": 16000},
                        "output": {"encoding": "pcm16", "sample_rate": 24000}},
              "provider_options": {"gemini": {"proactive_audio": True}, "deepgram": {"smart_format": True}},
@@ -297,13 +298,32 @@ def provider_side(n: int, seed: int) -> Counter[str]:
                       "channel": {"alternatives": [{"transcript": "12", "words": []}]}},
                      {"type": "Metadata", "request_id": "r"}, {"type": "SpeechStarted", "timestamp": 0.1},
                      {"type": "UtteranceEnd", "last_word_end": 1.0}, {"type": "Error", "description": "x"}],
+        "openai_live": [{"type": "session.started", "session": {"id": "s"}},
+                        {"type": "session.input_transcript.delta", "delta": "1", "start_ms": 0, "end_ms": 100},
+                        {"type": "session.output_transcript.delta", "delta": "2", "start_ms": 0, "end_ms": 100},
+                        {"type": "session.output_audio.delta", "delta": base64.b64encode(bytes(480)).decode()},
+                        {"type": "session.delegation.created", "delegation": {"id": "d", "target": "client",
+                                                                              "name": "f", "arguments": "{}"}},
+                        {"type": "response.event", "event": {"type": "response.done"}},
+                        {"type": "session.usage.updated", "usage": {"seconds": 1.5}},
+                        {"type": "session.closed", "reason": "expired"},
+                        {"type": "error", "error": {"type": "server_error", "message": "m"}}],
+        "deepgram_agent": [{"type": "Welcome", "request_id": "r"}, {"type": "SettingsApplied"},
+                           {"type": "ConversationText", "role": "user", "content": "12"},
+                           {"type": "ConversationText", "role": "assistant", "content": "12"},
+                           {"type": "UserStartedSpeaking"}, {"type": "AgentStartedSpeaking", "total_latency": 0.1},
+                           {"type": "AgentAudioDone"},
+                           {"type": "FunctionCallRequest", "functions": [{"id": "f", "name": "lookup",
+                                                                          "arguments": "{}", "client_side": True}]},
+                           {"type": "FunctionCallCancelled"}, {"type": "InjectionRefused", "message": "m"},
+                           {"type": "Error", "description": "x", "code": "c"}],
     }
     stats: Counter[str] = Counter()
     endpoint = Endpoint(base_url="wss://provider.test", api_key="k" * 16)
     for provider, msgs in samples.items():
         cls = adapter_for(provider)
         adapter = cls(SessionConfig(provider=provider), endpoint)
-        for i in range(n // 3):
+        for i in range(n // len(samples)):
             r = rng.random()
             if r < 0.5:
                 frame: str | bytes = orjson.dumps(mutate(rng, rng.choice(msgs))).decode()

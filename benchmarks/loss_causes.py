@@ -18,6 +18,9 @@ how each outage ended is its outcome (`outage_outcomes`). A lost word (sent, nev
 - `call_end`: sent in the last `END_S` before `session.end` (the provider had not finalized it);
 - `unexplained`: none of these (a defect, or the recognizer).
 
+Before the timing causes: `split_in_two_turns`, every digit heard but in two user transcripts (the
+word's two parts are among the call's misheard words): a segmentation error, no audio lost.
+
 Heard words that were never sent are `misheard` (a garbled recognition); a sent word heard more
 often than sent is `duplicated`.
 """
@@ -94,6 +97,18 @@ def cause_of(t: float, result: Any, downs: list[Outage]) -> str:
 EXPECTED = frozenset({"outage_beyond_replay_bound", "before_cut_beyond_replay_bound"})
 
 
+def _split(word: str, fragments: Counter[str]) -> bool:
+    """`word` was heard as two user turns (every digit arrived, in two transcripts): its two parts
+    are among the call's misheard words (they are used up)."""
+    for i in range(1, len(word)):
+        a, b = word[:i], word[i:]
+        if fragments[a] > 0 and fragments[b] > (a == b):
+            fragments[a] -= 1
+            fragments[b] -= 1
+            return True
+    return False
+
+
 def attribute(results: list[Any]) -> dict[str, Any]:
     causes: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
@@ -106,11 +121,12 @@ def attribute(results: list[Any]) -> dict[str, Any]:
         extra = r.heard - r.sent
         wrong = sorted(w for w in extra if w not in r.sent)
         t0 = r.word_times[0][0] if r.word_times else 0.0
+        fragments = Counter({w: extra[w] for w in wrong})
         for t in lost_word_times(r):
-            cause = cause_of(t, r, downs)
+            word = next(w for wt, w in r.word_times if wt == t)
+            cause = "split_in_two_turns" if _split(word, fragments) else cause_of(t, r, downs)
             causes[cause] += 1
             if cause not in EXPECTED:
-                word = next(w for wt, w in r.word_times if wt == t)
                 details.append({"call": r.provider, "session_id": r.session_id, "cause": cause, "word": word,
                                 "sent_at_s": round(t - t0, 2), "misheard_in_call": wrong,
                                 "events": [f"{round(et - t0, 2)}:{k}:{d}" for et, k, d in r.timeline

@@ -105,6 +105,7 @@ class ProviderLink(LinkConnection):
         self._call = BreakerCall(clock, policy.early_failure_window_s)
         self._last_audio_at = 0.0
         self._last_frame_at = 0.0
+        self._audio_at_last_frame_s = 0.0
         self._closing = False
         self._fatal_error: ProviderError | None = None
         self._last_chunk_end_s = 0.0
@@ -275,6 +276,7 @@ class ProviderLink(LinkConnection):
             t0 = time.perf_counter()  # time inside the gateway: parse, convert, send to the client
             if adapter.quiet_after_s:  # only the quiet watch reads it: no clock call per frame otherwise
                 self._last_frame_at = self._clock.now()
+                self._audio_at_last_frame_s = self._last_chunk_end_s
             for ev in adapter.parse(frame):
                 if type(ev) is ReplyAudio:  # 50 a second: straight to the session, past _handle's match
                     self._chunks_received.n += 1

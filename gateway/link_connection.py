@@ -28,6 +28,8 @@ from gateway.states import LinkState
 from providers.base import ProviderAdapter
 
 log = logging.getLogger("gateway.link")  # the link's logger: its records keep their name
+# the caller's turn ends without more of our audio after this many quiet periods (they stopped sending)
+QUIET_AUDIO_CAP = 5
 
 
 class LinkConnection:
@@ -53,6 +55,7 @@ class LinkConnection:
     _call: BreakerCall
     _last_audio_at: float
     _last_frame_at: float
+    _audio_at_last_frame_s: float  # call time of the audio sent when the last frame arrived
     _closing: bool
     _last_chunk_end_s: float
     _chunks_sent: metrics.Tally
@@ -172,14 +175,22 @@ class LinkConnection:
 
     async def _quiet_watch(self, sock: ProviderSocket, adapter: ProviderAdapter) -> None:
         """Protocols without turn-end events (GPT-Live): after `quiet_after_s` with no server event,
-        the adapter finishes whatever turn was open."""
+        the adapter finishes whatever turn was open. The caller's turn also needs `quiet_after_s` of
+        our audio sent since the provider last spoke (else a caller whose audio stalls for a moment
+        has a word cut in two), unless no audio came for QUIET_AUDIO_CAP times as long."""
         quiet = adapter.quiet_after_s or 1.0
         self._last_frame_at = self._clock.now()
+        self._audio_at_last_frame_s = self._last_chunk_end_s
         while sock is self._sock and not self._closing:
-            wait = self._last_frame_at + quiet - self._clock.now()
+            now = self._clock.now()
+            wait = self._last_frame_at + quiet - now
+            if wait <= 0 and adapter.quiet_needs_audio() \
+                    and self._last_chunk_end_s - self._audio_at_last_frame_s < quiet - 1e-9:
+                wait = min(quiet / 4, self._last_frame_at + quiet * QUIET_AUDIO_CAP - now)
             if wait > 0:
                 await self._clock.sleep(wait)
                 continue
             self._last_frame_at = self._clock.now()
+            self._audio_at_last_frame_s = self._last_chunk_end_s
             for ev in adapter.quiet_events():
                 await self._handle(ev)

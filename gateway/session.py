@@ -234,7 +234,9 @@ class CallSession(SwitchHandling, ProviderEventHandling):
 
     # -- LinkSink ------------------------------------------------------------------------------------
     async def on_client_event(self, link: ProviderLink, event: ClientEvent) -> None:
-        if link is self.link:
+        # as for provider events: the current link, or the one a switch is leaving (a reconnect that
+        # completes while the switch is opening must be told: the switch may fail and the call stay)
+        if link is self.link or link is self.replay.owner:
             if event.TYPE == "connection.reconnecting" and getattr(event, "attempt", 0) == 1:
                 self.counters["reconnects"] += 1
             await self._emit(event)

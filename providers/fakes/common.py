@@ -20,6 +20,7 @@ secret (keys, tokens) is ever recorded or logged.
 from __future__ import annotations
 
 from providers.fakes.dialect import (
+    MAX_REPLY_DIGITS,
     DialectEvent,
     DialectRecognizer,
     PartialWords,
@@ -33,7 +34,7 @@ from providers.fakes.records import ConnectionRecord
 from providers.fakes.server import FakeServer, header, tls_context
 
 __all__ = [
-    "FAULT_KINDS", "ConnectionRecord", "DialectEvent", "DialectRecognizer", "Fault", "FaultFired",
+    "FAULT_KINDS", "MAX_REPLY_DIGITS", "ConnectionRecord", "DialectEvent", "DialectRecognizer", "Fault", "FaultFired",
     "FaultKind", "FaultScript", "FakeServer", "PartialWords", "SpeechStart", "Utterance", "energy_dbfs",
     "header", "tls_context",
 ]

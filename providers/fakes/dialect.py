@@ -14,6 +14,10 @@ import numpy as np
 
 from audio.dtmf import DtmfDetector
 
+# A fake assistant speaks at most this many digits back (6.4 s of tones): a typed turn or tool call
+# of hundreds of digits (the fuzz run sends them) would otherwise be minutes of synthesized audio
+MAX_REPLY_DIGITS = 32
+
 
 @dataclass(frozen=True, slots=True)
 class Utterance:

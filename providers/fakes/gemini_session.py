@@ -15,7 +15,13 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from audio.resample import ResampleStream
-from providers.fakes.common import ConnectionRecord, DialectRecognizer, FakeServer, FaultFired
+from providers.fakes.common import (
+    MAX_REPLY_DIGITS,
+    ConnectionRecord,
+    DialectRecognizer,
+    FakeServer,
+    FaultFired,
+)
 from providers.fakes.gemini_turns import TYPED_DIGITS, GeminiTurns, PlayingReply, dtmf_reply_audio
 from providers.fakes.gemini_wire import (
     BAD_KEY,
@@ -203,7 +209,7 @@ class GeminiSession(GeminiTurns):
     async def on_typed_turn(self, turns: list[dict[str, Any]]) -> None:
         self._remember(turns)
         text = "".join(content_text(t) for t in turns if t.get("role", "user") == "user")
-        digits = "".join(c for c in text if c in TYPED_DIGITS) or "0"
+        digits = ("".join(c for c in text if c in TYPED_DIGITS) or "0")[:MAX_REPLY_DIGITS]
         self.start_reply(dtmf_reply_audio(digits), digits, self._stream_time())
 
     def _remember(self, turns: list[dict[str, Any]]) -> None:
@@ -224,6 +230,7 @@ class GeminiSession(GeminiTurns):
             self.history.append({"role": "user", "parts": [{"function_response": copy.deepcopy(response)}]})
             digits = self.pending_tools.pop(response["id"], None)
             if digits is not None and not self.pending_tools:
+                digits = digits[:MAX_REPLY_DIGITS]
                 self.start_reply(dtmf_reply_audio(digits), digits, self._stream_time())
 
 

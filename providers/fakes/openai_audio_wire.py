@@ -14,7 +14,7 @@ from audio.dtmf import generate_dtmf
 from audio.formats import PCM16_24K, AudioFormat
 from audio.g711 import alaw_decode, ulaw_decode
 from audio.resample import resample
-from providers.fakes.common import DialectRecognizer, Utterance
+from providers.fakes.common import MAX_REPLY_DIGITS, DialectRecognizer, Utterance
 
 TONE_MS = 100  # reply digits: 100 ms tone + 100 ms gap each (audio.dtmf.generate_dtmf)
 GAP_MS = 100
@@ -85,8 +85,10 @@ class SpokenReply:
 
 
 def render_reply(digits: str, echo_pcm16: bytes, echo_rate_hz: int, out_fmt: AudioFormat) -> SpokenReply:
-    """The digits spoken back as DTMF, else the plain speech echoed (parrot), in `out_fmt`."""
+    """The digits spoken back as DTMF (at most MAX_REPLY_DIGITS), else the plain speech echoed
+    (parrot), in `out_fmt`."""
     rate = out_fmt.sample_rate_hz
+    digits = digits[:MAX_REPLY_DIGITS]
     if digits:
         pcm = generate_dtmf(digits, rate, tone_ms=TONE_MS, gap_ms=GAP_MS)
         onsets = tuple(i * (TONE_MS + GAP_MS) for i in range(len(digits)))

@@ -94,3 +94,20 @@ async def test_chunks_lost_in_a_stalled_connection_the_call_switches_away_from_a
         await c.send({"type": "session.end"})
         ended = await c.wait_for("session.ended")
         assert ended["totals"]["dropped_audio_chunks"] == 200
+
+
+async def test_a_reconnect_that_completes_while_a_switch_is_opening_is_told_to_the_client() -> None:
+    """Gemini drops; while its reconnect waits 1 s, the operator switches to OpenAI, which stalls
+    (the switch fails after 3 s). The reconnect completes inside that window: the client must hear
+    connection.reconnected (it was dropped, leaving the client at "reconnecting" for good)."""
+    faults = {"gemini": FaultScript.parse("1:drop,audio_bytes=16000"), "openai": FaultScript.parse("1:stall")}
+    reconnect = dataclasses.replace(FAST_RECONNECT, initial_backoff_s=1.0, max_backoff_s=1.0, connect_timeout_s=3.0)
+    async with Gateway(faults=faults, reconnect=reconnect) as gw, gw.client() as c:
+        started = await c.start("gemini", input_format=PCM16_16K)
+        await c.send_audio(dtmf_utterance("12", PCM16_16K), PCM16_16K)
+        await c.wait_for("connection.reconnecting")
+        status, body = await operator_switch(gw, started["session_id"], "openai")
+        assert status == 409 and body["reason"] == "timeout"
+        reconnected = await c.wait_for("connection.reconnected")
+        assert reconnected["provider"] == "gemini"
+        await c.wait_until(lambda: c.user_finals() == "12", what="12 after the reconnect")
