@@ -171,7 +171,11 @@ class NativeConnection:
     async def on_frame(self, frame: bytes | str) -> bool:
         """Binary: audio; text: one JSON message. True when the call is over."""
         if isinstance(frame, bytes):
-            await self.on_audio(frame)
+            session = self.session
+            if session is not None and self.decoder is None:  # PCM/G.711: straight to the session
+                await session.push_audio(frame)
+            else:
+                await self.on_audio(frame)
             return False
         return await self.on_text(frame)
 

@@ -108,7 +108,13 @@ class TelephonySink:
             self._enqueue(frames)
         self._since_mark += len(frames)
         if self._since_mark >= MARK_EVERY_FRAMES:
-            self._mark()
+            if not self._queue and self.tracker is not None:
+                # everything counted as sent is on the wire: the mark follows it now, without
+                # waking the pacer (a task switch per mark, one each 100 ms of reply audio)
+                self._since_mark = 0
+                await self._send(self.ser.mark(self.tracker.new_mark()))
+            else:
+                self._mark()
 
     def _mark(self) -> None:
         if self.tracker is None:
@@ -227,7 +233,9 @@ class TelephonyConnection:
     async def on_frame(self, frame: bytes | str) -> bool:
         """One vendor frame: its events in order. True when the call is over."""
         for ev in self.ser.parse(frame):
-            if await self.on_event(ev):
+            if type(ev) is MediaReceived and self.session is not None:  # 50 a second: past on_event's match
+                await self.session.push_audio(ev.data)
+            elif await self.on_event(ev):
                 return True
         return False
 
