@@ -20,16 +20,18 @@ class AudioFormat:
     def bytes_per_sample(self) -> int:
         return 2 if self.encoding == "pcm16" else 1
 
+    # bytes_per_sample written out below: these run per frame (chunk offsets, replay stream time,
+    # telephony playout), and each property call saved is ~0.1 µs
     @property
     def bytes_per_second(self) -> int:
-        return self.bytes_per_sample * self.sample_rate_hz * self.channels
+        return (2 if self.encoding == "pcm16" else 1) * self.sample_rate_hz * self.channels
 
     def frame_bytes(self, ms: int = 20) -> int:
         """Bytes in `ms` milliseconds of audio (20 ms: μ-law 8k → 160, PCM16 16k → 640)."""
-        return self.bytes_per_second * ms // 1000
+        return (2 if self.encoding == "pcm16" else 1) * self.sample_rate_hz * self.channels * ms // 1000
 
     def duration_s(self, n_bytes: int) -> float:
-        return n_bytes / self.bytes_per_second
+        return n_bytes / ((2 if self.encoding == "pcm16" else 1) * self.sample_rate_hz * self.channels)
 
     def to_wire(self) -> dict[str, object]:
         return {"encoding": self.encoding, "sample_rate": self.sample_rate_hz}
@@ -57,4 +59,4 @@ class AudioChunk:
 
     @property
     def end_s(self) -> float:
-        return self.offset_s + self.duration_s
+        return self.offset_s + self.fmt.duration_s(len(self.data))

@@ -59,6 +59,12 @@ class CallResult:
     session_id: str = ""
     started: bool = False
     reply_bytes: int = 0
+    # for attributing losses (benchmarks/loss_causes.py): when each word was sent, and when the events
+    # that interrupt a call arrived (client monotonic time)
+    word_times: list[tuple[float, str]] = field(default_factory=list)
+    timeline: list[tuple[float, str, str]] = field(default_factory=list)  # (t, event type, detail)
+    dropped_chunks: int = 0  # the gateway's count in session.ended totals
+    ended_at: float = 0.0
 
     @property
     def lost(self) -> int:
@@ -86,16 +92,20 @@ def frames_for(rng: random.Random, duration_s: float) -> tuple[list[bytes], list
 
 async def run_call(http: aiohttp.ClientSession, url: str, *, provider: str, fallback: list[str],
                    duration_s: float, rng: random.Random, token: str | None = None,
-                   on_started: Any = None) -> CallResult:
-    """One call from connect to session.ended. Never raises: failures are in the result."""
-    result = CallResult(provider=provider)
+                   on_started: Any = None, options: dict[str, Any] | None = None,
+                   label: str | None = None) -> CallResult:
+    """One call from connect to session.ended. Never raises: failures are in the result.
+    `options`: the call's provider_options; `label`: what the result is filed under (default: provider)."""
+    result = CallResult(provider=label or provider)
     frames, words = frames_for(rng, duration_s)
     ended = asyncio.Event()
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         async with http.ws_connect(url, headers=headers, max_msg_size=0, heartbeat=None) as ws:
-            await ws.send_str(orjson.dumps({"type": "session.start", "provider": provider,
-                                             "fallback": fallback}).decode())
+            start: dict[str, Any] = {"type": "session.start", "provider": provider, "fallback": fallback}
+            if options:
+                start["provider_options"] = options
+            await ws.send_str(orjson.dumps(start).decode())
             started = asyncio.Event()
             reader = asyncio.create_task(_read(ws, result, started, ended))
             try:
@@ -119,8 +129,10 @@ async def run_call(http: aiohttp.ClientSession, url: str, *, provider: str, fall
                 await ws.send_bytes(frame)
                 while wi < len(words) and words[wi][0] == k:
                     result.sent[words[wi][1]] += 1
+                    result.word_times.append((time.monotonic(), words[wi][1]))
                     wi += 1
             if not ws.closed:
+                result.ended_at = time.monotonic()
                 await ws.send_str('{"type":"session.end"}')
             try:
                 await asyncio.wait_for(ended.wait(), 10)
@@ -151,9 +163,15 @@ async def _read(ws: aiohttp.ClientWebSocketResponse, result: CallResult, started
             result.heard[ev["text"]] += 1
         elif kind == "provider.switched":
             result.switches.append(f"{ev.get('from')}->{ev.get('to')}:{ev.get('reason')}")
+            result.timeline.append((time.monotonic(), kind, str(ev.get("reason"))))
         elif kind == "error":
             result.errors[ev.get("code", "?")] += 1
+            result.timeline.append((time.monotonic(), "error", str(ev.get("code"))))
+        elif kind in ("connection.reconnecting", "connection.reconnected", "connection.failed"):
+            result.timeline.append((time.monotonic(), kind, str(ev.get("attempt", ""))))
         elif kind == "session.ended":
+            totals = ev.get("totals") or {}
+            result.dropped_chunks = int(totals.get("dropped_audio_chunks") or 0)
             ended.set()
             return
     if not ended.is_set():

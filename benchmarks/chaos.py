@@ -1,21 +1,32 @@
-"""Chaos: many concurrent calls across all live providers while the fakes inject faults and an
-operator switches calls at random; reports words lost and duplicated, sessions crashed, and breaker
-transitions against the expected ones (not part of `make test`).
+"""Chaos: many concurrent calls across all five live providers while the fakes inject faults and an
+operator switches calls at random; reports words lost (by cause) and duplicated, sessions crashed,
+how every outage ended, operator switches by outcome, and breaker transitions against the expected
+ones (not part of `make test`). How to read the report: docs/audit.md "Chaos".
 
-    nice -n 19 .venv/bin/python -m benchmarks.chaos --calls 100 --seconds 60
-    nice -n 19 .venv/bin/python -m benchmarks.chaos --calls 10 --seconds 20      # smoke
+    nice -n 10 .venv/bin/python -m benchmarks.chaos --calls 40 --seconds 60
+    nice -n 10 .venv/bin/python -m benchmarks.chaos --calls 10 --seconds 20      # smoke
+
+Calls, in turn: Gemini Live, OpenAI Realtime, GPT-Live (`openai_live`), the Deepgram Voice Agent
+(`deepgram`, which means the agent) and Deepgram streaming STT (`deepgram` with
+`provider_options.deepgram.mode = "transcribe"`); each call's fallback list is the other providers.
+The fakes run one process per origin (benchmarks/fakes_server.py; GPT-Live on OpenAI's origin).
 
 Faults (seeded; the fakes' fault injection, per provider connection number): TCP abort (`drop`),
 close 1011, handshake refused with 429 (Retry-After 1) or 503, `stall` (the provider stops reading
-and writing), Gemini `goaway`, OpenAI `expire` (session_expired). Mid-call faults fire 6-20 s after
-the upgrade, past the 5 s early-failure window, so a drop is not itself a breaker failure; no two
-refusals are adjacent connection numbers, so a breaker never sees 5 consecutive failures: the
-expected breaker transitions are none, and any is reported as unexpected.
+and writing), Gemini `goaway`, and the others' planned close (`expire`: OpenAI session_expired,
+GPT-Live session.closed, Deepgram's NET-0001 close, the agent's idle-timeout error). Mid-call faults
+fire 6-20 s after the upgrade, past the 5 s early-failure window, so a drop is not itself a breaker
+failure; no two refusals are adjacent connection numbers, so the connection that follows a refusal
+is not refused by the schedule and every outage is recoverable: a breaker never sees 5 consecutive
+failures, the expected breaker transitions are none, and any is reported as unexpected.
 
 Operator switches: every `--switch-every-s`, one random live call is moved to another provider with
-`POST /admin/sessions/{id}/switch` (the admin API is open on a loopback bind without a token).
+`POST /admin/sessions/{id}/switch` (the admin API is open on a loopback bind without a token); a 409
+is counted with the reason the gateway gives (the target's breaker open, the target refused or timed
+out, the call ended meanwhile).
 
-Words: see benchmarks/calls.py (DTMF words; lost = sent, never heard; duplicated = heard twice).
+Words: see benchmarks/calls.py (DTMF words; lost = sent, never heard) and benchmarks/loss_causes.py
+(each lost word's cause).
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
@@ -37,9 +49,16 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks.calls import CallResult, run_call, summarize  # noqa: E402
-from benchmarks.procs import REPO, free_port, start_fakes, start_gateway_probe  # noqa: E402
+from benchmarks.loss_causes import attribute  # noqa: E402
+from benchmarks.procs import REPO, UNHANDLED, free_port, start_fakes, start_gateway_probe  # noqa: E402
 
-PROVIDERS = ["gemini", "openai", "deepgram"]
+# (label, provider asked for, provider_options): the five live providers
+CALLS: list[tuple[str, str, dict[str, Any] | None]] = [
+    ("gemini", "gemini", None), ("openai", "openai", None), ("openai_live", "openai_live", None),
+    ("deepgram_agent", "deepgram", None), ("deepgram", "deepgram", {"deepgram": {"mode": "transcribe"}})]
+FAKES = ["gemini", "openai", "openai_live", "deepgram", "deepgram_agent"]  # fault specs, one per fake
+FALLBACK = ["gemini", "openai", "openai_live", "deepgram"]  # `deepgram`: the agent, or the STT in transcribe mode
+SWITCH_TARGETS = ["gemini", "openai", "openai_live", "deepgram_agent", "deepgram"]
 # the per-connection rate ceilings are not under test here (tests/e2e/test_client_limits.py is); a
 # load generator starved by a busy machine catches up in bursts that would trip them
 NO_CEILINGS = {"VG_MAX_FRAMES_PER_S": "100000", "VG_MAX_BYTES_PER_S": "64000000"}
@@ -50,14 +69,14 @@ def fault_specs(rng: random.Random, connections: int, rate: float) -> tuple[dict
     """A fault SPEC per provider for connection numbers 1..connections, and how many of each kind."""
     specs: dict[str, str] = {}
     kinds: Counter[str] = Counter()
-    for provider in PROVIDERS:
+    for provider in FAKES:
         rules: list[str] = []
         last_refused = -10
         for n in range(2, connections + 1):
             if rng.random() >= rate:
                 continue
             choices = ["drop", "close", "refuse429", "refuse503", "stall"]
-            choices += ["goaway"] if provider == "gemini" else ["expire"] if provider == "openai" else []
+            choices += ["goaway"] if provider == "gemini" else ["expire"]
             kind = rng.choice(choices)
             at = f"seconds={rng.uniform(6, 20):.1f}"
             if kind.startswith("refuse"):
@@ -99,9 +118,13 @@ async def operator(base: str, deadline: float, every_s: float, rng: random.Rando
                 if not sessions:
                     continue
                 s = rng.choice(sessions)
-                target = rng.choice([p for p in PROVIDERS if p != s["provider"]])
+                target = rng.choice([p for p in SWITCH_TARGETS if p != s["provider"]])
                 async with http.post(f"{base}/admin/sessions/{s['id']}/switch", json={"provider": target}) as r:
-                    log[f"status_{r.status}"] += 1
+                    body = await r.json()
+                    if r.status == 409:  # an expected refusal: the reason says which
+                        log[f"refused_409:{body.get('reason')}"] += 1
+                    else:
+                        log[f"status_{r.status}"] += 1
             except (aiohttp.ClientError, OSError, KeyError, ValueError) as e:
                 log[f"error_{type(e).__name__}"] += 1
 
@@ -114,7 +137,9 @@ async def drive(args: argparse.Namespace, port: int) -> tuple[list[CallResult], 
     async with aiohttp.ClientSession() as http:
         async def call(i: int) -> CallResult:
             await asyncio.sleep(i * args.ramp_s / args.calls)
-            return await run_call(http, url, provider=PROVIDERS[i % 3], fallback=PROVIDERS,
+            label, provider, options = CALLS[i % len(CALLS)]
+            fallback = [p for p in FALLBACK if p != provider]
+            return await run_call(http, url, provider=provider, fallback=fallback, options=options, label=label,
                                   duration_s=args.seconds, rng=random.Random(rng.random()))
 
         op = asyncio.create_task(operator(f"http://127.0.0.1:{port}", deadline, args.switch_every_s,
@@ -157,11 +182,12 @@ def main() -> int:
         "faults_scheduled": dict(sorted(kinds.items())),
         "operator_switches": dict(ops),
         "breaker_transitions": dict(after - before), "breaker_transitions_expected": {},
-        "unhandled_exceptions_in_log": gateway_log.count("Exception in ASGI application")
+        "unhandled_exceptions_in_log": sum(gateway_log.count(m) for m in UNHANDLED)
         + gateway_log.count('"event":"link.crashed"'),
         "error_lines_in_log": gateway_log.count('"level":"ERROR"'),
-        "calls": summarize(results),
-        "per_provider_start": {p: summarize([r for r in results if r.provider == p]) for p in PROVIDERS},
+        "calls": {**summarize(results), **attribute(results)},
+        "per_provider_start": {label: {**summarize(rs), **attribute(rs)} for label, *_ in CALLS
+                               if (rs := [r for r in results if r.provider == label])},
     }
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     (out / "report.json").write_text(text + "\n")

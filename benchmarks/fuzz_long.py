@@ -11,12 +11,13 @@ mutated messages (keys dropped, values replaced by hostile JSON: wrong types, hu
 nesting, long strings, bad base64), random text and random binary frames of any length, and
 hangs up at a random point (session.end/stop, close, or a TCP abort).
 
-An *escape* is: an "Exception in ASGI application" or `link.crashed` line in the gateway log, an
+An *escape* is: an exception no handler caught (aiohttp's "Error handling request" or "Unhandled
+exception") or `link.crashed` line in the gateway log, an
 ERROR line not caused by the provider fakes, a gateway process that died, a native `error` event
 without a stable code, or a gateway that no longer completes a clean call at the end.
 
-Provider side (in process): `parse()` of every adapter over mutated provider messages and random
-bytes, plus `classify_close()`/`classify_handshake()` on random codes and bodies; an escape is any
+Provider side (in process): `parse()` of every live adapter (Gemini, OpenAI Realtime, Deepgram STT,
+GPT-Live, the Deepgram agent) over mutated provider messages and random bytes, plus `classify_close()`/`classify_handshake()` on random codes and bodies; an escape is any
 exception.
 """
 
@@ -39,7 +40,7 @@ import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 
 from benchmarks.calls import run_call  # noqa: E402
-from benchmarks.procs import REPO, free_port, start_fakes, start_gateway_probe  # noqa: E402
+from benchmarks.procs import REPO, UNHANDLED, cpu_seconds, free_port, start_fakes, start_gateway_probe  # noqa: E402
 
 ENDPOINTS = ("voice", "twilio", "telnyx", "vonage")
 STABLE_CODES = frozenset({"bad_message", "bad_audio", "unknown_type", "session_not_started", "rate_limited",
@@ -91,8 +92,9 @@ def mutate(rng: random.Random, msg: dict[str, Any]) -> dict[str, Any]:
 
 # -- per-endpoint templates ---------------------------------------------------------------------------
 def native_templates(rng: random.Random) -> tuple[list[dict], list[dict]]:
-    start = {"type": "session.start", "provider": rng.choice(["gemini", "openai", "deepgram", "auto"]),
-             "fallback": ["gemini", "openai", "deepgram"],
+    start = {"type": "session.start",
+             "provider": rng.choice(["gemini", "openai", "openai_live", "deepgram", "deepgram_agent", "auto"]),
+             "fallback": ["gemini", "openai", "openai_live", "deepgram"],
              "audio": {"input": {"encoding": "pcm16", "sample_rate": 16000},
                        "output": {"encoding": "pcm16", "sample_rate": 24000}},
              "provider_options": {"gemini": {"proactive_audio": True}, "deepgram": {"smart_format": True}},
@@ -296,13 +298,32 @@ def provider_side(n: int, seed: int) -> Counter[str]:
                       "channel": {"alternatives": [{"transcript": "12", "words": []}]}},
                      {"type": "Metadata", "request_id": "r"}, {"type": "SpeechStarted", "timestamp": 0.1},
                      {"type": "UtteranceEnd", "last_word_end": 1.0}, {"type": "Error", "description": "x"}],
+        "openai_live": [{"type": "session.started", "session": {"id": "s"}},
+                        {"type": "session.input_transcript.delta", "delta": "1", "start_ms": 0, "end_ms": 100},
+                        {"type": "session.output_transcript.delta", "delta": "2", "start_ms": 0, "end_ms": 100},
+                        {"type": "session.output_audio.delta", "delta": base64.b64encode(bytes(480)).decode()},
+                        {"type": "session.delegation.created", "delegation": {"id": "d", "target": "client",
+                                                                              "name": "f", "arguments": "{}"}},
+                        {"type": "response.event", "event": {"type": "response.done"}},
+                        {"type": "session.usage.updated", "usage": {"seconds": 1.5}},
+                        {"type": "session.closed", "reason": "expired"},
+                        {"type": "error", "error": {"type": "server_error", "message": "m"}}],
+        "deepgram_agent": [{"type": "Welcome", "request_id": "r"}, {"type": "SettingsApplied"},
+                           {"type": "ConversationText", "role": "user", "content": "12"},
+                           {"type": "ConversationText", "role": "assistant", "content": "12"},
+                           {"type": "UserStartedSpeaking"}, {"type": "AgentStartedSpeaking", "total_latency": 0.1},
+                           {"type": "AgentAudioDone"},
+                           {"type": "FunctionCallRequest", "functions": [{"id": "f", "name": "lookup",
+                                                                          "arguments": "{}", "client_side": True}]},
+                           {"type": "FunctionCallCancelled"}, {"type": "InjectionRefused", "message": "m"},
+                           {"type": "Error", "description": "x", "code": "c"}],
     }
     stats: Counter[str] = Counter()
     endpoint = Endpoint(base_url="wss://provider.test", api_key="k" * 16)
     for provider, msgs in samples.items():
         cls = adapter_for(provider)
         adapter = cls(SessionConfig(provider=provider), endpoint)
-        for i in range(n // 3):
+        for i in range(n // len(samples)):
             r = rng.random()
             if r < 0.5:
                 frame: str | bytes = orjson.dumps(mutate(rng, rng.choice(msgs))).decode()
@@ -330,6 +351,13 @@ def provider_side(n: int, seed: int) -> Counter[str]:
     return stats
 
 
+def _own_cpu_s() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=1_000_000, help="client frames over sockets")
@@ -354,16 +382,19 @@ def main() -> int:
                              extra_env={"VG_LOG_LEVEL": "WARNING", "VG_MAX_FRAMES_PER_S": "100000",
                                         "VG_MAX_BYTES_PER_S": "64000000"})
     stats: Counter[str] = Counter()
+    driver_cpu0 = _own_cpu_s()
     try:
         sent = asyncio.run(client_side(args, port, stats))
         alive = gw.alive()
+        cpu = {"driver": round(_own_cpu_s() - driver_cpu0, 1), "gateway": round(cpu_seconds(gw.pid), 1),
+               "fakes": round(sum(cpu_seconds(p.pid) for p in fakes.procs), 1)}
     finally:
         gw.stop()
         fakes.stop()
     log = (out / "gateway.log").read_text(errors="replace")
     error_lines = [line for line in log.splitlines() if '"level":"ERROR"' in line]
     escapes = {k: v for k, v in {**stats, **provider_stats}.items() if k.startswith("escape")}
-    escapes["asgi_exceptions"] = log.count("Exception in ASGI application")
+    escapes["handler_exceptions"] = sum(log.count(m) for m in UNHANDLED)
     escapes["link_crashed"] = log.count('"event":"link.crashed"')
     escapes["gateway_died"] = int(not alive)
     escapes["final_call_failed"] = 1 - stats.get("final_call_ok", 0)
@@ -372,6 +403,7 @@ def main() -> int:
         "http_requests": args.http_requests, "provider_frames": sum(v for k, v in provider_stats.items()
                                                                    if k.startswith("frames_")),
         "seconds": {"provider_side": round(t1 - t0, 1), "client_side": round(time.monotonic() - t1, 1)},
+        "cpu_s_client_side": cpu,
         "escapes": escapes, "escapes_total": sum(escapes.values()),
         "error_log_lines": len(error_lines), "error_log_events": dict(Counter(
             orjson.loads(line).get("event", "?") for line in error_lines if line.startswith("{"))),

@@ -1,4 +1,4 @@
-"""The gateway as `voice-gateway serve` runs it (settings from the environment, uvicorn, uvloop, one
+"""The gateway as `voice-gateway serve` runs it (settings from the environment, aiohttp, uvloop, one
 process), plus a sampler inside the process for what /proc cannot see: asyncio tasks and event-loop
 lag. Used by benchmarks/soak.py and benchmarks/chaos.py.
 
@@ -33,11 +33,12 @@ if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().p
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
 
 import orjson  # noqa: E402
-import uvicorn  # noqa: E402
 
 from gateway.app import create_app  # noqa: E402
+from gateway.app_state import STATE  # noqa: E402
 from gateway.config import load_settings  # noqa: E402
 from gateway.logs import configure_logging  # noqa: E402
+from gateway.serve import run  # noqa: E402
 
 TICK_S = 0.05
 
@@ -54,9 +55,10 @@ def structure_sizes(app) -> dict[str, int]:  # noqa: ANN001
     come and go (tests/test_soak_structures.py asserts the same after N calls)."""
     from gateway.metrics import REGISTRY
 
-    rt = getattr(app.state, "runtime", None)
-    controls = getattr(app.state, "controls", None)
-    chains = getattr(app.state, "chains", None)
+    st = app[STATE]
+    rt = getattr(st, "runtime", None)
+    controls = getattr(st, "controls", None)
+    chains = getattr(st, "chains", None)
     out: dict[str, int] = {}
     if rt is not None:
         out.update({"sessions": len(rt.sessions), "recently_ended": len(rt.recently_ended),
@@ -136,7 +138,7 @@ async def sampler(app, path: Path, interval_s: float, detail: bool = False,  # n
                 continue
             next_sample += interval_s
             lags.sort()
-            rt = getattr(app.state, "runtime", None)
+            rt = getattr(app[STATE], "runtime", None)
             gc.collect()
             row = {"t_s": round(now - t0, 1), "rss_kb": rss_kb(), "fds": len(os.listdir("/proc/self/fd")),
                    "tasks": len(asyncio.all_tasks()), "sessions": len(rt.sessions) if rt else 0,
@@ -160,14 +162,10 @@ async def main(args: argparse.Namespace) -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=args.port, loop="none", http="httptools",
-                            ws="websockets-sansio", ws_max_size=settings.max_message_bytes,
-                            ws_per_message_deflate=False, log_config=None, access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
     task = asyncio.create_task(sampler(app, Path(args.samples), args.interval_s, args.detail,
                                        args.tracemalloc_after_s))
-    try:
-        await server.serve()
+    try:  # the serve loop itself (SIGTERM drains, as `voice-gateway serve`)
+        await run(app, "127.0.0.1", args.port, drain_timeout_s=settings.drain_timeout_s)
     finally:
         task.cancel()
 
@@ -183,8 +181,7 @@ if __name__ == "__main__":
                         "the source lines whose live memory grew most since then (slows the gateway)")
     import uvloop
 
-    uvloop.install()
     parsed = p.parse_args()
     if parsed.tracemalloc_after_s is not None:
         tracemalloc.start(1)
-    asyncio.run(main(parsed))
+    uvloop.run(main(parsed))

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/load.py [options]      (or: voice-gateway bench [options]; make bench)
 
 Separate processes on loopback: the echo provider (benchmarks/echo_provider.py), the system under
-test (the gateway: `voice-gateway serve`, one uvicorn process on uvloop; or the bare relay; or
+test (the gateway: `voice-gateway serve`, one aiohttp.web process on uvloop; or the bare relay; or
 nothing, for the direct baseline) and load generators (benchmarks/loadgen.py). On a 2-core machine
 the server under test gets core 0 and everything else core 1, so the load does not steal the
 gateway's CPU (the load generators and the fake then share a core: watch the `notes` column).
@@ -76,7 +76,8 @@ PATHS = {
 BASELINES = {"gemini": {"kind": "gemini"}, "openai-pcmu": {"kind": "openai", "g711": True},
              "openai-live-pcmu": {"kind": "openai_live", "g711": True}, "openai-live-pcm": {"kind": "openai_live"}}
 # direct: the load generator talks to the fake; relay: through the bare aiohttp relay (the floor a
-# Python relay reaches); stack: through a relay on the gateway's own server stack (uvicorn+starlette).
+# Python relay reaches, on aiohttp's server as the gateway is since issue 19); stack: through a relay on
+# uvicorn+starlette (the ASGI stack the gateway ran on before issue 19; benchmarks/relay_asgi.py).
 BASELINE_TARGETS = ("direct", "relay", "stack")
 
 
@@ -88,7 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calls", default="10,50,100", help="concurrent call counts to measure")
     p.add_argument("--duration", type=float, default=8.0, help="seconds of streaming per run (≤ 80)")
     p.add_argument("--targets", default="direct,relay,stack,gateway",
-                   help="direct (no server), relay (bare aiohttp), stack (relay on uvicorn+starlette), gateway")
+                   help="direct (no server), relay (bare aiohttp, the gateway's server stack), "
+                        "stack (relay on uvicorn+starlette, the ASGI baseline), gateway")
     p.add_argument("--capacity", action=argparse.BooleanOptionalAction, default=True,
                    help="search the largest N with p99 added latency ≤ 20 ms and nothing lost")
     p.add_argument("--capacity-paths", default="twilio-pcmu,twilio",
@@ -139,10 +141,10 @@ def _cpus(text: str) -> set[int] | None:
 
 
 def twilio_available() -> bool:
-    from gateway.app import create_app
+    from gateway.app import create_app, route_paths
     from gateway.config import Settings
 
-    return any(getattr(r, "path", None) == "/v1/twilio" for r in create_app(Settings()).routes)
+    return "/v1/twilio" in route_paths(create_app(Settings()))
 
 
 def _row(res: RunResult, path: str, target: str, base: dict[str, RunResult | None],

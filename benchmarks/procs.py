@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import IO
 
 REPO = Path(__file__).resolve().parent.parent
+# what aiohttp's server logs when a handler raised (an exception the gateway did not catch)
+UNHANDLED = ("Error handling request", "Unhandled exception")
 _LISTENING = re.compile(r"listening on (?:ws|http)s?://[\w.]+:(\d+)")
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -148,7 +150,7 @@ def _drain_to(popen: subprocess.Popen[str], log_path: Path | None, proc: Proc) -
 
 def start_gateway(*, port: int, provider_url: str, cpus: set[int] | None, log_path: Path,
                   extra_env: dict[str, str] | None = None, timeout_s: float = 30.0, repo: Path = REPO) -> Proc:
-    """`voice-gateway serve` (uvicorn, uvloop, one process) with both providers on the echo fake;
+    """`voice-gateway serve` (aiohttp.web, uvloop, one process) with both providers on the echo fake;
     `repo` runs the gateway of another checkout (a baseline) with this environment's packages."""
     env = bench_env(GEMINI_BASE_URL=provider_url, GEMINI_API_KEY="bench-gemini-key",
                     OPENAI_BASE_URL=provider_url + "/v1", OPENAI_API_KEY="bench-openai-key",
@@ -196,22 +198,29 @@ class FakesProc:
 
 def start_fakes(*, log_path: Path, faults: dict[str, str] | None = None, seed: int = 0,
                 cpus: set[int] | None = None, timeout_s: float = 30.0, split: bool = False) -> FakesProc:
-    """The fakes in one process, or (`split`) one process each: under many calls the fakes'
-    DTMF recognisers are CPU work, and one process would be the bottleneck of the run."""
+    """The five live providers' fakes (benchmarks/fakes_server.py) in one process, or (`split`) one
+    process per origin: under many calls the fakes' DTMF recognisers are CPU work, and one process
+    would be the bottleneck of the run. OpenAI Realtime and GPT-Live share an origin (one process)."""
     if not split:
         return _start_fakes(log_path=log_path, faults=faults, seed=seed, cpus=cpus, timeout_s=timeout_s)
-    parts = [_start_fakes(log_path=log_path.with_name(f"{log_path.stem}-{name}{log_path.suffix}"), faults=faults,
-                          seed=seed, cpus=cpus, timeout_s=timeout_s, only=name)
-             for name in ("gemini", "openai", "deepgram", "deepgram_agent")]
+    parts = [_start_fakes(log_path=log_path.with_name(f"{log_path.stem}-{group[0]}{log_path.suffix}"),
+                          faults=faults, seed=seed, cpus=cpus, timeout_s=timeout_s, only=group)
+             for group in FAKE_ORIGINS]
     return FakesProc([p for part in parts for p in part.procs], {k: v for part in parts for k, v in part.urls.items()})
 
 
+# one fakes process per origin: GPT-Live is served on OpenAI's (OPENAI_BASE_URL)
+FAKE_ORIGINS = (("gemini",), ("openai", "openai_live"), ("deepgram",), ("deepgram_agent",))
+
+
 def _start_fakes(*, log_path: Path, faults: dict[str, str] | None, seed: int, cpus: set[int] | None,
-                 timeout_s: float, only: str | None = None) -> FakesProc:
-    args = ["-m", "benchmarks.fakes_server", "--seed", str(seed)] + (["--only", only] if only else [])
+                 timeout_s: float, only: tuple[str, ...] = ()) -> FakesProc:
+    args = ["-m", "benchmarks.fakes_server", "--seed", str(seed)]
+    for name in only:
+        args += ["--only", name]
     for name, spec in (faults or {}).items():
-        if only is None or name == only:
-            args += [f"--faults-{name}", spec]
+        if not only or name in only:
+            args += [f"--faults-{name.replace('_', '-')}", spec]
     popen = subprocess.Popen([sys.executable, *args], cwd=REPO, env=bench_env(), stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True, bufsize=1)
     pin(popen.pid, cpus)
@@ -234,13 +243,14 @@ def start_gateway_probe(*, port: int, fakes: FakesProc, samples: Path, interval_
                         extra_env: dict[str, str] | None = None, cpus: set[int] | None = None,
                         timeout_s: float = 30.0, detail: bool = False,
                         tracemalloc_after_s: float | None = None) -> Proc:
-    """benchmarks/gateway_probe.py with every provider live on the fakes (any key is accepted)."""
+    """benchmarks/gateway_probe.py with every provider live on the fakes (any key is accepted): GPT-Live
+    on OPENAI_BASE_URL, the Deepgram Voice Agent on DEEPGRAM_AGENT_BASE_URL (else a call on `deepgram`,
+    which means the agent, would go to the real agent.deepgram.com)."""
     env = bench_env(GEMINI_BASE_URL=fakes.urls["gemini"], GEMINI_API_KEY="soak-gemini-key",
                     OPENAI_BASE_URL=fakes.urls["openai"] + "/v1", OPENAI_API_KEY="soak-openai-key",
                     DEEPGRAM_BASE_URL=fakes.urls["deepgram"], DEEPGRAM_API_KEY="soak-deepgram-key",
-                    # a call on `deepgram` lands on the Voice Agent: without its fake it would dial the
-                    # real agent.deepgram.com, fail, open that breaker and fall back (not what a soak measures)
-                    **({"DEEPGRAM_AGENT_BASE_URL": fakes.urls["deepgram_agent"]} if "deepgram_agent" in fakes.urls else {}),
+                    **({"DEEPGRAM_AGENT_BASE_URL": fakes.urls["deepgram_agent"]} if "deepgram_agent" in fakes.urls
+                       else {}),
                     **(extra_env or {}))
     log = open(log_path, "w")  # noqa: SIM115 - closed by Proc.stop
     popen = subprocess.Popen([sys.executable, "-m", "benchmarks.gateway_probe", "--port", str(port),

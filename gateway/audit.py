@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
 from typing import Any
+
+from aiohttp import web
 
 from gateway.logs import log_event
 
@@ -33,13 +34,15 @@ def bearer_id(authorization_header: str | None) -> str:
     return token_id(credentials.strip() if scheme.lower() == "bearer" else None)
 
 
-def remote_addr(scope: Mapping[str, Any]) -> str:
-    """`host:port` of the peer from an ASGI scope (what uvicorn saw; no proxy headers trusted)."""
-    client = scope.get("client")
-    if not client:
+def remote_addr(request: web.BaseRequest) -> str:
+    """`host:port` of the peer as the socket saw it (no proxy headers trusted)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peername") if transport is not None else None
+    if not peer:
         return "unknown"
-    host, port = client[0], client[1] if len(client) > 1 else None
-    return f"{host}:{port}" if port is not None else str(host)
+    if isinstance(peer, tuple | list):
+        return f"{peer[0]}:{peer[1]}" if len(peer) > 1 else str(peer[0])
+    return str(peer)
 
 
 def audit(action: str, outcome: str, *, remote: str, actor: str, level: int = logging.INFO,

@@ -162,9 +162,9 @@ Headers = Iterable[tuple[bytes, bytes]] | Mapping[str, str]
 
 def _header_values(headers: Headers, name: str) -> list[str]:
     if isinstance(headers, Mapping):
-        getlist = getattr(headers, "getlist", None)  # starlette Headers keep repeated fields
-        if getlist is not None:
-            return list(getlist(name))
+        getall = getattr(headers, "getall", None)  # aiohttp's (multidict) headers keep repeated fields
+        if getall is not None:
+            return list(getall(name, ()))
         return [v for k, v in headers.items() if k.lower() == name]
     return [v.decode("latin-1") for k, v in headers if k.decode("latin-1").lower() == name]
 

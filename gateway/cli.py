@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=lambda args: __import__("gateway.auth", fromlist=["run_token"]).run_token(args))
 
     c = sub.add_parser("check-config", help="validate the effective config and print it, secrets masked")
-    c.set_defaults(func=lambda args: __import__("gateway.config", fromlist=["_"]).run_check_config(args))
+    c.set_defaults(func=lambda args: __import__("gateway.config_check", fromlist=["_"]).run_check_config(args))
 
     r = sub.add_parser("config-reference", help="print the configuration reference (docs/configuration.md)")
     r.add_argument("--write", metavar="FILE", help="write it to FILE instead of stdout")

@@ -95,6 +95,9 @@ class Failover(Generic[LinkT]):
         self._waiter: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._counted: str | None = None
+        # why the last switch() moved nothing, for the operator API's 409: call_ended, circuit_open,
+        # or the class of the target's failure (timeout, network, server, rate_limit, auth, ...)
+        self.last_refusal: str | None = None
 
     @property
     def ended(self) -> bool:
@@ -138,16 +141,20 @@ class Failover(Generic[LinkT]):
         """Move the call to `target` (or the first usable provider of the chain, skipping the current
         one). False when nothing could be opened (the call stays where it was)."""
         async with self._lock:
+            self.last_refusal = None
             if self.ended:
+                self.last_refusal = "call_ended"
                 return False
             trigger_at = self._clock.now()
             old = self.link
             old_provider = old.provider if old is not None else "none"
-            chain = [resolve(target, self.config.provider_options, self._available)] if target else \
-                self.chain(exclude=[old_provider])
+            # a named target is opened only if this deployment has an endpoint for it
+            chain = [p for p in [resolve(target, self.config.provider_options, self._available)]
+                     if p in self._available] if target else self.chain(exclude=[old_provider])
             self._move(SessionState.SWITCHING)
             link = await self._open_first_usable(chain)
             if self.ended:
+                self.last_refusal = "call_ended"
                 return False
             if link is None:
                 self._move(SessionState.ACTIVE if old is not None and old.state is LinkState.UP else
@@ -194,6 +201,7 @@ class Failover(Generic[LinkT]):
             try:
                 await link.open()
             except (CircuitOpen, ProviderError) as e:
+                self.last_refusal = "circuit_open" if isinstance(e, CircuitOpen) else e.error_type
                 self.link = previous
                 log_event(log, logging.WARNING, "switch.candidate_failed", f"could not open {provider}: {e}",
                           session_id=self.session_id, provider=provider)

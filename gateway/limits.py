@@ -71,14 +71,25 @@ class FrameRateLimiter:
         lim = self.limits
         if n_bytes > lim.max_message_bytes:
             raise MessageTooBig(f"message of {n_bytes} bytes is over the {lim.max_message_bytes}-byte limit")
-        self._refill()
-        if self._frame_tokens < 1.0:
-            raise RateLimited(f"more than {lim.max_frames_per_s:g} messages per second")
-        if self._byte_tokens < n_bytes:
-            raise RateLimited(f"more than {lim.max_bytes_per_s:g} bytes per second")
-        self._frame_tokens -= 1.0
-        self._byte_tokens -= n_bytes
-        self._last_message_at = self._now()
+        # the refill, inline (every client frame comes through here); one clock read per message
+        now = self._now()
+        elapsed = now - self._refilled_at
+        if elapsed > 0.0:
+            self._refilled_at = now
+        else:
+            elapsed = 0.0  # a clock that steps back refills nothing
+        frames_per_s, bytes_per_s, burst_s = lim.max_frames_per_s, lim.max_bytes_per_s, lim.burst_s
+        frame_tokens = min(frames_per_s * burst_s, self._frame_tokens + elapsed * frames_per_s)
+        byte_tokens = min(bytes_per_s * burst_s, self._byte_tokens + elapsed * bytes_per_s)
+        if frame_tokens < 1.0:
+            self._frame_tokens, self._byte_tokens = frame_tokens, byte_tokens
+            raise RateLimited(f"more than {frames_per_s:g} messages per second")
+        if byte_tokens < n_bytes:
+            self._frame_tokens, self._byte_tokens = frame_tokens, byte_tokens
+            raise RateLimited(f"more than {bytes_per_s:g} bytes per second")
+        self._frame_tokens = frame_tokens - 1.0
+        self._byte_tokens = byte_tokens - n_bytes
+        self._last_message_at = now
         self.admitted_frames += 1
         self.admitted_bytes += n_bytes
 
@@ -91,13 +102,3 @@ class FrameRateLimiter:
     def seconds_until_idle(self) -> float:
         """How long the read loop may wait for the next message before the idle timeout."""
         return max(0.0, self.limits.idle_timeout_s - self.idle_for_s())
-
-    def _refill(self) -> None:
-        now = self._now()
-        elapsed = max(0.0, now - self._refilled_at)  # a clock that steps back refills nothing
-        self._refilled_at = max(self._refilled_at, now)
-        lim = self.limits
-        self._frame_tokens = min(lim.max_frames_per_s * lim.burst_s,
-                                 self._frame_tokens + elapsed * lim.max_frames_per_s)
-        self._byte_tokens = min(lim.max_bytes_per_s * lim.burst_s,
-                                self._byte_tokens + elapsed * lim.max_bytes_per_s)

@@ -2,7 +2,8 @@
 
 A `ProviderLink` bridges one call to one provider. It owns the socket, the read loop, the reconnect
 schedule, planned handovers, keepalives and the breaker calls; provider differences come only from
-the sans-I/O adapter it is given. Invariants:
+the sans-I/O adapter it is given. Establishing, replaying and timing one connection is in
+gateway/link_connection.py (a base class of `ProviderLink`). Invariants:
 - every input chunk goes through the call's ReplayBuffer first; a chunk leaves it only when the
   provider acknowledged it, so audio sent while the link is down, or lost in a dying connection,
   is replayed in order on the next connection before live audio resumes;
@@ -26,9 +27,9 @@ from typing import Any, Protocol
 from audio.convert import FormatConverter
 from audio.formats import AudioChunk
 from gateway import metrics
-from gateway.breaker import BreakerTicket, CircuitBreaker
+from gateway.breaker import CircuitBreaker
 from gateway.clock import Clock
-from gateway.connect import BreakerCall, open_connection
+from gateway.connect import BreakerCall
 from gateway.errors import GatewayError, ProviderError, ProviderRejected, ProviderUnavailable
 from gateway.events import (
     AudioAcknowledged,
@@ -47,12 +48,9 @@ from gateway.events import (
     TurnStarted,
 )
 from gateway.handover import Handovers
+from gateway.link_connection import LinkConnection
 from gateway.logs import log_context, log_event
-from gateway.provider_socket import (
-    Closed,
-    ProviderConnector,
-    ProviderSocket,
-)
+from gateway.provider_socket import Closed, ProviderConnector, ProviderSocket
 from gateway.reconnect import Reconnector
 from gateway.replay import ReplayBuffer
 from gateway.retry import ReconnectPolicy
@@ -75,7 +73,7 @@ class LinkSink(Protocol):
         """The link gave up: reason is circuit_open | reconnect_failed | fatal_error."""
 
 
-class ProviderLink:
+class ProviderLink(LinkConnection):
     def __init__(
         self, *, provider: str, adapter_factory: Callable[[], ProviderAdapter], breaker: CircuitBreaker,
         connector: ProviderConnector, clock: Clock, policy: ReconnectPolicy, replay: ReplayBuffer,
@@ -107,15 +105,16 @@ class ProviderLink:
         self._call = BreakerCall(clock, policy.early_failure_window_s)
         self._last_audio_at = 0.0
         self._last_frame_at = 0.0
+        self._audio_at_last_frame_s = 0.0
         self._closing = False
         self._fatal_error: ProviderError | None = None
         self._last_chunk_end_s = 0.0
         self.retry_count = 0  # the reconnect attempt in progress (0: the first establishment)
         self.stream_origin_s = 0.0
         self.counters = {"chunks_sent": 0, "replayed": 0, "reconnects": 0, "handovers": 0}
-        # per-frame counters: the labelled children, looked up once (labels() costs ~0.8 µs)
-        self._chunks_sent = metrics.ai_provider_audio_chunks_sent.labels(provider)
-        self._chunks_received = metrics.ai_provider_audio_chunks_received.labels(provider)
+        # per-frame counters: tallies of the labelled children (gateway/metrics.py), looked up once
+        self._chunks_sent = metrics.chunks_sent(provider)
+        self._chunks_received = metrics.chunks_received(provider)
 
     # -- public API (used by the call session) ------------------------------------------------
     async def open(self) -> None:
@@ -142,7 +141,26 @@ class ProviderLink:
         sent now when the link is up, else replayed from the buffer when it is up again."""
         self._last_chunk_end_s = chunk.end_s
         if self.state is LinkState.UP:
-            await self._send_chunk(chunk)
+            if self.replay.behind():  # audio kept while a switch away from us failed: it goes first
+                for kept in list(self.replay.unsent()):
+                    if not await self._send_chunk(kept):
+                        break
+                return
+            # _send_chunk inlined for the live frame (50 a second per call: one coroutine level fewer)
+            sock, adapter, conv = self._sock, self.adapter, self._converter
+            if sock is None or adapter is None or conv is None:
+                return
+            data = conv.convert(chunk.data)
+            try:
+                if data:
+                    await sock.send(adapter.audio_frame(data))
+            except (ConnectionError, RuntimeError, OSError):
+                return  # stays unsent in the replay buffer; the read loop sees the close
+            self.replay.mark_sent(chunk)
+            if adapter.keepalive_idle_s:
+                self._last_audio_at = self._clock.now()
+            self.counters["chunks_sent"] += 1
+            self._chunks_sent.n += 1
         elif log.isEnabledFor(logging.DEBUG):
             log_event(log, logging.DEBUG, "audio.buffering", f"buffering audio for {self.provider}",
                       provider=self.provider, session_id=self.session_id, buffer_size=len(self.replay),
@@ -223,89 +241,6 @@ class ProviderLink:
     def _ended(self) -> bool:
         return self._closing or self.state is LinkState.FAILED
 
-    # -- establishment -------------------------------------------------------------------------
-    async def connect(self, ticket: BreakerTicket, *, history: bool
-                      ) -> tuple[ProviderAdapter, ProviderSocket, list[ProviderEvent]]:
-        """A fresh adapter and connection (gateway/connect.py). Settles `ticket` on failure."""
-        adapter = self._new_adapter()
-        resume = self._resume_handle
-        sock, after = await open_connection(
-            adapter, connector=self._connector, ticket=ticket, timeout_s=self.policy.connect_timeout_s,
-            clock=self._clock, resume_handle=resume, history=self._history() if history or resume is None else (),
-            retry_count=self.retry_count)
-        return adapter, sock, after
-
-    async def establish(self, ticket: BreakerTicket, *, history: bool = True) -> int:
-        """Connect, then make the new connection current and replay. Returns chunks replayed."""
-        adapter, sock, after = await self.connect(ticket, history=history)
-        return await self.activate(adapter, sock, after, ticket)
-
-    async def activate(self, adapter: ProviderAdapter, sock: ProviderSocket, after: list[ProviderEvent],
-                        ticket: BreakerTicket) -> int:
-        if self._ended:  # closed or given up while this connection was being set up: not a failure
-            ticket.success()
-            await sock.close()
-            raise ProviderUnavailable("link closed during setup", provider=self.provider, breaker_failure=False)
-        self._call.begin(ticket)
-        self.adapter, self._sock = adapter, sock
-        # chunks in the replay buffer are in the call's input format; convert per connection
-        self._converter = FormatConverter(adapter.config.input_format, adapter.input_format)
-        self._in_assistant_turn = False
-        self.spawn(self._call.settle_after_window(ticket))
-        if adapter.keepalive_idle_s:
-            self.spawn(self._keepalive(sock, adapter))
-        if adapter.quiet_after_s:
-            self.spawn(self._quiet_watch(sock, adapter))
-        if self._rotate_after_s:
-            self.spawn(self._handovers.rotate_later(sock, self._rotate_after_s))
-        self.move(LinkState.REPLAYING)
-        replayed = await self._replay()
-        if self._ended:
-            return replayed
-        self.move(LinkState.UP)
-        for ev in after:
-            await self._handle(ev)
-        return replayed
-
-    async def _replay(self) -> int:
-        """Send everything kept, oldest first, then whatever arrived meanwhile; then go live."""
-        self.replay.new_connection()
-        first = self._first_unsent()
-        # provider stream time 0 on this connection = this much call time (for transcript times)
-        self.stream_origin_s = first.offset_s if first is not None else self._last_chunk_end_s
-        n = 0
-        while (chunk := self._first_unsent()) is not None:
-            if not await self._send_chunk(chunk):
-                break
-            n += 1
-        if n:
-            self.counters["replayed"] += n
-            metrics.voice_gateway_replayed_chunks.labels(self.provider).inc(n)
-            log_event(log, logging.INFO, "audio.replayed", f"replayed {n} buffered chunks",
-                      replayed_count=n,
-                      total_count=self.counters["replayed"])
-        return n
-
-    def _first_unsent(self) -> AudioChunk | None:
-        return next(self.replay.unsent(), None)
-
-    async def _send_chunk(self, chunk: AudioChunk) -> bool:
-        sock, adapter, conv = self._sock, self.adapter, self._converter
-        if sock is None or adapter is None or conv is None:
-            return False
-        data = conv.convert(chunk.data)
-        try:
-            if data:
-                await sock.send(adapter.audio_frame(data))
-        except (ConnectionError, RuntimeError, OSError):
-            return False  # stays unsent in the replay buffer; the read loop sees the close
-        self.replay.mark_sent(chunk)
-        if adapter.keepalive_idle_s:  # only the keepalive timer reads it: no clock call per frame otherwise
-            self._last_audio_at = self._clock.now()
-        self.counters["chunks_sent"] += 1
-        self._chunks_sent.inc()
-        return True
-
     # -- the read loop -------------------------------------------------------------------------
     async def _run(self) -> None:
         try:
@@ -330,7 +265,7 @@ class ProviderLink:
             await self._sink.on_link_lost(self, "fatal_error", GatewayError(type(e).__name__))
 
     async def _read_until_closed(self) -> ProviderError | None:
-        sock, adapter = self._sock, self.adapter
+        sock, adapter, sink = self._sock, self.adapter, self._sink
         assert sock is not None and adapter is not None
         while True:
             frame = await sock.receive()
@@ -341,8 +276,13 @@ class ProviderLink:
             t0 = time.perf_counter()  # time inside the gateway: parse, convert, send to the client
             if adapter.quiet_after_s:  # only the quiet watch reads it: no clock call per frame otherwise
                 self._last_frame_at = self._clock.now()
+                self._audio_at_last_frame_s = self._last_chunk_end_s
             for ev in adapter.parse(frame):
-                await self._handle(ev)
+                if type(ev) is ReplyAudio:  # 50 a second: straight to the session, past _handle's match
+                    self._chunks_received.n += 1
+                    await sink.on_provider_event(self, ev)
+                else:
+                    await self._handle(ev)
                 if sock is not self._sock:
                     return _SWAPPED
             metrics.DOWNLINK_LATENCY.observe(time.perf_counter() - t0)
@@ -369,7 +309,10 @@ class ProviderLink:
                 self._resume_handle = h
                 return
             case AudioAcknowledged(until_s=until):
-                self.replay.ack_until(until)
+                # only in the stream of the connection the buffer is on: after a switch replayed it
+                # to another link, this link's stream times no longer name those chunks
+                if self.replay.owner is self:
+                    self.replay.ack_until(until)
                 return
             case GoAway(time_left_s=left):
                 self._handovers.request("goaway", deadline_s=max(0.0, left - self._goaway_margin_s))
@@ -385,7 +328,7 @@ class ProviderLink:
                 self._in_assistant_turn = False
                 self._handovers.at_turn_boundary()
             case ReplyAudio():
-                self._chunks_received.inc()
+                self._chunks_received.n += 1
             case ProviderFailed(error=err, fatal_for_link=fatal):
                 metrics.ai_provider_errors.labels(self.provider, err.error_type).inc()
                 log_event(log, logging.ERROR if fatal else logging.WARNING, "provider.error",
@@ -397,32 +340,3 @@ class ProviderLink:
                     await self._sock.close(1000)
         await self._sink.on_provider_event(self, ev)
 
-    # -- keepalive ------------------------------------------------------------------------------
-    async def _keepalive(self, sock: ProviderSocket, adapter: ProviderAdapter) -> None:
-        idle = adapter.keepalive_idle_s or 5.0
-        frame = adapter.keepalive_frame()
-        if frame is None:
-            return
-        self._last_audio_at = self._clock.now()
-        while sock is self._sock and not self._closing:
-            wait = self._last_audio_at + idle - self._clock.now()
-            if wait > 0:
-                await self._clock.sleep(wait)
-                continue
-            with contextlib.suppress(ConnectionError, RuntimeError, OSError):
-                await sock.send(frame)
-            self._last_audio_at = self._clock.now()
-
-    async def _quiet_watch(self, sock: ProviderSocket, adapter: ProviderAdapter) -> None:
-        """Protocols without turn-end events (GPT-Live): after `quiet_after_s` with no server event,
-        the adapter finishes whatever turn was open."""
-        quiet = adapter.quiet_after_s or 1.0
-        self._last_frame_at = self._clock.now()
-        while sock is self._sock and not self._closing:
-            wait = self._last_frame_at + quiet - self._clock.now()
-            if wait > 0:
-                await self._clock.sleep(wait)
-                continue
-            self._last_frame_at = self._clock.now()
-            for ev in adapter.quiet_events():
-                await self._handle(ev)

@@ -34,7 +34,7 @@ def set_environment(name: str | None) -> None:
     global _environment
     _environment = name
 # Libraries that log per frame or per request at INFO/DEBUG; our own events say what matters.
-_NOISY_LOGGERS = ("websockets", "websockets.client", "websockets.server", "uvicorn.access",
+_NOISY_LOGGERS = ("websockets", "websockets.client", "websockets.server", "aiohttp.access",
                   "httpx", "httpcore", "hpack", "asyncio")
 
 # -- context: who is logging, without threading it through every call ---------------------------

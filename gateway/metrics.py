@@ -6,14 +6,85 @@ exposes `REGISTRY`. Tests read values with `sample()`.
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
 from functools import cache
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from gateway import __version__
 from providers.registry import BREAKER_NAMES
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+# == per-frame tallies =============================================================================
+# The audio path counts and times every frame (both ways, 50 a second per call). A Prometheus child's
+# inc()/observe() takes a lock and walks Python code (0.36 / 0.67 µs); a tally is a plain int (or a
+# bucket list) added to its child whenever the registry is read (/metrics, sample()): the values
+# every reader sees are exact, the per-frame cost is an attribute add (0.03 µs) or a C bisect.
+class Tally:
+    """A counter child's per-frame increments, kept as an int until the registry is read."""
+
+    __slots__ = ("n", "_child")
+
+    def __init__(self, child: Counter) -> None:
+        self.n = 0
+        self._child = child
+
+    def flush(self) -> None:
+        n = self.n
+        if n:
+            self.n = 0
+            self._child.inc(n)
+
+
+class HistogramTally:
+    """A histogram child's per-frame observations: per-bucket ints and a sum, until the registry is
+    read. Same buckets as the child (`amount <= bound`, as prometheus_client places a value)."""
+
+    __slots__ = ("_bounds", "_counts", "_sum", "_child")
+
+    def __init__(self, child: Histogram) -> None:
+        self._child = child
+        self._bounds = tuple(child._upper_bounds)  # ends with +Inf
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect_left(self._bounds, amount)] += 1
+        self._sum += amount
+
+    def flush(self) -> None:
+        counts = self._counts
+        if not any(counts):
+            return
+        buckets = self._child._buckets
+        for i, n in enumerate(counts):
+            if n:
+                buckets[i].inc(n)
+                counts[i] = 0
+        self._child._sum.inc(self._sum)
+        self._sum = 0.0
+
+
+_TALLIES: list[Tally | HistogramTally] = []
+
+
+class _FlushTallies:
+    """Registered first, so the registry collects it before any metric: every read sees the tallies."""
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+    def collect(self) -> Iterable[Metric]:
+        for t in _TALLIES:
+            t.flush()
+        return ()
+
+
+REGISTRY.register(_FlushTallies())
 
 circuit_breaker_state = Gauge(
     "circuit_breaker_state", "Circuit breaker state: 0=CLOSED 1=HALF_OPEN 2=OPEN",
@@ -80,9 +151,10 @@ voice_gateway_added_latency_seconds = Histogram(
     ["direction"],
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1),
     registry=REGISTRY)
-# pre-bound children: the audio path observes these per frame without a label lookup
-UPLINK_LATENCY = voice_gateway_added_latency_seconds.labels("uplink")
-DOWNLINK_LATENCY = voice_gateway_added_latency_seconds.labels("downlink")
+# the audio path observes these per frame: tallies of pre-bound children (flushed when read)
+UPLINK_LATENCY = HistogramTally(voice_gateway_added_latency_seconds.labels("uplink"))
+DOWNLINK_LATENCY = HistogramTally(voice_gateway_added_latency_seconds.labels("downlink"))
+_TALLIES += (UPLINK_LATENCY, DOWNLINK_LATENCY)
 voice_gateway_event_loop_lag_seconds = Histogram(
     "voice_gateway_event_loop_lag_seconds",
     "How late the event loop ran a timer callback (sampled every 0.25 s; gateway/loop_lag.py)",
@@ -116,6 +188,22 @@ def client_errors(client: str, code: str) -> Counter:
 @cache
 def rate_limited(client: str) -> Counter:
     return voice_gateway_rate_limited.labels(client)
+
+
+@cache
+def chunks_sent(provider: str) -> Tally:
+    """Per-frame count of `ai_provider_audio_chunks_sent` (one tally per provider, bounded)."""
+    t = Tally(ai_provider_audio_chunks_sent.labels(provider))
+    _TALLIES.append(t)
+    return t
+
+
+@cache
+def chunks_received(provider: str) -> Tally:
+    """Per-frame count of `ai_provider_audio_chunks_received` (one tally per provider, bounded)."""
+    t = Tally(ai_provider_audio_chunks_received.labels(provider))
+    _TALLIES.append(t)
+    return t
 
 
 # -- one-shot provider chains (docs/chains.md) ------------------------------------------------------

@@ -42,7 +42,10 @@ class ReplyPlayback:
                 conv.convert(b"\x00\x00" * lead)
         out = conv.convert(data)
         if out:
-            await self._send(provider, out, item_id)
+            if self._json:
+                await self._emit(AudioDelta(provider=provider, audio=pybase64.b64encode_as_string(out)))
+            else:  # the sink directly: one coroutine level fewer per reply frame
+                await self._sink.send_audio(out, item_id)
 
     def drop(self) -> None:
         """Barge-in: what the converter holds is never played."""

@@ -5,11 +5,18 @@ Invariants:
 - an eviction while the link is down is a *drop* (audio that may never reach a provider) and is
   counted; an eviction of a chunk already sent on a live link is *at risk*: delivered if that
   connection lives on (or acknowledges it), lost if the connection dies first (a stall, an abrupt
-  close), and then counted as dropped too (`connection_lost()`), so drops are never under-reported;
+  close: `connection_lost()`) or the call moves to another connection first (a switch or handover:
+  `new_connection()`), and then counted as dropped too, so drops are never under-reported;
 - chunks leave when acknowledged: by provider stream time (Deepgram `start+duration`) or wholesale
   (a finalized user turn on Gemini/OpenAI), so a replay adds no duplicate words.
 Each chunk sent on the current provider connection is given its end offset in that connection's
 stream time, which is how stream-time acknowledgements map back to chunks.
+- the buffer's stream belongs to one link at a time (`owner`, set by `new_connection`): during a
+  switch the outgoing link keeps it until the incoming one replays, so what the outgoing provider
+  finalizes meanwhile is acknowledged (and heard) once, and an acknowledgement in an old
+  connection's stream time never removes chunks of the new one (the link checks `owner`);
+- chunks are sent in order: a live chunk that arrives while older ones are still unsent (kept
+  during a switch that failed) waits for them (`behind`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ class ReplayBuffer:
     # newest _AT_RISK_KEPT; older ones only counted: acks arrive in stream order)
     _at_risk: deque[float] = field(default_factory=deque)
     _at_risk_older: int = 0
+    owner: object | None = None  # the link whose connection the stream times refer to
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -69,9 +77,13 @@ class ReplayBuffer:
                 e.stream_end_s = self._stream_s
                 return
 
-    def new_connection(self) -> list[AudioChunk]:
-        """A new provider connection starts at stream time 0; everything kept must be replayed."""
+    def new_connection(self, owner: object | None = None) -> list[AudioChunk]:
+        """A new provider connection (of link `owner`) starts at stream time 0; everything kept
+        must be replayed. Chunks still at risk on the previous connection are lost now (it no longer
+        counts: a switch or handover left it before it acknowledged them): counted as dropped."""
+        self.owner = owner
         self._stream_s = 0.0
+        self.dropped_total += self.at_risk
         self._at_risk.clear()
         self._at_risk_older = 0
         for e in self._entries:
@@ -112,6 +124,12 @@ class ReplayBuffer:
             self._entries.popleft()
             n += 1
         return n
+
+    def behind(self) -> bool:
+        """An older chunk than the newest is still unsent (a switch that failed kept audio for a
+        link that never came up): the newest must not overtake it. O(1): unsent chunks are always
+        the newest ones."""
+        return len(self._entries) >= 2 and self._entries[-2].stream_end_s is None
 
     def unsent(self) -> Iterator[AudioChunk]:
         return (e.chunk for e in self._entries if e.stream_end_s is None)

@@ -29,6 +29,7 @@ from gateway.loop_lag import LoopLagMonitor
 from gateway.provider_socket import ProviderConnector
 from gateway.replay import ReplayBuffer
 from gateway.session_config import SessionConfig
+from gateway.sink import ClientSink
 from gateway.states import SessionState
 from providers.base import Endpoint, ProviderAdapter
 from providers.deepgram_agent_wire import AgentEndpoint, think_providers
@@ -61,12 +62,16 @@ class LiveCall(Protocol):
     replay: ReplayBuffer
     client: str  # native / twilio / telnyx / vonage
     started_at: float  # on the runtime's clock
+    sink: ClientSink  # the client's side of the call (an operator hang-up closes it)
 
     @property
     def state(self) -> SessionState: ...
 
     @property
     def provider(self) -> str | None: ...
+
+    @property
+    def switch_refusal(self) -> str | None: ...
 
     async def end(self, reason: str = "client_ended") -> None: ...
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from audio.errors import AudioError
-from audio.formats import AudioChunk, AudioFormat
+from audio.formats import AudioChunk
 from gateway import metrics
 from gateway.errors import BadAudio, GatewayError
 from gateway.events import (
@@ -29,26 +29,10 @@ from gateway.events import (
     ConversationItem,
     ErrorEvent,
     LinkLostReason,
-    ProviderEvent,
-    ProviderFailed,
-    ProviderSwitched,
-    ReplyAudio,
     SessionEnded,
     SessionStarted,
-    SwitchReason,
-    ToolCall,
-    ToolCallCancelled,
-    ToolCallEvent,
     ToolInvocation,
     ToolOutput,
-    Transcript,
-    TranscriptEvent,
-    TurnCompleted,
-    TurnEvent,
-    TurnInterrupted,
-    TurnStarted,
-    UsageReported,
-    UserSpeechStarted,
     UserTurn,
     WarningEvent,
 )
@@ -59,6 +43,8 @@ from gateway.playback import ReplyPlayback
 from gateway.replay import ReplayBuffer
 from gateway.runtime import Runtime
 from gateway.session_config import SessionConfig
+from gateway.session_provider_events import ProviderEventHandling
+from gateway.session_switching import SwitchHandling
 from gateway.sink import ClientSink
 from gateway.states import LinkState, SessionState
 from providers.base import Frame, ProviderAdapter
@@ -66,7 +52,7 @@ from providers.base import Frame, ProviderAdapter
 log = logging.getLogger("gateway.session")
 
 
-class CallSession:
+class CallSession(SwitchHandling, ProviderEventHandling):
     def __init__(self, *, runtime: Runtime, config: SessionConfig, client: str, sink: ClientSink,
                  session_id: str | None = None) -> None:
         self.rt = runtime
@@ -109,6 +95,11 @@ class CallSession:
     def provider(self) -> str | None:
         link = self.failover.link
         return link.provider if link is not None else None
+
+    @property
+    def switch_refusal(self) -> str | None:
+        """Why the last switch was refused: call_ended, circuit_open, or the class of the target's failure."""
+        return self.failover.last_refusal
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -241,16 +232,19 @@ class CallSession:
             return True
         return await link.send_frames(frames)
 
-    # -- switching (gateway/failover.py decides; the session settles the client side) ---------------
-    async def switch(self, target: str | None, reason: SwitchReason) -> bool:
-        """Move the call to `target` (or the next usable provider). Emits provider.switched."""
-        return await self.failover.switch(target, reason)
+    # -- LinkSink ------------------------------------------------------------------------------------
+    async def on_client_event(self, link: ProviderLink, event: ClientEvent) -> None:
+        # as for provider events: the current link, or the one a switch is leaving (a reconnect that
+        # completes while the switch is opening must be told: the switch may fail and the call stay)
+        if link is self.link or link is self.replay.owner:
+            if event.TYPE == "connection.reconnecting" and getattr(event, "attempt", 0) == 1:
+                self.counters["reconnects"] += 1
+            await self._emit(event)
 
-    def _waiting_retry_delay_s(self, failed_tries: int) -> float:
-        """While no provider is usable, the wait after the n-th failed try: the reconnect schedule."""
-        policy = self.rt.settings.reconnect
-        return policy.base_delay_s(min(failed_tries, policy.max_attempts))
+    async def on_link_lost(self, link: ProviderLink, reason: LinkLostReason, error: GatewayError | None) -> None:
+        await self.failover.link_lost(link, reason)
 
+    # -- a new link for the failover (the session is its LinkSink) -----------------------------------
     def _new_link(self, provider: str) -> ProviderLink:
         rt = self.rt
         cfg = self.config.with_provider(provider)
@@ -264,141 +258,6 @@ class CallSession:
 
     def _carried(self) -> list[ConversationItem]:
         return list(self.conversation)
-
-    # -- FailoverListener ---------------------------------------------------------------------------
-    async def switching_to(self, provider: str) -> None:
-        """A new link takes the call: settle the old provider's tool calls and reply audio."""
-        self._close_pending_tools(provider)
-        await self.playback.flush(self.provider or "", self._turn_item)
-
-    async def switched(self, old_provider: str, link: ProviderLink, reason: SwitchReason, elapsed: float) -> None:
-        """The call is on `link` now: count, log and tell the client (provider.switched)."""
-        self.counters["switches"] += 1
-        self._bill_live_segment(link.provider)
-        metrics.voice_gateway_provider_switches.labels(old_provider, link.provider, reason).inc()
-        metrics.voice_gateway_switch_seconds.labels(reason).observe(elapsed)
-        carried = self._carried_turns()
-        log_event(log, logging.WARNING if reason in ("circuit_open", "reconnect_failed") else logging.INFO,
-                  "provider.switched", f"switched {old_provider} → {link.provider} ({reason})",
-                  session_id=self.id, provider=link.provider, from_provider=old_provider,
-                  reason=reason, carried_turns=carried, switch_s=round(elapsed, 4))
-        await self._emit(ProviderSwitched(
-            from_provider=old_provider, to_provider=link.provider, provider=link.provider, reason=reason,
-            carried_turns=carried, capabilities=self.rt.adapter_class(link.provider).capabilities.to_wire()))
-
-    def _close_pending_tools(self, new_provider: str) -> None:
-        """A tool call in flight is completed on the new provider when it can take the result;
-        otherwise the client is told (never silently lost)."""
-        if not self.pending_tools or self.rt.adapter_class(new_provider).carries_pending_tool_calls:
-            return
-        for call_id, inv in list(self.pending_tools.items()):
-            self.pending_tools.pop(call_id)
-            self._spawn(self._emit(ErrorEvent(
-                code="tool_call_abandoned", provider=new_provider,
-                message=f"tool call {call_id} ({inv.name}) was issued by the previous provider and "
-                        f"cannot be answered on {new_provider}; the user may need to repeat the request")))
-
-    async def no_provider(self, retry_after_s: float, reason: SwitchReason) -> None:
-        """Nothing in the chain admits a call: the call waits, buffering; tell the client."""
-        log_event(log, logging.ERROR, "session.no_provider", "no usable provider in the fallback chain",
-                  session_id=self.id, reason=reason, retry_after_s=retry_after_s, expected=True)
-        await self._emit(ErrorEvent(code="provider_unavailable", provider=None, retry_after=round(retry_after_s, 3),
-                                    message="no provider is available right now; audio is buffered "
-                                            "(up to the replay bound) and the call resumes when one is"))
-
-    def _carried_turns(self) -> int:
-        return sum(1 for i in self.conversation if isinstance(i, UserTurn | AssistantTurn))
-
-    # -- LinkSink ------------------------------------------------------------------------------------
-    async def on_client_event(self, link: ProviderLink, event: ClientEvent) -> None:
-        if link is self.link:
-            if event.TYPE == "connection.reconnecting" and getattr(event, "attempt", 0) == 1:
-                self.counters["reconnects"] += 1
-            await self._emit(event)
-
-    async def on_link_lost(self, link: ProviderLink, reason: LinkLostReason, error: GatewayError | None) -> None:
-        await self.failover.link_lost(link, reason)
-
-    async def on_provider_event(self, link: ProviderLink, ev: ProviderEvent) -> None:
-        if link is not self.link:
-            return
-        provider = link.provider
-        match ev:
-            case ReplyAudio(data=data, fmt=fmt, item_id=item_id):
-                await self._reply_audio(provider, data, fmt, item_id)
-            case Transcript(role=role, text=text, final=final, start_s=s, end_s=e):
-                origin = link.stream_origin_s
-                await self._emit(TranscriptEvent(
-                    provider=provider, role=role, text=text, final=final,
-                    start=round(origin + s, 3) if s is not None else None,
-                    end=round(origin + e, 3) if e is not None else None))
-                if role == "assistant":
-                    self._assistant_text = text
-                if final and text:
-                    if role == "user":
-                        self.conversation.append(UserTurn(text))
-                        self._turn_end_at = self.rt.clock.now()
-                    else:
-                        self._assistant_index = len(self.conversation)
-                        self.conversation.append(AssistantTurn(text))
-            case TurnStarted(role=role, item_id=item_id):
-                self._turn_item, self._assistant_text, self._assistant_index = item_id, "", None
-                await self._emit(TurnEvent(provider=provider, kind="started", role=role))
-            case UserSpeechStarted():
-                await self._barge_in(provider, announce=False)
-                await self._emit(TurnEvent(provider=provider, kind="started", role="user"))
-            case TurnCompleted(role=role):
-                await self._emit(TurnEvent(provider=provider, kind="completed", role=role))
-                if role == "assistant":
-                    await self.sink.turn_completed()
-                    self.failover.turn_completed()
-            case TurnInterrupted():
-                await self._barge_in(provider, announce=True)
-            case ToolCall(call_id=cid, name=name, arguments=args):
-                inv = ToolInvocation(cid, name, args)
-                self.conversation.append(inv)
-                self.pending_tools[cid] = inv
-                await self._emit(ToolCallEvent(provider=provider, call_id=cid, name=name, arguments=args))
-            case ToolCallCancelled(call_ids=ids):
-                for cid in ids:
-                    self.pending_tools.pop(cid, None)
-            case UsageReported(billed_s=billed, provider_session_id=sid):
-                self._billed[(provider, sid)] = billed  # cumulative per provider session
-            case ProviderFailed(error=err):
-                await self._emit(ErrorEvent(code=err.code, provider=provider,
-                                            message=f"{provider} reported an error ({err.error_type})"))
-
-    async def _barge_in(self, provider: str, *, announce: bool) -> None:
-        """Stop playback now; keep in the record — and in OpenAI's item — only what the caller heard."""
-        self.playback.drop()
-        heard = await self.sink.flush_audio()
-        if heard is not None and heard.cut_short:
-            if heard.item_id:
-                await self.truncate_heard(heard.item_id, heard.heard_ms)
-            self._truncate_assistant(heard.heard_ms / heard.sent_ms)
-        if announce:
-            await self._emit(TurnEvent(provider=provider, kind="interrupted"))
-
-    def _truncate_assistant(self, ratio: float) -> None:
-        text = self._assistant_text
-        if not text:
-            return
-        kept = text[: int(len(text) * ratio)]
-        if self._assistant_index is not None and self._assistant_index < len(self.conversation):
-            self.conversation[self._assistant_index] = AssistantTurn(kept)
-        elif kept:
-            self._assistant_index = len(self.conversation)
-            self.conversation.append(AssistantTurn(kept))
-        self.counters["truncated_replies"] += 1
-
-    async def _reply_audio(self, provider: str, data: bytes, fmt: AudioFormat, item_id: str | None) -> None:
-        if self._turn_end_at is not None:
-            metrics.voice_gateway_time_to_first_audio_seconds.labels(provider).observe(
-                self.rt.clock.now() - self._turn_end_at)
-            metrics.ai_provider_latency_seconds.labels(provider, "first_audio").observe(
-                self.rt.clock.now() - self._turn_end_at)
-            self._turn_end_at = None
-        await self.playback.play(provider, data, fmt, item_id or self._turn_item)
 
     # -- plumbing ------------------------------------------------------------------------------------
     async def _emit(self, event: ClientEvent) -> None:

@@ -160,6 +160,12 @@ class ProviderAdapter(ABC):
         """Called by the link after `quiet_after_s` without a server event."""
         return []
 
+    def quiet_needs_audio(self) -> bool:
+        """The open turn is the caller's: silence from the provider means it has finished only once
+        the provider has also had `quiet_after_s` more of our audio (audio that arrives in bursts —
+        a caller's network hiccup, a starved client — must not cut a word in two)."""
+        return False
+
     def close_frames(self) -> list[Frame]:
         """Graceful end (Deepgram CloseStream)."""
         return []

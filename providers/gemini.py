@@ -137,6 +137,10 @@ class GeminiAdapter(ProviderAdapter):
         return events
 
     def _parse_message(self, message: dict[str, Any], events: list[ProviderEvent]) -> None:
+        if len(message) == 1 and type(content := message.get("serverContent")) is dict:
+            # the reply-audio message, 50 a second: no other field is there to look for
+            self._server_content(content, events)
+            return
         # §2.2: several top-level fields may arrive together; handle each (no elif).
         setup = wire.field(message, "setupComplete")
         if isinstance(setup, dict):
@@ -173,6 +177,13 @@ class GeminiAdapter(ProviderAdapter):
             events.append(protocol_failure(self.name, f"gemini reported an error: {detail}"))
 
     def _server_content(self, content: dict[str, Any], events: list[ProviderEvent]) -> None:
+        if len(content) == 1 and type(model_turn := content.get("modelTurn")) is dict:
+            # audio only (the common message): what the general path below would do with it
+            parts = model_turn.get("parts")
+            for part in parts if isinstance(parts, list) else ():
+                if isinstance(part, dict):
+                    self._model_part(part, events)
+            return
         heard = wire.field(content, "inputTranscription")
         if isinstance(heard, dict):
             self._input_transcription(heard, events)

@@ -63,6 +63,7 @@ def parse_duration_s(value: object) -> float | None:
     return None
 
 
+@lru_cache(maxsize=64)  # per reply chunk, and a stream keeps one mime type
 def output_rate_hz(mime_type: str) -> int:
     match = _RATE.search(mime_type)
     return int(match.group(1)) if match else OUTPUT_RATE_DEFAULT_HZ

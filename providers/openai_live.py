@@ -170,6 +170,9 @@ class OpenAILiveAdapter(ProviderAdapter):
                                                       f"({type(exc).__name__})"))
         return events
 
+    def quiet_needs_audio(self) -> bool:
+        return self.turn is Turn.USER
+
     def quiet_events(self) -> list[ProviderEvent]:
         """The link saw no server event for `quiet_after_s`: whoever was talking has finished."""
         events: Events = []

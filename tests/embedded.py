@@ -1,6 +1,6 @@
 """The embedded default as a user runs it (`make run`): settings parsed from an environment with no
 keys, so every provider is the in-process fake started by the app's own lifespan; served by a real
-uvicorn on 127.0.0.1, port 0. Also a TCP proxy whose connections a test can cut (a network blip).
+aiohttp server on 127.0.0.1, port 0. Also a TCP proxy whose connections a test can cut (a network blip).
 """
 
 from __future__ import annotations
@@ -9,10 +9,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 
-import uvicorn
-
 from gateway.app import create_app
 from gateway.config import load_settings
+from gateway.serve import start_server
 
 
 @contextlib.asynccontextmanager
@@ -20,21 +19,11 @@ async def embedded_gateway(env: Mapping[str, str] | None = None) -> AsyncIterato
     """Yields the gateway's base URL (`ws://127.0.0.1:<port>`)."""
     settings = load_settings(dict(env or {}))
     assert all(p.simulated for p in settings.providers.values())
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=0, ws="websockets-sansio",
-                            lifespan="on", log_config=None, access_log=False,
-                            ws_max_size=settings.max_message_bytes, ws_per_message_deflate=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    runner, port = await start_server(create_app(settings), "127.0.0.1", 0)
     try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-            assert not task.done(), "the gateway did not start"
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
         yield f"ws://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 10)
+        await runner.cleanup()
 
 
 class CuttableProxy:

@@ -1,4 +1,4 @@
-"""End-to-end harness: the three fake providers, the gateway app under a real uvicorn server on
+"""End-to-end harness: the three fake providers, the gateway app on a real aiohttp server on
 127.0.0.1 (port 0), and a native WebSocket client. Everything over real sockets.
 
 The fakes are started with recognisable API keys (FAKE_KEYS); tests/test_log_secrets.py scans every
@@ -14,16 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
-import uvicorn
 import websockets
+from aiohttp import web
 from websockets.asyncio.client import ClientConnection
 
 from audio.dtmf import generate_dtmf
 from audio.formats import AudioFormat
 from gateway.app import create_app
+from gateway.app_state import STATE, AppState
 from gateway.config import ProviderSettings, Settings
 from gateway.retry import ReconnectPolicy
 from gateway.runtime import Runtime
+from gateway.serve import start_server
 from providers.fakes import fake_class
 from providers.fakes.common import FaultScript
 
@@ -41,25 +43,17 @@ FAST_RECONNECT = ReconnectPolicy(initial_backoff_s=0.02, max_backoff_s=0.32, con
                                  early_failure_window_s=0.5)
 
 
-async def serve_app(app: Any, **config: Any) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    """The gateway app on a real uvicorn server on 127.0.0.1, port 0 (every test harness starts it so):
-    the server, its task and the port it took."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_config=None,
-                                           access_log=False, **config))
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.005)
-    return server, task, server.servers[0].sockets[0].getsockname()[1]
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """The gateway app on a real aiohttp server on 127.0.0.1, port 0 (every test harness starts it
+    so; its startup has run when this returns): the runner and the port it took."""
+    return await start_server(app, "127.0.0.1", 0)
 
 
-async def stop_served(runtime: Runtime, server: uvicorn.Server, task: asyncio.Task[None] | None,
-                      fakes: Any) -> None:
-    """The reverse of serve_app: the runtime, then the server (bounded wait), then the fakes."""
+async def stop_served(runtime: Runtime, runner: web.AppRunner | None, fakes: Any) -> None:
+    """The reverse of serve_app: the runtime, then the server (sockets still open: 1012), then the fakes."""
     await runtime.stop()
-    server.should_exit = True
-    if task is not None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(task, 5)
+    if runner is not None:
+        await runner.cleanup()
     for fake in fakes:
         await fake.stop()
 
@@ -81,8 +75,8 @@ class Gateway:
         self.base_settings = settings or Settings()  # e.g. load_settings(env): the real env path
         self.key_files = key_files or {}  # provider → path of its *_API_KEY_FILE (key rotation tests)
         self.fakes: dict[str, Any] = {}
-        self.server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.runner: web.AppRunner | None = None
+        self.app: web.Application | None = None
         self.runtime: Runtime | None = None
         self.port = 0
 
@@ -102,14 +96,19 @@ class Gateway:
                                        fallback_chain=self.fallback, **{**limits, **self.overrides})
         self.runtime = Runtime(settings)
         await self.runtime.start()
-        app = create_app(settings, runtime=self.runtime)
-        self.server, self._task, self.port = await serve_app(
-            app, ws="websockets-sansio", ws_max_size=settings.max_message_bytes, ws_per_message_deflate=False)
+        self.app = create_app(settings, runtime=self.runtime)
+        self.runner, self.port = await serve_app(self.app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None and self.runtime is not None
-        await stop_served(self.runtime, self.server, self._task, self.fakes.values())
+        assert self.runtime is not None
+        await stop_served(self.runtime, self.runner, self.fakes.values())
+
+    @property
+    def state(self) -> AppState:
+        """The app's state: its chain service, operator controls, fleet node (gateway/app_state.py)."""
+        assert self.app is not None
+        return self.app[STATE]
 
     @property
     def url(self) -> str:

@@ -467,3 +467,31 @@ def test_client_frames_validate_against_the_google_genai_types():
         types.LiveClientMessage.model_validate(message)  # extra="forbid": a misspelled key fails
     with pytest.raises(ValidationError):  # the check has teeth
         types.LiveClientMessage.model_validate({"setup": {"model": "m", "generationConfig": {"voice": "Puck"}}})
+
+
+# The reply-audio message (`serverContent` with only `modelTurn`) takes a shortcut past the lookups
+# of every other field; anything it matches must give exactly what the general path gives. An extra
+# unknown top-level field sends the same content down the general path.
+def inline(data: bytes, mime: str = "audio/pcm;rate=24000") -> dict:
+    return {"inlineData": {"mimeType": mime, "data": b64(data)}}
+
+
+SHORTCUT_CONTENTS = [
+    {"modelTurn": {"parts": [inline(b"\x01\x02" * 240)]}},
+    {"modelTurn": {"parts": [inline(b"\x01\x02" * 240), inline(b"\x03\x04" * 8, "audio/pcm;rate=16000")]}},
+    {"modelTurn": {"parts": [{"text": "thinking"}, 7, None, inline(b"")]}},
+    {"modelTurn": {"parts": [{"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": "!!not base64"}}]}},
+    {"modelTurn": {"parts": [{"inline_data": {"mime_type": "audio/pcm;rate=999999", "data": b64(b"\x00\x00")}}]}},
+    {"modelTurn": {"parts": "not a list"}},
+    {"modelTurn": {}},
+]
+
+
+@pytest.mark.parametrize("content", SHORTCUT_CONTENTS)
+def test_the_reply_audio_shortcut_gives_what_the_general_path_gives(content: dict) -> None:
+    def run(message: dict) -> list[str]:
+        a = adapter()
+        return [repr(ev) for frame in (message, message) for ev in a.parse(server(frame))]
+
+    shortcut = run({"serverContent": content})
+    assert shortcut == run({"serverContent": content, "unknownField": 1})

@@ -5,12 +5,9 @@ The gateway's live /metrics output must pass `promtool check metrics`.
 
 from __future__ import annotations
 
-import asyncio
 import re
-import socket
 
 import aiohttp
-import uvicorn
 import yaml
 from promtool import DEPLOY, check_expressions_parse, exposed_series_names, promtool, referenced_metric_names
 
@@ -96,14 +93,9 @@ def test_runbook_promql_examples_parse(tmp_path):
 
 async def test_live_metrics_endpoint_passes_promtool_lint():
     from gateway.app import create_app
+    from gateway.serve import start_server
 
-    # Listening before uvicorn starts: the request waits in the backlog instead of racing startup.
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen()
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(), log_config=None, access_log=False))
-    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    runner, port = await start_server(create_app(), "127.0.0.1", 0)
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
             async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
@@ -111,9 +103,7 @@ async def test_live_metrics_endpoint_passes_promtool_lint():
                 assert response.headers["Content-Type"].startswith("text/plain")
                 body = await response.read()
     finally:
-        server.should_exit = True
-        await serving
-        sock.close()
+        await runner.cleanup()
     assert b"voice_gateway_build_info{" in body
     lint = promtool("check", "metrics", stdin=body)
     assert lint.returncode == 0, lint.stdout + lint.stderr

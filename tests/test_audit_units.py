@@ -22,7 +22,8 @@ from gateway.audit import bearer_id, token_id
 from gateway.breaker import BreakerPolicy, CircuitBreaker
 from gateway.clients.native import parse_session_start
 from gateway.clock import VirtualClock
-from gateway.config import Settings, config_warnings, load_settings, production_simulated
+from gateway.config import Settings, load_settings, production_simulated
+from gateway.config_check import config_warnings
 from gateway.errors import BadMessage
 from gateway.logs import JsonFormatter, log_event, set_environment
 from gateway.runtime import Runtime

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import yaml
 from promtool import REPO
 
-from gateway.config import load_settings, unknown_variables
+from gateway.config import load_settings
+from gateway.config_check import unknown_variables
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.fleet.yml").read_text())
 SERVICES = COMPOSE["services"]
@@ -55,9 +56,9 @@ def test_replicas_share_redis_and_reach_each_other_by_name() -> None:
 
 
 def test_stop_grace_outlasts_the_drain_and_healthcheck_is_readiness() -> None:
-    from gateway.app import create_app
+    from gateway.app import create_app, route_paths
 
-    paths = {getattr(route, "path", None) for route in create_app().routes}
+    paths = route_paths(create_app())
     for name in GATEWAYS:
         drain = float(resolved(env(name)["VG_DRAIN_TIMEOUT_S"]))
         assert int(SERVICES[name]["stop_grace_period"].rstrip("s")) > drain

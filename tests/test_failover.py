@@ -174,6 +174,17 @@ async def test_a_failed_switch_keeps_the_call_on_its_link() -> None:
     assert w.failover.state is SessionState.ACTIVE and w.calls == []
 
 
+async def test_a_switch_to_a_provider_without_an_endpoint_is_refused_not_opened() -> None:
+    """A known provider this deployment has no endpoint for (the fuzz test found `provider.switch` to
+    `deepgram_agent` with only the STT configured): no link is made, the call stays where it was."""
+    w = World(available=("gemini", "openai"))
+    first = await w.failover.start()
+    assert await w.failover.switch("deepgram", "client") is False
+    assert w.failover.link is first and first is not None and first.closed is None
+    assert w.opened == ["gemini"] and [link.provider for link in w.links] == ["gemini"]
+    assert w.failover.state is SessionState.ACTIVE and w.calls == []
+
+
 async def test_end_during_a_switch_leaves_the_call_ended() -> None:
     w = World()
     await w.failover.start()

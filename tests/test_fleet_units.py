@@ -10,7 +10,8 @@ import pytest
 from gateway import metrics
 from gateway.breaker import BreakerState, CircuitBreaker
 from gateway.clock import VirtualClock
-from gateway.config import load_settings, unknown_variables
+from gateway.config import load_settings
+from gateway.config_check import unknown_variables
 from gateway.errors import CircuitOpen, ConfigError
 from gateway.logs import MASK, redact
 

@@ -21,11 +21,11 @@ import dataclasses
 import json
 import os
 from collections import Counter
-from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
+from aiohttp import WSMsgType
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -334,21 +334,21 @@ def test_auto_with_an_empty_fallback_is_refused_or_defaulted() -> None:
 
 
 class RecordingSocket:
-    """Stands in for starlette's WebSocket under NativeConnection: what the gateway sends, recorded."""
+    """Stands in for aiohttp's WebSocketResponse under NativeConnection: what the gateway sends, recorded."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.app = SimpleNamespace(state=SimpleNamespace(runtime=runtime))
+    def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.audio_frames = 0
         self.close_codes: list[int] = []
 
-    async def send(self, message: dict[str, Any]) -> None:
-        if message.get("text") is not None:
-            self.events.append(orjson.loads(message["text"]))
-        else:
-            self.audio_frames += 1
+    async def send_frame(self, message: bytes, opcode: WSMsgType) -> None:
+        assert opcode is WSMsgType.TEXT
+        self.events.append(orjson.loads(message))
 
-    async def close(self, code: int = 1000) -> None:
+    async def send_bytes(self, data: bytes) -> None:
+        self.audio_frames += 1
+
+    async def close(self, *, code: int = 1000) -> None:
         self.close_codes.append(code)
 
 
@@ -372,9 +372,9 @@ async def stop_offline_runtime(rt: Runtime) -> None:
 
 async def feed_offline(rt: Runtime, drawn: tuple, counter: Counter[str]) -> None:
     allow_switch, start, mid_call, before = drawn
-    ws = RecordingSocket(rt)
+    ws = RecordingSocket()
     claims = TokenClaims(subject="fuzz", kind="anonymous", allow_switch=allow_switch)
-    conn = NativeConnection(ws, claims)  # type: ignore[arg-type]
+    conn = NativeConnection(ws, claims, rt)  # type: ignore[arg-type]
     started = False
     async with asyncio.timeout(5):  # nothing may hang
         for frame in [*before, start, *mid_call]:
@@ -408,8 +408,8 @@ async def test_a_waiting_call_that_ends_at_once_leaves_no_provider_gauge_as_it_w
     rt = await start_offline_runtime()
     try:
         before = metrics.sample("voice_gateway_no_provider_sessions")
-        conn = NativeConnection(RecordingSocket(rt), TokenClaims(  # type: ignore[arg-type]
-            subject="fuzz", kind="anonymous", allow_switch=True))
+        conn = NativeConnection(RecordingSocket(), TokenClaims(  # type: ignore[arg-type]
+            subject="fuzz", kind="anonymous", allow_switch=True), rt)
         await conn.on_text('{"type": "session.start"}')  # no provider admits a call: it waits
         assert await conn.on_text('{"type": "session.end"}')
         assert metrics.sample("voice_gateway_no_provider_sessions") == before

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from gateway.config import unknown_variables
+from gateway.config_check import unknown_variables
 from gateway.fleet import prestop
 from gateway.metrics import REGISTRY
 
@@ -61,9 +61,9 @@ def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
 
 
 def test_probes_hit_served_paths_on_the_container_port() -> None:
-    from gateway.app import create_app
+    from gateway.app import create_app, route_paths
 
-    paths = {getattr(route, "path", None) for route in create_app().routes}
+    paths = route_paths(create_app())
     port_names = {p["name"]: p["containerPort"] for p in CONTAINER["ports"]}
     assert CONTAINER["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert CONTAINER["livenessProbe"]["httpGet"]["path"] == "/healthz"

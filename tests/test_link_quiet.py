@@ -64,3 +64,43 @@ async def test_reply_completes_exactly_when_the_provider_has_been_quiet() -> Non
             await link.close()
     finally:
         await connector.close()
+
+
+async def test_a_pause_in_the_callers_audio_does_not_cut_their_word_in_two() -> None:
+    """The caller's audio stops for 2 s in the middle of "12" (a network hiccup, a starved client):
+    the provider has said nothing for longer than `quiet_after_s`, but it has had no new audio either,
+    so the caller's turn is not over. Found by the chaos run: words heard as "867" + "4"."""
+    clock = VirtualClock()
+    sink = Sink(clock)
+    connector = ProviderConnector()
+    cfg = SessionConfig(provider="openai_live", input_format=PCM16_16K)
+    try:
+        async with FakeOpenAILive(api_key=KEY) as fake:
+            endpoint = Endpoint(base_url=fake.url + "/v1", api_key=KEY)
+            link = ProviderLink(provider="openai_live", adapter_factory=lambda: OpenAILiveAdapter(cfg, endpoint),
+                                breaker=CircuitBreaker("openai_live", clock=clock, policy=BreakerPolicy()),
+                                connector=connector, clock=clock, policy=ReconnectPolicy(), replay=ReplayBuffer(),
+                                sink=sink, history=list, session_id="q")
+            await link.open()
+            await drive(clock, lambda: link.state is LinkState.UP)
+            audio = generate_dtmf("12", 16000, lead_silence_ms=100, trail_silence_ms=600)
+            frames = [audio[i:i + 640] for i in range(0, len(audio), 640)]
+
+            def user(final: bool) -> list[str]:
+                return [e.text for e in sink.provider_events
+                        if isinstance(e, Transcript) and e.role == "user" and e.final is final]
+
+            for seq in range(13):  # the lead, tone "1" and half the gap after it
+                await push(link, AudioChunk(data=frames[seq], fmt=PCM16_16K, seq=seq, offset_s=seq * 0.02))
+            await until(lambda: user(False) == ["1"])
+            await clock.settle()
+            clock.advance(2.0)  # no audio for 2 s
+            await clock.settle()
+            assert user(True) == []
+            for seq in range(13, len(frames)):
+                await push(link, AudioChunk(data=frames[seq], fmt=PCM16_16K, seq=seq, offset_s=seq * 0.02))
+            await until(lambda: len(user(True)) == 1)
+            assert user(True) == ["12"]
+            await link.close()
+    finally:
+        await connector.close()

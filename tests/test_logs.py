@@ -68,7 +68,7 @@ def test_configure_logging_is_idempotent_and_quiets_noisy_libraries(output) -> N
     assert len(stream.getvalue().splitlines()) == 1
     assert output() == []  # the earlier handler was replaced, not kept alongside
     assert logging.getLogger("websockets").getEffectiveLevel() >= logging.WARNING
-    assert logging.getLogger("uvicorn.access").getEffectiveLevel() >= logging.WARNING
+    assert logging.getLogger("aiohttp.access").getEffectiveLevel() >= logging.WARNING
     with pytest.raises(ConfigError):
         configure_logging("LOUD", stream=stream)
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gateway.config import KNOWN_VARIABLES
+from gateway.config_check import KNOWN_VARIABLES
 from gateway.settings_reference import documented_names, names_read_by_the_parser, render_markdown
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,8 +27,8 @@ class VendorSocket:
         self.clock = clock
         self.received: list[tuple[float, dict]] = []
 
-    async def send(self, message: dict) -> None:
-        self.received.append((round(self.clock.now() - 1000.0, 6), orjson.loads(message["text"])))
+    async def send_str(self, text: str) -> None:  # what aiohttp's WebSocketResponse offers the sink
+        self.received.append((round(self.clock.now() - 1000.0, 6), orjson.loads(text)))
 
     def media_times(self) -> list[float]:
         return [t for t, m in self.received if m["event"] == "media"]

@@ -143,6 +143,14 @@ def test_twilio_mark_and_clear_messages() -> None:
     assert s.flush_media() == []  # the clear dropped the unsent tail
 
 
+@given(st.text(max_size=40), st.text(min_size=1, max_size=40))
+def test_twilio_mark_template_writes_what_the_envelope_writes(name: str, sid: str) -> None:
+    s = started_twilio()
+    s.stream_id = sid  # any id (quotes, backslashes, non-ASCII, controls) and any name: JSON-escaped alike
+    assert s.mark(name) == s._envelope({"event": "mark", "mark": {"name": name}})
+    assert json.loads(s.mark(name)) == {"event": "mark", "streamSid": sid, "mark": {"name": name}}
+
+
 @given(st.lists(st.binary(max_size=700), max_size=12))
 def test_chunked_outbound_audio_equals_whole(pieces: list[bytes]) -> None:
     whole, chunked = started_twilio(), started_twilio()

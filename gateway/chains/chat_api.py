@@ -14,18 +14,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from aiohttp import web
 
+from gateway.app_state import json_response, state
 from gateway.auth import token_from_scope
-from gateway.chains.http_api import HttpProblem, _error, _form, _headers, _read_capped, origin_ok
+from gateway.chains.http_api import (
+    HttpProblem,
+    error_response,
+    origin_ok,
+    outcome_headers,
+    parse_form,
+    read_capped,
+)
 from gateway.chains.runner import ChainOutcome, ChainStream
 from gateway.chains.service import ChainService, new_request_id
 from gateway.errors import ClientError, ProviderUnavailable, Unauthorized
@@ -38,17 +45,17 @@ ALL_FAILED = {"reasoning": "every reasoning provider failed", "vision": "every v
 
 
 # -- intake -----------------------------------------------------------------------------------------
-async def _intake(request: Request) -> bytes:
-    if request.app.state.runtime.draining:
+async def _intake(request: web.Request) -> bytes:
+    if state(request).runtime.draining:
         raise HttpProblem(503, "draining", "the gateway is shutting down; retry on another instance")
     origin_ok(request)
-    token, _ = token_from_scope(request.headers, request.scope.get("query_string", b""))
-    request.app.state.client_auth.verify(token)
-    service: ChainService = request.app.state.chains
-    return await _read_capped(request, service.settings.upload_limit_bytes)
+    token, _ = token_from_scope(request.headers, request.query_string)
+    state(request).client_auth.verify(token)
+    service: ChainService = state(request).chains
+    return await read_capped(request, service.settings.upload_limit_bytes)
 
 
-def _json(body: bytes, request: Request) -> dict[str, Any]:
+def _json(body: bytes, request: web.Request) -> dict[str, Any]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise HttpProblem(415, "unsupported_media_type", "Content-Type must be application/json")
@@ -77,32 +84,32 @@ def _float(value: Any, name: str) -> float | None:
     return float(value)
 
 
-def _complexity(request: Request, value: Any) -> str:
+def _complexity(request: web.Request, value: Any) -> str:
     value = value if value is not None else request.headers.get("x-voice-gateway-complexity", "standard")
     if not isinstance(value, str):
         raise HttpProblem(400, "bad_option", "complexity must be simple, standard or complex")
     return value
 
 
-async def _run(request: Request, chain: str, options: ChatOptions, request_id: str) -> ChainOutcome:
+async def _run(request: web.Request, chain: str, options: ChatOptions, request_id: str) -> ChainOutcome:
     log_event(log, logging.DEBUG, "chat.request", f"{chain} request", request_id=request_id, chain=chain,
               messages=len(options.messages), stream=options.stream, complexity=options.complexity)
-    return await request.app.state.chains.chat(chain, options, request_id=request_id)
+    return await state(request).chains.chat(chain, options, request_id=request_id)
 
 
-def _problem(err: Exception, request_id: str) -> Response:
+def _problem(err: Exception, request_id: str) -> web.StreamResponse:
     if isinstance(err, Unauthorized):
-        return _error(getattr(err, "status", 401), err.code, err.message, request_id, kind="authentication_error")
+        return error_response(getattr(err, "status", 401), err.code, err.message, request_id, kind="authentication_error")
     if isinstance(err, HttpProblem):
-        return _error(err.status, err.code, err.message, request_id)
+        return error_response(err.status, err.code, err.message, request_id)
     assert isinstance(err, ClientError)
-    return _error(400, err.code, err.message, request_id)
+    return error_response(400, err.code, err.message, request_id)
 
 
-def _failed(chain: str, outcome: ChainOutcome, request_id: str) -> Response:
+def _failed(chain: str, outcome: ChainOutcome, request_id: str) -> web.StreamResponse:
     if outcome.only_bad_input:
-        return _error(400, "request_rejected", "every provider refused this request", request_id, outcome)
-    return _error(502, outcome.code or "", ALL_FAILED[chain], request_id, outcome, kind="provider_error")
+        return error_response(400, "request_rejected", "every provider refused this request", request_id, outcome)
+    return error_response(502, outcome.code or "", ALL_FAILED[chain], request_id, outcome, kind="provider_error")
 
 
 def _gateway_fields(chain: str, outcome: ChainOutcome) -> dict[str, Any]:
@@ -117,7 +124,7 @@ def _usage(result_usage: Any) -> dict[str, int]:
 
 
 # -- OpenAI-compatible ------------------------------------------------------------------------------
-async def chat_completions(request: Request) -> Response:
+async def chat_completions(request: web.Request) -> web.StreamResponse:
     request_id = new_request_id("reasoning")
     try:
         data = _json(await _intake(request), request)
@@ -142,26 +149,41 @@ async def chat_completions(request: Request) -> Response:
         return _problem(err, request_id)
     if not outcome.ok:
         return _failed(chain, outcome, request_id)
-    headers = _headers(outcome, request_id)
+    headers = outcome_headers(outcome, request_id)
     created = int(time.time())
     if isinstance(outcome.result, ChainStream):
         include_usage = bool((data.get("stream_options") or {}).get("include_usage")) \
             if isinstance(data.get("stream_options"), dict) else False
         headers.pop("x-voice-gateway-cost-usd")  # known when the stream ends: in its last chunk
-        return StreamingResponse(_sse(chain, outcome, outcome.result, created, include_usage),
-                                 media_type="text/event-stream",
-                                 headers=headers | {"Cache-Control": "no-cache"})
+        return await stream_sse(request, _sse(chain, outcome, outcome.result, created, include_usage),
+                                headers | {"Cache-Control": "no-cache"})
     result: ChatResult = outcome.result
     body = {"id": f"chatcmpl-{request_id}", "object": "chat.completion", "created": created,
             "model": outcome.model or result.model, "system_fingerprint": None,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text, "refusal": None},
                          "logprobs": None, "finish_reason": result.finish_reason or "stop"}],
             "usage": _usage(result.usage), "voice_gateway": _gateway_fields(chain, outcome)}
-    return JSONResponse(body, headers=headers)
+    return json_response(body, headers=headers)
+
+
+async def stream_sse(request: web.Request, events: AsyncGenerator[bytes, None], headers: dict[str, str]) -> web.StreamResponse:
+    """Server-sent events: each chunk written as it comes. A client that goes away mid-stream closes
+    the generator (and with it the provider's stream)."""
+    response = web.StreamResponse(status=200, headers=headers)
+    response.content_type = "text/event-stream"
+    await response.prepare(request)
+    async with contextlib.aclosing(events):
+        try:
+            async for chunk in events:
+                await response.write(chunk)
+        except ConnectionError:  # the client went away (aiohttp's ClientConnectionResetError)
+            return response
+    await response.write_eof()
+    return response
 
 
 async def _sse(chain: str, outcome: ChainOutcome, stream: ChainStream, created: int,
-               include_usage: bool) -> AsyncIterator[bytes]:
+               include_usage: bool) -> AsyncGenerator[bytes, None]:
     cid = f"chatcmpl-{outcome.request_id}"
 
     def chunk(delta: dict[str, Any], finish: str | None, *, choices: bool = True, **more: Any) -> bytes:
@@ -199,33 +221,33 @@ def _model(service: ChainService, route: str) -> dict[str, Any]:
             "providers": list(service.orders[chain])}
 
 
-def _client_ok(request: Request) -> Response | None:
+def _client_ok(request: web.Request) -> web.StreamResponse | None:
     try:
         origin_ok(request)
-        token, _ = token_from_scope(request.headers, request.scope.get("query_string", b""))
-        request.app.state.client_auth.verify(token)
+        token, _ = token_from_scope(request.headers, request.query_string)
+        state(request).client_auth.verify(token)
     except ClientError as err:
         return _problem(err, new_request_id("reasoning"))
     return None
 
 
-async def list_models(request: Request) -> Response:
+async def list_models(request: web.Request) -> web.StreamResponse:
     if (denied := _client_ok(request)) is not None:
         return denied
-    return JSONResponse({"object": "list", "data": [_model(request.app.state.chains, r) for r in ROUTES]})
+    return json_response({"object": "list", "data": [_model(state(request).chains, r) for r in ROUTES]})
 
 
-async def retrieve_model(request: Request) -> Response:
+async def retrieve_model(request: web.Request) -> web.StreamResponse:
     if (denied := _client_ok(request)) is not None:
         return denied
-    route = request.path_params["model"]
+    route = request.match_info["model"]
     if route not in ROUTES:
-        return _error(404, "model_not_found", f"model must be one of {', '.join(ROUTES)}", new_request_id("reasoning"))
-    return JSONResponse(_model(request.app.state.chains, route))
+        return error_response(404, "model_not_found", f"model must be one of {', '.join(ROUTES)}", new_request_id("reasoning"))
+    return json_response(_model(state(request).chains, route))
 
 
 # -- native -----------------------------------------------------------------------------------------
-def _native(chain: str, outcome: ChainOutcome, request_id: str) -> Response:
+def _native(chain: str, outcome: ChainOutcome, request_id: str) -> web.StreamResponse:
     if not outcome.ok:
         return _failed(chain, outcome, request_id)
     result: ChatResult = outcome.result
@@ -235,7 +257,7 @@ def _native(chain: str, outcome: ChainOutcome, request_id: str) -> Response:
                       "output_tokens": result.usage.output_tokens or 0},
             "cost_usd": round(outcome.cost_usd, 8), "request_id": request_id,
             "cost_preservation": outcome.cost_preservation}
-    return JSONResponse(body, headers=_headers(outcome, request_id))
+    return json_response(body, headers=outcome_headers(outcome, request_id))
 
 
 def _text(value: Any, name: str, *, required: bool) -> str:
@@ -247,7 +269,7 @@ def _text(value: Any, name: str, *, required: bool) -> str:
     return value
 
 
-async def reason(request: Request) -> Response:
+async def reason(request: web.Request) -> web.StreamResponse:
     request_id = new_request_id("reasoning")
     try:
         data = _json(await _intake(request), request)
@@ -262,13 +284,13 @@ async def reason(request: Request) -> Response:
     return _native("reasoning", outcome, request_id)
 
 
-async def vision_analyze(request: Request) -> Response:
+async def vision_analyze(request: web.Request) -> web.StreamResponse:
     request_id = new_request_id("vision")
     try:
         body = await _intake(request)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "multipart/form-data":
-            fields = await _form(request, body)
+            fields = await parse_form(request, body)
             image = fields.get("image")
             if not isinstance(image, bytes):
                 raise HttpProblem(400, "missing_image", "the multipart body needs an `image` part")
@@ -301,9 +323,9 @@ def _image_url(value: Any) -> str:
 
 
 routes = [
-    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-    Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/models/{model}", retrieve_model, methods=["GET"]),
-    Route("/api/v1/reason", reason, methods=["POST"]),
-    Route("/api/v1/vision/analyze", vision_analyze, methods=["POST"]),
+    web.post("/v1/chat/completions", chat_completions),
+    web.get("/v1/models", list_models),
+    web.get("/v1/models/{model}", retrieve_model),
+    web.post("/api/v1/reason", reason),
+    web.post("/api/v1/vision/analyze", vision_analyze),
 ]

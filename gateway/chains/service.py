@@ -13,18 +13,18 @@ from typing import Any
 from gateway import metrics
 from gateway.breaker import CircuitBreaker
 from gateway.chains.http import AiohttpExchange, HttpExchange
-from gateway.chains.policy import ChainPolicy
-from gateway.chains.runner import (
+from gateway.chains.outcome import (
     OUTCOMES,
     RUN_RESULTS,
     BoundProvider,
     ChainOutcome,
-    ChainRunner,
     CostGate,
     CostHook,
     CostRecord,
     ProviderEnabled,
 )
+from gateway.chains.policy import ChainPolicy
+from gateway.chains.runner import ChainRunner
 from gateway.chains.settings import ChainProviderSettings
 from gateway.clock import Clock, MonotonicClock
 from gateway.config import Settings

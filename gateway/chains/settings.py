@@ -35,7 +35,7 @@ VARIABLES = frozenset({"VG_TRANSCRIPTION_CHAIN", "VG_VISION_CHAIN", "VG_REASONIN
                        "VG_GROQ_STT_MODEL", "VG_PRICES_FILE"})
 
 
-class _EnvReader(Protocol):  # gateway.config._Env, without importing it (config imports us)
+class _EnvReader(Protocol):  # gateway.config_env.Env, without importing it (config imports us)
     def raw(self, name: str) -> str | None: ...
 
     def secret(self, name: str) -> str | None: ...

@@ -11,18 +11,19 @@ import asyncio
 import binascii
 import contextlib
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import orjson
 import pybase64
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from aiohttp import WSMsgType, web
 
 from audio.compressed import OpusDecoder, WebmOpusDecoder, compressed_decoder
 from audio.errors import AudioError
 from gateway import metrics
+from gateway.app_state import state
 from gateway.auth import TokenClaims
 from gateway.clients.receive import connection_limits, receive_frames
-from gateway.clients.upgrade import admit
+from gateway.clients.upgrade import admit, forget_socket, open_socket
 from gateway.errors import BadAudio, BadMessage, ClientError, GatewayError, RateLimited
 from gateway.events import ErrorEvent
 from gateway.limits import FrameRateLimiter, limits_for_format
@@ -39,6 +40,9 @@ from gateway.sink import Heard
 from providers import options as provider_options
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
 log = logging.getLogger("gateway.clients.native")
 CLIENT = "native"
 
@@ -48,21 +52,21 @@ class NativeSink:
 
     exact_frames: ClassVar[bool] = False  # binary frames of any length
 
-    def __init__(self, ws: WebSocket) -> None:
+    def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self.open = True
 
     async def send_json(self, payload: dict[str, Any]) -> None:
         if self.open:
-            try:
-                await self.ws.send({"type": "websocket.send", "text": orjson.dumps(payload).decode()})
+            try:  # orjson's bytes go out as the text frame as they are (no str round trip)
+                await self.ws.send_frame(orjson.dumps(payload), WSMsgType.TEXT)
             except Exception:
                 self.open = False
 
     async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
         if self.open:
             try:
-                await self.ws.send({"type": "websocket.send", "bytes": data})
+                await self.ws.send_bytes(data)
             except Exception:
                 self.open = False
 
@@ -77,7 +81,7 @@ class NativeSink:
         if self.open:
             self.open = False
             with contextlib.suppress(Exception):  # the client may be gone already
-                await self.ws.close(1000)
+                await self.ws.close(code=1000)
 
 
 def parse_session_start(msg: dict[str, Any], *, default_provider: str,
@@ -117,10 +121,10 @@ def parse_session_start(msg: dict[str, Any], *, default_provider: str,
 
 
 class NativeConnection:
-    def __init__(self, ws: WebSocket, claims: TokenClaims) -> None:
+    def __init__(self, ws: web.WebSocketResponse, claims: TokenClaims, runtime: Runtime) -> None:
         self.ws = ws
         self.claims = claims
-        self.rt = ws.app.state.runtime
+        self.rt = runtime
         self.sink = NativeSink(ws)
         self.session: CallSession | None = None
         self.decoder: OpusDecoder | WebmOpusDecoder | None = None  # compressed input (opus, webm)
@@ -129,10 +133,10 @@ class NativeConnection:
 
     async def close(self, code: int = 1000) -> None:
         """Close our side; a client that already closed (hung up right after session.end) is normal,
-        not an error (starlette raises WebSocketDisconnected, a RuntimeError, then)."""
+        not an error."""
         self.sink.open = False
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            await self.ws.close(code)
+        with contextlib.suppress(RuntimeError, OSError):
+            await self.ws.close(code=code)
 
     async def error(self, err: GatewayError) -> None:
         metrics.client_errors(CLIENT, err.code).inc()
@@ -143,8 +147,6 @@ class NativeConnection:
         watchdog = asyncio.create_task(self.idle_watchdog())
         try:
             await receive_frames(self.ws, self.limiter, CLIENT, self.on_frame, self.on_client_error)
-        except WebSocketDisconnect:
-            return
         finally:
             watchdog.cancel()
             self.sink.open = False
@@ -169,7 +171,11 @@ class NativeConnection:
     async def on_frame(self, frame: bytes | str) -> bool:
         """Binary: audio; text: one JSON message. True when the call is over."""
         if isinstance(frame, bytes):
-            await self.on_audio(frame)
+            session = self.session
+            if session is not None and self.decoder is None:  # PCM/G.711: straight to the session
+                await session.push_audio(frame)
+            else:
+                await self.on_audio(frame)
             return False
         return await self.on_text(frame)
 
@@ -264,10 +270,14 @@ class NativeConnection:
         return False
 
 
-async def native_endpoint(ws: WebSocket) -> None:
-    admitted = await admit(ws, client=CLIENT, browser=True)
-    if admitted is None:
-        return
+async def native_endpoint(request: web.Request) -> web.StreamResponse:
+    admitted = admit(request, client=CLIENT, browser=True)
+    if isinstance(admitted, web.Response):
+        return admitted
     claims, subprotocol = admitted
-    await ws.accept(subprotocol=subprotocol)
-    await NativeConnection(ws, claims).run()
+    ws = await open_socket(request, subprotocol)
+    try:
+        await NativeConnection(ws, claims, state(request).runtime).run()
+    finally:
+        forget_socket(request, ws)
+    return ws

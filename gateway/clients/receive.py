@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from starlette.websockets import WebSocket
+from aiohttp import WSMsgType, web
 
 from gateway import metrics
 from gateway.config import Settings
@@ -28,24 +28,36 @@ def connection_limits(settings: Settings) -> ConnectionLimits:
         idle_timeout_s=settings.idle_timeout_s)
 
 
-async def receive_frames(ws: WebSocket, limiter: FrameRateLimiter, client: str, dispatch: Dispatch,
+async def receive_frames(ws: web.WebSocketResponse, limiter: FrameRateLimiter, client: str, dispatch: Dispatch,
                          on_error: OnError) -> None:
-    """Until the client disconnects (WebSocketDisconnect may also escape) or `dispatch` says the
-    call is over. A rate-ceiling hit is counted here, per client kind."""
+    """Until the client disconnects (a close, an error such as an oversized frame: aiohttp has then
+    closed the socket with 1009) or `dispatch` says the call is over. A rate-ceiling hit is counted
+    here, per client kind. Frames go straight from aiohttp's reader to `dispatch`: no queue."""
+    receive = ws.receive
     while True:
-        msg = await ws.receive()
-        if msg["type"] == "websocket.disconnect":
+        msg = await receive()
+        kind = msg.type
+        frame: bytes | str
+        if kind is WSMsgType.BINARY:
+            frame = msg.data
+            size = len(frame)
+        elif kind is WSMsgType.TEXT:
+            text: str = msg.data
+            frame = text
+            # bytes on the wire; an ASCII text frame (every Twilio/Telnyx media message) is its length
+            size = len(text) if text.isascii() else len(text.encode())
+        elif kind in _OVER:
             return
-        data = msg.get("bytes")
-        frame: bytes | str | None = data if data is not None else msg.get("text")
-        if frame is None:
+        else:  # PING/PONG when autoping is off: nothing to do
             continue
         try:
-            # bytes on the wire; an ASCII text frame (every Twilio/Telnyx media message) is its length
-            limiter.check(len(frame) if isinstance(frame, bytes) or frame.isascii() else len(frame.encode()))
+            limiter.check(size)
             if await dispatch(frame):
                 return
         except ClientError as e:
             if isinstance(e, RateLimited):
                 metrics.rate_limited(client).inc()
             await on_error(e)
+
+
+_OVER = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})

@@ -18,15 +18,16 @@ import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from aiohttp import web
 
 from gateway import metrics
+from gateway.app_state import state
 from gateway.audit import ANONYMOUS, audit, remote_addr
 from gateway.auth import twilio_stream_url, verify_twilio_signature, verify_vonage_jwt
 from gateway.clients.receive import connection_limits, receive_frames
-from gateway.clients.upgrade import admit, refuse
+from gateway.clients.upgrade import admit, forget_socket, is_upgrade, open_socket, refuse
 from gateway.clock import Clock
 from gateway.errors import BadMessage, ClientError
 from gateway.limits import FrameRateLimiter, limits_for_format
@@ -46,6 +47,9 @@ from gateway.telephony import (
 )
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
+if TYPE_CHECKING:
+    from gateway.runtime import Runtime
+
 log = logging.getLogger("gateway.clients.telephony")
 FRAME_S = 0.020
 LEAD_S = 0.100  # how far ahead of real time we may run: the vendor's buffer absorbs jitter
@@ -57,7 +61,7 @@ class TelephonySink:
 
     exact_frames: ClassVar[bool] = True  # vendors take exact 20 ms frames
 
-    def __init__(self, ws: WebSocket, serializer: MediaStreamSerializer, client: str, clock: Clock) -> None:
+    def __init__(self, ws: web.WebSocketResponse, serializer: MediaStreamSerializer, client: str, clock: Clock) -> None:
         self.ws = ws
         self._clock = clock
         self.ser = serializer
@@ -104,7 +108,13 @@ class TelephonySink:
             self._enqueue(frames)
         self._since_mark += len(frames)
         if self._since_mark >= MARK_EVERY_FRAMES:
-            self._mark()
+            if not self._queue and self.tracker is not None:
+                # everything counted as sent is on the wire: the mark follows it now, without
+                # waking the pacer (a task switch per mark, one each 100 ms of reply audio)
+                self._since_mark = 0
+                await self._send(self.ser.mark(self.tracker.new_mark()))
+            else:
+                self._mark()
 
     def _mark(self) -> None:
         if self.tracker is None:
@@ -168,9 +178,9 @@ class TelephonySink:
             return
         try:
             if isinstance(frame, bytes):
-                await self.ws.send({"type": "websocket.send", "bytes": frame})
+                await self.ws.send_bytes(frame)
             else:
-                await self.ws.send({"type": "websocket.send", "text": frame})
+                await self.ws.send_str(frame)
         except Exception:
             self.open = False
 
@@ -186,7 +196,7 @@ class TelephonySink:
         """Operator hang-up: closing the media stream socket ends the vendor's stream."""
         await self.close()
         with contextlib.suppress(Exception):
-            await self.ws.close(1000)
+            await self.ws.close(code=1000)
 
 
 def config_from_start(ev: CallStarted, *, default_provider: str, default_fallback: tuple[str, ...]) -> SessionConfig:
@@ -203,10 +213,10 @@ def config_from_start(ev: CallStarted, *, default_provider: str, default_fallbac
 
 
 class TelephonyConnection:
-    def __init__(self, ws: WebSocket, vendor: str) -> None:
+    def __init__(self, ws: web.WebSocketResponse, vendor: str, runtime: Runtime) -> None:
         self.ws = ws
         self.vendor = vendor
-        self.rt = ws.app.state.runtime
+        self.rt = runtime
         self.ser = serializer_for(vendor)
         self.sink = TelephonySink(ws, self.ser, vendor, self.rt.clock)
         self.session: CallSession | None = None
@@ -215,8 +225,6 @@ class TelephonyConnection:
     async def run(self) -> None:
         try:
             await receive_frames(self.ws, self.limiter, self.vendor, self.on_frame, self.on_client_error)
-        except WebSocketDisconnect:
-            return
         finally:
             await self.sink.close()
             if self.session is not None:
@@ -225,7 +233,9 @@ class TelephonyConnection:
     async def on_frame(self, frame: bytes | str) -> bool:
         """One vendor frame: its events in order. True when the call is over."""
         for ev in self.ser.parse(frame):
-            if await self.on_event(ev):
+            if type(ev) is MediaReceived and self.session is not None:  # 50 a second: past on_event's match
+                await self.session.push_audio(ev.data)
+            elif await self.on_event(ev):
                 return True
         return False
 
@@ -237,6 +247,8 @@ class TelephonyConnection:
 
     async def on_event(self, ev: object) -> bool:
         match ev:
+            case MediaReceived(data=data) if self.session is not None:  # first: 50 a second
+                await self.session.push_audio(data)
             case CallStarted():
                 s = self.rt.settings
                 cfg = config_from_start(ev, default_provider=s.default_provider, default_fallback=s.fallback_chain)
@@ -248,8 +260,6 @@ class TelephonyConnection:
                 log_event(log, logging.INFO, "telephony.call_started", f"{self.vendor} call started",
                           client=self.vendor, session_id=self.session.id, provider=cfg.provider)
                 await self.session.start()
-            case MediaReceived(data=data) if self.session is not None:
-                await self.session.push_audio(data)
             case DtmfReceived(digit=digit) if self.session is not None:
                 self.session.note_dtmf(digit)
             case MarkPlayed(name=name):
@@ -260,46 +270,48 @@ class TelephonyConnection:
         return False
 
 
-def _vendor_signature(ws: WebSocket, vendor: str) -> bool | None:
+def _vendor_signature(request: web.Request, vendor: str) -> bool | None:
     """What the vendor's own credential says: True (signed by the vendor: admitted without a client
     token), False (a signature is required and this one is wrong or missing: refused), None (no
     vendor credential configured for this endpoint: the client-token rules apply)."""
-    settings = ws.app.state.runtime.settings
+    settings = state(request).runtime.settings
     if vendor == "twilio" and settings.twilio_auth_token:
         # the path as sent (percent-escapes intact): Twilio signs the URL as written in the TwiML
-        raw_path = ws.scope.get("raw_path")
-        path = raw_path.decode("latin-1") if isinstance(raw_path, bytes) else ws.scope["path"]
-        url = twilio_stream_url(settings.public_url, ws.headers.get("host"), path,
-                                ws.scope.get("query_string", b"").decode("latin-1"))
+        path, _, query = request.raw_path.partition("?")
+        url = twilio_stream_url(settings.public_url, request.headers.get("host"), path, query)
         return verify_twilio_signature(settings.twilio_auth_token, url, {},
-                                       ws.headers.get("x-twilio-signature", ""))
+                                       request.headers.get("x-twilio-signature", ""))
     if vendor == "vonage" and settings.vonage_signature_secret:
-        return verify_vonage_jwt(settings.vonage_signature_secret, ws.headers.get("authorization"))
+        return verify_vonage_jwt(settings.vonage_signature_secret, request.headers.get("authorization"))
     return None
 
 
 _SIGNATURE_NAMES = {"twilio": "X-Twilio-Signature", "vonage": "Vonage signed JWT (Authorization: Bearer)"}
 
 
-def telephony_endpoint(vendor: str) -> Callable[[WebSocket], Awaitable[None]]:
-    async def endpoint(ws: WebSocket) -> None:
-        signed = _vendor_signature(ws, vendor)
+def telephony_endpoint(vendor: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def endpoint(request: web.Request) -> web.StreamResponse:
+        if not is_upgrade(request):  # a plain GET on a WebSocket path
+            return web.Response(status=404, text="Not Found")
+        signed = _vendor_signature(request, vendor)
         if signed is False:
             metrics.voice_gateway_client_errors.labels(vendor, "unauthorized").inc()
             log_event(log, logging.WARNING, "client.refused",
                       f"{vendor} upgrade refused: bad or missing {_SIGNATURE_NAMES[vendor]}",
                       client=vendor, reason="signature")
-            audit(f"{vendor}.upgrade", "refused", remote=remote_addr(ws.scope), actor=ANONYMOUS,
+            audit(f"{vendor}.upgrade", "refused", remote=remote_addr(request), actor=ANONYMOUS,
                   level=logging.WARNING, status=403, reason="signature")
-            await refuse(ws, 403)
-            return
+            return refuse(403)
         if signed:  # the vendor's signature is the credential: no client token (Twilio cannot send one)
-            if ws.app.state.runtime.draining:
-                await refuse(ws, 503)
-                return
-        elif await admit(ws, client=vendor, browser=False) is None:
-            return
-        await ws.accept()
-        await TelephonyConnection(ws, vendor).run()
+            if state(request).runtime.draining:
+                return refuse(503)
+        elif isinstance(refused := admit(request, client=vendor, browser=False), web.Response):
+            return refused
+        ws = await open_socket(request)
+        try:
+            await TelephonyConnection(ws, vendor, state(request).runtime).run()
+        finally:
+            forget_socket(request, ws)
+        return ws
 
     return endpoint

@@ -19,12 +19,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from aiohttp import web
 
 from gateway import admin
-from gateway.admin import _guard
+from gateway.admin import guard
+from gateway.app_state import json_response, state
 from gateway.fleet.controls import LIVE_CALLS, audit
 from gateway.fleet.node import FORWARDED_HEADER, FleetNode, OwnerSilent
 from gateway.fleet.registry import RegistryUnavailable
@@ -32,23 +31,23 @@ from gateway.fleet.registry import RegistryUnavailable
 log = logging.getLogger("gateway.fleet.admin")
 
 
-def _fleet(request: Request) -> FleetNode | None:
-    return getattr(request.app.state, "fleet", None)
+def _fleet(request: web.Request) -> FleetNode | None:
+    return state(request).fleet
 
 
-def _fleet_wide(request: Request) -> FleetNode | None:
+def _fleet_wide(request: web.Request) -> FleetNode | None:
     """The fleet, unless the caller asked for this replica only (`?scope=local`) or is a replica."""
-    if request.query_params.get("scope") == "local" or FORWARDED_HEADER in request.headers:
+    if request.query.get("scope") == "local" or FORWARDED_HEADER in request.headers:
         return None
     return _fleet(request)
 
 
-def _actor(request: Request) -> dict[str, Any]:
-    return {"remote": request.client.host if request.client else None,
+def _actor(request: web.Request) -> dict[str, Any]:
+    return {"remote": request.remote,
             **({"forwarded_by": request.headers[FORWARDED_HEADER]} if FORWARDED_HEADER in request.headers else {})}
 
 
-async def _body(request: Request) -> dict[str, Any] | None:
+async def _body(request: web.Request) -> dict[str, Any] | None:
     try:
         body = await request.json()
     except ValueError:
@@ -56,13 +55,13 @@ async def _body(request: Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def _registry_down(message: str) -> JSONResponse:
-    return JSONResponse({"error": "registry_unavailable", "message": message}, status_code=503)
+def _registry_down(message: str) -> web.Response:
+    return json_response({"error": "registry_unavailable", "message": message}, status=503)
 
 
 # -- fleet views -----------------------------------------------------------------------------------
-async def sessions_view(request: Request) -> dict[str, Any]:
-    rt, fleet = request.app.state.runtime, _fleet_wide(request)
+async def sessions_view(request: web.Request) -> dict[str, Any]:
+    rt, fleet = state(request).runtime, _fleet_wide(request)
     local = [s.snapshot() for s in list(rt.sessions.values())]
     if fleet is None:
         if (own := _fleet(request)) is not None:
@@ -82,8 +81,8 @@ async def sessions_view(request: Request) -> dict[str, Any]:
             "fleet": fleet.status()}
 
 
-async def circuits_view(request: Request) -> dict[str, Any]:
-    rt, fleet = request.app.state.runtime, _fleet_wide(request)
+async def circuits_view(request: web.Request) -> dict[str, Any]:
+    rt, fleet = state(request).runtime, _fleet_wide(request)
     local = [b.snapshot() for b in rt.breakers.all()]
     if fleet is None:
         if (own := _fleet(request)) is not None:
@@ -99,12 +98,12 @@ async def circuits_view(request: Request) -> dict[str, Any]:
     return {"circuits": local + remote, "fleet": fleet.status()}
 
 
-async def forward_to_owner(request: Request, command: str) -> JSONResponse:
+async def forward_to_owner(request: web.Request, command: str) -> web.Response:
     """A command for a call this replica does not hold: ask the registry who does, forward.
     `command` "detail" is the GET of the call itself; "switch"/"end" are POSTs."""
-    sid = request.path_params["sid"]
+    sid = request.match_info["sid"]
     fleet = _fleet(request)
-    not_found = JSONResponse({"error": "not_found", "message": "no such session"}, status_code=404)
+    not_found = json_response({"error": "not_found", "message": "no such session"}, status=404)
     if fleet is None or FORWARDED_HEADER in request.headers:
         return not_found
     try:
@@ -120,80 +119,80 @@ async def forward_to_owner(request: Request, command: str) -> JSONResponse:
             status, answer = await fleet.forward(owner, command, f"/admin/sessions/{sid}/{command}",
                                                  await _body(request) or {})
     except OwnerSilent:
-        return JSONResponse({"error": "owner_timeout", "replica": owner.get("replica"),
+        return json_response({"error": "owner_timeout", "replica": owner.get("replica"),
                              "message": f"replica {owner.get('replica')} holding the call did not answer "
-                                        f"within {fleet.settings.fleet.forward_timeout_s:g}s"}, status_code=504)
+                                        f"within {fleet.settings.fleet.forward_timeout_s:g}s"}, status=504)
     if isinstance(answer, dict):
         answer.setdefault("replica", owner.get("replica"))
-    return JSONResponse(answer, status_code=status)
+    return json_response(answer, status=status)
 
 
-async def list_sessions(request: Request) -> JSONResponse:
+async def list_sessions(request: web.Request) -> web.Response:
     if _fleet(request) is None:  # one process: exactly the single-process answer
         return await admin.list_sessions(request)
-    if (denied := _guard(request)) is not None:
+    if (denied := guard(request)) is not None:
         return denied
-    return JSONResponse(await sessions_view(request))
+    return json_response(await sessions_view(request))
 
 
-async def list_circuits(request: Request) -> JSONResponse:
+async def list_circuits(request: web.Request) -> web.Response:
     if _fleet(request) is None:
         return await admin.list_circuits(request)
-    if (denied := _guard(request)) is not None:
+    if (denied := guard(request)) is not None:
         return denied
-    return JSONResponse(await circuits_view(request))
+    return json_response(await circuits_view(request))
 
 
-def _held_here(request: Request) -> bool:
+def _held_here(request: web.Request) -> bool:
     """This replica has the call, live or among its recently ended ones: gateway/admin.py answers."""
-    rt, sid = request.app.state.runtime, request.path_params["sid"]
+    rt, sid = state(request).runtime, request.match_info["sid"]
     return sid in rt.sessions or rt.ended_session(sid) is not None
 
 
-async def session_detail(request: Request) -> JSONResponse:
+async def session_detail(request: web.Request) -> web.Response:
     if _fleet(request) is None or _held_here(request):
         return await admin.session_detail(request)
-    if (denied := _guard(request)) is not None:
+    if (denied := guard(request)) is not None:
         return denied
     return await forward_to_owner(request, "detail")
 
 
-async def switch_session(request: Request) -> JSONResponse:
-    if _fleet(request) is None or request.path_params["sid"] in request.app.state.runtime.sessions:
+async def switch_session(request: web.Request) -> web.Response:
+    if _fleet(request) is None or request.match_info["sid"] in state(request).runtime.sessions:
         return await admin.switch_session(request)
-    if (denied := _guard(request)) is not None:
+    if (denied := guard(request)) is not None:
         return denied
     return await forward_to_owner(request, "switch")
 
 
-async def end_session(request: Request) -> JSONResponse:
+async def end_session(request: web.Request) -> web.Response:
     """Hang up a call: gateway/admin.py's hang-up when this replica holds it, else on its owner."""
-    if _fleet(request) is None or request.path_params["sid"] in request.app.state.runtime.sessions:
+    if _fleet(request) is None or request.match_info["sid"] in state(request).runtime.sessions:
         return await admin.end_session(request)
-    if (denied := _guard(request)) is not None:
+    if (denied := guard(request)) is not None:
         return denied
     return await forward_to_owner(request, "end")
 
 
 # -- operator actions ----------------------------------------------------------------------------
-async def list_providers(request: Request) -> JSONResponse:
-    if (denied := _guard(request)) is not None:
+async def list_providers(request: web.Request) -> web.Response:
+    if (denied := guard(request)) is not None:
         return denied
-    return JSONResponse({"providers": request.app.state.controls.provider_status()})
+    return json_response({"providers": state(request).controls.provider_status()})
 
 
-async def patch_provider(request: Request) -> JSONResponse:
-    if (denied := _guard(request)) is not None:
+async def patch_provider(request: web.Request) -> web.Response:
+    if (denied := guard(request)) is not None:
         return denied
-    rt, controls, fleet = request.app.state.runtime, request.app.state.controls, _fleet_wide(request)
-    name = request.path_params["name"]
+    rt, controls, fleet = state(request).runtime, state(request).controls, _fleet_wide(request)
+    name = request.match_info["name"]
     if name not in rt.settings.providers:
-        return JSONResponse({"error": "not_found", "message": "no such provider"}, status_code=404)
+        return json_response({"error": "not_found", "message": "no such provider"}, status=404)
     body = await _body(request) or {}
     status, live_calls = body.get("status"), body.get("live_calls", "switch")
     if status not in ("disabled", "enabled") or live_calls not in LIVE_CALLS:
-        return JSONResponse({"error": "bad_message", "message": 'body: {"status": "disabled"|"enabled", '
-                                                                '"live_calls": "switch"|"stay"}'}, status_code=400)
+        return json_response({"error": "bad_message", "message": 'body: {"status": "disabled"|"enabled", '
+                                                                '"live_calls": "switch"|"stay"}'}, status=400)
     source = fleet.replica_id if fleet else "local"
     moving = controls.set_provider_status(name, status, live_calls=live_calls, source=source)
     audit(f"provider_{status[:-1]}", f"provider {name} {status} by operator", provider=name,
@@ -205,13 +204,13 @@ async def patch_provider(request: Request) -> JSONResponse:
             answer["replicas_notified"] = await fleet.bus.set_provider_status(name, status, live_calls)
         except RegistryUnavailable:
             return _registry_down(f"{name} {status} on this replica only: Redis is unreachable, retry")
-    return JSONResponse({**answer, "providers": controls.provider_status()})
+    return json_response({**answer, "providers": controls.provider_status()})
 
 
-async def reset_all_circuits(request: Request) -> JSONResponse:
-    if (denied := _guard(request)) is not None:
+async def reset_all_circuits(request: web.Request) -> web.Response:
+    if (denied := guard(request)) is not None:
         return denied
-    controls, fleet = request.app.state.controls, _fleet_wide(request)
+    controls, fleet = state(request).controls, _fleet_wide(request)
     circuits = controls.reset_all_breakers()
     audit("circuits_reset_all", "every breaker reset by operator", **_actor(request))
     answer: dict[str, Any] = {"ok": True, "circuits": circuits}
@@ -220,16 +219,16 @@ async def reset_all_circuits(request: Request) -> JSONResponse:
             answer["replicas_notified"] = await fleet.bus.reset_all()
         except RegistryUnavailable:
             return _registry_down("breakers reset on this replica only: Redis is unreachable, retry")
-    return JSONResponse(answer)
+    return json_response(answer)
 
 
 routes = [
-    Route("/admin/sessions", list_sessions),
-    Route("/admin/sessions/{sid}", session_detail),
-    Route("/admin/sessions/{sid}/switch", switch_session, methods=["POST"]),
-    Route("/admin/sessions/{sid}/end", end_session, methods=["POST"]),
-    Route("/admin/circuits", list_circuits),
-    Route("/admin/providers", list_providers),
-    Route("/admin/providers/{name}", patch_provider, methods=["PATCH"]),
-    Route("/admin/circuits/reset", reset_all_circuits, methods=["POST"]),
+    web.get("/admin/sessions", list_sessions),
+    web.get("/admin/sessions/{sid}", session_detail),
+    web.post("/admin/sessions/{sid}/switch", switch_session),
+    web.post("/admin/sessions/{sid}/end", end_session),
+    web.get("/admin/circuits", list_circuits),
+    web.get("/admin/providers", list_providers),
+    web.patch("/admin/providers/{name}", patch_provider),
+    web.post("/admin/circuits/reset", reset_all_circuits),
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pybase64
 
 from audio.formats import SAMPLE_RATES_HZ, AudioFormat
 from gateway.errors import BadAudio, BadMessage
@@ -87,10 +88,11 @@ class TelnyxMediaStream(JsonMediaStream):
         return payload
 
     def _media_message(self, frame: bytes) -> Frame:
+        # Per outbound frame: a template instead of two dicts and orjson (Telnyx's media carries no id)
         assert self.output_format is not None
         if self.output_format.encoding == "pcm16":
             frame = swap_bytes16(frame)
-        return super()._media_message(frame)
+        return '{"event":"media","media":{"payload":"' + pybase64.b64encode_as_string(frame) + '"}}'
 
     def _envelope(self, message: dict[str, Any]) -> str:
         return orjson.dumps(message).decode()

@@ -24,17 +24,15 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from providers.fakes.common import ConnectionRecord, FakeServer, Fault
+from providers.fakes.deepgram_messages import SPEECH_WORD, schema_error_message, with_words
+from providers.fakes.deepgram_transcriber import ListenTranscriber
 from providers.fakes.deepgram_wire import (
     DATA0000_REASON,
     INVALID_CREDENTIALS,
     NET0001_REASON,
-    SPEECH_WORD,
     ListenQueryError,
-    ListenTranscriber,
     credential_from,
     parse_listen_query,
-    schema_error_message,
-    with_words,
 )
 
 log = logging.getLogger("providers.fakes.deepgram")

@@ -28,6 +28,7 @@ from websockets.http11 import Request, Response
 
 from providers.deepgram_agent_wire import masked_settings
 from providers.fakes.common import (
+    MAX_REPLY_DIGITS,
     ConnectionRecord,
     DialectEvent,
     DialectRecognizer,
@@ -52,14 +53,14 @@ from providers.fakes.deepgram_agent_wire import (
     warning,
     welcome,
 )
+from providers.fakes.deepgram_messages import SPEECH_WORD
 from providers.fakes.deepgram_wire import (
     INVALID_CREDENTIALS,
-    SPEECH_WORD,
     ListenAudioDecoder,
     ListenParams,
     credential_from,
 )
-from providers.fakes.openai_wire import render_reply
+from providers.fakes.openai_audio_wire import render_reply
 
 log = logging.getLogger("providers.fakes.deepgram_agent")
 
@@ -263,6 +264,7 @@ class AgentConnection:
             name = str(self.settings.functions[0]["name"])
             await self.emit(function_call_request(call_id, name, orjson.dumps({"digits": digits[:-1]}).decode()))
             return
+        digits = digits[:MAX_REPLY_DIGITS]
         await self.speak(digits or SPEECH_WORD, digits, echo, echo_rate_hz)
 
     async def speak(self, text: str, digits: str, echo: bytes, echo_rate_hz: int) -> None:

@@ -1,5 +1,6 @@
 """One port for a provider's WebSocket fake and its REST fake, as the real origin serves both
-(`OPENAI_BASE_URL` / `DEEPGRAM_BASE_URL` name one host for live calls and one-shot requests).
+(`OPENAI_BASE_URL` / `DEEPGRAM_BASE_URL` name one host for live calls and one-shot requests), and
+optionally for several WebSocket fakes by path (OpenAI Realtime and GPT-Live share `OPENAI_BASE_URL`).
 
 A byte-level front: it reads each connection's request head, sends WebSocket upgrades to the WebSocket
 fake and everything else to the REST fake (both on loopback ports of their own), then pipes bytes both
@@ -17,8 +18,11 @@ MAX_HEAD_BYTES = 64 * 1024
 
 class SharedPortFront:
     def __init__(self, *, ws_port: int, rest_port: int, host: str = "127.0.0.1", port: int = 0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, ws_routes: dict[str, int] | None = None) -> None:
         self.ws_port, self.rest_port = ws_port, rest_port
+        # WebSocket upgrades whose path starts with a key go to that port (OpenAI Realtime and GPT-Live
+        # on one origin: `/v1/live/` → the GPT-Live fake); the rest to ws_port
+        self.ws_routes = ws_routes or {}
         self.host, self.port = host, port
         self.ssl_context = ssl_context
         self._server: asyncio.Server | None = None
@@ -48,7 +52,7 @@ class SharedPortFront:
             except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
                 return
             upgrade = b"\r\nupgrade: websocket" in head.lower()
-            target = self.ws_port if upgrade else self.rest_port
+            target = self._ws_target(head) if upgrade else self.rest_port
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
             up_writer.write(head)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
@@ -58,6 +62,14 @@ class SharedPortFront:
             self._tasks.discard(task)
             with contextlib.suppress(Exception):
                 writer.close()
+
+    def _ws_target(self, head: bytes) -> int:
+        parts = head.split(b" ", 2)
+        path = parts[1].decode("latin-1") if len(parts) == 3 else ""
+        for prefix, port in self.ws_routes.items():
+            if path.startswith(prefix):
+                return port
+        return self.ws_port
 
 
 async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:

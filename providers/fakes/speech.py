@@ -1,6 +1,6 @@
 """Offline speech for the fakes: what a simulated provider hears in plain speech and how it answers.
 
-Beside the DTMF dialect (providers/fakes/common.py), which stays the deterministic language of the
+Beside the DTMF dialect (providers/fakes/dialect.py), which stays the deterministic language of the
 tests: a fake with a `SpeechEngine` transcribes an utterance that carried no DTMF digits and answers it
 in synthesized speech; a fake without one (the default) keeps the parrot echo. The gateway's embedded
 default turns it on (so `make run` is a real voice loop with no keys), as does `fake-provider --speech`.

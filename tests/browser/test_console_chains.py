@@ -15,8 +15,7 @@ pytestmark = pytest.mark.timeout(30)
 
 async def test_console_shows_and_resets_a_chain_breaker(browser: BrowserSession) -> None:
     async with Gateway(admin_token=ADMIN_TOKEN) as gw:
-        assert gw.server is not None
-        chains = gw.server.config.app.state.chains  # the app's chain service (gateway/chains/service.py)
+        chains = gw.state.chains  # the app's chain service (gateway/chains/service.py)
         chains.breaker("groq_transcription").force_open("auth")
         console = await browser.open(gw.http + "/console")
         await sign_in(console, ADMIN_TOKEN)
@@ -39,8 +38,7 @@ async def test_console_shows_spend_budget_and_ends_cost_preservation(browser: Br
     from providers.chains.base import Usage
 
     async with Gateway(admin_token=ADMIN_TOKEN) as gw:
-        assert gw.server is not None
-        ledger = gw.server.config.app.state.runtime.costs  # the one cost ledger (gateway/costs.py)
+        ledger = gw.state.runtime.costs  # the one cost ledger (gateway/costs.py)
         ledger.daily_budget_usd = 0.01
         ledger.record("reasoning", "minimax", 0.0125, Usage(input_tokens=10, output_tokens=2))
         assert ledger.preserving

@@ -78,8 +78,11 @@ async def test_spoken_fixture_is_transcribed_and_answered_in_speech(speech_brows
             print(f"browser path: heard {heard!r}, WER {wer:.4f} (fixture measured {speech_wer.MEASURED_WER:.4f})")
             assert wer <= speech_wer.MEASURED_WER, heard
             assistant = [t["text"] for t in await page.evaluate("window.vg.transcripts") if t["role"] == "assistant"]
-            assert assistant[0].startswith(REPLY_PREFIX)
-            assert record.replies[0] == assistant[0]
+            # every reply shown is the fake's answer to speech; with the fixture's pause the caller's second
+            # turn may start while the first reply plays (a busy machine shifts that), so the replies are
+            # matched as a set, not by index
+            assert assistant and all(a.startswith(REPLY_PREFIX) for a in assistant), assistant
+            assert set(assistant) & set(record.replies), (assistant, record.replies)
             # a spoken reply was played: seconds of PCM16 24 kHz, not DTMF and not the echo
             assert await page.evaluate("window.vg.audioBytesReceived") > 2 * 24000 * 1.0
             latencies = await page.evaluate("window.vg.latenciesMs")

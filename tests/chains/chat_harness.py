@@ -1,20 +1,20 @@
 """Chat chains test harness: every chain provider's REST fake (MiniMax, OpenRouter, OpenAI, Anthropic, and the
 transcription ones) on 127.0.0.1 with recognisable keys and scripted faults, and the gateway app under a real
-uvicorn server (port 0). Backoff waits are recorded by the harness clock, not slept (tests/chains/harness.py).
+aiohttp server (port 0). Backoff waits are recorded by the harness clock, not slept (tests/chains/harness.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import struct
 import zlib
 from datetime import date
 from typing import Any
 
-import uvicorn
+from aiohttp import web
 
 from gateway.app import create_app
+from gateway.app_state import STATE
 from gateway.breaker import BreakerPolicy
 from gateway.chains.settings import ChainProviderSettings, ChainSettings
 from gateway.config import ProviderSettings, Settings
@@ -68,8 +68,7 @@ class ChatGateway:
         self.fakes: dict[str, Any] = {}
         self.clock = RecordingClock()
         self.today = Today()
-        self.server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.runner: web.AppRunner | None = None
         self.runtime: Runtime | None = None
         self.port = 0
 
@@ -91,12 +90,12 @@ class ChatGateway:
         self.runtime.costs._today = self.today
         await self.runtime.start()
         self.app = create_app(settings, runtime=self.runtime)
-        self.server, self._task, self.port = await serve_app(self.app)
+        self.runner, self.port = await serve_app(self.app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None and self.runtime is not None
-        await stop_served(self.runtime, self.server, self._task, self.fakes.values())
+        assert self.runtime is not None
+        await stop_served(self.runtime, self.runner, self.fakes.values())
 
     @property
     def http(self) -> str:
@@ -112,4 +111,4 @@ class ChatGateway:
 
     @property
     def chains(self) -> Any:
-        return self.app.state.chains
+        return self.app[STATE].chains

@@ -1,5 +1,5 @@
 """Chain test harness: the three REST fakes (Deepgram pre-recorded, Groq, OpenAI) on 127.0.0.1 with
-recognisable keys and scripted faults, and the gateway app under a real uvicorn server (port 0).
+recognisable keys and scripted faults, and the gateway app under a real aiohttp server (port 0).
 
 The clock is real for `now()` (deadlines) but `sleep()` only records the requested delay and yields:
 retry backoff and Retry-After waits are asserted exactly without waiting (stamina's test mode).
@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import uvicorn
+from aiohttp import web
 
 from gateway.app import create_app
+from gateway.app_state import STATE
 from gateway.breaker import BreakerPolicy
 from gateway.chains.settings import ChainProviderSettings, ChainSettings
 from gateway.config import ProviderSettings, Settings
@@ -66,8 +67,7 @@ class ChainGateway:
         self.chain_overrides = chain_overrides
         self.fakes: dict[str, Any] = {}
         self.clock = RecordingClock()
-        self.server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self.runner: web.AppRunner | None = None
         self.runtime: Runtime | None = None
         self.port = 0
 
@@ -92,12 +92,12 @@ class ChainGateway:
         self.runtime = Runtime(settings, clock=self.clock)
         await self.runtime.start()
         self.app = create_app(settings, runtime=self.runtime)
-        self.server, self._task, self.port = await serve_app(self.app)
+        self.runner, self.port = await serve_app(self.app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None and self.runtime is not None
-        await stop_served(self.runtime, self.server, self._task, self.fakes.values())
+        assert self.runtime is not None
+        await stop_served(self.runtime, self.runner, self.fakes.values())
 
     @property
     def http(self) -> str:
@@ -108,4 +108,4 @@ class ChainGateway:
 
     @property
     def chains(self) -> Any:
-        return self.app.state.chains
+        return self.app[STATE].chains

@@ -272,6 +272,45 @@ async def test_multipart_options_and_openai_response_formats() -> None:
         assert str(text).strip() == "159#"
 
 
+async def test_bad_multipart_bodies_get_stable_codes_and_contact_nobody() -> None:
+    async with ChainGateway() as gw:
+        two_files = aiohttp.FormData()
+        two_files.add_field("file", DTMF_WAV, filename="a.wav", content_type="audio/wav")
+        two_files.add_field("other", DTMF_WAV, filename="b.wav", content_type="audio/wav")
+        no_file = aiohttp.FormData(default_to_multipart=True)
+        no_file.add_field("file", "not a file part")
+        no_file.add_field("language", "en")
+        too_many = aiohttp.FormData()
+        too_many.add_field("file", DTMF_WAV, filename="a.wav", content_type="audio/wav")
+        for n in range(33):
+            too_many.add_field(f"f{n}", "x")
+        async with aiohttp.ClientSession() as http:
+            for form, code in ((two_files, "bad_multipart"), (too_many, "bad_multipart"), (no_file, "missing_file")):
+                async with http.post(gw.http + "/v1/audio/transcriptions", data=form) as res:
+                    assert (res.status, (await res.json())["error"]["code"]) == (400, code)
+        status, body = await post(gw, b"--x\r\nnot a part", "multipart/form-data; boundary=zzz")
+        assert (status, body["error"]["code"]) == (400, "bad_multipart")
+        status, body = await post(gw, DTMF_WAV, "multipart/form-data")  # no boundary at all
+        assert (status, body["error"]["code"]) == (400, "bad_multipart")
+        assert sum(len(f.requests) for f in gw.fakes.values()) == 0
+
+
+async def test_a_chunked_upload_is_counted_while_read_and_refused_at_the_limit() -> None:
+    """No Content-Length to refuse up front: the body is counted as it arrives (413 once over)."""
+    async with ChainGateway() as gw:
+        limit = gw.chains.settings.upload_limit_bytes
+
+        async def chunks():  # noqa: ANN202
+            for _ in range(limit // 65536 + 2):
+                yield bytes(65536)
+
+        async with aiohttp.ClientSession() as http:
+            async with http.post(gw.http + "/api/v1/transcribe", data=chunks(),
+                                 headers={"Content-Type": "audio/wav"}) as res:
+                assert res.status == 413 and (await res.json())["error"]["code"] == "payload_too_large"
+        assert sum(len(f.requests) for f in gw.fakes.values()) == 0
+
+
 async def test_client_tokens_guard_the_endpoints() -> None:
     async with ChainGateway(settings_overrides={"client_tokens": ("tok-123",)}) as gw:
         status, body = await post(gw, DTMF_WAV)

@@ -93,8 +93,6 @@ async def test_in_cost_preservation_mode_the_first_enabled_provider_answers() ->
         assert gw.hits("openai") == 0
 
 
-@pytest.mark.xfail(strict=True, reason="gateway/app.py does not pass provider_enabled=rt.provider_enabled to "
-                   "ChainService yet (a one-line change; app.py is being rewritten by another branch)")
 async def test_the_app_itself_wires_operator_controls_into_the_chains() -> None:
     async with ChainGateway(settings_overrides={"admin_token": TOKEN}) as gw:
         await set_status(gw, "deepgram", "disabled")

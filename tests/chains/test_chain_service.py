@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.chains.runner import CostRecord
+from gateway.chains.outcome import CostRecord
 from gateway.chains.service import ChainService
 from gateway.config import load_settings
 from gateway.errors import BadAudio

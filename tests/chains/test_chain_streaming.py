@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 
 from gateway.breaker import CircuitBreaker
 from gateway.chains.http import AiohttpExchange
+from gateway.chains.outcome import BoundProvider, CostRecord
 from gateway.chains.policy import ChainPolicy
-from gateway.chains.runner import BoundProvider, ChainRunner, ChainStream, CostRecord
+from gateway.chains.runner import ChainRunner, ChainStream
 from gateway.errors import ProviderUnavailable
 from providers.chains.base import ChainEndpoint, ChainProvider, HttpRequest, HttpResponse, Price, Usage
 from providers.chains.spec import ChainCodes, ChainSpec

@@ -12,8 +12,9 @@ from aiohttp import web
 
 from gateway.breaker import CircuitBreaker
 from gateway.chains.http import AiohttpExchange
+from gateway.chains.outcome import BoundProvider
 from gateway.chains.policy import ChainPolicy
-from gateway.chains.runner import BoundProvider, ChainRunner, ChainStream
+from gateway.chains.runner import ChainRunner, ChainStream
 from gateway.errors import ProviderUnavailable
 from providers.chains.anthropic_messages import AnthropicMessages
 from providers.chains.base import ChainEndpoint

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
+import websockets
 
 from audio.formats import PCM16_16K
 from gateway import metrics
@@ -31,3 +33,20 @@ async def test_message_over_64_kib_closes_with_1009() -> None:
         await c.ws.send(bytes(64 * 1024 + 2))
         await c.closed.wait()
         assert c.ws.close_code == 1009
+
+
+async def test_per_message_compression_is_declined_on_every_client_endpoint() -> None:
+    """websockets offers permessage-deflate by default; the gateway answers without it (compressing
+    20 ms audio frames costs CPU and gains nothing)."""
+    async with Gateway() as gw:
+        for path in ("/v1/voice", "/v1/twilio", "/v1/telnyx", "/v1/vonage"):
+            async with websockets.connect(gw.url + path, compression="deflate") as ws:
+                assert ws.response is not None
+                assert ws.response.headers.get("Sec-WebSocket-Extensions") is None, path
+
+
+async def test_a_plain_http_get_on_a_websocket_path_is_not_found() -> None:
+    async with Gateway() as gw, aiohttp.ClientSession() as http:
+        for path in ("/v1/voice", "/v1/twilio"):
+            async with http.get(gw.http + path) as r:
+                assert r.status == 404, path

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-import uvicorn
 
 from audio.formats import PCM16_16K
 from gateway.app import create_app
 from gateway.config import load_settings
 from gateway.runtime import Runtime
+from gateway.serve import start_server
 from providers.fakes.speech import REPLY_PREFIX
 from tests.harness import VoiceClient
 
@@ -21,17 +21,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 async def serve(settings):  # noqa: ANN001, ANN201
-    import asyncio
-
     runtime = Runtime(settings)
     await runtime.start()
-    config = uvicorn.Config(create_app(settings, runtime=runtime), host="127.0.0.1", port=0, lifespan="on",
-                            ws="websockets-sansio", log_config=None, access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 - uvicorn exposes only a flag
-        await asyncio.sleep(0.01)
-    return runtime, server, task
+    runner, port = await start_server(create_app(settings, runtime=runtime), "127.0.0.1", 0)
+    return runtime, runner, port
 
 
 def test_speech_setting_parses_on_and_off() -> None:
@@ -44,10 +37,9 @@ def test_speech_setting_parses_on_and_off() -> None:
 @pytest.mark.timeout(180)  # recognition runs ~2.5x slower than real time on a loaded 2-core machine
 async def test_embedded_default_transcribes_and_answers_plain_speech() -> None:
     settings = load_settings({"VG_MAX_BYTES_PER_S": "64000000", "VG_MAX_FRAMES_PER_S": "100000"})
-    runtime, server, task = await serve(settings)
+    runtime, runner, port = await serve(settings)
     try:
         assert all(fake.speech is runtime.speech for fake in runtime.fakes.values()) and runtime.speech
-        port = server.servers[0].sockets[0].getsockname()[1]
         samples, _ = sf.read(REPO / "fixtures" / "speech_16k.wav", dtype="int16")
         async with VoiceClient(f"ws://127.0.0.1:{port}/v1/voice") as client:
             await client.start("gemini", input_format=PCM16_16K)
@@ -61,7 +53,6 @@ async def test_embedded_default_transcribes_and_answers_plain_speech() -> None:
             await client.wait_for("turn.completed", timeout=30)
             assert len(client.audio) > 2 * 24000  # over a second of synthesized reply
     finally:
-        server.should_exit = True
-        await task
+        await runner.cleanup()
         await runtime.stop()
     assert runtime.speech is None  # its worker process was shut down

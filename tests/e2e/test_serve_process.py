@@ -103,3 +103,25 @@ async def test_sigterm_drains_live_calls_then_ends_them() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_a_second_sigterm_stops_at_once_and_closes_live_calls_with_1012() -> None:
+    proc, port = await start_gateway({"VG_DRAIN_TIMEOUT_S": "300"})
+    try:
+        async with VoiceClient(f"ws://127.0.0.1:{port}/v1/voice") as c:
+            await c.start("deepgram", input_format=PCM16_16K)
+            proc.send_signal(signal.SIGTERM)
+            async with aiohttp.ClientSession() as http:  # the drain has begun...
+                for _ in range(100):
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                        if r.status == 503:
+                            break
+                    await asyncio.sleep(0.02)
+                assert r.status == 503
+            proc.send_signal(signal.SIGTERM)  # ...and a second signal does not wait for its 300 s
+            await asyncio.wait_for(c.closed.wait(), 10)
+            assert c.ws is not None and c.ws.close_code == 1012
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
