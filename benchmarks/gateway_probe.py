@@ -52,7 +52,7 @@ def rss_kb() -> int:
 
 def structure_sizes(app) -> dict[str, int]:  # noqa: ANN001
     """Per-call and per-request structures of a running gateway: each must stay bounded while calls
-    come and go (tests/test_soak_structures.py asserts the same after N calls)."""
+    come and go (tests/e2e/test_call_turnover.py asserts the same after N calls)."""
     from gateway.metrics import REGISTRY
 
     st = app[STATE]

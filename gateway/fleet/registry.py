@@ -141,10 +141,16 @@ class FleetRegistry:
         if full or rewrite:
             scope = list(sessions)
             gone = [sid for sid in self._written if sid not in sessions]
+            ended = [sid for sid in self._call_started if sid not in sessions]
         else:
             scope = [sid for sid in self._dirty if sid in sessions]
             gone = [sid for sid in self._dirty if sid not in sessions and sid in self._written]
+            ended = [sid for sid in self._dirty if sid not in sessions]
         self._dirty = set()
+        # an ended call's start time is never needed again, written or not (a call that lived and ended
+        # during a Redis outage was never written, so it is never `gone`: it would stay here for ever)
+        for sid in ended:
+            self._call_started.pop(sid, None)
         current = {sid: self._fields(sessions[sid]) for sid in scope}
         changed = {sid: f for sid, f in current.items() if rewrite or self._written.get(sid) != f}
         refresh = [sid for sid in current if sid not in changed] if full else []
@@ -172,7 +178,6 @@ class FleetRegistry:
         self._written.update(current)
         for sid in gone:
             self._written.pop(sid, None)
-            self._call_started.pop(sid, None)
         if write_replica:
             self._replica_dirty = False
         self._resync = False

@@ -16,13 +16,6 @@ TOKEN = "chain-controls-admin-token-5c2e"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 
 
-def follow_operator_controls(gw: ChainGateway) -> None:
-    """The one line gateway/app.py's lifespan needs (`ChainService(..., provider_enabled=rt.provider_enabled)`),
-    done here while app.py is being rewritten elsewhere; test_the_app_itself_wires_... checks the app."""
-    assert gw.runtime is not None
-    gw.chains.provider_enabled = gw.runtime.provider_enabled
-
-
 async def set_status(gw: ChainGateway, provider: str, status: str) -> dict:
     async with aiohttp.ClientSession() as http, http.patch(
             f"{gw.http}/admin/providers/{provider}", json={"status": status}, headers=AUTH) as r:
@@ -43,7 +36,6 @@ def disabled_turns(provider: str) -> float:
 
 async def test_a_disabled_provider_is_skipped_by_the_chain_and_back_once_enabled() -> None:
     async with ChainGateway(settings_overrides={"admin_token": TOKEN}) as gw:
-        follow_operator_controls(gw)
         before = disabled_turns("deepgram")
         await set_status(gw, "deepgram", "disabled")
 
@@ -69,7 +61,6 @@ async def test_a_disabled_provider_is_skipped_by_the_chain_and_back_once_enabled
 
 async def test_every_provider_disabled_is_a_502_listing_each_skip() -> None:
     async with ChainGateway(settings_overrides={"admin_token": TOKEN}) as gw:
-        follow_operator_controls(gw)
         for provider in ("deepgram", "openai"):
             await set_status(gw, provider, "disabled")
         await gw.fakes["groq"].stop()  # groq is chain-only (no live provider to disable): down, so nobody answers
@@ -83,7 +74,6 @@ async def test_every_provider_disabled_is_a_502_listing_each_skip() -> None:
 async def test_in_cost_preservation_mode_the_first_enabled_provider_answers() -> None:
     """Cost preservation asks one provider only: with the primary disabled that is the next one, not nobody."""
     async with ChainGateway(settings_overrides={"admin_token": TOKEN}, daily_budget_usd=1e-9) as gw:
-        follow_operator_controls(gw)
         status, body, headers = await transcribe(gw)  # deepgram answers; its cost uses the budget up
         assert status == 200 and body["provider"] == "deepgram" and gw.chains.ledger.preserving
         await set_status(gw, "deepgram", "disabled")
@@ -93,7 +83,8 @@ async def test_in_cost_preservation_mode_the_first_enabled_provider_answers() ->
         assert gw.hits("openai") == 0
 
 
-async def test_the_app_itself_wires_operator_controls_into_the_chains() -> None:
+async def test_the_app_wires_operator_controls_into_the_chains() -> None:
+    """No wiring by the test: the app's own ChainService follows the runtime's operator controls."""
     async with ChainGateway(settings_overrides={"admin_token": TOKEN}) as gw:
         await set_status(gw, "deepgram", "disabled")
         status, body, _ = await transcribe(gw)
