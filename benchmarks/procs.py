@@ -148,6 +148,21 @@ def _drain_to(popen: subprocess.Popen[str], log_path: Path | None, proc: Proc) -
     threading.Thread(target=pump, daemon=True).start()
 
 
+def _ready(proc: Proc, port: int, timeout_s: float, log_path: Path) -> Proc:
+    """`proc` once its /readyz answers 200; stopped, with an error, if it dies or times out first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            break
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as r:
+                if r.status == 200:
+                    return proc
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"the gateway did not become ready; see {log_path}")
+
+
 def start_gateway(*, port: int, provider_url: str, cpus: set[int] | None, log_path: Path,
                   extra_env: dict[str, str] | None = None, timeout_s: float = 30.0, repo: Path = REPO) -> Proc:
     """`voice-gateway serve` (aiohttp.web, uvloop, one process) with both providers on the echo fake;
@@ -162,18 +177,7 @@ def start_gateway(*, port: int, provider_url: str, cpus: set[int] | None, log_pa
     popen = subprocess.Popen([sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)], cwd=repo,
                              env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     pin(popen.pid, cpus)
-    proc = Proc("gateway", popen, log=log, port=port)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            break
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as r:
-                if r.status == 200:
-                    return proc
-        time.sleep(0.1)
-    proc.stop()
-    raise RuntimeError(f"the gateway did not become ready; see {log_path}")
+    return _ready(Proc("gateway", popen, log=log, port=port), port, timeout_s, log_path)
 
 
 def free_port() -> int:
@@ -260,15 +264,4 @@ def start_gateway_probe(*, port: int, fakes: FakesProc, samples: Path, interval_
                                 else [])], cwd=REPO,
                              env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
     pin(popen.pid, cpus)
-    proc = Proc("gateway", popen, log=log, port=port)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not proc.alive():
-            break
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1.0) as r:
-                if r.status == 200:
-                    return proc
-        time.sleep(0.1)
-    proc.stop()
-    raise RuntimeError(f"the gateway did not become ready; see {log_path}")
+    return _ready(Proc("gateway", popen, log=log, port=port), port, timeout_s, log_path)

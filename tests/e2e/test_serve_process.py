@@ -50,6 +50,17 @@ async def start_gateway(env_extra: dict[str, str]) -> tuple[subprocess.Popen[byt
     raise AssertionError("gateway did not come up")
 
 
+async def readyz_turns_503(port: int) -> None:
+    """After SIGTERM: /readyz answers 503 (polled: the drain's start sends the client nothing)."""
+    async with aiohttp.ClientSession() as http:
+        for _ in range(100):
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
+                if r.status == 503:
+                    break
+            await asyncio.sleep(0.02)
+        assert r.status == 503
+
+
 async def test_embedded_default_needs_no_keys_and_says_simulated() -> None:
     proc, port = await start_gateway({})
     try:
@@ -83,13 +94,7 @@ async def test_sigterm_drains_live_calls_then_ends_them() -> None:
         async with VoiceClient(f"ws://127.0.0.1:{port}/v1/voice") as c:
             await c.start("deepgram", input_format=PCM16_16K)
             proc.send_signal(signal.SIGTERM)
-            async with aiohttp.ClientSession() as http:
-                for _ in range(100):
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
-                        if r.status == 503:
-                            break
-                    await asyncio.sleep(0.02)
-                assert r.status == 503
+            await readyz_turns_503(port)
             with pytest.raises(websockets.InvalidStatus) as refused:
                 await websockets.connect(f"ws://127.0.0.1:{port}/v1/voice")
             assert refused.value.response.status_code == 503
@@ -111,13 +116,7 @@ async def test_a_second_sigterm_stops_at_once_and_closes_live_calls_with_1012() 
         async with VoiceClient(f"ws://127.0.0.1:{port}/v1/voice") as c:
             await c.start("deepgram", input_format=PCM16_16K)
             proc.send_signal(signal.SIGTERM)
-            async with aiohttp.ClientSession() as http:  # the drain has begun...
-                for _ in range(100):
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
-                        if r.status == 503:
-                            break
-                    await asyncio.sleep(0.02)
-                assert r.status == 503
+            await readyz_turns_503(port)  # the drain has begun...
             proc.send_signal(signal.SIGTERM)  # ...and a second signal does not wait for its 300 s
             await asyncio.wait_for(c.closed.wait(), 10)
             assert c.ws is not None and c.ws.close_code == 1012
