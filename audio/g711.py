@@ -72,19 +72,26 @@ _ALAW_ENCODE = _build_alaw_encode_table()
 _ULAW_DECODE = _build_ulaw_decode_table()
 _ALAW_DECODE = _build_alaw_decode_table()
 
+# For the resampler's fused decode/encode (audio/resample.py, audio/convert.py): the same tables, the
+# decoders' as the float32 the filter runs in (exact: every decoded sample fits 24 bits).
+ENCODE_TABLES: dict[str, np.ndarray] = {"mulaw": _ULAW_ENCODE, "alaw": _ALAW_ENCODE}
+DECODE_TABLES_F32: dict[str, np.ndarray] = {"mulaw": _ULAW_DECODE.astype(np.float32),
+                                            "alaw": _ALAW_DECODE.astype(np.float32)}
+
 
 def _encode(pcm16: bytes, table: np.ndarray) -> bytes:
     if len(pcm16) % 2:
         raise AudioError("PCM16 audio must have an even number of bytes")
     if not pcm16:
         return b""
-    return table[np.frombuffer(pcm16, dtype=_PCM16_AS_INDEX)].tobytes()
+    # take (mode="wrap": every index is in range anyway) costs less per call than fancy indexing
+    return table.take(np.frombuffer(pcm16, dtype=_PCM16_AS_INDEX), mode="wrap").tobytes()
 
 
 def _decode(data: bytes, table: np.ndarray) -> bytes:
     if not data:
         return b""
-    return table[np.frombuffer(data, dtype=np.uint8)].tobytes()
+    return table.take(np.frombuffer(data, dtype=np.uint8), mode="wrap").tobytes()
 
 
 def ulaw_encode(pcm16: bytes) -> bytes:
