@@ -48,10 +48,15 @@ def _nothing() -> bytes:
 class FormatConverter:
     """Converts one stream from `src` to `dst`, chunk by chunk.
 
-    `convert` returns what is ready (may be b"" while the resampler fills); `flush` returns the rest
-    and resets the converter. For PCM16 sources an odd trailing byte waits for the next chunk (and is
-    dropped at `flush`). Empty input returns b"". `identity` (src == dst) is a plain attribute.
+    `convert(data)` returns what is ready (may be b"" while the resampler fills); `flush()` returns
+    the rest and resets the converter. For PCM16 sources an odd trailing byte waits for the next chunk
+    (and is dropped at `flush`). Empty input returns b"". `identity` (src == dst) is a plain attribute.
+    `convert` and `flush` are attributes too, set to the function this pair of formats needs (the
+    stream's own `process` when the rate changes): a frame pays no layer of ours in between.
     """
+
+    convert: Callable[[bytes], bytes]
+    flush: Callable[[], bytes]
 
     def __init__(self, src: AudioFormat, dst: AudioFormat) -> None:
         check_format(src)
@@ -59,8 +64,8 @@ class FormatConverter:
         self.src = src
         self.dst = dst
         self.identity = src == dst  # computed once: callers read it per frame
-        self._process: Callable[[bytes], bytes] = _same
-        self._flush: Callable[[], bytes] = _nothing
+        self.convert = _same
+        self.flush = _nothing
         if self.identity:
             return
         decode, encode = _DECODERS.get(src.encoding), _ENCODERS.get(dst.encoding)
@@ -69,25 +74,19 @@ class FormatConverter:
                 src.sample_rate_hz, dst.sample_rate_hz,
                 decode_table=DECODE_TABLES_F32[src.encoding] if decode else None,
                 encode_table=_wide_encode_table(dst.encoding) if encode else None)
-            self._process, self._flush = stream.process, stream.flush
+            self.convert, self.flush = stream.process, stream.flush
             return
         # Equal rates: a transcode, or PCM16 → PCM16-carrying-odd-bytes (src != dst, so one side is
         # G.711). The pass-through resampler carries a PCM16 source's odd byte.
         carrier = ResampleStream(src.sample_rate_hz, dst.sample_rate_hz)
         if decode and encode:
-            self._process = lambda data: encode(decode(data))
+            self.convert = lambda data: encode(decode(data))
         elif decode:
-            self._process = decode
+            self.convert = decode
         else:
             assert encode is not None
-            self._process = lambda data: encode(carrier.process(data))
-            self._flush = carrier.flush  # drops a pending odd byte; b"" at equal rates
-
-    def convert(self, data: bytes) -> bytes:
-        return self._process(data)
-
-    def flush(self) -> bytes:
-        return self._flush()
+            self.convert = lambda data: encode(carrier.process(data))
+            self.flush = carrier.flush  # drops a pending odd byte; b"" at equal rates
 
 
 def convert(data: bytes, src: AudioFormat, dst: AudioFormat) -> bytes:

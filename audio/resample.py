@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from types import MappingProxyType
 
 import numpy as np
 
@@ -37,9 +38,13 @@ CHUNKING_MAX_ABS_DIFF = 1
 # Groups (of L output samples) computed as one row of the FIR's matrix product: 8 turns the (groups ×
 # taps) window copy and product into one an eighth as tall, about twice as fast on 20 ms frames.
 BLOCK_GROUPS = 8
-# The rounded filter output indexes the output tables modulo this (np.take mode="wrap"): the taps'
-# largest absolute sum (2.35) keeps any PCM16 input's output within ±2^17 (checked in _design).
-WIDE_TABLE_SIZE = 1 << 18
+# The stream's matrices hold the taps × OUTPUT_SCALE: the product is in half LSBs, so truncating it to
+# an integer (a cast, cheaper than np.rint) tells which integer is nearest (see widen; a tie k + ½
+# goes away from zero instead of to even: one LSB, on exact ties only).
+OUTPUT_SCALE = 2
+# The truncated product indexes the output tables modulo this (np.take mode="wrap"): the taps' largest
+# absolute sum (2.35) keeps any PCM16 input's output within ±2^17 LSB, ±2^18 half LSBs (see _design).
+WIDE_TABLE_SIZE = 1 << 19
 
 _PCM16 = np.dtype("<i2")
 
@@ -48,7 +53,8 @@ _PCM16 = np.dtype("<i2")
 class _Polyphase:
     """Output samples come in groups of L (one per filter phase); group g reads the input window
     starting at g·M + window_offset, `window` samples long, and is `window @ matrix` (shape (L,)).
-    `block_matrix` computes BLOCK_GROUPS consecutive groups from one window BLOCK_GROUPS·M - M longer."""
+    `block_matrix` computes BLOCK_GROUPS consecutive groups from one window BLOCK_GROUPS·M - M longer.
+    Both hold the taps × OUTPUT_SCALE."""
 
     up: int  # L: output rate / gcd
     down: int  # M: input rate / gcd
@@ -105,6 +111,7 @@ def _design(in_rate_hz: int, out_rate_hz: int) -> _Polyphase:
         kernel = padded[phase::up][::-1]  # reversed: dots with ascending input
         start = newest[r] - newest[0]
         matrix[start : start + taps, r] = kernel
+    matrix *= OUTPUT_SCALE  # exact (a power of two)
     window = matrix.shape[0]
     block_matrix = np.zeros((window + (BLOCK_GROUPS - 1) * down, BLOCK_GROUPS * up), dtype=np.float32)
     for j in range(BLOCK_GROUPS):
@@ -112,7 +119,7 @@ def _design(in_rate_hz: int, out_rate_hz: int) -> _Polyphase:
     # The stream keeps the history starting at the next group's window: the first one starts before
     # the stream (zeros), never after it. The output tables cover the largest possible output.
     assert window_offset < 0
-    assert 32768 * float(np.abs(matrix).sum(axis=0).max()) < WIDE_TABLE_SIZE // 2
+    assert 32768 * float(np.abs(matrix).sum(axis=0).max()) < WIDE_TABLE_SIZE // 2  # in half LSBs
     return _Polyphase(up=up, down=down, delay=delay, window_offset=window_offset, matrix=matrix,
                       block_matrix=block_matrix)
 
@@ -128,13 +135,15 @@ def group_delay_s(in_rate_hz: int, out_rate_hz: int) -> float:
 
 
 def widen(table_by_pcm16: np.ndarray) -> np.ndarray:
-    """A table indexed by a PCM16 sample's bit pattern (65 536 entries) → one of WIDE_TABLE_SIZE
-    entries indexed by any integer i, |i| < WIDE_TABLE_SIZE / 2, modulo WIDE_TABLE_SIZE, that
-    clips i to PCM16 first: what the rounded filter output is looked up in."""
+    """A table indexed by a PCM16 sample's bit pattern (65 536 entries) → the table the filter output
+    is looked up in: WIDE_TABLE_SIZE entries indexed, modulo WIDE_TABLE_SIZE, by j = trunc(2·v) for an
+    output v (|j| < WIDE_TABLE_SIZE / 2), each the entry of v rounded to the nearest integer and
+    clipped to PCM16. 2·v in [j, j + 1) (or (j - 1, j] below 0) rounds to ±(|j| + 1) // 2."""
     i = np.arange(WIDE_TABLE_SIZE, dtype=np.int64)
-    signed = np.where(i < WIDE_TABLE_SIZE // 2, i, i - WIDE_TABLE_SIZE)
-    clipped: np.ndarray = table_by_pcm16[np.clip(signed, -32768, 32767).astype(np.int16).view(np.uint16)]
-    return clipped
+    j = np.where(i < WIDE_TABLE_SIZE // 2, i, i - WIDE_TABLE_SIZE)
+    rounded = np.sign(j) * ((np.abs(j) + 1) // 2)
+    wide: np.ndarray = table_by_pcm16[np.clip(rounded, -32768, 32767).astype(np.int16).view(np.uint16)]
+    return wide
 
 
 @cache
@@ -148,6 +157,9 @@ def pcm16_output_table() -> np.ndarray:
 _PLANNED_INPUT_SAMPLES = 4096
 _MAX_PLANS = 8
 _F32 = np.dtype(np.float32)
+_INTP = np.dtype(np.intp)
+_NO_STEPS: Mapping[int, Callable[[bytes], bytes]] = MappingProxyType({})
+_get_ident = threading.get_ident
 _thread_scratch = threading.local()  # one scratch arena per thread, shared by its streams
 
 
@@ -207,8 +219,11 @@ class ResampleStream:
         self._decode = decode_table
         self._encode = pcm16_output_table() if encode_table is None else encode_table
         self._buf = np.zeros(2048, dtype=_F32)  # history + the chunk; grows (see _plan)
-        self._plans: dict[tuple[int, int], Callable[[bytes], bytes]] = {}
-        self._thread = threading.get_ident()  # whose scratch the plans use
+        # Planned steps by history length, then by chunk length in bytes; _steps is the current
+        # history length's (nothing while an odd byte waits), _thread whose scratch they use.
+        self._plans: dict[int, dict[int, Callable[[bytes], bytes]]] = {}
+        self._n_plans = 0
+        self._thread = _get_ident()
         self._reset()
 
     def _reset(self) -> None:
@@ -220,34 +235,45 @@ class ResampleStream:
         if self._design is not None:
             self._hlen = -self._design.window_offset
             self._buf[: self._hlen] = 0.0
+        self._steps = self._plans.get(self._hlen) or _NO_STEPS
 
     def process(self, data: bytes) -> bytes:
+        if self._thread == _get_ident():
+            step = self._steps.get(len(data))
+            if step is not None:  # a chunk of a size seen before, at this history length
+                return step(data)
+        return self._process(data)
+
+    def _process(self, data: bytes) -> bytes:
+        """The general path: odd bytes, equal rates, empty input, another thread, a new chunk size."""
+        if self._thread != _get_ident():  # the plans' scratch belongs to another thread
+            self._forget_plans()
+            self._thread = _get_ident()
+        odd = b""
         if self._decode is None:  # PCM16: two bytes per sample, an odd one waits
             if self._odd_byte:
                 data = self._odd_byte + data
             n = len(data) >> 1
             if len(data) & 1:
-                self._odd_byte = bytes(data[-1:])
+                odd = bytes(data[-1:])
                 if self._design is None:
-                    return data[:-1]
-            elif self._odd_byte:
-                self._odd_byte = b""
+                    data = data[:-1]
         else:
             n = len(data)
-        if self._design is None:
-            return data
-        if not n:
-            return b""
-        if self._thread != threading.get_ident():  # the plans' scratch belongs to another thread
-            self._plans.clear()
-            self._thread = threading.get_ident()
-        step = self._plans.get((self._hlen, n))
-        if step is None:
-            step = self._plan(n)
-        return step(data)
+        self._odd_byte = odd
+        if self._design is None or not n:
+            out = data if self._design is None else b""
+        else:
+            out = self._plan(n, len(data) - len(odd))(data)
+        if odd:
+            self._steps = _NO_STEPS
+        return out
 
-    def _plan(self, n: int) -> Callable[[bytes], bytes]:
-        """The function that processes a chunk of n samples arriving with the current history."""
+    def _forget_plans(self) -> None:
+        self._plans, self._n_plans, self._steps = {}, 0, _NO_STEPS
+
+    def _plan(self, n: int, n_bytes: int) -> Callable[[bytes], bytes]:
+        """The function that processes a chunk of n samples (n_bytes) arriving with the current history."""
         design = self._design
         assert design is not None
         hlen = self._hlen
@@ -256,7 +282,7 @@ class ResampleStream:
             buf = np.zeros(2 * total, dtype=_F32)
             buf[:hlen] = self._buf[:hlen]
             self._buf = buf
-            self._plans.clear()  # they hold views of the old buffer
+            self._forget_plans()  # they hold views of the old buffer
         buf = self._buf
         down, up, window = design.down, design.up, design.window
         count = max((total - window) // down + 1, 0)  # groups whose whole window is here
@@ -270,20 +296,18 @@ class ResampleStream:
         dense_q = carve.take((q, block_rows), _F32)
         dense_r = carve.take((r, window), _F32)
         values = carve.take((count * up,), _F32)
-        index = carve.take((count * up,), np.dtype(np.intp))
+        index = carve.take((count * up,), _INTP)
         out = carve.take((count * up,), table.dtype)
-        step4 = 4  # float32 bytes
-        windows_q = np.lib.stride_tricks.as_strided(buf, (q, block_rows), (BLOCK_GROUPS * down * step4, step4))
-        windows_r = np.lib.stride_tricks.as_strided(buf[q * BLOCK_GROUPS * down :], (r, window),
-                                                    (down * step4, step4))
+        windows_q = np.lib.stride_tricks.as_strided(buf, (q, block_rows), (BLOCK_GROUPS * down * 4, 4))
+        windows_r = np.lib.stride_tricks.as_strided(buf[q * BLOCK_GROUPS * down :], (r, window), (down * 4, 4))
         values_q = values[: q * BLOCK_GROUPS * up].reshape(q, BLOCK_GROUPS * up)
         values_r = values[q * BLOCK_GROUPS * up :].reshape(r, up)
         block_matrix, matrix = design.block_matrix, design.matrix
         chunk = buf[hlen:total]
         history_to, history_from = buf[:new_hlen], buf[keep:total]
-        move = 0 < keep and new_hlen > 0
+        move, same_history = 0 < keep and new_hlen > 0, new_hlen == hlen
         decode = self._decode
-        frombuffer, copyto, dot, rint = np.frombuffer, np.copyto, np.dot, np.rint
+        frombuffer, copyto, dot = np.frombuffer, np.copyto, np.dot
         stream = self
 
         def step(data: bytes) -> bytes:
@@ -292,7 +316,9 @@ class ResampleStream:
             else:
                 decode.take(frombuffer(data, np.uint8, n), out=chunk, mode="wrap")
             stream._n_inputs += n
-            stream._hlen = new_hlen
+            if not same_history:
+                stream._hlen = new_hlen
+                stream._steps = stream._plans.get(new_hlen) or _NO_STEPS
             if not count:
                 return b""
             if q:  # copied into a dense matrix: BLAS wants one, and it beats matmul on the strided view
@@ -301,16 +327,19 @@ class ResampleStream:
             if r:
                 copyto(dense_r, windows_r)
                 dot(dense_r, matrix, out=values_r)
-            rint(values, out=index, casting="unsafe")
-            table.take(index, out=out, mode="wrap")  # clips (and encodes): see widen
+            copyto(index, values, casting="unsafe")  # truncates half LSBs: see OUTPUT_SCALE
+            table.take(index, out=out, mode="wrap")  # rounds, clips (and encodes): see widen
             if move:
                 copyto(history_to, history_from)
             return out.tobytes()
 
         if planned:
-            if len(self._plans) >= _MAX_PLANS:
-                self._plans.clear()
-            self._plans[(hlen, n)] = step
+            if self._n_plans >= _MAX_PLANS:
+                self._forget_plans()
+            self._plans.setdefault(hlen, {})[n_bytes] = step
+            self._n_plans += 1
+            if self._hlen == hlen:
+                self._steps = self._plans[hlen]
         return step
 
     def flush(self) -> bytes:
@@ -327,7 +356,7 @@ class ResampleStream:
                 windows = np.lib.stride_tricks.as_strided(buffer, (remaining, design.window),
                                                           (design.down * 4, 4))
                 values = np.dot(np.ascontiguousarray(windows), design.matrix).reshape(-1)
-                index = np.rint(values[: total - done * design.up]).astype(np.intp)
+                index = values[: total - done * design.up].astype(np.intp)  # truncated half LSBs
                 tail = self._encode.take(index, mode="wrap").tobytes()
         self._reset()
         return tail
@@ -337,4 +366,3 @@ def resample(pcm16: bytes, in_rate_hz: int, out_rate_hz: int) -> bytes:
     """Resample a whole buffer, tail included: len(out) == ceil(len(in) · out / in) samples."""
     stream = ResampleStream(in_rate_hz, out_rate_hz)
     return stream.process(pcm16) + stream.flush()
-
