@@ -44,8 +44,8 @@ BLOCK_GROUPS = 16
 # goes away from zero instead of to even: one LSB, on exact ties only).
 OUTPUT_SCALE = 2
 # The truncated product indexes the output tables modulo this (np.take mode="wrap"): the taps' largest
-# absolute sum (2.35) keeps any PCM16 input's output within ±2^17 LSB, ±2^18 half LSBs (see _design).
-WIDE_TABLE_SIZE = 1 << 19
+# absolute sum (2.35) keeps any PCM16 input's output within ±77 005 LSB, ±154 010 half LSBs (_design).
+WIDE_TABLE_SIZE = 2 * 155_000
 
 _PCM16 = np.dtype("<i2")
 
@@ -140,10 +140,15 @@ def widen(table_by_pcm16: np.ndarray) -> np.ndarray:
     is looked up in: WIDE_TABLE_SIZE entries indexed, modulo WIDE_TABLE_SIZE, by j = trunc(2·v) for an
     output v (|j| < WIDE_TABLE_SIZE / 2), each the entry of v rounded to the nearest integer and
     clipped to PCM16. 2·v in [j, j + 1) (or (j - 1, j] below 0) rounds to ±(|j| + 1) // 2."""
-    i = np.arange(WIDE_TABLE_SIZE, dtype=np.int64)
-    j = np.where(i < WIDE_TABLE_SIZE // 2, i, i - WIDE_TABLE_SIZE)
-    rounded = np.sign(j) * ((np.abs(j) + 1) // 2)
-    wide: np.ndarray = table_by_pcm16[np.clip(rounded, -32768, 32767).astype(np.int16).view(np.uint16)]
+    # Laid out piecewise (no temporaries the size of the table): j = 0 → 0; j = 2k - 1, 2k → k up to
+    # 32 767, then clipped; j = -(2k - 1), -2k → -k down to -32 768, then clipped.
+    half, top = WIDE_TABLE_SIZE // 2, 1 << 16
+    wide = np.empty(WIDE_TABLE_SIZE, dtype=table_by_pcm16.dtype)
+    wide[0] = table_by_pcm16[0]
+    wide[1 : top - 1] = np.repeat(table_by_pcm16[1 : top // 2], 2)
+    wide[top - 1 : half] = table_by_pcm16[top // 2 - 1]
+    wide[half : WIDE_TABLE_SIZE - top] = table_by_pcm16[top // 2]  # -32 768
+    wide[WIDE_TABLE_SIZE - top :] = np.repeat(table_by_pcm16[top // 2 :], 2)
     return wide
 
 
@@ -157,6 +162,7 @@ def pcm16_output_table() -> np.ndarray:
 # 48 kHz is 960); bigger ones (whole buffers) are computed once with their own scratch.
 _PLANNED_INPUT_SAMPLES = 4096
 _MAX_PLANS = 8
+_BUFFER_SLACK = 1024  # input samples a stream's buffer holds beyond the history (grows on demand)
 _F32 = np.dtype(np.float32)
 _INTP = np.dtype(np.intp)
 _NO_STEPS: Mapping[int, Callable[[bytes], bytes]] = MappingProxyType({})
@@ -219,7 +225,8 @@ class ResampleStream:
             raise ValueError("G.711 tables need a rate change (audio/g711.py converts at equal rates)")
         self._decode = decode_table
         self._encode = pcm16_output_table() if encode_table is None else encode_table
-        self._buf = np.zeros(2048, dtype=_F32)  # history + the chunk; grows (see _plan)
+        window_offset = self._design.window_offset if self._design else 0
+        self._buf = np.zeros(_BUFFER_SLACK - window_offset, dtype=_F32)  # history + chunk; grows (_plan)
         # Planned steps by history length, then by chunk length in bytes; _steps is the current
         # history length's (nothing while an odd byte waits), _thread whose scratch they use.
         self._plans: dict[int, dict[int, Callable[[bytes], bytes]]] = {}
@@ -280,7 +287,7 @@ class ResampleStream:
         hlen = self._hlen
         total = hlen + n
         if total > len(self._buf):
-            buf = np.zeros(2 * total, dtype=_F32)
+            buf = np.zeros(total + _BUFFER_SLACK, dtype=_F32)
             buf[:hlen] = self._buf[:hlen]
             self._buf = buf
             self._forget_plans()  # they hold views of the old buffer
