@@ -158,8 +158,8 @@ def pcm16_output_table() -> np.ndarray:
     return widen(np.arange(1 << 16, dtype=np.uint16).view(_PCM16))
 
 
-# Chunks up to this many input samples get a plan kept for the next chunk of the same size (20 ms at
-# 48 kHz is 960); bigger ones (whole buffers) are computed once with their own scratch.
+# Chunks up to this many input samples compute in the thread's shared scratch and keep their plan for
+# the next chunk of that size (20 ms at 48 kHz is 960); bigger ones (whole buffers) get their own.
 _PLANNED_INPUT_SAMPLES = 4096
 _MAX_PLANS = 8
 _BUFFER_SLACK = 1024  # input samples a stream's buffer holds beyond the history (grows on demand)
@@ -167,38 +167,40 @@ _F32 = np.dtype(np.float32)
 _INTP = np.dtype(np.intp)
 _NO_STEPS: Mapping[int, Callable[[bytes], bytes]] = MappingProxyType({})
 _get_ident = threading.get_ident
-_thread_scratch = threading.local()  # one scratch arena per thread, shared by its streams
+_thread_scratch = threading.local()
 
 
-def _scratch_arena(nbytes: int) -> np.ndarray:
-    """This thread's scratch bytes (at least `nbytes`). Streams only use scratch within one `process`
-    call, and one thread runs one call at a time, so all streams of a thread can share it: 100 calls'
-    converters then touch one arena instead of 100 (the per-frame work stays in cache)."""
-    arena: np.ndarray | None = getattr(_thread_scratch, "arena", None)
-    if arena is None or len(arena) < nbytes:
-        arena = _thread_scratch.arena = np.empty(max(nbytes, 1 << 16), dtype=np.uint8)
-    return arena
+class _Scratch:
+    """What a step computes in, for up to `groups` output groups: the window copies, the product,
+    its truncation and the output. A step uses it only while it runs and a thread runs one step at a
+    time, so a thread's streams share one per design and output type: 100 calls' frames then work in
+    the same few kB instead of 100 sets (cache misses are most of the cost in a busy gateway)."""
+
+    def __init__(self, design: _Polyphase, out_dtype: np.dtype, groups: int) -> None:
+        blocks = groups // BLOCK_GROUPS + 1
+        size = blocks * BLOCK_GROUPS * design.up
+        self.groups = groups
+        self.dense_q = np.empty((blocks, design.block_matrix.shape[0]), dtype=_F32)
+        self.dense_r = np.empty((BLOCK_GROUPS, design.window), dtype=_F32)
+        self.values = np.empty(size, dtype=_F32)
+        self.values_q = self.values.reshape(blocks, BLOCK_GROUPS * design.up)  # views of values
+        self.values_r = self.values.reshape(blocks * BLOCK_GROUPS, design.up)
+        self.index = np.empty(size, dtype=_INTP)
+        self.out = np.empty(size, dtype=out_dtype)
 
 
-class _Carver:
-    """Hands out arrays from one arena (shared scratch) or, without one, fresh ones."""
-
-    def __init__(self, arena: np.ndarray | None) -> None:
-        self.arena, self.offset = arena, 0
-
-    def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        if self.arena is None:
-            return np.empty(shape, dtype=dtype)
-        nbytes = math.prod(shape) * dtype.itemsize
-        start = self.offset
-        self.offset += -(-nbytes // 64) * 64
-        return self.arena[start : start + nbytes].view(dtype).reshape(shape)
-
-
-def _scratch_bytes(count: int, q: int, r: int, design: _Polyphase, out_dtype: np.dtype) -> int:
-    sizes = (q * design.block_matrix.shape[0] * 4, r * design.window * 4, count * design.up * 4,
-             count * design.up * 8, count * design.up * out_dtype.itemsize)
-    return sum(-(-s // 64) * 64 for s in sizes)
+def _scratch(design: _Polyphase, out_dtype: np.dtype, groups: int) -> _Scratch:
+    """This thread's scratch for `design` with room for `groups` (a private one beyond the planned sizes)."""
+    if groups > _PLANNED_INPUT_SAMPLES // design.down + design.window:
+        return _Scratch(design, out_dtype, groups)
+    shared: dict[tuple[int, int, str], _Scratch] | None = getattr(_thread_scratch, "by_design", None)
+    if shared is None:
+        shared = _thread_scratch.by_design = {}
+    key = (design.up, design.down, out_dtype.str)
+    scratch = shared.get(key)
+    if scratch is None or scratch.groups < groups:
+        scratch = shared[key] = _Scratch(design, out_dtype, max(groups, 1024 // design.down))
+    return scratch
 
 
 class ResampleStream:
@@ -206,8 +208,8 @@ class ResampleStream:
 
     Input is PCM16 or, with `decode_table` (the float32 sample of each byte, audio/g711.py), one byte
     per sample (G.711); output is PCM16 or, with `encode_table` (a `widen`ed table), what it maps to.
-    Decoding, filtering and encoding run in one pass per chunk, with a plan of views and scratch kept
-    per chunk size: a 20 ms frame costs a handful of numpy calls and allocates only its output bytes.
+    Decoding, filtering and encoding run in one pass per chunk, with a plan of views kept per chunk
+    size: a 20 ms frame costs a handful of numpy calls and allocates only its output bytes.
 
     `process` returns what can be computed so far; `flush` returns the held-back tail (the filter's
     group delay) and resets the stream. For PCM16 input an odd trailing byte is carried to the next
@@ -225,14 +227,30 @@ class ResampleStream:
             raise ValueError("G.711 tables need a rate change (audio/g711.py converts at equal rates)")
         self._decode = decode_table
         self._encode = pcm16_output_table() if encode_table is None else encode_table
-        window_offset = self._design.window_offset if self._design else 0
-        self._buf = np.zeros(_BUFFER_SLACK - window_offset, dtype=_F32)  # history + chunk; grows (_plan)
         # Planned steps by history length, then by chunk length in bytes; _steps is the current
         # history length's (nothing while an odd byte waits), _thread whose scratch they use.
         self._plans: dict[int, dict[int, Callable[[bytes], bytes]]] = {}
         self._n_plans = 0
         self._thread = _get_ident()
+        self._scratch: _Scratch | None = None
+        self._buf, self._hlen = np.zeros(0, dtype=_F32), 0
+        self._resize(_BUFFER_SLACK - (self._design.window_offset if self._design else 0))
         self._reset()
+
+    def _resize(self, size: int) -> None:
+        """A buffer for history + chunk of `size` samples (the history kept), and every group window
+        in it as views: plain ones and BLOCK_GROUPS-long ones."""
+        buf = np.zeros(size, dtype=_F32)
+        buf[: self._hlen] = self._buf[: self._hlen]
+        self._buf = buf
+        design = self._design
+        if design is not None:
+            groups = max((size - design.window) // design.down + 1, 0)
+            as_strided = np.lib.stride_tricks.as_strided
+            self._windows = as_strided(buf, (groups, design.window), (design.down * 4, 4))
+            self._blocks = as_strided(buf, (groups // BLOCK_GROUPS, design.block_matrix.shape[0]),
+                                      (BLOCK_GROUPS * design.down * 4, 4))
+        self._forget_plans()  # they hold views of the old buffer
 
     def _reset(self) -> None:
         self._odd_byte = b""
@@ -256,6 +274,7 @@ class ResampleStream:
         """The general path: odd bytes, equal rates, empty input, another thread, a new chunk size."""
         if self._thread != _get_ident():  # the plans' scratch belongs to another thread
             self._forget_plans()
+            self._scratch = None
             self._thread = _get_ident()
         odd = b""
         if self._decode is None:  # PCM16: two bytes per sample, an odd one waits
@@ -281,40 +300,33 @@ class ResampleStream:
         self._plans, self._n_plans, self._steps = {}, 0, _NO_STEPS
 
     def _plan(self, n: int, n_bytes: int) -> Callable[[bytes], bytes]:
-        """The function that processes a chunk of n samples (n_bytes) arriving with the current history."""
+        """The step for a chunk of n samples (n_bytes) arriving with the current history: views of
+        the buffer and scratch, taken once (slices: a new chunk size costs a microsecond or two)."""
         design = self._design
         assert design is not None
         hlen = self._hlen
         total = hlen + n
         if total > len(self._buf):
-            buf = np.zeros(total + _BUFFER_SLACK, dtype=_F32)
-            buf[:hlen] = self._buf[:hlen]
-            self._buf = buf
-            self._forget_plans()  # they hold views of the old buffer
+            self._resize(total + _BUFFER_SLACK)
         buf = self._buf
         down, up, window = design.down, design.up, design.window
         count = max((total - window) // down + 1, 0)  # groups whose whole window is here
         q, r = divmod(count, BLOCK_GROUPS)
+        split = q * BLOCK_GROUPS
         keep = count * down  # the history moves to the front: inputs from the next window on
         new_hlen = total - keep
-        table = self._encode
-        planned = n <= _PLANNED_INPUT_SAMPLES
-        carve = _Carver(_scratch_arena(_scratch_bytes(count, q, r, design, table.dtype)) if planned else None)
-        block_rows = design.block_matrix.shape[0]
-        dense_q = carve.take((q, block_rows), _F32)
-        dense_r = carve.take((r, window), _F32)
-        values = carve.take((count * up,), _F32)
-        index = carve.take((count * up,), _INTP)
-        out = carve.take((count * up,), table.dtype)
-        windows_q = np.lib.stride_tricks.as_strided(buf, (q, block_rows), (BLOCK_GROUPS * down * 4, 4))
-        windows_r = np.lib.stride_tricks.as_strided(buf[q * BLOCK_GROUPS * down :], (r, window), (down * 4, 4))
-        values_q = values[: q * BLOCK_GROUPS * up].reshape(q, BLOCK_GROUPS * up)
-        values_r = values[q * BLOCK_GROUPS * up :].reshape(r, up)
-        block_matrix, matrix = design.block_matrix, design.matrix
-        chunk = buf[hlen:total]
-        history_to, history_from = buf[:new_hlen], buf[keep:total]
+        scratch = self._scratch
+        if scratch is None or scratch.groups < count:
+            scratch = _scratch(design, self._encode.dtype, count)
+            if n <= _PLANNED_INPUT_SAMPLES:
+                self._scratch = scratch
+        windows_q, dense_q, values_q = self._blocks[:q], scratch.dense_q[:q], scratch.values_q[:q]
+        windows_r, dense_r = self._windows[split:count], scratch.dense_r[:r]
+        values_r = scratch.values_r[split:count]
+        values, index, out = scratch.values[: count * up], scratch.index[: count * up], scratch.out[: count * up]
+        block_matrix, matrix, table, decode = design.block_matrix, design.matrix, self._encode, self._decode
+        chunk, history_to, history_from = buf[hlen:total], buf[:new_hlen], buf[keep:total]
         move, same_history = 0 < keep and new_hlen > 0, new_hlen == hlen
-        decode = self._decode
         frombuffer, copyto, dot = np.frombuffer, np.copyto, np.dot
         stream = self
 
@@ -341,7 +353,7 @@ class ResampleStream:
                 copyto(history_to, history_from)
             return out.tobytes()
 
-        if planned:
+        if n <= _PLANNED_INPUT_SAMPLES:
             if self._n_plans >= _MAX_PLANS:
                 self._forget_plans()
             self._plans.setdefault(hlen, {})[n_bytes] = step

@@ -16,6 +16,7 @@ import argparse
 import importlib.util
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -106,7 +107,26 @@ def main(argv: list[str] | None = None) -> int:
         make = {side: (lambda m=m, src=src, dst=dst: m.FormatConverter(src, dst).convert)
                 for side, m in (("base", base["convert"]), ("ours", ours_convert))}
         row(f"convert {src_enc} {a // 1000}k → {dst_enc} {b // 1000}k", make, frame, frame * 3, dst_enc)
+    # A provider's reply chunks need not be 20 ms: sizes that never repeat (µs per chunk, 5-100 ms).
+    pcm = (rng.standard_normal(2400) * 3000).astype("<i2").tobytes()
+    chunks = [pcm[: 2 * int(n)] for n in rng.integers(120, 2400, 1000)]
+    make = {side: (lambda m=m: _rotating(m.FormatConverter(AudioFormat(encoding="pcm16", sample_rate_hz=24000),
+                                                           AudioFormat(encoding="mulaw", sample_rate_hz=8000)).convert,
+                                         chunks))
+            for side, m in (("base", base["convert"]), ("ours", ours_convert))}
+    row("convert 24k → μ-law, 5-100 ms chunks", make, b"", b"", "mulaw")  # compares the first chunk
     return 0
+
+
+def _rotating(convert: Callable[[bytes], bytes], chunks: list[bytes]) -> Callable[[bytes], bytes]:
+    """A step that ignores its frame and converts the next of `chunks`, round and round."""
+    position = [-1]
+
+    def step(_: bytes) -> bytes:
+        position[0] = (position[0] + 1) % len(chunks)
+        return convert(chunks[position[0]])
+
+    return step
 
 
 if __name__ == "__main__":
