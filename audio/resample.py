@@ -9,7 +9,13 @@ Why not `soxr.ResampleStream`: libsoxr processes in large internal blocks, so fe
 returns nothing for several frames and then bursts (python-soxr 1.1, HQ, speech in 20 ms frames:
 12-115 ms held back on 8k→16k, 12-73 ms on 24k→8k; see benchmarks/audio.py). A real-time gateway
 wants a fixed, short delay: this filter's is ~1.65 ms on paths touching 8 kHz and under 1 ms
-otherwise, at about soxr's CPU per frame (~4-5 µs, G.711 decode/encode included).
+otherwise, at less CPU per frame than soxr (~3 µs for a 20 ms frame with G.711 decode or encode
+included, against soxr's 4-5 µs without: benchmarks/audio.py, benchmarks/resample_ab.py).
+
+Per frame the cost is numpy's per-call overhead, not arithmetic, so `ResampleStream` keeps a plan of
+prebuilt views per chunk size (one pass: decode, window copy, one matrix product per 16 groups,
+truncate, one table lookup that rounds, clips and encodes) and computes in scratch shared by a
+thread's streams.
 """
 
 from __future__ import annotations
