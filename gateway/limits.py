@@ -76,17 +76,21 @@ class FrameRateLimiter:
         elapsed = now - self._refilled_at
         if elapsed > 0.0:
             self._refilled_at = now
-        else:
-            elapsed = 0.0  # a clock that steps back refills nothing
-        frames_per_s, bytes_per_s, burst_s = lim.max_frames_per_s, lim.max_bytes_per_s, lim.burst_s
-        frame_tokens = min(frames_per_s * burst_s, self._frame_tokens + elapsed * frames_per_s)
-        byte_tokens = min(bytes_per_s * burst_s, self._byte_tokens + elapsed * bytes_per_s)
+            frames_per_s, bytes_per_s, burst_s = lim.max_frames_per_s, lim.max_bytes_per_s, lim.burst_s
+            frame_tokens = self._frame_tokens + elapsed * frames_per_s
+            if frame_tokens > frames_per_s * burst_s:
+                frame_tokens = frames_per_s * burst_s
+            byte_tokens = self._byte_tokens + elapsed * bytes_per_s
+            if byte_tokens > bytes_per_s * burst_s:
+                byte_tokens = bytes_per_s * burst_s
+        else:  # no time passed (or a clock that steps back): nothing to refill
+            frame_tokens, byte_tokens = self._frame_tokens, self._byte_tokens
         if frame_tokens < 1.0:
             self._frame_tokens, self._byte_tokens = frame_tokens, byte_tokens
-            raise RateLimited(f"more than {frames_per_s:g} messages per second")
+            raise RateLimited(f"more than {lim.max_frames_per_s:g} messages per second")
         if byte_tokens < n_bytes:
             self._frame_tokens, self._byte_tokens = frame_tokens, byte_tokens
-            raise RateLimited(f"more than {bytes_per_s:g} bytes per second")
+            raise RateLimited(f"more than {lim.max_bytes_per_s:g} bytes per second")
         self._frame_tokens = frame_tokens - 1.0
         self._byte_tokens = byte_tokens - n_bytes
         self._last_message_at = now

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 import uuid
 from collections.abc import Callable, Coroutine
+from time import perf_counter
 from typing import Any
 
 from audio.errors import AudioError
@@ -157,12 +157,12 @@ class CallSession(SwitchHandling, ProviderEventHandling):
 
     # -- client → provider ----------------------------------------------------------------------
     async def push_audio(self, data: bytes) -> None:
-        fmt = self.config.input_format
         if not data:
             return
-        if fmt.encoding == "pcm16" and len(data) % 2:
+        fmt = self.config.input_format
+        if len(data) & 1 and fmt.encoding == "pcm16":
             raise BadAudio("PCM16 audio must have an even number of bytes")
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         chunk = AudioChunk(data=data, fmt=fmt, seq=self._seq, offset_s=self._offset_s)
         self._seq += 1
         self._offset_s = chunk.end_s
@@ -179,7 +179,7 @@ class CallSession(SwitchHandling, ProviderEventHandling):
                 await link.send_audio(chunk)
             except AudioError as e:  # the audio layer's own error is the client's BadAudio here
                 raise BadAudio(str(e)) from None
-            metrics.UPLINK_LATENCY.observe(time.perf_counter() - t0)
+            metrics.UPLINK_LATENCY.observe(perf_counter() - t0)
 
     def note_dtmf(self, digit: str) -> None:
         """A key press from the phone network (Twilio `dtmf`): surfaced to operators and logs."""

@@ -66,7 +66,7 @@ class NativeSink:
     async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
         if self.open:
             try:
-                await self.ws.send_bytes(data)
+                await self.ws.send_frame(data, WSMsgType.BINARY)  # send_bytes minus one coroutine level
             except Exception:
                 self.open = False
 
