@@ -232,6 +232,11 @@ class TelephonyConnection:
 
     async def on_frame(self, frame: bytes | str) -> bool:
         """One vendor frame: its events in order. True when the call is over."""
+        session = self.session
+        if session is not None and (audio := self.ser.media_audio(frame)) is not None:
+            if audio:  # caller audio, 50 a second: no event objects on the way
+                await session.push_audio(audio)
+            return False
         for ev in self.ser.parse(frame):
             if type(ev) is MediaReceived and self.session is not None:  # 50 a second: past on_event's match
                 await self.session.push_audio(ev.data)
