@@ -267,25 +267,28 @@ class ProviderLink(LinkConnection):
     async def _read_until_closed(self) -> ProviderError | None:
         sock, adapter, sink = self._sock, self.adapter, self._sink
         assert sock is not None and adapter is not None
+        # looked up once per connection, not per frame
+        receive, parse, on_event, received = sock.receive, adapter.parse, sink.on_provider_event, self._chunks_received
+        perf_counter, observe, quiet = time.perf_counter, metrics.DOWNLINK_LATENCY.observe, adapter.quiet_after_s
         while True:
-            frame = await sock.receive()
+            frame = await receive()
             if sock is not self._sock:  # swapped by a handover: drop what the old one says
                 return _SWAPPED
-            if isinstance(frame, Closed):
+            if type(frame) is Closed:
                 return self._on_closed(sock, adapter, frame)
-            t0 = time.perf_counter()  # time inside the gateway: parse, convert, send to the client
-            if adapter.quiet_after_s:  # only the quiet watch reads it: no clock call per frame otherwise
+            t0 = perf_counter()  # time inside the gateway: parse, convert, send to the client
+            if quiet:  # only the quiet watch reads it: no clock call per frame otherwise
                 self._last_frame_at = self._clock.now()
                 self._audio_at_last_frame_s = self._last_chunk_end_s
-            for ev in adapter.parse(frame):
+            for ev in parse(frame):  # type: ignore[arg-type]  # a Closed returned above
                 if type(ev) is ReplyAudio:  # 50 a second: straight to the session, past _handle's match
-                    self._chunks_received.n += 1
-                    await sink.on_provider_event(self, ev)
+                    received.n += 1
+                    await on_event(self, ev)
                 else:
                     await self._handle(ev)
                 if sock is not self._sock:
                     return _SWAPPED
-            metrics.DOWNLINK_LATENCY.observe(time.perf_counter() - t0)
+            observe(perf_counter() - t0)
 
     def _on_closed(self, sock: ProviderSocket, adapter: ProviderAdapter, frame: Closed) -> ProviderError | None:
         if sock.closed_by_us:

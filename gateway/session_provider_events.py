@@ -69,7 +69,7 @@ class ProviderEventHandling:
         # the current link, or the one a switch is leaving while the new one is still opening: the
         # buffer's stream is still on it, so what it finalizes now is acknowledged and heard there
         # (dropping it would lose those words: they are acknowledged and never replayed)
-        if link is not self.link and link is not self.replay.owner:
+        if link is not self.replay.owner and link is not self.link:
             return
         provider = link.provider
         if type(ev) is ReplyAudio:  # 50 a second: straight to playback, past the match below
