@@ -60,6 +60,9 @@ from providers.base import Frame, ProviderAdapter
 log = logging.getLogger("gateway.link")
 # returned by the read loop when a handover replaced the socket it was reading
 _SWAPPED = ProviderUnavailable("socket replaced by a handover", breaker_failure=False)
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_UP = LinkState.UP
 
 
 class LinkSink(Protocol):
@@ -140,7 +143,7 @@ class ProviderLink(LinkConnection):
         """Live audio, already kept in the call's replay buffer by its one writer (the session):
         sent now when the link is up, else replayed from the buffer when it is up again."""
         self._last_chunk_end_s = chunk.end_s
-        if self.state is LinkState.UP:
+        if self.state is _UP:
             if self.replay.behind():  # audio kept while a switch away from us failed: it goes first
                 for kept in list(self.replay.unsent()):
                     if not await self._send_chunk(kept):
@@ -169,7 +172,7 @@ class ProviderLink(LinkConnection):
     async def send_frames(self, frames: Sequence[Frame]) -> bool:
         """Control frames (commit, text, tool results, cancel, truncate). False when the link is down."""
         sock = self._sock
-        if self.state is not LinkState.UP or sock is None:
+        if self.state is not _UP or sock is None:
             return False
         try:
             for f in frames:

@@ -54,6 +54,11 @@ class ConnectFailed(Exception):
     """TCP/TLS failure before any HTTP status (refused, reset, DNS)."""
 
 
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_TEXT, _BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+
+
 @dataclass(frozen=True, slots=True)
 class Closed:
     code: int | None
@@ -77,9 +82,9 @@ class ProviderSocket:
     async def receive(self) -> Frame | Closed:
         msg = await self._ws.receive()
         t = msg.type
-        if t is aiohttp.WSMsgType.TEXT:
+        if t is _TEXT:
             return msg.data
-        if t is aiohttp.WSMsgType.BINARY:
+        if t is _BINARY:
             return msg.data
         if t is aiohttp.WSMsgType.CLOSE:
             return Closed(msg.data if isinstance(msg.data, int) else self._ws.close_code, msg.extra or "")

@@ -50,6 +50,9 @@ from gateway.states import LinkState, SessionState
 from providers.base import Frame, ProviderAdapter
 
 log = logging.getLogger("gateway.session")
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_WAITING, _LINK_UP = SessionState.WAITING, LinkState.UP
 
 
 class CallSession(SwitchHandling, ProviderEventHandling):
@@ -167,8 +170,8 @@ class CallSession(SwitchHandling, ProviderEventHandling):
         self._seq += 1
         self._offset_s = chunk.end_s
         failover = self.failover
-        link = failover.link if failover.state is not SessionState.WAITING else None
-        up = link is not None and link.state is LinkState.UP
+        link = failover.link if failover.state is not _WAITING else None
+        up = link is not None and link.state is _LINK_UP
         # the one writer of the replay buffer: a chunk is kept before it is sent, so a link that goes
         # down (or a switch) replays it; an overflow while no link is up is a drop, counted here
         if self.replay.append(chunk, link_up=up):

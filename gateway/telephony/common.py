@@ -161,6 +161,11 @@ class StreamState(Enum):
     STOPPED = "stopped"
 
 
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_STREAMING, _STOPPED = StreamState.STREAMING, StreamState.STOPPED
+
+
 class MediaStreamSerializer(ABC):
     """One vendor media socket, seen from the server side. One instance per connection.
 
@@ -184,7 +189,7 @@ class MediaStreamSerializer(ABC):
 
     # -- inbound --
     def parse(self, frame: Frame) -> list[TelephonyEvent]:
-        if self.state is StreamState.STOPPED:
+        if self.state is _STOPPED:
             raise BadMessage("message after the stream stopped")
         return self._parse(frame)
 
@@ -199,7 +204,7 @@ class MediaStreamSerializer(ABC):
     def _parse(self, frame: Frame) -> list[TelephonyEvent]: ...
 
     def _require_streaming(self, what: str) -> None:
-        if self.state is not StreamState.STREAMING:
+        if self.state is not _STREAMING:
             raise BadMessage(f"`{what}` before the stream started")
 
     def _started(self, *, stream_id: str, call_id: str, params: dict[str, str],
@@ -261,7 +266,7 @@ class JsonMediaStream(MediaStreamSerializer):
         return self._on_event(event, msg)
 
     def media_audio(self, frame: Frame) -> bytes | None:
-        if self.state is not StreamState.STREAMING or type(frame) is not str:
+        if self.state is not _STREAMING or type(frame) is not str:
             return None
         try:
             msg = orjson.loads(frame)
