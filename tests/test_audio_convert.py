@@ -1,13 +1,19 @@
 """FormatConverter: the paths the gateway uses (Twilio ↔ Gemini/OpenAI), identity, bad formats."""
 
+import itertools
+import math
+import threading
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audio.convert import FormatConverter, convert
 from audio.errors import AudioError
 from audio.formats import ALAW_8K, MULAW_8K, PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
-from audio.g711 import alaw_encode, ulaw_decode, ulaw_encode
-from audio.resample import resample
+from audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from audio.resample import CHUNKING_MAX_ABS_DIFF, _prototype_filter, resample
 
 
 def speechlike(rate_hz: int, seconds: float) -> bytes:
@@ -83,3 +89,108 @@ def test_unsupported_formats_are_bad_audio(bad):
         FormatConverter(bad, PCM16_16K)
     with pytest.raises(AudioError):
         FormatConverter(PCM16_16K, bad)
+
+
+# -- the fused fast path against a straightforward reference ------------------------------------------
+ENCODINGS_CODECS = {"pcm16": (None, None), "mulaw": (ulaw_decode, ulaw_encode), "alaw": (alaw_decode, alaw_encode)}
+
+
+def reference_resample(pcm16: bytes, in_rate: int, out_rate: int) -> np.ndarray:
+    """The filter applied the textbook way, in float64 on the whole stream: zero-stuff by L, convolve
+    with the prototype, keep every M-th sample from the group delay on (trimmed: time-aligned)."""
+    g = math.gcd(in_rate, out_rate)
+    up, down = out_rate // g, in_rate // g
+    taps = _prototype_filter(in_rate, out_rate, up)
+    delay = (len(taps) - 1) // 2
+    x = np.frombuffer(pcm16, dtype="<i2").astype(np.float64)
+    if not len(x):
+        return np.zeros(0, dtype=np.int64)
+    stuffed = np.zeros(len(x) * up)
+    stuffed[::up] = x
+    filtered = np.convolve(stuffed, taps)
+    n_out = -(-len(x) * up // down)
+    picked = np.zeros(n_out)
+    positions = np.arange(n_out) * down + delay
+    inside = positions < len(filtered)
+    picked[inside] = filtered[positions[inside]]
+    return np.clip(np.rint(picked), -32768, 32767).astype(np.int64)
+
+
+def assert_matches_reference(out: bytes, reference_pcm: np.ndarray, encoding: str) -> None:
+    """PCM16 within CHUNKING_MAX_ABS_DIFF of the reference; G.711 the code of a sample that is."""
+    decode, encode = ENCODINGS_CODECS[encoding]
+    if encode is None:
+        got = np.frombuffer(out, dtype="<i2").astype(np.int64)
+        assert len(got) == len(reference_pcm)
+        assert np.abs(got - reference_pcm).max(initial=0) <= CHUNKING_MAX_ABS_DIFF
+        return
+    assert len(out) == len(reference_pcm)
+    codes = np.frombuffer(out, dtype=np.uint8)
+    allowed = [np.frombuffer(encode(np.clip(reference_pcm + d, -32768, 32767).astype("<i2").tobytes()), np.uint8)
+               for d in range(-CHUNKING_MAX_ABS_DIFF, CHUNKING_MAX_ABS_DIFF + 1)]
+    assert np.any([codes == a for a in allowed], axis=0).all()
+
+
+RATE_PAIRS = [(a, b) for a in (8000, 16000, 24000, 48000) for b in (8000, 16000, 24000, 48000) if a != b]
+
+
+@settings(max_examples=60, deadline=None)
+@given(pair=st.sampled_from(RATE_PAIRS), src_enc=st.sampled_from(["pcm16", "mulaw", "alaw"]),
+       dst_enc=st.sampled_from(["pcm16", "mulaw", "alaw"]), level=st.sampled_from([300.0, 6000.0, 40000.0]),
+       seconds=st.floats(0.0, 0.12), cuts=st.lists(st.integers(min_value=0, max_value=6000), max_size=10),
+       seed=st.integers(0, 1000))
+def test_fused_converter_matches_the_reference_filter_over_any_chunking(pair, src_enc, dst_enc, level, seconds,
+                                                                         cuts, seed):
+    in_rate, out_rate = pair
+    rng = np.random.default_rng(seed)
+    pcm = (rng.standard_normal(int(in_rate * seconds)) * level).clip(-32768, 32767).astype("<i2").tobytes()
+    decode, encode = ENCODINGS_CODECS[src_enc]
+    data = encode(pcm) if encode else pcm
+    pcm_in = decode(data) if decode else pcm  # what the filter sees (G.711 is lossy)
+    bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
+    converter = FormatConverter(AudioFormat(encoding=src_enc, sample_rate_hz=in_rate),
+                                AudioFormat(encoding=dst_enc, sample_rate_hz=out_rate))
+    out = b"".join(converter.convert(data[a:b]) for a, b in itertools.pairwise(bounds)) + converter.flush()
+    assert_matches_reference(out, reference_resample(pcm_in, in_rate, out_rate), dst_enc)
+
+
+@pytest.mark.parametrize(("src", "dst"), [(MULAW_8K, PCM16_16K), (PCM16_24K, MULAW_8K), (ALAW_8K, PCM16_24K),
+                                          (PCM16_16K, PCM16_8K)])
+def test_interleaved_streams_do_not_disturb_each_other(src, dst):
+    """Streams of a thread share scratch memory: a hundred calls' frames interleaved give each call
+    exactly what it gives alone, and a flushed converter starts over cleanly."""
+    frame = src.frame_bytes(20)
+    rng = np.random.default_rng(3)
+    inputs = [rng.integers(0, 256, frame * 12, dtype=np.uint8).tobytes() for _ in range(100)]
+    alone = []
+    for data in inputs:
+        converter = FormatConverter(src, dst)
+        alone.append(b"".join(converter.convert(f) for f in frames(data, frame)) + converter.flush())
+    converters = [FormatConverter(src, dst) for _ in inputs]
+    together = [b""] * len(inputs)
+    for i in range(0, len(inputs[0]), frame):
+        for k, (converter, data) in enumerate(zip(converters, inputs, strict=True)):
+            together[k] += converter.convert(data[i : i + frame])
+    together = [t + c.flush() for t, c in zip(together, converters, strict=True)]
+    assert together == alone
+    again = [c.convert(d) + c.flush() for c, d in zip(converters, inputs, strict=True)]
+    assert again == [convert(d, src, dst) for d in inputs]
+
+
+def test_streams_in_two_threads_each_get_their_own_scratch():
+    data = np.random.default_rng(9).integers(0, 256, 160 * 200, dtype=np.uint8).tobytes()
+    alone = FormatConverter(MULAW_8K, PCM16_16K)
+    expected = b"".join(alone.convert(f) for f in frames(data, 160))
+    results: list[bytes] = []
+
+    def run() -> None:
+        converters = [FormatConverter(MULAW_8K, PCM16_16K) for _ in range(20)]
+        outs = [b"".join(c.convert(f) for f in frames(data, 160)) for c in converters]
+        results.extend(outs)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [expected] * 40

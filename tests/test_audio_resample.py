@@ -10,7 +10,14 @@ from hypothesis import strategies as st
 
 from audio.errors import AudioError
 from audio.formats import SAMPLE_RATES_HZ
-from audio.resample import CHUNKING_MAX_ABS_DIFF, ResampleStream, group_delay_s, resample
+from audio.resample import (
+    CHUNKING_MAX_ABS_DIFF,
+    WIDE_TABLE_SIZE,
+    ResampleStream,
+    group_delay_s,
+    resample,
+    widen,
+)
 
 RATE_PAIRS = [(a, b) for a, b in itertools.permutations(SAMPLE_RATES_HZ, 2)]
 
@@ -139,3 +146,14 @@ def test_any_chunking_matches_whole_buffer(cuts, pair):
     whole = resample(data, in_rate, out_rate)
     assert len(chunked) == len(whole)
     assert np.abs(as_array(whole) - as_array(chunked)).max(initial=0) <= CHUNKING_MAX_ABS_DIFF
+
+
+@pytest.mark.parametrize("table", [np.arange(1 << 16, dtype=np.uint16).view("<i2"),
+                                   np.random.default_rng(2).integers(0, 256, 1 << 16, dtype=np.uint8)])
+def test_widened_table_rounds_to_nearest_and_clips(table):
+    """The output tables: entry j (mod the size) is the entry of j / 2 rounded (ties away from zero)
+    and clipped to PCM16, over the whole range the filter's output can reach."""
+    j = np.arange(-(WIDE_TABLE_SIZE // 2), WIDE_TABLE_SIZE // 2, dtype=np.int64)
+    rounded = np.sign(j) * ((np.abs(j) + 1) // 2)
+    expected = table[np.clip(rounded, -32768, 32767).astype("<i2").view(np.uint16)]
+    assert (widen(table).take(j, mode="wrap") == expected).all()
