@@ -77,6 +77,11 @@ def tone_frames(digit: str, fmt: AudioFormat, tone_ms: int = 80) -> tuple[bytes,
 
 
 MARKER, SILENCE, GARBLED = "marker", "silence", "garbled"
+_MEMO_MAX = 20_000  # per format: every marker (4096) and silence, with room for what a path reshapes
+# Decoded whole frames, by format: the frame's bytes as received → (kind, seq, its PCM16). Decoding is a
+# pure function of an aligned frame's bytes, so a frame seen before needs no numpy: the load side's
+# per-frame cost (it shares a core with the echo fake; the server under test must be the limit).
+_MEMO: dict[AudioFormat, dict[bytes, tuple[str, int, bytes]]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +118,27 @@ class MarkerStream:
         self._resync = resync
         self.realignments = 0
         self.position = 0
+        self._frame_in = fmt.frame_bytes(FRAME_MS)  # one frame as it arrives (μ-law: 1 byte a sample)
+        self._memo = _MEMO.setdefault(fmt, {})
 
     def feed(self, data: bytes) -> list[Decoded]:
+        whole = not self._pcm and not self._odd and len(data) == self._frame_in  # exactly the next frame
+        if whole:
+            hit = self._memo.get(data)
+            if hit is not None:
+                kind, seq, pcm = hit
+                if self._resync:
+                    self._prev = pcm
+                d = Decoded(self.position, kind, seq)
+                self.position += 1
+                return [d]
+        out = self._feed(data)
+        if whole and len(out) == 1 and out[0].kind != GARBLED and not self._pcm and len(self._memo) < _MEMO_MAX:
+            pcm = ulaw_decode(data) if self._mulaw else bytes(data)
+            self._memo[bytes(data)] = (out[0].kind, out[0].seq, pcm)
+        return out
+
+    def _feed(self, data: bytes) -> list[Decoded]:
         if self._mulaw:
             self._pcm += ulaw_decode(data)
         else:
