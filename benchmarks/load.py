@@ -343,6 +343,11 @@ def faults(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec])
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        import picows  # noqa: F401 - the load generators and the echo fake run on it
+    except ImportError:
+        print("the load benchmark needs the bench extra: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
     selected = [p.strip() for p in args.paths.split(",") if p.strip()]
     unknown = [p for p in selected if p not in PATHS]
     if unknown:
