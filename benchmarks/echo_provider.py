@@ -99,14 +99,24 @@ def live_reply(seq: int, fmt: AudioFormat) -> str:
     return '{"type":"session.output_audio.delta","delta":"' + _b64(audio) + '"}'
 
 
-@lru_cache(maxsize=16384)
-def _openai_reply_bytes(seq: int, fmt: AudioFormat) -> bytes:
-    return openai_reply(seq, fmt).encode()
+class Replies:
+    """The reply to each seq as sent (`frames[-1]`: the reply to silence), made when first needed:
+    a list lookup per frame, no hashing of the format."""
+
+    def __init__(self, make: Callable[[int], bytes]) -> None:
+        self.make = make
+        self.frames: list[bytes | None] = [None] * (SEQ_MODULUS + 1)
 
 
-@lru_cache(maxsize=16384)
-def _live_reply_bytes(seq: int, fmt: AudioFormat) -> bytes:
-    return live_reply(seq, fmt).encode()
+@lru_cache(maxsize=32)
+def reply_table(protocol: str, fmt: AudioFormat) -> Replies:
+    if protocol == "gemini":
+        return Replies(gemini_reply)
+    return Replies(partial(_encoded, openai_reply if protocol == "openai" else live_reply, fmt=fmt))
+
+
+def _encoded(reply: Callable[[int, AudioFormat], str], seq: int, fmt: AudioFormat) -> bytes:
+    return reply(seq, fmt).encode()
 
 
 class CallRecord:
@@ -115,8 +125,8 @@ class CallRecord:
     __slots__ = ("rx_ns", "tx_ns", "duplicates", "connections", "garbled", "digits")
 
     def __init__(self) -> None:
-        self.rx_ns = np.full(SEQ_MODULUS, -1, dtype=np.int64)
-        self.tx_ns = np.full(SEQ_MODULUS, -1, dtype=np.int64)
+        self.rx_ns = [-1] * SEQ_MODULUS  # lists: per-frame numpy indexing costs more (stats() converts)
+        self.tx_ns = [-1] * SEQ_MODULUS
         self.duplicates = 0  # a seq received again (replay after a reconnect)
         self.connections = 0
         self.garbled = 0  # frame positions that were neither a marker nor silence (tones, cuts)
@@ -137,13 +147,13 @@ class EchoConnection:
     """One provider connection's audio: decodes input markers, replies, records, maybe drops itself."""
 
     def __init__(self, fake: EchoProvider, link: ProviderLink, tag: str, in_fmt: AudioFormat,
-                 reply: Callable[[int], bytes], reply_type: WSMsgType,
+                 replies: Replies, reply_type: WSMsgType,
                  on_digit: Callable[[str], list[str | bytes]]) -> None:
         self.link = link
         self.record = fake.calls.setdefault(tag, CallRecord())
         self.record.connections += 1
         self._stream = MarkerStream(in_fmt)
-        self._reply = reply
+        self._reply, self._make_reply = replies.frames, replies.make
         self._reply_type = reply_type
         self._on_digit = on_digit
         self._mulaw = in_fmt.encoding == "mulaw"
@@ -171,7 +181,9 @@ class EchoConnection:
                 seq = _SILENCE_SEQ
                 if d.kind != SILENCE:
                     rec.garbled += 1
-            frame = self._reply(seq)
+            frame = self._reply[seq]
+            if frame is None:
+                frame = self._reply[seq] = self._make_reply(seq)
             tx = time.monotonic_ns()
             link.send(self._reply_type, frame)
             if seq >= 0 and rec.tx_ns[seq] < 0:
@@ -227,7 +239,8 @@ class GeminiLink(ProviderLink):
             if self.conn is None:  # the first chunk's MIME type sets the input rate (16 kHz native, §1)
                 rate = _RATE.search(audio.get("mimeType", ""))
                 fmt = AudioFormat(encoding="pcm16", sample_rate_hz=int(rate.group(1))) if rate else PCM16_16K
-                self.conn = EchoConnection(self.fake, self, self.tag, fmt, gemini_reply, BINARY, _gemini_digit)
+                self.conn = EchoConnection(self.fake, self, self.tag, fmt, reply_table("gemini", fmt), BINARY,
+                                           _gemini_digit)
             self.conn.audio(binascii.a2b_base64(audio["data"]), now_ns)
         elif "setup" in m:
             parts = ((m["setup"].get("systemInstruction") or {}).get("parts") or [{}])
@@ -260,7 +273,7 @@ class OpenAILink(ProviderLink):
             in_fmt = _openai_format((audio.get("input") or {}).get("format"))
             out_fmt = _openai_format((audio.get("output") or {}).get("format"))
             self.conn = EchoConnection(self.fake, self, str(session.get("instructions") or "untagged"), in_fmt,
-                                       partial(_openai_reply_bytes, fmt=out_fmt), TEXT, self.fake.openai_digit)
+                                       reply_table("openai", out_fmt), TEXT, self.fake.openai_digit)
             self.send(TEXT, orjson.dumps({"type": "session.updated", "event_id": "event_1",
                                           "session": {"id": "sess_bench", **session}}))
 
@@ -283,7 +296,7 @@ class LiveLink(ProviderLink):
             session = m.get("session") or {}
             self.fmt = fmt = _live_format((session.get("audio") or {}).get("format"))
             self.conn = EchoConnection(self.fake, self, str(session.get("instructions") or "untagged"), fmt,
-                                       partial(_live_reply_bytes, fmt=fmt), TEXT, self._digit)
+                                       reply_table("live", fmt), TEXT, self._digit)
             self.send(TEXT, orjson.dumps({"type": "session.started", "event_id": "event_0", "session": {
                 "id": "sess_bench", "expires_at": 0, "status": "active", **session}}))
 
@@ -341,8 +354,8 @@ class EchoProvider:
         buf = io.BytesIO()
         n = len(records)
         np.savez(buf, tags=np.array(tags, dtype=str),
-                 rx_ns=np.stack([r.rx_ns for r in records]) if n else np.zeros((0, SEQ_MODULUS), np.int64),
-                 tx_ns=np.stack([r.tx_ns for r in records]) if n else np.zeros((0, SEQ_MODULUS), np.int64),
+                 rx_ns=np.array([r.rx_ns for r in records], dtype=np.int64).reshape(n, SEQ_MODULUS),
+                 tx_ns=np.array([r.tx_ns for r in records], dtype=np.int64).reshape(n, SEQ_MODULUS),
                  duplicates=np.array([r.duplicates for r in records], dtype=np.int64),
                  connections=np.array([r.connections for r in records], dtype=np.int64),
                  garbled=np.array([r.garbled for r in records], dtype=np.int64),

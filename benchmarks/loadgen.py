@@ -22,7 +22,6 @@ import random
 import sys
 import time
 from collections import Counter
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -69,9 +68,13 @@ def digit_at(start: int) -> str:
     return "0123456789"[(start // DIGIT_EVERY) % 10]
 
 
-@lru_cache(maxsize=32768)
-def _b64(seq: int, fmt: AudioFormat) -> str:
-    return binascii.b2a_base64(marker_frame(seq, fmt), newline=False).decode("ascii")
+def frame_audio(kind: str, value: int, fmt: AudioFormat) -> bytes:
+    """The audio of one plan entry (see frame_plan)."""
+    if kind == "m":
+        return marker_frame(value, fmt)
+    if kind == "s":
+        return silence_frame(fmt)
+    return tone_frames(digit_at(value // 16), fmt)[value % 16]
 
 
 class Call(MessageListener):
@@ -85,7 +88,7 @@ class Call(MessageListener):
         self.spec = spec
         self.tag = tag
         self.decoder = MarkerStream(self.out_fmt, resync=True)
-        self.recv_ns = np.full(SEQ_MODULUS, -1, dtype=np.int64)
+        self.recv_ns = [-1] * SEQ_MODULUS  # a list: per-frame numpy indexing costs more (see stream)
         self.duplicates = self.reordered = self.garbled = 0
         self._max_seq = -1
         self.events: Counter[str] = Counter()
@@ -101,7 +104,8 @@ class Call(MessageListener):
     def handshake(self) -> None:
         """Send the setup messages; set _ready when the peer acknowledged them."""
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> bytes:
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
+        """Frame k's message; `b64` is `audio` in base64 (the same for every call: encoded once)."""
         raise NotImplementedError
 
     def on_text(self, msg: Any) -> bytes | None:
@@ -142,15 +146,9 @@ class Call(MessageListener):
             elif d.kind != SILENCE:
                 self.garbled += 1
 
-    def send_frame(self, k: int, kind: str, value: int) -> int | None:
+    def send_frame(self, k: int, audio: bytes, b64: str) -> int | None:
         """Send frame k of the plan; when it left (CLOCK_MONOTONIC), None once the call is closed."""
-        if kind == "m":
-            audio, seq = marker_frame(value, self.in_fmt), value
-        elif kind == "s":
-            audio, seq = silence_frame(self.in_fmt), None
-        else:
-            audio, seq = tone_frames(digit_at(value // 16), self.in_fmt)[value % 16], None
-        message = self.audio_message(k, audio, seq)
+        message = self.audio_message(k, audio, b64)
         now = time.monotonic_ns()
         if self.closed or self.transport is None:
             return None
@@ -181,7 +179,7 @@ class NativeCall(Call):
             "fallback": self.spec.get("fallback") or [self.spec["provider"]], "instructions": self.tag,
             "audio": {"input": self.in_fmt.to_wire(), "output": self.out_fmt.to_wire()}}))
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> bytes:
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
         return audio
 
     def on_text(self, msg: Any) -> None:
@@ -215,10 +213,9 @@ class TwilioCall(Call):
                                                                        "sampleRate": 8000, "channels": 1}}}))
         self._ready.set()  # Twilio gets no answer to `start`
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> bytes:
-        payload = _b64(seq, MULAW_8K) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
         return (f'{{"event":"media","sequenceNumber":"{k + 2}","streamSid":"{self.sid}","media":'
-                f'{{"track":"inbound","chunk":"{k + 1}","timestamp":"{k * 20}","payload":"{payload}"}}}}').encode()
+                f'{{"track":"inbound","chunk":"{k + 1}","timestamp":"{k * 20}","payload":"{b64}"}}}}').encode()
 
     def on_text(self, msg: Any) -> bytes | None:
         event = msg.get("event")
@@ -250,9 +247,8 @@ class GeminiCall(Call):
             "generationConfig": {"responseModalities": ["AUDIO"]},
             "systemInstruction": {"parts": [{"text": self.tag}]}}}))
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> bytes:
-        data = _b64(seq, PCM16_16K) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
-        return ('{"realtimeInput":{"audio":{"data":"' + data + '","mimeType":"audio/pcm;rate=16000"}}}').encode()
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
+        return ('{"realtimeInput":{"audio":{"data":"' + b64 + '","mimeType":"audio/pcm;rate=16000"}}}').encode()
 
     def on_text(self, msg: Any) -> bytes | None:
         content = msg.get("serverContent")
@@ -276,9 +272,8 @@ class OpenAICall(Call):
     def _format(self) -> dict[str, Any]:
         return {"type": "audio/pcmu"} if self.in_fmt == MULAW_8K else {"type": "audio/pcm", "rate": 24000}
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> bytes:
-        data = _b64(seq, self.in_fmt) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
-        return ('{"type":"input_audio_buffer.append","audio":"' + data + '"}').encode()
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
+        return ('{"type":"input_audio_buffer.append","audio":"' + b64 + '"}').encode()
 
     def on_text(self, msg: Any) -> bytes | None:
         kind = msg.get("type")
@@ -312,9 +307,8 @@ class LiveCall(Call):
         self.send(TEXT, orjson.dumps({"type": "session.start", "session": {
             "model": "gpt-live-1", "instructions": self.tag, "audio": {"format": fmt}}}))
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> bytes:
-        data = _b64(seq, self.in_fmt) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
-        return ('{"type":"session.input_audio.append","audio":"' + data + '"}').encode()
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
+        return ('{"type":"session.input_audio.append","audio":"' + b64 + '"}').encode()
 
     def on_text(self, msg: Any) -> bytes | None:
         kind = msg.get("type")
@@ -353,15 +347,17 @@ async def run(spec: dict[str, Any]) -> None:
     line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     t0 = int(line.split()[1])
     n = len(plan)
-    send_ns = np.full((len(calls), n), -1, dtype=np.int64)
-    late_ns = np.full((len(calls), n), -1, dtype=np.int64)
+    send_ns = [[-1] * n for _ in calls]  # lists while streaming: cheaper per frame than numpy items
+    late_ns = [[-1] * n for _ in calls]
     phases = {i: rng.randrange(FRAME_NS) for i in live}
     await stream(calls, phases, t0, plan, send_ns, late_ns)
-    await _drain([calls[i] for i in live], send_ns, live, spec.get("drain_s", 1.0))
+    await _drain([calls[i] for i in live], [send_ns[i] for i in live], spec.get("drain_s", 1.0))
     await asyncio.gather(*(c.close_call() for c in calls))
     digits_sent = "".join(digit_at(v // 16) for kind, v in plan if kind == "t" and v % 16 == 0)
-    np.savez(spec["out"], tags=np.array(tags, dtype=str), send_ns=send_ns, late_ns=late_ns,
-             recv_ns=np.stack([c.recv_ns[:n] for c in calls]), opened=np.array(opened, dtype=bool),
+    np.savez(spec["out"], tags=np.array(tags, dtype=str), send_ns=np.array(send_ns, dtype=np.int64).reshape(len(calls), n),
+             late_ns=np.array(late_ns, dtype=np.int64).reshape(len(calls), n),
+             recv_ns=np.array([c.recv_ns[:n] for c in calls], dtype=np.int64).reshape(len(calls), n),
+             opened=np.array(opened, dtype=bool),
              duplicates=np.array([c.duplicates for c in calls]), reordered=np.array([c.reordered for c in calls]),
              garbled=np.array([c.garbled for c in calls]),
              realignments=np.array([c.decoder.realignments for c in calls]), heard_digits=np.array([c.heard_digits for c in calls]),
@@ -371,35 +367,42 @@ async def run(spec: dict[str, Any]) -> None:
 
 
 async def stream(calls: list[Call], phases: dict[int, int], t0_ns: int, plan: list[tuple[str, int]],
-                 send_ns: np.ndarray, late_ns: np.ndarray) -> None:
+                 send_ns: list[list[int]], late_ns: list[list[int]]) -> None:
     """Call i sends frame k at t0 + phases[i] + k·20 ms. One task for all calls: it sleeps until
     the next frame is due and then sends every frame due by then in one pass (a task per call
-    woke once per frame each; the timers fire at millisecond resolution either way)."""
+    woke once per frame each; the timers fire at millisecond resolution either way). The frame's
+    audio and its base64 are the same for every call (one call kind and format per process): made
+    once per step."""
     order = sorted(phases, key=phases.__getitem__)
+    if not order:
+        return
+    fmt = calls[order[0]].in_fmt
     for k, (kind, value) in enumerate(plan):
         base = t0_ns + k * FRAME_NS
+        audio = frame_audio(kind, value, fmt)
+        b64 = binascii.b2a_base64(audio, newline=False).decode("ascii")
         for i in order:
             due = base + phases[i]
             if due > time.monotonic_ns():
                 await asyncio.sleep((due - time.monotonic_ns()) / 1e9)
             try:
-                sent = calls[i].send_frame(k, kind, value)
+                sent = calls[i].send_frame(k, audio, b64)
             except Exception:  # the connection broke under us: this call is over, the others go on
                 calls[i].closed = True
                 sent = None
             if sent is None:
                 continue  # the call is closed: it sends nothing more
-            late_ns[i, k] = sent - due
+            late_ns[i][k] = sent - due
             if kind == "m":
-                send_ns[i, value] = sent
+                send_ns[i][value] = sent
 
 
-async def _drain(calls: list[Call], send_ns: np.ndarray, rows: list[int], drain_s: float) -> None:
+async def _drain(calls: list[Call], send_ns: list[list[int]], drain_s: float) -> None:
     """Wait for outstanding echoes, up to drain_s."""
     deadline = time.monotonic() + drain_s
     while time.monotonic() < deadline:
-        missing = sum(int(np.count_nonzero((send_ns[row] >= 0) & (c.recv_ns[:send_ns.shape[1]] < 0)))
-                      for c, row in zip(calls, rows, strict=True))
+        missing = sum(1 for c, sent in zip(calls, send_ns, strict=True)
+                      for s, r in zip(sent, c.recv_ns, strict=False) if s >= 0 and r < 0)
         if missing == 0:
             return
         await asyncio.sleep(0.05)
