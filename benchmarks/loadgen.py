@@ -10,7 +10,11 @@ up to `drain_s` for the last echoes, hangs up, writes SPEC.out (npz) and prints 
 
 Call kinds: `native` (gateway /v1/voice, binary PCM16 frames), `twilio` (gateway /v1/twilio, Twilio
 Media Streams JSON, docs/telephony.md §1), and the provider protocols spoken directly, for the
-baselines: `gemini` (docs/providers/gemini.md §2) and `openai` (docs/providers/openai.md §2).
+baselines: `gemini` (docs/providers/gemini.md §2), `openai` (docs/providers/openai.md §2) and
+`openai_live` (GPT-Live).
+
+It runs on picows (benchmarks/ws_messages.py says why): one task sends every call's frames (see
+stream), and each echo is stamped and decoded in picows' per-frame callback.
 """
 
 from __future__ import annotations
