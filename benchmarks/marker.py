@@ -84,6 +84,17 @@ _MEMO_MAX = 20_000  # per format: every marker (4096) and silence, with room for
 _MEMO: dict[AudioFormat, dict[bytes, tuple[str, int, bytes]]] = {}
 
 
+@lru_cache(maxsize=16)
+def _centre_sums(seg: int) -> np.ndarray:
+    """0/1 weights: (weights @ samples)[j] is the sum of segment j's middle half (one BLAS call, a
+    third of the cost of slicing and numpy's mean; the sums of int16 samples are exact in float64)."""
+    q = seg // 4
+    weights = np.zeros((SEGMENTS, SEGMENTS * seg))
+    for j in range(SEGMENTS):
+        weights[j, j * seg + q:(j + 1) * seg - q] = 1.0
+    return weights
+
+
 class Decoded(NamedTuple):  # a tuple: built per frame on the load side, where a dataclass costs 3x
     position: int  # frame index in the stream (stream time / 20 ms)
     kind: str  # MARKER | SILENCE | GARBLED (a tone, a cut, or a corrupted marker)
@@ -109,7 +120,8 @@ class MarkerStream:
         self._seg = rate * SEGMENT_MS // 1000
         self._need = self._seg * SEGMENTS  # samples of frame k needed to decode it
         q = self._seg // 4
-        self._centre = slice(q, self._seg - q)  # middle half of each segment
+        self._centre_n = self._seg - 2 * q
+        self._centre_sums = _centre_sums(self._seg)
         self._pcm = bytearray()  # PCM16 from the start of frame `position`
         self._prev = b""  # the frame before it (resync only)
         self._odd = b""
@@ -192,7 +204,8 @@ class MarkerStream:
         return False
 
     def _decode(self, samples: np.ndarray) -> Decoded:
-        means = samples.reshape(SEGMENTS, self._seg)[:, self._centre].mean(axis=1).tolist()
+        n = self._centre_n  # the mean of each segment's middle half: an exact integer sum, then / n
+        means = [total / n for total in (self._centre_sums @ samples).tolist()]
         if all(-SILENCE_TOLERANCE < m < SILENCE_TOLERANCE for m in means):
             return Decoded(self.position, SILENCE, -1)
         idx = []
