@@ -40,6 +40,8 @@ class FrameChunker:
         return len(self._tail)
 
     def push(self, audio: bytes) -> list[bytes]:
+        if not self._tail and len(audio) == self.frame_bytes:  # one whole frame in: itself out
+            return [audio]
         data = self._tail + audio if self._tail else audio
         n = len(data) - len(data) % self.frame_bytes
         self._tail = data[n:]

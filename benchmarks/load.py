@@ -124,6 +124,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "reports when it could not get a quiet one")
     p.add_argument("--capacity-retries", type=int, default=2,
                    help="re-runs of a capacity step measured while the machine was busy")
+    p.add_argument("--profile-native", action="store_true",
+                   help="as --profile, but py-spy --native (C frames and syscalls too; it pauses the server for "
+                        "each sample, so the run's own figures are not comparable): "
+                        "`python -m benchmarks.profile_summary --native` splits the CPU into user space and syscalls")
     p.add_argument("--profile", action="store_true",
                    help="py-spy record the relay and the gateway at the largest N (WORKDIR/*-pyspy.txt)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
@@ -172,10 +176,11 @@ def compare(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec]
     targets = [t.strip() for t in args.targets.split(",")]
     counts = [int(c) for c in args.calls.split(",")]
     for n in counts:
-        profile = args.profile and n == max(counts)  # py-spy the relay and the gateway at the top load
+        # py-spy the relay and the gateway at the top load
+        profile = ("native" if args.profile_native else "python" if args.profile else "") if n == max(counts) else ""
         baselines: dict[str, dict[str, RunResult | None]] = {}
         for b in dict.fromkeys(p.baseline for p in paths):
-            base = baselines[b] = {t: runner.run(t, BASELINES[b], n, args.duration, profile=profile and t != "direct")
+            base = baselines[b] = {t: runner.run(t, BASELINES[b], n, args.duration, profile=profile if t != "direct" else "")
                                    if t in targets else None for t in BASELINE_TARGETS}
             for target, res in base.items():
                 if res is not None:

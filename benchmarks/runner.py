@@ -121,7 +121,7 @@ class BenchRunner:
         assert self.fake is not None
         return f"ws://127.0.0.1:{self.fake.port}"
 
-    def run(self, target: str, spec: dict[str, Any], n: int, duration_s: float, *, profile: bool = False,
+    def run(self, target: str, spec: dict[str, Any], n: int, duration_s: float, *, profile: str = "",
             drain_s: float = 1.0) -> RunResult:
         """Never raises for a run that went wrong: the result then carries `error` and no figures."""
         self._count += 1
@@ -137,7 +137,7 @@ class BenchRunner:
                                       "notes": [f"run failed: {e}"], "load_cpu_pct": 0.0, "fake_cpu_pct": 0.0,
                                       "server_cpu_pct": 0.0, "frames_lost": 0})
 
-    def _run(self, run_id: str, target: str, spec: dict[str, Any], n: int, duration_s: float, *, profile: bool,
+    def _run(self, run_id: str, target: str, spec: dict[str, Any], n: int, duration_s: float, *, profile: str,
              drain_s: float) -> RunResult:
         server = self._start_target(target, run_id)
         url = self.fake_url if server is None else f"ws://127.0.0.1:{server.port}"
@@ -155,7 +155,9 @@ class BenchRunner:
             ready = [g.expect("ready", 30 + n * 0.1).split() for g in gens]
             failed = sum(int(r[2]) for r in ready)
             if profile and server is not None:
-                profiler = _start_profiler(server.pid, duration_s, self.workdir / f"{run_id}-pyspy.txt")
+                suffix = "-pyspy-native.txt" if profile == "native" else "-pyspy.txt"
+                profiler = _start_profiler(server.pid, duration_s, self.workdir / f"{run_id}{suffix}",
+                                           native=profile == "native")
                 if profiler is not None:
                     pin(profiler.pid, self.load_cpus)  # the sampler must not take the server's core
             procs = [p for p in (server, self.fake) if p is not None]
@@ -281,12 +283,14 @@ def _metric_sum(text: str, name: str, label_filter: str = "") -> int:
     return int(total)
 
 
-def _start_profiler(pid: int, duration_s: float, out: Path) -> subprocess.Popen[bytes] | None:
-    """py-spy (the `bench` extra) sampling the gateway over the window, as collapsed stacks."""
+def _start_profiler(pid: int, duration_s: float, out: Path, *, native: bool = False) -> subprocess.Popen[bytes] | None:
+    """py-spy (the `bench` extra) sampling the gateway over the window, as collapsed stacks. `native`:
+    with C frames, so time in syscalls shows as such (py-spy then stops the process per sample)."""
     exe = Path(sys.executable).with_name("py-spy")
     if not exe.exists():
         print("  (py-spy not installed: pip install -e '.[bench]')", flush=True)
         return None
     return subprocess.Popen([str(exe), "record", "--pid", str(pid), "--duration", str(int(duration_s)),
-                             "--rate", "250", "--format", "raw", "--output", str(out), "--nonblocking"],
+                             "--rate", "400" if native else "250", "--format", "raw", "--output", str(out),
+                             "--native" if native else "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -65,8 +65,11 @@ class Transcript:
     end_s: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReplyAudio:
+    """Immutable like every event here, but not `frozen`: one is made per reply frame, and a frozen
+    dataclass's __init__ costs 0.5 µs against 0.2 (it sets each field through object.__setattr__)."""
+
     data: bytes
     fmt: AudioFormat
     item_id: str | None = None

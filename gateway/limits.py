@@ -57,8 +57,8 @@ class FrameRateLimiter:
     """
 
     def __init__(self, limits: ConnectionLimits, now: Callable[[], float]) -> None:
-        self.limits = limits
         self._now = now
+        self.limits = limits  # (the setter below)
         start = now()
         self._frame_tokens = limits.max_frames_per_s * limits.burst_s
         self._byte_tokens = limits.max_bytes_per_s * limits.burst_s
@@ -67,26 +67,41 @@ class FrameRateLimiter:
         self.admitted_frames = 0
         self.admitted_bytes = 0
 
+    @property
+    def limits(self) -> ConnectionLimits:
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: ConnectionLimits) -> None:
+        """New ceilings (a call's format refines them); the buckets keep what they hold."""
+        self._limits = limits
+        # what check() reads per message, as plain attributes of the limiter
+        self._max_bytes = limits.max_message_bytes
+        self._fps, self._bps = limits.max_frames_per_s, limits.max_bytes_per_s
+        self._fcap, self._bcap = limits.max_frames_per_s * limits.burst_s, limits.max_bytes_per_s * limits.burst_s
+
     def check(self, n_bytes: int) -> None:
-        lim = self.limits
-        if n_bytes > lim.max_message_bytes:
-            raise MessageTooBig(f"message of {n_bytes} bytes is over the {lim.max_message_bytes}-byte limit")
+        if n_bytes > self._max_bytes:
+            raise MessageTooBig(f"message of {n_bytes} bytes is over the {self._max_bytes}-byte limit")
         # the refill, inline (every client frame comes through here); one clock read per message
         now = self._now()
         elapsed = now - self._refilled_at
         if elapsed > 0.0:
             self._refilled_at = now
-        else:
-            elapsed = 0.0  # a clock that steps back refills nothing
-        frames_per_s, bytes_per_s, burst_s = lim.max_frames_per_s, lim.max_bytes_per_s, lim.burst_s
-        frame_tokens = min(frames_per_s * burst_s, self._frame_tokens + elapsed * frames_per_s)
-        byte_tokens = min(bytes_per_s * burst_s, self._byte_tokens + elapsed * bytes_per_s)
+            frame_tokens = self._frame_tokens + elapsed * self._fps
+            if frame_tokens > self._fcap:
+                frame_tokens = self._fcap
+            byte_tokens = self._byte_tokens + elapsed * self._bps
+            if byte_tokens > self._bcap:
+                byte_tokens = self._bcap
+        else:  # no time passed (or a clock that steps back): nothing to refill
+            frame_tokens, byte_tokens = self._frame_tokens, self._byte_tokens
         if frame_tokens < 1.0:
             self._frame_tokens, self._byte_tokens = frame_tokens, byte_tokens
-            raise RateLimited(f"more than {frames_per_s:g} messages per second")
+            raise RateLimited(f"more than {self._fps:g} messages per second")
         if byte_tokens < n_bytes:
             self._frame_tokens, self._byte_tokens = frame_tokens, byte_tokens
-            raise RateLimited(f"more than {bytes_per_s:g} bytes per second")
+            raise RateLimited(f"more than {self._bps:g} bytes per second")
         self._frame_tokens = frame_tokens - 1.0
         self._byte_tokens = byte_tokens - n_bytes
         self._last_message_at = now

@@ -31,7 +31,7 @@ class ReplyPlayback:
 
     async def play(self, provider: str, data: bytes, fmt: AudioFormat, item_id: str | None) -> None:
         conv = self._conv
-        if conv is None or self._fmt != fmt:
+        if conv is None or (self._fmt is not fmt and self._fmt != fmt):  # adapters reuse their format objects
             conv = self._conv = FormatConverter(fmt, self._output)
             self._fmt = fmt
             if self._sink.exact_frames and fmt.encoding == "pcm16":
@@ -40,7 +40,7 @@ class ReplyPlayback:
                 # (otherwise each frame waits for the next reply: +20 ms on every frame).
                 lead = round(group_delay_s(fmt.sample_rate_hz, self._output.sample_rate_hz) * fmt.sample_rate_hz)
                 conv.convert(b"\x00\x00" * lead)
-        out = conv.convert(data)
+        out = data if conv.identity else conv.convert(data)
         if out:
             if self._json:
                 await self._emit(AudioDelta(provider=provider, audio=pybase64.b64encode_as_string(out)))

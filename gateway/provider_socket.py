@@ -4,12 +4,22 @@ half of the pure-Python client's CPU per frame: docs/architecture.md).
 `ProviderConnector.connect()` performs the upgrade under a deadline and returns a `ProviderSocket`;
 a refused upgrade surfaces as `HandshakeRefused(status)` for the adapter to classify. `receive()`
 returns a frame or a `Closed(code, reason)`; an abrupt TCP loss reads as code 1006.
+
+Stall detection is ours, not aiohttp's `heartbeat`: after `stall_after_s` with nothing received the
+socket pings, and with nothing received (the pong or any frame) within half as long again it is dead:
+the connection is cut and `receive()` returns `Closed(1006)`. aiohttp's heartbeat does the same but
+re-arms a timer through a loop callback on every received message (~1.5 µs per reply frame at 100
+calls, benchmarks/PROFILE.md); here a message costs one clock read, and the timer wakes up once per
+`stall_after_s` of traffic.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import os
+import socket
 import ssl as ssl_module
 import time
 from collections.abc import Awaitable
@@ -54,6 +64,25 @@ class ConnectFailed(Exception):
     """TCP/TLS failure before any HTTP status (refused, reset, DNS)."""
 
 
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_TEXT, _BINARY = aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY
+_PING, _PONG = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
+_monotonic = time.monotonic
+
+
+def _cut(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """End a stalled connection now: shut the TCP socket down (through a duplicate of its descriptor,
+    the only handle aiohttp's public API gives), so the pending read sees end-of-stream at once. A
+    close handshake would wait for a peer that no longer answers."""
+    sock = ws.get_extra_info("socket")
+    fileno = sock.fileno() if sock is not None else -1
+    if fileno < 0:
+        return
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fileno)) as dup:
+        dup.shutdown(socket.SHUT_RDWR)
+
+
 @dataclass(frozen=True, slots=True)
 class Closed:
     code: int | None
@@ -61,11 +90,55 @@ class Closed:
 
 
 class ProviderSocket:
-    __slots__ = ("_ws", "closed_by_us")
+    __slots__ = ("_ws", "closed_by_us", "_stall_after_s", "_rx_at", "_ping_at", "_watch", "_pinger", "_reading",
+                 "stalled")
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, *, stall_after_s: float | None = None) -> None:
         self._ws = ws
         self.closed_by_us = False
+        self.stalled = False  # the stall watchdog cut the connection
+        self._stall_after_s = stall_after_s
+        self._rx_at = time.monotonic()  # when anything last came from the provider
+        self._reading = False  # a receive() is waiting: silence only counts while someone listens
+        self._ping_at = 0.0
+        self._pinger: asyncio.Task[None] | None = None
+        self._watch: asyncio.TimerHandle | None = None
+        if stall_after_s:
+            self._watch = asyncio.get_running_loop().call_later(stall_after_s, self._check_silence)
+
+    # -- stall watchdog (see the module docstring) --------------------------------------------------
+    def _check_silence(self) -> None:
+        assert self._stall_after_s is not None
+        loop = asyncio.get_running_loop()
+        silent_s = time.monotonic() - self._rx_at
+        if not self._reading:  # nobody reads it now (a handover's next socket): what arrived is queued
+            silent_s = 0.0
+        if silent_s < self._stall_after_s:  # traffic since: look again when it would be that long
+            self._watch = loop.call_later(self._stall_after_s - silent_s, self._check_silence)
+            return
+        self._ping_at = time.monotonic()
+        self._pinger = loop.create_task(self._ping())
+        self._watch = loop.call_later(self._stall_after_s / 2, self._check_pong)
+
+    async def _ping(self) -> None:
+        with contextlib.suppress(Exception):  # a dead transport shows in receive(), not here
+            await self._ws.ping()
+
+    def _check_pong(self) -> None:
+        if self._rx_at >= self._ping_at or not self._reading:  # the pong, or anything else: alive
+            self._check_silence()
+            return
+        self._watch = None
+        self.stalled = True
+        _cut(self._ws)
+
+    def _stop_watch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        if self._pinger is not None:
+            self._pinger.cancel()
+            self._pinger = None
 
     def send(self, frame: Frame) -> Awaitable[None]:
         """Await it. Returns aiohttp's own send (one coroutine level fewer per frame than an
@@ -75,12 +148,28 @@ class ProviderSocket:
         return self._ws.send_bytes(frame)
 
     async def receive(self) -> Frame | Closed:
-        msg = await self._ws.receive()
-        t = msg.type
-        if t is aiohttp.WSMsgType.TEXT:
-            return msg.data
-        if t is aiohttp.WSMsgType.BINARY:
-            return msg.data
+        while True:
+            self._reading = True
+            try:
+                msg = await self._ws.receive()
+            finally:
+                self._reading = False
+            self._rx_at = _monotonic()
+            t = msg.type
+            if t is _TEXT:
+                return msg.data
+            if t is _BINARY:
+                return msg.data
+            if t is _PING:  # autoping is off (the watchdog must see pongs): answer it ourselves
+                with contextlib.suppress(Exception):
+                    await self._ws.pong(msg.data)
+                continue
+            if t is _PONG:
+                continue
+            break
+        self._stop_watch()
+        if self.stalled:
+            return Closed(1006, "")
         if t is aiohttp.WSMsgType.CLOSE:
             return Closed(msg.data if isinstance(msg.data, int) else self._ws.close_code, msg.extra or "")
         # CLOSED / ERROR / CLOSING: the transport went away without (or after) a close frame
@@ -95,6 +184,7 @@ class ProviderSocket:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed_by_us = True
+        self._stop_watch()
         if not self._ws.closed:
             try:
                 await asyncio.wait_for(self._ws.close(code=code, message=reason.encode()), 2.0)
@@ -128,8 +218,8 @@ class ProviderConnector:
             async with asyncio.timeout(timeout_s):
                 ws = await self._client().ws_connect(
                     req.url, headers=dict(req.headers), protocols=req.subprotocols,
-                    heartbeat=heartbeat_s or self.heartbeat_s, max_msg_size=16 * 1024 * 1024, compress=0,
-                    autoclose=True,
+                    max_msg_size=16 * 1024 * 1024, compress=0, autoclose=True,
+                    autoping=False,  # ProviderSocket answers pings and watches for pongs itself
                 )
         except aiohttp.WSServerHandshakeError as e:
             retry_after = e.headers.get("Retry-After") if e.headers is not None else None
@@ -138,7 +228,7 @@ class ProviderConnector:
             raise ConnectTimeout(f"connect timed out after {timeout_s:.1f}s") from None
         except (aiohttp.ClientError, OSError) as e:
             raise ConnectFailed(type(e).__name__) from None
-        return ProviderSocket(ws)
+        return ProviderSocket(ws, stall_after_s=heartbeat_s or self.heartbeat_s)
 
     async def close(self) -> None:
         if self._session is not None:

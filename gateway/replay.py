@@ -54,25 +54,32 @@ class ReplayBuffer:
 
     def append(self, chunk: AudioChunk, *, link_up: bool) -> bool:
         """Keep `chunk`. Returns True when an unconsumed chunk had to be dropped to make room."""
+        entries = self._entries
+        if len(entries) < self.maxlen:
+            entries.append(_Entry(chunk))
+            return False
         dropped = False
-        if len(self._entries) >= self.maxlen:
-            old = self._entries.popleft()
-            if link_up and old.stream_end_s is not None:
-                self.evicted_sent_total += 1
-                if len(self._at_risk) >= _AT_RISK_KEPT:
-                    self._at_risk.popleft()
-                    self._at_risk_older += 1
-                self._at_risk.append(old.stream_end_s)
-            else:
-                self.dropped_total += 1
-                dropped = True
-        self._entries.append(_Entry(chunk))
+        old = entries.popleft()  # full: the oldest makes room
+        if link_up and old.stream_end_s is not None:
+            self.evicted_sent_total += 1
+            if len(self._at_risk) >= _AT_RISK_KEPT:
+                self._at_risk.popleft()
+                self._at_risk_older += 1
+            self._at_risk.append(old.stream_end_s)
+        else:
+            self.dropped_total += 1
+            dropped = True
+        entries.append(_Entry(chunk))
         return dropped
 
     def mark_sent(self, chunk: AudioChunk) -> None:
         """`chunk` (the newest appended, or one being replayed) went out on the current connection."""
         self._stream_s += chunk.duration_s
-        for e in reversed(self._entries):
+        entries = self._entries
+        if entries and (last := entries[-1]).chunk is chunk:  # the live frame: always the newest
+            last.stream_end_s = self._stream_s
+            return
+        for e in reversed(entries):
             if e.chunk is chunk:
                 e.stream_end_s = self._stream_s
                 return

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import time
 import uuid
 from collections.abc import Callable, Coroutine
+from time import perf_counter
 from typing import Any
 
 from audio.errors import AudioError
@@ -50,6 +50,9 @@ from gateway.states import LinkState, SessionState
 from providers.base import Frame, ProviderAdapter
 
 log = logging.getLogger("gateway.session")
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_WAITING, _LINK_UP = SessionState.WAITING, LinkState.UP
 
 
 class CallSession(SwitchHandling, ProviderEventHandling):
@@ -157,18 +160,18 @@ class CallSession(SwitchHandling, ProviderEventHandling):
 
     # -- client → provider ----------------------------------------------------------------------
     async def push_audio(self, data: bytes) -> None:
-        fmt = self.config.input_format
         if not data:
             return
-        if fmt.encoding == "pcm16" and len(data) % 2:
+        fmt = self.config.input_format
+        if len(data) & 1 and fmt.encoding == "pcm16":
             raise BadAudio("PCM16 audio must have an even number of bytes")
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         chunk = AudioChunk(data=data, fmt=fmt, seq=self._seq, offset_s=self._offset_s)
         self._seq += 1
         self._offset_s = chunk.end_s
         failover = self.failover
-        link = failover.link if failover.state is not SessionState.WAITING else None
-        up = link is not None and link.state is LinkState.UP
+        link = failover.link if failover.state is not _WAITING else None
+        up = link is not None and link.state is _LINK_UP
         # the one writer of the replay buffer: a chunk is kept before it is sent, so a link that goes
         # down (or a switch) replays it; an overflow while no link is up is a drop, counted here
         if self.replay.append(chunk, link_up=up):
@@ -179,7 +182,7 @@ class CallSession(SwitchHandling, ProviderEventHandling):
                 await link.send_audio(chunk)
             except AudioError as e:  # the audio layer's own error is the client's BadAudio here
                 raise BadAudio(str(e)) from None
-            metrics.UPLINK_LATENCY.observe(time.perf_counter() - t0)
+            metrics.UPLINK_LATENCY.observe(perf_counter() - t0)
 
     def note_dtmf(self, digit: str) -> None:
         """A key press from the phone network (Twilio `dtmf`): surfaced to operators and logs."""

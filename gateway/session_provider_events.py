@@ -9,7 +9,6 @@ import collections
 import logging
 from typing import TYPE_CHECKING
 
-from audio.formats import AudioFormat
 from gateway import metrics
 from gateway.events import (
     AssistantTurn,
@@ -70,12 +69,15 @@ class ProviderEventHandling:
         # the current link, or the one a switch is leaving while the new one is still opening: the
         # buffer's stream is still on it, so what it finalizes now is acknowledged and heard there
         # (dropping it would lose those words: they are acknowledged and never replayed)
-        if link is not self.link and link is not self.replay.owner:
+        if link is not self.replay.owner and link is not self.link:
             return
         provider = link.provider
+        if type(ev) is ReplyAudio:  # 50 a second: straight to playback, past the match below
+            if self._turn_end_at is not None:
+                self._first_audio(provider)
+            await self.playback.play(provider, ev.data, ev.fmt, ev.item_id or self._turn_item)
+            return
         match ev:
-            case ReplyAudio(data=data, fmt=fmt, item_id=item_id):
-                await self._reply_audio(provider, data, fmt, item_id)
             case Transcript(role=role, text=text, final=final, start_s=s, end_s=e):
                 origin = link.stream_origin_s
                 await self._emit(TranscriptEvent(
@@ -141,11 +143,11 @@ class ProviderEventHandling:
             self.conversation.append(AssistantTurn(kept))
         self.counters["truncated_replies"] += 1
 
-    async def _reply_audio(self, provider: str, data: bytes, fmt: AudioFormat, item_id: str | None) -> None:
-        if self._turn_end_at is not None:
-            metrics.voice_gateway_time_to_first_audio_seconds.labels(provider).observe(
-                self.rt.clock.now() - self._turn_end_at)
-            metrics.ai_provider_latency_seconds.labels(provider, "first_audio").observe(
-                self.rt.clock.now() - self._turn_end_at)
-            self._turn_end_at = None
-        await self.playback.play(provider, data, fmt, item_id or self._turn_item)
+    def _first_audio(self, provider: str) -> None:
+        """The first reply audio since the user's turn ended: time to first audio."""
+        assert self._turn_end_at is not None
+        metrics.voice_gateway_time_to_first_audio_seconds.labels(provider).observe(
+            self.rt.clock.now() - self._turn_end_at)
+        metrics.ai_provider_latency_seconds.labels(provider, "first_audio").observe(
+            self.rt.clock.now() - self._turn_end_at)
+        self._turn_end_at = None

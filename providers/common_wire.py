@@ -46,6 +46,10 @@ def b64encode(data: bytes) -> str:
 def b64decode_any(text: str) -> bytes:
     """Decode standard or URL-safe base64, padded or not. Raises ValueError on anything else
     (docs/providers/gemini.md §1: the server accepts both alphabets, so a faithful peer may send either)."""
+    try:  # standard and padded, what every provider sends per audio frame: one strict pass
+        return pybase64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        pass
     if "-" in text or "_" in text:
         text = text.translate(_URLSAFE_TO_STANDARD)
     missing = -len(text) % 4

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import orjson
+import pybase64
 
 from audio.formats import PCM16_8K, PCM16_16K, PCM16_24K, AudioFormat
 from gateway.errors import ProviderError, ProviderRejected, ProviderUnavailable
@@ -70,6 +71,7 @@ class GeminiAdapter(ProviderAdapter):
         self._go_away_seen = False
         self._sent_handle = False  # open_frames() asked to resume a session
         self._formats: dict[int, AudioFormat] = {24000: PCM16_24K}
+        self._mime_formats: dict[str, AudioFormat] = {}  # reply MIME type → format, as _model_part read it
         # 8 kHz callers (telephony) are sent as declared 8 kHz: the server resamples (§1 audio formats)
         self._input_format = PCM16_8K if config.input_format.sample_rate_hz == 8000 else PCM16_16K
         self._audio_suffix = f'","mimeType":"audio/pcm;rate={self._input_format.sample_rate_hz}"}}}}}}'
@@ -127,6 +129,10 @@ class GeminiAdapter(ProviderAdapter):
     # -- receiving ---------------------------------------------------------------------------------
     def parse(self, frame: Frame) -> list[ProviderEvent]:
         message = decode_object(frame)
+        if message is not None and len(message) == 1 and type(content := message.get("serverContent")) is dict:
+            fast = self._reply_audio(content)
+            if fast is not None:
+                return fast
         if message is None:
             return [protocol_failure(self.name, "gemini sent a frame that is not a JSON object")]
         events: list[ProviderEvent] = []
@@ -228,6 +234,28 @@ class GeminiAdapter(ProviderAdapter):
         if wire.truthy(heard.get("finished")):
             self._finish_user_text(events)
 
+    def _reply_audio(self, content: dict[str, Any]) -> list[ProviderEvent] | None:
+        """The reply-audio message (50 a second): `{"serverContent": {"modelTurn": {"parts":
+        [{"inlineData": {...}}]}}}` in the middle of a model turn, decoded with no detour. None when
+        the message is anything else (or unusual in any way): the general path handles it."""
+        if len(content) != 1 or type(turn := content.get("modelTurn")) is not dict:
+            return None
+        parts = turn.get("parts")
+        if type(parts) is not list or len(parts) != 1 or type(part := parts[0]) is not dict:
+            return None
+        blob = part.get("inlineData")
+        if type(blob) is not dict or not self._turn_started or self._user_text:
+            return None
+        fmt = self._mime_formats.get(blob.get("mimeType"))  # type: ignore[arg-type]
+        data = blob.get("data")
+        if fmt is None or type(data) is not str:
+            return None
+        try:  # the standard alphabet, padded: what Gemini sends (b64decode_any takes the rest)
+            audio = pybase64.b64decode(data, validate=True)
+        except ValueError:
+            return None
+        return [ReplyAudio(data=audio, fmt=fmt)] if audio else []
+
     def _model_part(self, part: dict[str, Any], events: list[ProviderEvent]) -> None:
         # Text parts (thoughts, or stray text in AUDIO mode) are not the answer: the spoken words
         # come from outputTranscription.
@@ -243,6 +271,8 @@ class GeminiAdapter(ProviderAdapter):
         if not MIN_OUTPUT_RATE_HZ <= rate <= MAX_OUTPUT_RATE_HZ:
             raise ValueError("implausible output sample rate")  # reported as a protocol failure
         fmt = self._formats.get(rate) or self._formats.setdefault(rate, AudioFormat(encoding="pcm16", sample_rate_hz=rate))
+        if len(self._mime_formats) < 8:  # for _reply_audio; bounded: the MIME text is the provider's
+            self._mime_formats[mime] = fmt
         self._start_model_turn(events)
         if audio:
             events.append(ReplyAudio(data=audio, fmt=fmt))

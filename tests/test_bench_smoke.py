@@ -100,3 +100,27 @@ def test_frames_decoded_before_decode_the_same_and_a_cut_after_them_still_realig
     decoded += again.feed(audio[20 * step + 13:])  # frame 20 loses its first 13 samples
     assert [d.seq for d in decoded] == list(range(1000, 1030))
     assert again.realignments == 1
+
+
+def test_a_native_profile_is_split_into_syscalls_idle_and_user_space(tmp_path: Path) -> None:
+    """benchmarks/profile_summary.py --native: what the gap to the bare relay was measured with."""
+    from benchmarks.profile_summary import native_split
+
+    root = "_run_module_as_main (<frozen runpy>:198);Runner.run (asyncio/runners.py:118);uv_run (core.c:452)"
+    writer = "WebSocketWriter._write_websocket_frame (aiohttp/_websocket/writer.py:171)"
+    profile = tmp_path / "p.txt"
+    profile.write_text("\n".join([
+        f"{root};epoll_pwait (libc.so.6) 30",
+        f"{root};read (libc.so.6) 10",
+        f"{root};push_audio (gateway/session.py:170);{writer};write (libc.so.6) 20",
+        f"{root};push_audio (gateway/session.py:170);{writer};s_pack (_struct.c:1910) 3",
+        f"{root};push_audio (gateway/session.py:166) 7",
+        "garbage line without a count",
+    ]))
+    syscalls, by_module, by_function, total = native_split(profile)
+    assert total == 70
+    assert syscalls["epoll_pwait ← Runner.run (asyncio/runners.py)"] == 30
+    assert syscalls["read ← Runner.run (asyncio/runners.py)"] == 10
+    assert syscalls["write ← WebSocketWriter._write_websocket_frame (aiohttp/_websocket/writer.py)"] == 20
+    assert by_module == {"gateway/session.py": 7, "aiohttp/_websocket/writer.py": 3}  # C charged to its caller
+    assert by_function["push_audio (gateway/session.py)"] == 7

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway.clients.native")
 CLIENT = "native"
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_BINARY, _TEXT = WSMsgType.BINARY, WSMsgType.TEXT
 
 
 class NativeSink:
@@ -59,14 +62,14 @@ class NativeSink:
     async def send_json(self, payload: dict[str, Any]) -> None:
         if self.open:
             try:  # orjson's bytes go out as the text frame as they are (no str round trip)
-                await self.ws.send_frame(orjson.dumps(payload), WSMsgType.TEXT)
+                await self.ws.send_frame(orjson.dumps(payload), _TEXT)
             except Exception:
                 self.open = False
 
     async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
         if self.open:
             try:
-                await self.ws.send_bytes(data)
+                await self.ws.send_frame(data, _BINARY)  # send_bytes minus one coroutine level
             except Exception:
                 self.open = False
 

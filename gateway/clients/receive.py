@@ -38,10 +38,10 @@ async def receive_frames(ws: web.WebSocketResponse, limiter: FrameRateLimiter, c
         msg = await receive()
         kind = msg.type
         frame: bytes | str
-        if kind is WSMsgType.BINARY:
+        if kind is _BINARY:
             frame = msg.data
             size = len(frame)
-        elif kind is WSMsgType.TEXT:
+        elif kind is _TEXT:
             text: str = msg.data
             frame = text
             # bytes on the wire; an ASCII text frame (every Twilio/Telnyx media message) is its length
@@ -61,3 +61,6 @@ async def receive_frames(ws: web.WebSocketResponse, limiter: FrameRateLimiter, c
 
 
 _OVER = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_BINARY, _TEXT = WSMsgType.BINARY, WSMsgType.TEXT

@@ -74,11 +74,13 @@ class TelephonySink:
         self._since_mark = 0
         self._clears = 0  # barge-ins so far: a frame the pacer held across one is dropped
         self._next_at = clock.now()
+        self._frame_bytes = 0  # bytes in one outbound frame, once the call started
         self.open = True
 
     def started(self) -> None:
         assert self.ser.output_format is not None
         self.tracker = PlayoutTracker(self.ser.output_format)
+        self._frame_bytes = self.ser.output_format.frame_bytes(self.ser.frame_ms)
         self._pacer = asyncio.create_task(self._pace())
 
     async def send_json(self, payload: dict[str, Any]) -> None:
@@ -100,10 +102,16 @@ class TelephonySink:
         if not self._queue and self.open and self._next_at - now + FRAME_S * len(frames) <= LEAD_S:
             # Fast path: nothing queued and within the lead: send now, no pacer wake-up per frame.
             self._count_sent(frames)
-            self._next_at = max(self._next_at, now)
+            if self._next_at < now:
+                self._next_at = now
+            ws = self.ws
             for f in frames:
                 self._next_at += FRAME_S
-                await self._send(f)
+                try:  # _send, inline: one coroutine level fewer per reply frame
+                    await (ws.send_str(f) if type(f) is str else ws.send_bytes(f))  # type: ignore[arg-type]
+                except Exception:
+                    self.open = False
+                    break
         else:
             self._enqueue(frames)
         self._since_mark += len(frames)
@@ -126,9 +134,8 @@ class TelephonySink:
 
     def _count_sent(self, frames: list[str | bytes]) -> None:
         """Reply audio handed to the vendor (now or via the pacer), for heard-vs-sent at barge-in."""
-        fmt = self.ser.output_format
-        if self.tracker is not None and fmt is not None:
-            self.tracker.sent(self._item or "reply", len(frames) * fmt.frame_bytes(self.ser.frame_ms))
+        if self.tracker is not None:
+            self.tracker.sent(self._item or "reply", len(frames) * self._frame_bytes)
 
     def _enqueue(self, frames: list[str | bytes]) -> None:
         if not frames:
@@ -232,6 +239,11 @@ class TelephonyConnection:
 
     async def on_frame(self, frame: bytes | str) -> bool:
         """One vendor frame: its events in order. True when the call is over."""
+        session = self.session
+        if session is not None and (audio := self.ser.media_audio(frame)) is not None:
+            if audio:  # caller audio, 50 a second: no event objects on the way
+                await session.push_audio(audio)
+            return False
         for ev in self.ser.parse(frame):
             if type(ev) is MediaReceived and self.session is not None:  # 50 a second: past on_event's match
                 await self.session.push_audio(ev.data)

@@ -161,6 +161,11 @@ class StreamState(Enum):
     STOPPED = "stopped"
 
 
+# enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
+# are read per frame
+_STREAMING, _STOPPED = StreamState.STREAMING, StreamState.STOPPED
+
+
 class MediaStreamSerializer(ABC):
     """One vendor media socket, seen from the server side. One instance per connection.
 
@@ -184,15 +189,22 @@ class MediaStreamSerializer(ABC):
 
     # -- inbound --
     def parse(self, frame: Frame) -> list[TelephonyEvent]:
-        if self.state is StreamState.STOPPED:
+        if self.state is _STOPPED:
             raise BadMessage("message after the stream stopped")
         return self._parse(frame)
+
+    def media_audio(self, frame: Frame) -> bytes | None:
+        """The caller audio of an ordinary inbound media message (50 a second) on a short path, the
+        same bytes `parse` would put in its MediaReceived (b"" for an empty payload), or the same
+        BadAudio for a payload the vendor's format cannot hold; None for any other frame, malformed
+        ones included: `parse` then handles it, errors and all."""
+        return None
 
     @abstractmethod
     def _parse(self, frame: Frame) -> list[TelephonyEvent]: ...
 
     def _require_streaming(self, what: str) -> None:
-        if self.state is not StreamState.STREAMING:
+        if self.state is not _STREAMING:
             raise BadMessage(f"`{what}` before the stream started")
 
     def _started(self, *, stream_id: str, call_id: str, params: dict[str, str],
@@ -252,6 +264,26 @@ class JsonMediaStream(MediaStreamSerializer):
         if not isinstance(event, str):
             raise BadMessage("`event` must be a string")
         return self._on_event(event, msg)
+
+    def media_audio(self, frame: Frame) -> bytes | None:
+        if self.state is not _STREAMING or type(frame) is not str:
+            return None
+        try:
+            msg = orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            return None
+        if type(msg) is not dict or msg.get("event") != "media":
+            return None
+        media, sid = msg.get("media"), msg.get(self.stream_id_key)
+        if type(media) is not dict or (sid is not None and sid != self.stream_id):
+            return None
+        payload = media.get("payload")
+        if type(payload) is not str or media.get("track", "inbound") not in self.inbound_tracks:
+            return None
+        try:
+            return self._inbound_audio(pybase64.b64decode(payload, validate=True))
+        except (binascii.Error, ValueError):
+            return None
 
     def _on_event(self, event: str, msg: dict[str, Any]) -> list[TelephonyEvent]:
         match event:  # media first: 50 a second, everything else a few per call
