@@ -7,8 +7,8 @@ test (the gateway: `voice-gateway serve`, one aiohttp.web process on uvloop; or 
 nothing, for the direct baseline) and load generators (benchmarks/loadgen.py). On a 2-core machine
 the server under test gets core 0 and everything else core 1, so the load does not steal the
 gateway's CPU (the load generators and the fake then share a core: watch the `notes` column). Both
-run on picows so that core outlasts the gateway's: on twilio-pcmu at 250 calls they took about
-0.22 % of a core per call together, the gateway 0.39 %.
+run on picows so that core outlasts the gateway's: on twilio-pcmu at 240–290 calls they took
+0.21–0.23 % of a core per call together, the gateway about 0.3 %.
 
 For each path and call count N: N calls stream 20 ms frames in real time for T seconds; each frame
 carries a marker (benchmarks/marker.py) the fake echoes, so every reply is matched to its frame.
