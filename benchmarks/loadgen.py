@@ -10,7 +10,11 @@ up to `drain_s` for the last echoes, hangs up, writes SPEC.out (npz) and prints 
 
 Call kinds: `native` (gateway /v1/voice, binary PCM16 frames), `twilio` (gateway /v1/twilio, Twilio
 Media Streams JSON, docs/telephony.md §1), and the provider protocols spoken directly, for the
-baselines: `gemini` (docs/providers/gemini.md §2) and `openai` (docs/providers/openai.md §2).
+baselines: `gemini` (docs/providers/gemini.md §2), `openai` (docs/providers/openai.md §2) and
+`openai_live` (GPT-Live).
+
+It runs on picows (benchmarks/ws_messages.py says why): one task sends every call's frames (see
+stream), and each echo is stamped and decoded in picows' per-frame callback.
 """
 
 from __future__ import annotations
@@ -22,16 +26,15 @@ import random
 import sys
 import time
 from collections import Counter
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
 
-import aiohttp  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
+from picows import WSMsgType, ws_connect  # noqa: E402
 
 from audio.formats import MULAW_8K, PCM16_16K, PCM16_24K, AudioFormat  # noqa: E402
 from benchmarks.marker import (  # noqa: E402
@@ -43,6 +46,7 @@ from benchmarks.marker import (  # noqa: E402
     silence_frame,
     tone_frames,
 )
+from benchmarks.ws_messages import BINARY, TEXT, MessageListener  # noqa: E402
 
 FRAME_NS = 20_000_000
 DIGIT_EVERY = 25  # faults mode: one DTMF digit (4 tone frames) every 0.5 s of call audio
@@ -68,29 +72,31 @@ def digit_at(start: int) -> str:
     return "0123456789"[(start // DIGIT_EVERY) % 10]
 
 
-@lru_cache(maxsize=32768)
-def _b64(seq: int, fmt: AudioFormat) -> str:
-    return binascii.b2a_base64(marker_frame(seq, fmt), newline=False).decode("ascii")
+def frame_audio(kind: str, value: int, fmt: AudioFormat) -> bytes:
+    """The audio of one plan entry (see frame_plan)."""
+    if kind == "m":
+        return marker_frame(value, fmt)
+    if kind == "s":
+        return silence_frame(fmt)
+    return tone_frames(digit_at(value // 16), fmt)[value % 16]
 
 
-class Call:
-    """One simulated call: open(), then stream(t0) sends its frames while a reader records echoes."""
+class Call(MessageListener):
+    """One simulated call: open(), then the streamer sends its frames (send_frame) while picows
+    calls back with the echoes."""
 
     in_fmt: AudioFormat
     out_fmt: AudioFormat
 
-    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+    def __init__(self, spec: dict[str, Any], tag: str) -> None:
         self.spec = spec
         self.tag = tag
-        self.http = http
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.decoder = MarkerStream(self.out_fmt, resync=True)
-        self.recv_ns = np.full(SEQ_MODULUS, -1, dtype=np.int64)
+        self.recv_ns = [-1] * SEQ_MODULUS  # a list: per-frame numpy indexing costs more (see stream)
         self.duplicates = self.reordered = self.garbled = 0
         self._max_seq = -1
         self.events: Counter[str] = Counter()
         self.heard_digits = ""
-        self._reader: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
 
     # -- subclass hooks ------------------------------------------------------------------------
@@ -99,41 +105,37 @@ class Call:
     def headers(self) -> dict[str, str]:
         return {}
 
-    async def handshake(self) -> None:
-        """Send the setup messages; the reader sets _ready when the peer acknowledged them."""
+    def handshake(self) -> None:
+        """Send the setup messages; set _ready when the peer acknowledged them."""
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str | bytes:
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
+        """Frame k's message; `b64` is `audio` in base64 (the same for every call: encoded once)."""
         raise NotImplementedError
 
     def on_text(self, msg: Any) -> bytes | None:
         """A text/JSON message from the peer: the reply audio it carries, if any."""
         return None
 
-    async def hang_up(self) -> None:
+    def hang_up(self) -> None:
         pass
 
     # -- the common part ------------------------------------------------------------------------
     async def open(self, base_url: str, timeout_s: float) -> None:
-        self.ws = await self.http.ws_connect(base_url + self.url_path, headers=self.headers(), compress=0,
-                                             max_msg_size=16 * 1024 * 1024, autoping=True)
-        self._reader = asyncio.create_task(self._read())
-        await self.handshake()
+        await ws_connect(lambda: self, base_url + self.url_path, extra_headers=self.headers(),
+                         websocket_handshake_timeout=timeout_s, max_frame_size=16 * 1024 * 1024)
+        self.handshake()
         await asyncio.wait_for(self._ready.wait(), timeout_s)
 
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
-            now = time.monotonic_ns()
-            if msg.type is aiohttp.WSMsgType.BINARY and self._binary_audio:
-                audio: bytes | None = msg.data
-            elif msg.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                audio = self.on_text(orjson.loads(msg.data))
-            else:
-                break
-            if audio:
-                self._record(audio, now)
-
     _binary_audio = False
+    _message_type = TEXT  # how audio goes out
+
+    def on_message(self, msg_type: WSMsgType, data: bytes | memoryview, now_ns: int) -> None:
+        if msg_type is BINARY and self._binary_audio:
+            audio: bytes | None = bytes(data)
+        else:
+            audio = self.on_text(orjson.loads(data))
+        if audio:
+            self._record(audio, now_ns)
 
     def _record(self, audio: bytes, now: int) -> None:
         for d in self.decoder.feed(audio):
@@ -148,63 +150,40 @@ class Call:
             elif d.kind != SILENCE:
                 self.garbled += 1
 
-    async def stream(self, t0_ns: int, plan: list[tuple[str, int]], phase_ns: int,
-                     send_ns: np.ndarray, late_ns: np.ndarray) -> None:
-        ws = self.ws
-        assert ws is not None
-        start = t0_ns + phase_ns
-        for k, (kind, value) in enumerate(plan):
-            due = start + k * FRAME_NS
-            wait = due - time.monotonic_ns()
-            if wait > 0:
-                await asyncio.sleep(wait / 1e9)
-            if kind == "m":
-                audio, seq = marker_frame(value, self.in_fmt), value
-            elif kind == "s":
-                audio, seq = silence_frame(self.in_fmt), None
-            else:
-                audio, seq = tone_frames(digit_at(value // 16), self.in_fmt)[value % 16], None
-            message = self.audio_message(k, audio, seq)
-            now = time.monotonic_ns()
-            if ws.closed:
-                return
-            if isinstance(message, bytes):
-                await ws.send_bytes(message)
-            else:
-                await ws.send_str(message)
-            late_ns[k] = now - due
-            if seq is not None:
-                send_ns[seq] = now
+    def send_frame(self, k: int, audio: bytes, b64: str) -> int | None:
+        """Send frame k of the plan; when it left (CLOCK_MONOTONIC), None once the call is closed."""
+        message = self.audio_message(k, audio, b64)
+        now = time.monotonic_ns()
+        if self.closed or self.transport is None:
+            return None
+        self.transport.send(self._message_type, message)
+        return now
 
-    async def close(self) -> None:
+    async def close_call(self) -> None:
         with contextlib.suppress(Exception):
-            await self.hang_up()
-        if self.ws is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(), 2.0)
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(BaseException):
-                await self._reader
+            self.hang_up()
+        with contextlib.suppress(Exception):
+            await self.close_within(2.0)
 
 
 class NativeCall(Call):
     url_path = "/v1/voice"
     _binary_audio = True
 
-    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+    _message_type = BINARY
+
+    def __init__(self, spec: dict[str, Any], tag: str) -> None:
         self.in_fmt = AudioFormat(encoding=spec["in_encoding"], sample_rate_hz=spec["in_rate"])
         self.out_fmt = AudioFormat(encoding=spec["out_encoding"], sample_rate_hz=spec["out_rate"])
-        super().__init__(spec, tag, http)
+        super().__init__(spec, tag)
 
-    async def handshake(self) -> None:
-        assert self.ws is not None
-        await self.ws.send_str(orjson.dumps({
+    def handshake(self) -> None:
+        self.send(TEXT, orjson.dumps({
             "type": "session.start", "provider": self.spec["provider"],
             "fallback": self.spec.get("fallback") or [self.spec["provider"]], "instructions": self.tag,
-            "audio": {"input": self.in_fmt.to_wire(), "output": self.out_fmt.to_wire()}}).decode())
+            "audio": {"input": self.in_fmt.to_wire(), "output": self.out_fmt.to_wire()}}))
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> bytes:
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
         return audio
 
     def on_text(self, msg: Any) -> None:
@@ -222,43 +201,40 @@ class TwilioCall(Call):
     in_fmt = MULAW_8K
     out_fmt = MULAW_8K
 
-    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
-        super().__init__(spec, tag, http)
+    def __init__(self, spec: dict[str, Any], tag: str) -> None:
+        super().__init__(spec, tag)
         self.sid = "MZ" + tag.encode().hex()[-32:].rjust(32, "0")
 
-    async def handshake(self) -> None:
-        assert self.ws is not None
+    def handshake(self) -> None:
         params = {"provider": self.spec["provider"], "instructions": self.tag,
                   "fallback": ",".join(self.spec.get("fallback") or [self.spec["provider"]])}
-        await self.ws.send_str('{"event":"connected","protocol":"Call","version":"1.0.0"}')
-        await self.ws.send_str(orjson.dumps({"event": "start", "sequenceNumber": "1", "streamSid": self.sid,
+        self.send(TEXT, b'{"event":"connected","protocol":"Call","version":"1.0.0"}')
+        self.send(TEXT, orjson.dumps({"event": "start", "sequenceNumber": "1", "streamSid": self.sid,
                                              "start": {"streamSid": self.sid, "accountSid": "AC" + "0" * 32,
                                                        "callSid": "CA" + self.sid[2:], "tracks": ["inbound"],
                                                        "customParameters": params,
                                                        "mediaFormat": {"encoding": "audio/x-mulaw",
-                                                                       "sampleRate": 8000, "channels": 1}}}).decode())
+                                                                       "sampleRate": 8000, "channels": 1}}}))
         self._ready.set()  # Twilio gets no answer to `start`
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str:
-        payload = _b64(seq, MULAW_8K) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
         return (f'{{"event":"media","sequenceNumber":"{k + 2}","streamSid":"{self.sid}","media":'
-                f'{{"track":"inbound","chunk":"{k + 1}","timestamp":"{k * 20}","payload":"{payload}"}}}}')
+                f'{{"track":"inbound","chunk":"{k + 1}","timestamp":"{k * 20}","payload":"{b64}"}}}}').encode()
 
     def on_text(self, msg: Any) -> bytes | None:
         event = msg.get("event")
         if event == "media":
             return binascii.a2b_base64(msg["media"]["payload"])
         self.events[str(event)] += 1
-        if event == "mark" and self.ws is not None:  # instant playout: the mark has "played"
+        if event == "mark":  # instant playout: the mark has "played"
             name = msg.get("mark", {}).get("name", "")
-            asyncio.get_running_loop().create_task(self.ws.send_str(orjson.dumps(
-                {"event": "mark", "sequenceNumber": "0", "streamSid": self.sid, "mark": {"name": name}}).decode()))
+            self.send(TEXT, orjson.dumps(
+                {"event": "mark", "sequenceNumber": "0", "streamSid": self.sid, "mark": {"name": name}}))
         return None
 
-    async def hang_up(self) -> None:
-        if self.ws is not None and not self.ws.closed:
-            await self.ws.send_str(orjson.dumps({"event": "stop", "sequenceNumber": "0", "streamSid": self.sid,
-                                                 "stop": {"accountSid": "AC", "callSid": "CA"}}).decode())
+    def hang_up(self) -> None:
+        self.send(TEXT, orjson.dumps({"event": "stop", "sequenceNumber": "0", "streamSid": self.sid,
+                                      "stop": {"accountSid": "AC", "callSid": "CA"}}))
 
 
 class GeminiCall(Call):
@@ -269,16 +245,14 @@ class GeminiCall(Call):
     def headers(self) -> dict[str, str]:
         return {"x-goog-api-key": self.spec["api_key"]}
 
-    async def handshake(self) -> None:
-        assert self.ws is not None
-        await self.ws.send_str(orjson.dumps({"setup": {
+    def handshake(self) -> None:
+        self.send(TEXT, orjson.dumps({"setup": {
             "model": "models/gemini-2.5-flash-native-audio-preview-12-2025",
             "generationConfig": {"responseModalities": ["AUDIO"]},
-            "systemInstruction": {"parts": [{"text": self.tag}]}}}).decode())
+            "systemInstruction": {"parts": [{"text": self.tag}]}}}))
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str:
-        data = _b64(seq, PCM16_16K) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
-        return '{"realtimeInput":{"audio":{"data":"' + data + '","mimeType":"audio/pcm;rate=16000"}}}'
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
+        return ('{"realtimeInput":{"audio":{"data":"' + b64 + '","mimeType":"audio/pcm;rate=16000"}}}').encode()
 
     def on_text(self, msg: Any) -> bytes | None:
         content = msg.get("serverContent")
@@ -292,9 +266,9 @@ class GeminiCall(Call):
 class OpenAICall(Call):
     url_path = "/v1/realtime?model=gpt-realtime"
 
-    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+    def __init__(self, spec: dict[str, Any], tag: str) -> None:
         self.in_fmt = self.out_fmt = MULAW_8K if spec.get("g711") else PCM16_24K
-        super().__init__(spec, tag, http)
+        super().__init__(spec, tag)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self.spec["api_key"]}
@@ -302,20 +276,19 @@ class OpenAICall(Call):
     def _format(self) -> dict[str, Any]:
         return {"type": "audio/pcmu"} if self.in_fmt == MULAW_8K else {"type": "audio/pcm", "rate": 24000}
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str:
-        data = _b64(seq, self.in_fmt) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
-        return '{"type":"input_audio_buffer.append","audio":"' + data + '"}'
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
+        return ('{"type":"input_audio_buffer.append","audio":"' + b64 + '"}').encode()
 
     def on_text(self, msg: Any) -> bytes | None:
         kind = msg.get("type")
         if kind == "response.output_audio.delta":
             return binascii.a2b_base64(msg["delta"])
-        if kind == "session.created" and self.ws is not None:
-            asyncio.get_running_loop().create_task(self.ws.send_str(orjson.dumps({
+        if kind == "session.created":
+            self.send(TEXT, orjson.dumps({
                 "type": "session.update", "session": {
                     "type": "realtime", "instructions": self.tag, "output_modalities": ["audio"],
                     "audio": {"input": {"format": self._format(), "turn_detection": None},
-                              "output": {"format": self._format()}}}}).decode()))
+                              "output": {"format": self._format()}}}}))
         elif kind == "session.updated":
             self._ready.set()
         return None
@@ -326,22 +299,20 @@ class LiveCall(Call):
 
     url_path = "/v1/live/sessions"
 
-    def __init__(self, spec: dict[str, Any], tag: str, http: aiohttp.ClientSession) -> None:
+    def __init__(self, spec: dict[str, Any], tag: str) -> None:
         self.in_fmt = self.out_fmt = MULAW_8K if spec.get("g711") else PCM16_24K
-        super().__init__(spec, tag, http)
+        super().__init__(spec, tag)
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": "Bearer " + self.spec["api_key"]}
 
-    async def handshake(self) -> None:
-        assert self.ws is not None
+    def handshake(self) -> None:
         fmt = {"type": "audio/pcmu", "rate": 8000} if self.in_fmt == MULAW_8K else {"type": "audio/pcm", "rate": 24000}
-        await self.ws.send_str(orjson.dumps({"type": "session.start", "session": {
-            "model": "gpt-live-1", "instructions": self.tag, "audio": {"format": fmt}}}).decode())
+        self.send(TEXT, orjson.dumps({"type": "session.start", "session": {
+            "model": "gpt-live-1", "instructions": self.tag, "audio": {"format": fmt}}}))
 
-    def audio_message(self, k: int, audio: bytes, seq: int | None) -> str:
-        data = _b64(seq, self.in_fmt) if seq is not None else binascii.b2a_base64(audio, newline=False).decode()
-        return '{"type":"session.input_audio.append","audio":"' + data + '"}'
+    def audio_message(self, k: int, audio: bytes, b64: str) -> bytes:
+        return ('{"type":"session.input_audio.append","audio":"' + b64 + '"}').encode()
 
     def on_text(self, msg: Any) -> bytes | None:
         kind = msg.get("type")
@@ -362,35 +333,35 @@ async def run(spec: dict[str, Any]) -> None:
     tags = [f"{spec['run']}/{i}" for i in range(spec["calls"])]
     plan = frame_plan(int(spec["duration_s"] * 50), bool(spec.get("digits")))
     rng = random.Random(spec.get("seed", 0))
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        calls = [CALL_KINDS[spec["kind"]](spec, tag, http) for tag in tags]
-        gate = asyncio.Semaphore(50)  # don't storm the accept queue
+    calls = [CALL_KINDS[spec["kind"]](spec, tag) for tag in tags]
+    gate = asyncio.Semaphore(50)  # don't storm the accept queue
 
-        async def open_one(call: Call) -> bool:
-            async with gate:
-                try:
-                    await call.open(spec["url"], spec.get("open_timeout_s", 10.0))
-                    return True
-                except Exception as e:  # counted and reported; the run goes on without it
-                    print(f"open failed: {type(e).__name__}: {e}", file=sys.stderr)
-                    return False
+    async def open_one(call: Call) -> bool:
+        async with gate:
+            try:
+                await call.open(spec["url"], spec.get("open_timeout_s", 10.0))
+                return True
+            except Exception as e:  # counted and reported; the run goes on without it
+                print(f"open failed: {type(e).__name__}: {e}", file=sys.stderr)
+                return False
 
-        opened = await asyncio.gather(*(open_one(c) for c in calls))
-        live = [c for c, ok in zip(calls, opened, strict=True) if ok]
-        print(f"ready {len(live)} {len(calls) - len(live)}", flush=True)
-        line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-        t0 = int(line.split()[1])
-        n = len(plan)
-        send_ns = np.full((len(calls), n), -1, dtype=np.int64)
-        late_ns = np.full((len(calls), n), -1, dtype=np.int64)
-        index = {c.tag: i for i, c in enumerate(calls)}
-        await asyncio.gather(*(c.stream(t0, plan, rng.randrange(FRAME_NS), send_ns[index[c.tag]],
-                                        late_ns[index[c.tag]]) for c in live), return_exceptions=True)
-        await _drain(live, send_ns, index, spec.get("drain_s", 1.0))
-        await asyncio.gather(*(c.close() for c in calls))
+    opened = await asyncio.gather(*(open_one(c) for c in calls))
+    live = [i for i, ok in enumerate(opened) if ok]
+    print(f"ready {len(live)} {len(calls) - len(live)}", flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    t0 = int(line.split()[1])
+    n = len(plan)
+    send_ns = [[-1] * n for _ in calls]  # lists while streaming: cheaper per frame than numpy items
+    late_ns = [[-1] * n for _ in calls]
+    phases = {i: rng.randrange(FRAME_NS) for i in live}
+    await stream(calls, phases, t0, plan, send_ns, late_ns)
+    await _drain([calls[i] for i in live], [send_ns[i] for i in live], spec.get("drain_s", 1.0))
+    await asyncio.gather(*(c.close_call() for c in calls))
     digits_sent = "".join(digit_at(v // 16) for kind, v in plan if kind == "t" and v % 16 == 0)
-    np.savez(spec["out"], tags=np.array(tags, dtype=str), send_ns=send_ns, late_ns=late_ns,
-             recv_ns=np.stack([c.recv_ns[:n] for c in calls]), opened=np.array(opened, dtype=bool),
+    np.savez(spec["out"], tags=np.array(tags, dtype=str), send_ns=np.array(send_ns, dtype=np.int64).reshape(len(calls), n),
+             late_ns=np.array(late_ns, dtype=np.int64).reshape(len(calls), n),
+             recv_ns=np.array([c.recv_ns[:n] for c in calls], dtype=np.int64).reshape(len(calls), n),
+             opened=np.array(opened, dtype=bool),
              duplicates=np.array([c.duplicates for c in calls]), reordered=np.array([c.reordered for c in calls]),
              garbled=np.array([c.garbled for c in calls]),
              realignments=np.array([c.decoder.realignments for c in calls]), heard_digits=np.array([c.heard_digits for c in calls]),
@@ -399,12 +370,43 @@ async def run(spec: dict[str, Any]) -> None:
     print("done", flush=True)
 
 
-async def _drain(calls: list[Call], send_ns: np.ndarray, index: dict[str, int], drain_s: float) -> None:
+async def stream(calls: list[Call], phases: dict[int, int], t0_ns: int, plan: list[tuple[str, int]],
+                 send_ns: list[list[int]], late_ns: list[list[int]]) -> None:
+    """Call i sends frame k at t0 + phases[i] + k·20 ms. One task for all calls: it sleeps until
+    the next frame is due and then sends every frame due by then in one pass (a task per call
+    woke once per frame each; the timers fire at millisecond resolution either way). The frame's
+    audio and its base64 are the same for every call (one call kind and format per process): made
+    once per step."""
+    order = sorted(phases, key=phases.__getitem__)
+    if not order:
+        return
+    fmt = calls[order[0]].in_fmt
+    for k, (kind, value) in enumerate(plan):
+        base = t0_ns + k * FRAME_NS
+        audio = frame_audio(kind, value, fmt)
+        b64 = binascii.b2a_base64(audio, newline=False).decode("ascii")
+        for i in order:
+            due = base + phases[i]
+            if due > time.monotonic_ns():
+                await asyncio.sleep((due - time.monotonic_ns()) / 1e9)
+            try:
+                sent = calls[i].send_frame(k, audio, b64)
+            except Exception:  # the connection broke under us: this call is over, the others go on
+                calls[i].closed = True
+                sent = None
+            if sent is None:
+                continue  # the call is closed: it sends nothing more
+            late_ns[i][k] = sent - due
+            if kind == "m":
+                send_ns[i][value] = sent
+
+
+async def _drain(calls: list[Call], send_ns: list[list[int]], drain_s: float) -> None:
     """Wait for outstanding echoes, up to drain_s."""
     deadline = time.monotonic() + drain_s
     while time.monotonic() < deadline:
-        missing = sum(int(np.count_nonzero((send_ns[index[c.tag]] >= 0) & (c.recv_ns[:send_ns.shape[1]] < 0)))
-                      for c in calls)
+        missing = sum(1 for c, sent in zip(calls, send_ns, strict=True)
+                      for s, r in zip(sent, c.recv_ns, strict=False) if s >= 0 and r < 0)
         if missing == 0:
             return
         await asyncio.sleep(0.05)

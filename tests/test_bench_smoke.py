@@ -87,6 +87,21 @@ def test_the_client_decoder_realigns_after_the_gateway_drops_a_few_samples() -> 
     assert stream.realignments == 1
 
 
+def test_frames_decoded_before_decode_the_same_and_a_cut_after_them_still_realigns() -> None:
+    """The load side remembers each whole frame it decoded (its per-frame cost must stay far below
+    the gateway's): a remembered frame must give the same numbers, and keep what a realignment needs."""
+    fmt = MULAW_8K
+    step = fmt.frame_bytes(20)
+    audio = b"".join(marker_frame(s, fmt) for s in range(1000, 1030))
+    first = MarkerStream(fmt, resync=True)
+    assert [d.seq for i in range(30) for d in first.feed(audio[i * step:(i + 1) * step])] == list(range(1000, 1030))
+    again = MarkerStream(fmt, resync=True)  # the same frames, now remembered
+    decoded = [d for i in range(20) for d in again.feed(audio[i * step:(i + 1) * step])]
+    decoded += again.feed(audio[20 * step + 13:])  # frame 20 loses its first 13 samples
+    assert [d.seq for d in decoded] == list(range(1000, 1030))
+    assert again.realignments == 1
+
+
 def test_a_native_profile_is_split_into_syscalls_idle_and_user_space(tmp_path: Path) -> None:
     """benchmarks/profile_summary.py --native: what the gap to the bare relay was measured with."""
     from benchmarks.profile_summary import native_split
