@@ -29,7 +29,9 @@ class ReplyPlayback:
         self._conv: FormatConverter | None = None
         self._fmt: AudioFormat | None = None
 
-    async def play(self, provider: str, data: bytes, fmt: AudioFormat, item_id: str | None) -> None:
+    def play(self, provider: str, data: bytes, fmt: AudioFormat, item_id: str | None) -> Awaitable[None] | None:
+        """Convert a reply chunk; returns the send to await (the sink's own coroutine: one level
+        fewer per reply frame), or None when the converter holds it all back for now."""
         conv = self._conv
         if conv is None or (self._fmt is not fmt and self._fmt != fmt):  # adapters reuse their format objects
             conv = self._conv = FormatConverter(fmt, self._output)
@@ -41,11 +43,11 @@ class ReplyPlayback:
                 lead = round(group_delay_s(fmt.sample_rate_hz, self._output.sample_rate_hz) * fmt.sample_rate_hz)
                 conv.convert(b"\x00\x00" * lead)
         out = data if conv.identity else conv.convert(data)
-        if out:
-            if self._json:
-                await self._emit(AudioDelta(provider=provider, audio=pybase64.b64encode_as_string(out)))
-            else:  # the sink directly: one coroutine level fewer per reply frame
-                await self._sink.send_audio(out, item_id)
+        if not out:
+            return None
+        if self._json:
+            return self._emit(AudioDelta(provider=provider, audio=pybase64.b64encode_as_string(out)))
+        return self._sink.send_audio(out, item_id)
 
     def drop(self) -> None:
         """Barge-in: what the converter holds is never played."""

@@ -75,7 +75,9 @@ class ProviderEventHandling:
         if type(ev) is ReplyAudio:  # 50 a second: straight to playback, past the match below
             if self._turn_end_at is not None:
                 self._first_audio(provider)
-            await self.playback.play(provider, ev.data, ev.fmt, ev.item_id or self._turn_item)
+            send = self.playback.play(provider, ev.data, ev.fmt, ev.item_id or self._turn_item)
+            if send is not None:
+                await send
             return
         match ev:
             case Transcript(role=role, text=text, final=final, start_s=s, end_s=e):

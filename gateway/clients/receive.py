@@ -16,7 +16,7 @@ from gateway.config import Settings
 from gateway.errors import ClientError, RateLimited
 from gateway.limits import ConnectionLimits, FrameRateLimiter
 
-Dispatch = Callable[[bytes | str], Awaitable[bool]]  # True: the call is over
+Dispatch = Callable[[bytes | str], Awaitable[bool | None]]  # True: the call is over
 OnError = Callable[[ClientError], Awaitable[None]]
 
 

@@ -237,13 +237,15 @@ class TelephonyConnection:
             if self.session is not None:
                 await self.session.end("caller_hung_up")
 
-    async def on_frame(self, frame: bytes | str) -> bool:
-        """One vendor frame: its events in order. True when the call is over."""
+    def on_frame(self, frame: bytes | str) -> Awaitable[bool | None]:
+        """One vendor frame. Await it: true when the call is over. Ordinary caller audio (50 a
+        second) gets the session's own coroutine: no event objects, one coroutine level fewer."""
         session = self.session
         if session is not None and (audio := self.ser.media_audio(frame)) is not None:
-            if audio:  # caller audio, 50 a second: no event objects on the way
-                await session.push_audio(audio)
-            return False
+            return session.push_audio(audio)  # b"" is nothing to the session
+        return self._on_events(frame)
+
+    async def _on_events(self, frame: bytes | str) -> bool:
         for ev in self.ser.parse(frame):
             if type(ev) is MediaReceived and self.session is not None:  # 50 a second: past on_event's match
                 await self.session.push_audio(ev.data)
