@@ -43,10 +43,9 @@ async def start_server(app: web.Application, host: str, port: int, *, ssl_contex
     except BaseException:
         await runner.cleanup()
         raise
-    server = site._server  # the bound socket: the port the OS gave for port 0
-    bound = port
-    if isinstance(server, asyncio.base_events.Server) and server.sockets:
-        bound = server.sockets[0].getsockname()[1]
+    # the port the OS gave for port 0 (runner.addresses works on uvloop's servers too: reading
+    # asyncio's Server.sockets did not, and port 0 came back as 0 there)
+    bound = next((addr[1] for addr in runner.addresses if isinstance(addr, tuple) and len(addr) >= 2), port)
     return runner, bound
 
 
@@ -93,7 +92,7 @@ def ssl_context(certfile: str | None, keyfile: str | None) -> ssl.SSLContext | N
 
 async def run(app: web.Application, host: str, port: int, *, drain_timeout_s: float,
               ssl_context: ssl.SSLContext | None = None) -> None:
-    runner, _ = await start_server(app, host, port, ssl_context=ssl_context)
+    runner, port = await start_server(app, host, port, ssl_context=ssl_context)  # port 0: the one bound
     drain = Drain(app, drain_timeout_s=drain_timeout_s)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import pytest
+import trustme
 from aiohttp import WSMsgType, web
 
 from gateway.provider_socket import Closed, ProviderConnector, ProviderSocket
@@ -131,3 +134,45 @@ async def test_silence_while_nobody_reads_is_not_a_stall() -> None:
         finally:
             await sock.close()
             await connector.close()
+
+
+async def _tls_stall_is_cut() -> tuple[object, bool]:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+
+    async def stall(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        await ws.send_str("hello")
+        async for _ in ws:  # pings never answered
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ws", stall)
+    runner, port = await start_server(app, "127.0.0.1", 0, ssl_context=server_ctx)
+    connector = ProviderConnector(ssl_context=client_ctx)
+    try:
+        sock = await connector.connect(ConnectRequest(url=f"wss://127.0.0.1:{port}/ws"), timeout_s=5.0,
+                                       heartbeat_s=STALL_S)
+        assert await sock.receive() == "hello"
+        closed = await asyncio.wait_for(sock.receive(), 10)
+        await sock.close()
+        return closed, sock.stalled
+    finally:
+        await connector.close()
+        await runner.cleanup()
+
+
+async def test_a_stalled_tls_provider_is_cut_too() -> None:
+    """Real providers are wss: the cut goes through the TLS transport's socket."""
+    assert await _tls_stall_is_cut() == (Closed(1006, ""), True)
+
+
+def test_a_stalled_tls_provider_is_cut_on_uvloop() -> None:
+    """`serve` runs on uvloop, whose transports hand out a different socket object."""
+    uvloop = pytest.importorskip("uvloop")
+    assert uvloop.run(_tls_stall_is_cut()) == (Closed(1006, ""), True)
