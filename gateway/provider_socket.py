@@ -109,6 +109,9 @@ class ProviderSocket:
     # -- stall watchdog (see the module docstring) --------------------------------------------------
     def _check_silence(self) -> None:
         assert self._stall_after_s is not None
+        if self._ws.closed:  # closed meanwhile (and its descriptor perhaps reused): nothing to watch
+            self._watch = None
+            return
         loop = asyncio.get_running_loop()
         silent_s = time.monotonic() - self._rx_at
         if not self._reading:  # nobody reads it now (a handover's next socket): what arrived is queued
@@ -125,6 +128,9 @@ class ProviderSocket:
             await self._ws.ping()
 
     def _check_pong(self) -> None:
+        if self._ws.closed:
+            self._watch = None
+            return
         if self._rx_at >= self._ping_at or not self._reading:  # the pong, or anything else: alive
             self._check_silence()
             return
