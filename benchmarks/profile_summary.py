@@ -22,9 +22,18 @@ import argparse
 import re
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 _LOCATION = re.compile(r"^(?P<func>.+?) \((?P<file>[^:()]+)(?::\d+)?\)$")
+
+
+def _samples(path: Path) -> Iterator[tuple[list[str], int]]:
+    """Each collapsed stack of a py-spy `--format raw` file: its frames (root first) and its count."""
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack.split(";"), int(count)
 
 
 def parse(path: Path) -> tuple[Counter[str], Counter[str], Counter[str], int]:
@@ -32,13 +41,9 @@ def parse(path: Path) -> tuple[Counter[str], Counter[str], Counter[str], int]:
     self_time: Counter[str] = Counter()
     by_file: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for raw, n in _samples(path):
         total += n
-        frames = [_name(f) for f in stack.split(";")]
+        frames = [_name(f) for f in raw]
         for f in set(frames):
             inclusive[f] += n
         self_time[frames[-1]] += n
@@ -66,13 +71,8 @@ def native_split(path: Path) -> tuple[Counter[str], Counter[str], Counter[str], 
     by_module: Counter[str] = Counter()
     by_function: Counter[str] = Counter()
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for frames, n in _samples(path):
         total += n
-        frames = stack.split(";")
         python = [_name(f) for f in frames if ".py:" in f or ".py)" in f]
         caller = python[-1] if python else "(no Python frame)"
         leaf = frames[-1].strip().split(" ", 1)[0]
