@@ -7,11 +7,10 @@ import asyncio
 import subprocess
 import sys
 
-import aiohttp
 import pytest
 
 from audio.formats import PCM16_16K
-from tests.e2e.test_serve_process import start_gateway
+from tests.e2e.test_serve_process import readyz_turns_503, start_gateway
 from tests.harness import VoiceClient
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,13 +24,7 @@ async def test_prestop_drains_and_waits_for_the_last_call() -> None:
             await call.start("deepgram", input_format=PCM16_16K)
             hook = subprocess.Popen([sys.executable, "-m", "gateway.fleet.prestop", "--port", str(port),  # noqa: ASYNC220
                                      "--timeout", "30", "--pid", str(proc.pid), "--poll", "0.1"])
-            async with aiohttp.ClientSession() as http:
-                for _ in range(200):
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
-                        if r.status == 503:
-                            break
-                    await asyncio.sleep(0.05)
-                assert r.status == 503  # the hook started the drain
+            await readyz_turns_503(port, tries=200, every_s=0.05)  # the hook started the drain
             assert hook.poll() is None, "the hook returned while a call was live"
             await call.send({"type": "session.end"})
             await call.wait_for("session.ended")

@@ -50,14 +50,15 @@ async def start_gateway(env_extra: dict[str, str]) -> tuple[subprocess.Popen[byt
     raise AssertionError("gateway did not come up")
 
 
-async def readyz_turns_503(port: int) -> None:
-    """After SIGTERM: /readyz answers 503 (polled: the drain's start sends the client nothing)."""
+async def readyz_turns_503(port: int, *, tries: int = 100, every_s: float = 0.02) -> None:
+    """After SIGTERM (or a preStop hook): /readyz answers 503 (polled: the drain's start sends the
+    client nothing)."""
     async with aiohttp.ClientSession() as http:
-        for _ in range(100):
+        for _ in range(tries):
             async with http.get(f"http://127.0.0.1:{port}/readyz") as r:
                 if r.status == 503:
                     break
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(every_s)
         assert r.status == 503
 
 
