@@ -153,7 +153,7 @@ class ProviderLink(LinkConnection):
             sock, adapter, conv = self._sock, self.adapter, self._converter
             if sock is None or adapter is None or conv is None:
                 return
-            data = chunk.data if conv.identity else conv.convert(chunk.data)
+            data = conv.convert(chunk.data)
             try:
                 if data:
                     await sock.send(adapter.audio_frame(data))

@@ -98,7 +98,7 @@ class ProviderSocket:
         self.closed_by_us = False
         self.stalled = False  # the stall watchdog cut the connection
         self._stall_after_s = stall_after_s
-        self._rx_at = time.monotonic()  # when anything last came from the provider
+        self._rx_at = _monotonic()  # when anything last came from the provider
         self._reading = False  # a receive() is waiting: silence only counts while someone listens
         self._ping_at = 0.0
         self._pinger: asyncio.Task[None] | None = None
@@ -113,13 +113,13 @@ class ProviderSocket:
             self._watch = None
             return
         loop = asyncio.get_running_loop()
-        silent_s = time.monotonic() - self._rx_at
+        silent_s = _monotonic() - self._rx_at
         if not self._reading:  # nobody reads it now (a handover's next socket): what arrived is queued
             silent_s = 0.0
         if silent_s < self._stall_after_s:  # traffic since: look again when it would be that long
             self._watch = loop.call_later(self._stall_after_s - silent_s, self._check_silence)
             return
-        self._ping_at = time.monotonic()
+        self._ping_at = _monotonic()
         self._pinger = loop.create_task(self._ping())
         self._watch = loop.call_later(self._stall_after_s / 2, self._check_pong)
 
@@ -204,8 +204,9 @@ class ProviderConnector:
     def __init__(self, *, ssl_context: ssl_module.SSLContext | None = None, heartbeat_s: float = 20.0) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._ssl = ssl_context
-        # aiohttp closes a link when a pong is late by heartbeat/2; 20 s → 10 s grace. Gemini's
-        # pongs can take many seconds (docs/architecture.md), so keep this generous.
+        # the stall watchdog (ProviderSocket) cuts a link when nothing, not even a pong, comes within
+        # heartbeat/2 of its ping; 20 s → 10 s grace. Gemini's pongs can take many seconds
+        # (docs/architecture.md), so keep this generous.
         self.heartbeat_s = heartbeat_s
 
     def _client(self) -> aiohttp.ClientSession:
