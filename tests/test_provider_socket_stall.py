@@ -12,8 +12,8 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-import pytest
 import trustme
+import uvloop
 from aiohttp import WSMsgType, web
 
 from gateway.provider_socket import Closed, ProviderConnector, ProviderSocket
@@ -174,5 +174,4 @@ async def test_a_stalled_tls_provider_is_cut_too() -> None:
 
 def test_a_stalled_tls_provider_is_cut_on_uvloop() -> None:
     """`serve` runs on uvloop, whose transports hand out a different socket object."""
-    uvloop = pytest.importorskip("uvloop")
     assert uvloop.run(_tls_stall_is_cut()) == (Closed(1006, ""), True)
