@@ -80,8 +80,10 @@ BASELINES = {"gemini": {"kind": "gemini"}, "openai-pcmu": {"kind": "openai", "g7
              "openai-live-pcmu": {"kind": "openai_live", "g711": True}, "openai-live-pcm": {"kind": "openai_live"}}
 # direct: the load generator talks to the fake; relay: through the bare aiohttp relay (the floor a
 # Python relay reaches, on aiohttp's server as the gateway is since issue 19); stack: through a relay on
-# uvicorn+starlette (the ASGI stack the gateway ran on before issue 19; benchmarks/relay_asgi.py).
-BASELINE_TARGETS = ("direct", "relay", "stack")
+# uvicorn+starlette (the ASGI stack the gateway ran on before issue 19; benchmarks/relay_asgi.py); floor:
+# the bare relay with frames relayed in aiohttp's parser callback, no coroutine per message
+# (benchmarks/relay_floor.py: how low a Python gateway on aiohttp could go; opt-in).
+BASELINE_TARGETS = ("direct", "relay", "stack", "floor")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -93,7 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=8.0, help="seconds of streaming per run (≤ 80)")
     p.add_argument("--targets", default="direct,relay,stack,gateway",
                    help="direct (no server), relay (bare aiohttp, the gateway's server stack), "
-                        "stack (relay on uvicorn+starlette, the ASGI baseline), gateway")
+                        "stack (relay on uvicorn+starlette, the ASGI baseline), floor (the bare relay "
+                        "relaying in aiohttp's parser callback: the floor of a Python gateway on aiohttp), "
+                        "gateway")
     p.add_argument("--capacity", action=argparse.BooleanOptionalAction, default=True,
                    help="search the largest N with p99 added latency ≤ 20 ms and nothing lost")
     p.add_argument("--capacity-paths", default="twilio-pcmu,twilio",
@@ -163,10 +167,10 @@ def _row(res: RunResult, path: str, target: str, base: dict[str, RunResult | Non
     if direct is not None and target != "direct":
         row["added"] = report.added(res.figures, direct.figures)
     per_frame = res.figures.get("cpu_us_per_frame")
-    for ref in ("relay", "stack"):
+    for ref in ("relay", "stack", "floor"):
         ref_run = base.get(ref)
         ref_frame = ref_run.figures.get("cpu_us_per_frame") if ref_run is not None else None
-        if target in ("gateway", "gateway-base", "stack") and target != ref and per_frame and ref_frame:
+        if target in ("gateway", "gateway-base", "stack", "floor") and target != ref and per_frame and ref_frame:
             row[f"cpu_vs_{ref}"] = round(per_frame / ref_frame, 2)
     return row
 

@@ -123,7 +123,7 @@ def _f(v: float | None, digits: int = 2) -> str:
 
 
 COLUMNS = ("path", "target", "N", "up p50/p95/p99 ms", "down p50/p95/p99 ms", "added up p99", "added down p99",
-           "CPU s/call-min", "µs/frame", "×relay", "×stack", "RSS KiB/call", "lost", "dup", "notes")
+           "CPU s/call-min", "µs/frame", "×relay", "×stack", "×floor", "RSS KiB/call", "lost", "dup", "notes")
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -136,7 +136,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"{_f(u['p50'])}/{_f(u['p95'])}/{_f(u['p99'])}", f"{_f(d['p50'])}/{_f(d['p95'])}/{_f(d['p99'])}",
             _f((add.get("uplink_ms") or {}).get("p99")), _f((add.get("downlink_ms") or {}).get("p99")),
             _f(r.get("cpu_s_per_call_minute"), 3), _f(r.get("cpu_us_per_frame"), 1), _f(r.get("cpu_vs_relay"), 2),
-            _f(r.get("cpu_vs_stack"), 2),
+            _f(r.get("cpu_vs_stack"), 2), _f(r.get("cpu_vs_floor"), 2),
             _f(r.get("peak_rss_kib_per_call"), 0), str(r["frames_lost"]), str(r["duplicates_client"]),
             "; ".join(r.get("notes", [])),
         ])

@@ -209,6 +209,10 @@ class BenchRunner:
             return start_server("stack", ["-m", "benchmarks.relay_asgi", "--upstream", self.fake_url],
                                 cpus=self.server_cpus, env=bench_env(),
                                 log_path=self.workdir / f"{run_id}-stack.log")
+        if target == "floor":
+            return start_server("floor", ["-m", "benchmarks.relay_floor", "--upstream", self.fake_url],
+                                cpus=self.server_cpus, env=bench_env(),
+                                log_path=self.workdir / f"{run_id}-floor.log")
         if target == "gateway":
             return start_gateway(port=free_port(), provider_url=self.fake_url, cpus=self.server_cpus,
                                  log_path=self.workdir / f"{run_id}-gateway.log")

@@ -47,6 +47,23 @@ def test_smoke_run_prints_the_table_and_writes_the_report(tmp_path: Path) -> Non
     assert "cpu_s_per_call_minute" not in rows[("gemini (baseline)", "direct")]
 
 
+@pytest.mark.timeout(60)
+def test_the_floor_relay_relays_every_frame_both_ways(tmp_path: Path) -> None:
+    """benchmarks/relay_floor.py relays in aiohttp's parser callback: every frame still arrives, once,
+    matched, and its row is compared with the bare relay's."""
+    out = tmp_path / "load.json"
+    proc = subprocess.run([sys.executable, "benchmarks/load.py", "--smoke", "--targets", "relay,floor", "--json",
+                           str(out), "--workdir", str(tmp_path / "work")], cwd=REPO, capture_output=True,
+                          text=True, timeout=50)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    rows = {r["target"]: r for r in orjson.loads(out.read_bytes())["runs"]}
+    floor = rows["floor"]
+    assert floor["calls"] == 4 and floor["calls_failed"] == 0
+    assert floor["frames_sent"] > 0 and floor["frames_echoed"] == floor["frames_sent"] and floor["frames_lost"] == 0
+    assert floor["duplicates_client"] == 0
+    assert "cpu_vs_relay" in floor
+
+
 def test_unknown_path_is_refused_without_starting_anything() -> None:
     proc = subprocess.run([sys.executable, "benchmarks/load.py", "--paths", "carrier-pigeon"], cwd=REPO,
                           capture_output=True, text=True, timeout=30)
