@@ -46,22 +46,41 @@ from gateway.limits import ConnectionLimits
 UNLIMITED = ConnectionLimits(max_frames_per_s=1e12, max_bytes_per_s=1e15)
 
 
+class Protocol:
+    _paused = False
+    async def _drain_helper(self): pass
+
+
+class Writer:  # aiohttp's WebSocketWriter as gateway/ws_direct.py's frame_sender uses it: discards
+    compress, _closing, _output_size, _limit, protocol = 0, False, 0, 1 << 62, Protocol()
+    def _write_websocket_frame(self, data, opcode, rsv): pass
+
+
 class WS:  # the client WebSocket: sends are discarded
     closed = False
+    _writer = Writer()
     async def send_str(self, data): pass
     async def send_bytes(self, data): pass
     async def send_frame(self, data, kind): pass
 
 
-class Sock:  # the provider socket: sends discarded; receive() gives `frames` reply frames, then a close
+class Sock:  # the provider socket: sends discarded; read()/receive() give `left` reply frames, then a close
     closed_by_us = True
     is_closed = False
     def __init__(self): self.left, self.frame = 0, None
     async def send(self, frame): pass
-    async def receive(self):
+    def send_now(self, frame): return None
+    async def receive(self):  # checkouts before the parser-callback frame path
         if self.left:
             self.left -= 1
             return self.frame
+        return Closed(1000, "")
+    async def read(self, on_frame):  # as ProviderSocket.read: frames to the handler, then how it closed
+        while self.left:
+            self.left -= 1
+            pending = on_frame(self.frame)
+            if pending is not None and await pending:
+                return None
         return Closed(1000, "")
     async def close(self, code=1000, reason=""): pass
 
@@ -108,7 +127,9 @@ async def main():
         check, size = tc.limiter.check, len(media)
         for _ in range(n):
             check(size)
-            await tc.on_frame(media)
+            pending = tc.on_frame(media)  # None when handled without a coroutine (gateway/ws_direct.py)
+            if pending is not None:
+                await pending
     reply = openai_reply(7, MULAW_8K)
     async def down():
         link._sock.left, link._sock.frame = n, reply
@@ -131,7 +152,9 @@ async def main():
         check = nc.limiter.check
         for _ in range(n):
             check(640)
-            await nc.on_frame(pcm)
+            pending = nc.on_frame(pcm)
+            if pending is not None:
+                await pending
     greply = gemini_reply(7).decode()
     async def ndown():
         nlink._sock.left, nlink._sock.frame = n, greply

@@ -36,12 +36,14 @@ class Sock:
     is_closed = False
     closed_by_us = False
     async def send(self, frame): pass
+    def send_now(self, frame): return None
     async def close(self, code=1000): pass
 
 class Sink:
     exact_frames = True
     async def send_json(self, payload): pass
     async def send_audio(self, data, item_id=None): pass
+    def send_audio_now(self, data, item_id=None): return None
     async def turn_completed(self): pass
     async def flush_audio(self): return None
 

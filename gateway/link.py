@@ -21,7 +21,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Sequence
 from typing import Any, Protocol
 
 from audio.convert import FormatConverter
@@ -60,6 +60,17 @@ from providers.base import Frame, ProviderAdapter
 log = logging.getLogger("gateway.link")
 # returned by the read loop when a handover replaced the socket it was reading
 _SWAPPED = ProviderUnavailable("socket replaced by a handover", breaker_failure=False)
+
+
+class _Stop:
+    """Awaited, says True: what a frame handler returns to end the read (gateway/ws_direct.py)."""
+
+    def __await__(self) -> Generator[None, None, bool]:
+        return True
+        yield  # a generator: `await _STOP` completes at once with True
+
+
+_STOP: Any = _Stop()
 # enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
 # are read per frame
 _UP = LinkState.UP
@@ -69,6 +80,9 @@ class LinkSink(Protocol):
     """What a link tells its call session."""
 
     async def on_provider_event(self, link: ProviderLink, event: ProviderEvent) -> None: ...
+
+    def on_reply_audio_now(self, link: ProviderLink, event: ReplyAudio) -> Awaitable[None] | None:
+        """As on_provider_event for reply audio, without a coroutine: returns None, or what to await."""
 
     async def on_client_event(self, link: ProviderLink, event: ClientEvent) -> None: ...
 
@@ -142,32 +156,54 @@ class ProviderLink(LinkConnection):
     async def send_audio(self, chunk: AudioChunk) -> None:
         """Live audio, already kept in the call's replay buffer by its one writer (the session):
         sent now when the link is up, else replayed from the buffer when it is up again."""
+        pending = self.send_audio_now(chunk)
+        if pending is not None:
+            await pending
+
+    def send_audio_now(self, chunk: AudioChunk) -> Awaitable[None] | None:
+        """As send_audio, without a coroutine when nothing has to wait (the frame path runs in
+        aiohttp's parser callback: gateway/ws_direct.py); else returns what to await."""
         self._last_chunk_end_s = chunk.end_s
         if self.state is _UP:
             if self.replay.behind():  # audio kept while a switch away from us failed: it goes first
-                for kept in list(self.replay.unsent()):
-                    if not await self._send_chunk(kept):
-                        break
-                return
-            # _send_chunk inlined for the live frame (50 a second per call: one coroutine level fewer)
+                return self._send_unsent()
             sock, adapter, conv = self._sock, self.adapter, self._converter
             if sock is None or adapter is None or conv is None:
-                return
+                return None
             data = conv.convert(chunk.data)
-            try:
-                if data:
-                    await sock.send(adapter.audio_frame(data))
-            except (ConnectionError, RuntimeError, OSError):
-                return  # stays unsent in the replay buffer; the read loop sees the close
-            self.replay.mark_sent(chunk)
-            if adapter.keepalive_idle_s:
-                self._last_audio_at = self._clock.now()
-            self.counters["chunks_sent"] += 1
-            self._chunks_sent.n += 1
+            if data:
+                try:
+                    drain = sock.send_now(adapter.audio_frame(data))
+                except (ConnectionError, RuntimeError, OSError):
+                    return None  # stays unsent in the replay buffer; the read loop sees the close
+                if drain is not None:
+                    return self._sent_after(drain, chunk)
+            self._sent(chunk)
         elif log.isEnabledFor(logging.DEBUG):
             log_event(log, logging.DEBUG, "audio.buffering", f"buffering audio for {self.provider}",
                       provider=self.provider, session_id=self.session_id, buffer_size=len(self.replay),
                       is_reconnecting=self.state is LinkState.RECONNECTING)
+        return None
+
+    def _sent(self, chunk: AudioChunk) -> None:
+        self.replay.mark_sent(chunk)
+        if self.adapter is not None and self.adapter.keepalive_idle_s:
+            self._last_audio_at = self._clock.now()
+        self.counters["chunks_sent"] += 1
+        self._chunks_sent.n += 1
+
+    async def _sent_after(self, drain: Awaitable[None], chunk: AudioChunk) -> None:
+        """The frame is written; the send buffer was full: the chunk counts as sent once it drained."""
+        try:
+            await drain
+        except (ConnectionError, RuntimeError, OSError):
+            return  # stays unsent in the replay buffer; the read loop sees the close
+        self._sent(chunk)
+
+    async def _send_unsent(self) -> None:
+        for kept in list(self.replay.unsent()):
+            if not await self._send_chunk(kept):
+                break
 
     async def send_frames(self, frames: Sequence[Frame]) -> bool:
         """Control frames (commit, text, tool results, cancel, truncate). False when the link is down."""
@@ -271,27 +307,54 @@ class ProviderLink(LinkConnection):
         sock, adapter, sink = self._sock, self.adapter, self._sink
         assert sock is not None and adapter is not None
         # looked up once per connection, not per frame
-        receive, parse, on_event, received = sock.receive, adapter.parse, sink.on_provider_event, self._chunks_received
+        parse, on_audio, received = adapter.parse, sink.on_reply_audio_now, self._chunks_received
         perf_counter, observe, quiet = time.perf_counter, metrics.DOWNLINK_LATENCY.observe, adapter.quiet_after_s
-        while True:
-            frame = await receive()
+
+        def on_frame(frame: Frame) -> Awaitable[bool] | None:
+            """One provider frame, in aiohttp's parser callback (gateway/ws_direct.py): reply audio
+            goes straight to the session; any other event, or a send that must wait, continues in
+            `_finish_frame`, in order. True (awaited): a handover replaced the socket."""
             if sock is not self._sock:  # swapped by a handover: drop what the old one says
-                return _SWAPPED
-            if type(frame) is Closed:
-                return self._on_closed(sock, adapter, frame)
+                return _STOP
             t0 = perf_counter()  # time inside the gateway: parse, convert, send to the client
             if quiet:  # only the quiet watch reads it: no clock call per frame otherwise
                 self._last_frame_at = self._clock.now()
                 self._audio_at_last_frame_s = self._last_chunk_end_s
-            for ev in parse(frame):  # type: ignore[arg-type]  # a Closed returned above
-                if type(ev) is ReplyAudio:  # 50 a second: straight to the session, past _handle's match
-                    received.n += 1
-                    await on_event(self, ev)
-                else:
-                    await self._handle(ev)
+            events = parse(frame)
+            for i, ev in enumerate(events):
+                if type(ev) is not ReplyAudio:
+                    return self._finish_frame(sock, events, i, None, t0)
+                received.n += 1  # 50 a second: straight to the session, past _handle's match
+                pending = on_audio(self, ev)
+                if pending is not None:
+                    return self._finish_frame(sock, events, i + 1, pending, t0)
                 if sock is not self._sock:
-                    return _SWAPPED
+                    return _STOP
             observe(perf_counter() - t0)
+            return None
+
+        closed = await sock.read(on_frame)
+        if sock is not self._sock or closed is None:  # None: a handover replaced the socket
+            return _SWAPPED
+        return self._on_closed(sock, adapter, closed)
+
+    async def _finish_frame(self, sock: ProviderSocket, events: Sequence[ProviderEvent], start: int,
+                            pending: Awaitable[None] | None, t0: float) -> bool:
+        """The rest of a provider frame's events, from `start`, after `pending`."""
+        if pending is not None:
+            await pending
+        if sock is not self._sock:
+            return True
+        for ev in events[start:]:
+            if type(ev) is ReplyAudio:
+                self._chunks_received.n += 1
+                await self._sink.on_provider_event(self, ev)
+            else:
+                await self._handle(ev)
+            if sock is not self._sock:
+                return True
+        metrics.DOWNLINK_LATENCY.observe(time.perf_counter() - t0)
+        return False
 
     def _on_closed(self, sock: ProviderSocket, adapter: ProviderAdapter, frame: Closed) -> ProviderError | None:
         if sock.closed_by_us:

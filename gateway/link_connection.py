@@ -139,7 +139,7 @@ class LinkConnection:
         return next(self.replay.unsent(), None)
 
     async def _send_chunk(self, chunk: AudioChunk) -> bool:
-        # ProviderLink.send_audio has this inlined for the live frame: change both together
+        # ProviderLink.send_audio_now has this inlined for the live frame: change both together
         sock, adapter, conv = self._sock, self.adapter, self._converter
         if sock is None or adapter is None or conv is None:
             return False

@@ -30,8 +30,8 @@ class ReplyPlayback:
         self._fmt: AudioFormat | None = None
 
     def play(self, provider: str, data: bytes, fmt: AudioFormat, item_id: str | None) -> Awaitable[None] | None:
-        """Convert a reply chunk; returns the send to await (the sink's own coroutine: one level
-        fewer per reply frame), or None when the converter holds it all back for now."""
+        """Convert a reply chunk and send it; returns None, or what to await (the sink's send, when
+        it must wait: gateway/ws_direct.py)."""
         conv = self._conv
         if conv is None or (self._fmt is not fmt and self._fmt != fmt):  # adapters reuse their format objects
             conv = self._conv = FormatConverter(fmt, self._output)
@@ -47,7 +47,7 @@ class ReplyPlayback:
             return None
         if self._json:
             return self._emit(AudioDelta(provider=provider, audio=pybase64.b64encode_as_string(out)))
-        return self._sink.send_audio(out, item_id)
+        return self._sink.send_audio_now(out, item_id)
 
     def drop(self) -> None:
         """Barge-in: what the converter holds is never played."""

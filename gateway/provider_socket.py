@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from gateway.ws_direct import OP_BINARY, OP_TEXT, FrameTap, Handler, Pending, frame_sender
 from providers.base import ConnectRequest, Frame
 
 
@@ -91,7 +92,7 @@ class Closed:
 
 class ProviderSocket:
     __slots__ = ("_ws", "closed_by_us", "_stall_after_s", "_rx_at", "_ping_at", "_watch", "_pinger", "_reading",
-                 "stalled")
+                 "stalled", "_tap", "_write")
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, *, stall_after_s: float | None = None) -> None:
         self._ws = ws
@@ -100,6 +101,8 @@ class ProviderSocket:
         self._stall_after_s = stall_after_s
         self._rx_at = _monotonic()  # when anything last came from the provider
         self._reading = False  # a receive() is waiting: silence only counts while someone listens
+        self._tap = FrameTap(ws)  # read(): frames handled in aiohttp's parser callback (gateway/ws_direct.py)
+        self._write = frame_sender(ws)
         self._ping_at = 0.0
         self._pinger: asyncio.Task[None] | None = None
         self._watch: asyncio.TimerHandle | None = None
@@ -114,7 +117,7 @@ class ProviderSocket:
             return
         loop = asyncio.get_running_loop()
         silent_s = _monotonic() - self._rx_at
-        if not self._reading:  # nobody reads it now (a handover's next socket): what arrived is queued
+        if not self._listening:  # nobody reads it now (a handover's next socket): what arrived is queued
             silent_s = 0.0
         if silent_s < self._stall_after_s:  # traffic since: look again when it would be that long
             self._watch = loop.call_later(self._stall_after_s - silent_s, self._check_silence)
@@ -131,7 +134,7 @@ class ProviderSocket:
         if self._ws.closed:
             self._watch = None
             return
-        if self._rx_at >= self._ping_at or not self._reading:  # the pong, or anything else: alive
+        if self._rx_at >= self._ping_at or not self._listening:  # the pong, or anything else: alive
             self._check_silence()
             return
         self._watch = None
@@ -146,12 +149,48 @@ class ProviderSocket:
             self._pinger.cancel()
             self._pinger = None
 
+    @property
+    def _listening(self) -> bool:
+        """Someone waits for the provider's next message (silence only counts then)."""
+        return self._reading or self._tap.waiting
+
+    def send_now(self, frame: Frame) -> Awaitable[None] | None:
+        """Write the frame now; returns None, or the drain wait to await when the send buffer is full
+        (the frame is written either way). Raises ConnectionError when the socket is closing."""
+        if type(frame) is str:
+            return self._write(frame.encode(), OP_TEXT)
+        return self._write(frame, OP_BINARY)  # type: ignore[arg-type]
+
     def send(self, frame: Frame) -> Awaitable[None]:
         """Await it. Returns aiohttp's own send (one coroutine level fewer per frame than an
         `async def` wrapper: this is on every uplink frame)."""
         if isinstance(frame, str):
             return self._ws.send_str(frame)
         return self._ws.send_bytes(frame)
+
+    async def read(self, on_frame: Handler) -> Closed | None:
+        """Hand each frame to `on_frame` (see gateway/ws_direct.py: it runs in aiohttp's parser
+        callback, returns None or what to await) until a pending result says True (returns None) or
+        the connection closes (returns how)."""
+        tap = self._tap
+
+        def on_message(frame: Frame) -> Pending:
+            self._rx_at = _monotonic()
+            return on_frame(frame)
+
+        while True:
+            msg = await tap.run(on_message)
+            if msg is None:
+                return None
+            self._rx_at = _monotonic()
+            t = msg.type
+            if t is _PING:  # autoping is off (the watchdog must see pongs): answer it ourselves
+                with contextlib.suppress(Exception):
+                    await self._ws.pong(msg.data)
+                continue
+            if t is _PONG:
+                continue
+            return self._closed(msg)
 
     async def receive(self) -> Frame | Closed:
         while True:
@@ -173,6 +212,10 @@ class ProviderSocket:
             if t is _PONG:
                 continue
             break
+        return self._closed(msg)
+
+    def _closed(self, msg: aiohttp.WSMessage) -> Closed:
+        t = msg.type
         self._stop_watch()
         if self.stalled:
             return Closed(1006, "")
@@ -192,6 +235,7 @@ class ProviderSocket:
         self.closed_by_us = True
         self._stop_watch()
         if not self._ws.closed:
+            self._tap.interrupt()  # a read waiting in the tap ends now, as a pending receive() would
             try:
                 await asyncio.wait_for(self._ws.close(code=code, message=reason.encode()), 2.0)
             except (TimeoutError, aiohttp.ClientError, OSError):

@@ -15,7 +15,7 @@ import asyncio
 import collections
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from time import perf_counter
 from typing import Any
 
@@ -160,8 +160,15 @@ class CallSession(SwitchHandling, ProviderEventHandling):
 
     # -- client → provider ----------------------------------------------------------------------
     async def push_audio(self, data: bytes) -> None:
+        pending = self.push_audio_now(data)
+        if pending is not None:
+            await pending
+
+    def push_audio_now(self, data: bytes) -> Awaitable[None] | None:
+        """As push_audio, without a coroutine when nothing has to wait (the frame path runs in
+        aiohttp's parser callback: gateway/ws_direct.py); else returns what to await."""
         if not data:
-            return
+            return None
         fmt = self.config.input_format
         if len(data) & 1 and fmt.encoding == "pcm16":
             raise BadAudio("PCM16 audio must have an even number of bytes")
@@ -179,10 +186,13 @@ class CallSession(SwitchHandling, ProviderEventHandling):
                 link.provider if link is not None else self.config.provider).inc()
         if link is not None:
             try:
-                await link.send_audio(chunk)
+                pending = link.send_audio_now(chunk)
             except AudioError as e:  # the audio layer's own error is the client's BadAudio here
                 raise BadAudio(str(e)) from None
+            if pending is not None:
+                return _sent_after(pending, t0)
             metrics.UPLINK_LATENCY.observe(perf_counter() - t0)
+        return None
 
     def note_dtmf(self, digit: str) -> None:
         """A key press from the phone network (Twilio `dtmf`): surfaced to operators and logs."""
@@ -294,3 +304,11 @@ class CallSession(SwitchHandling, ProviderEventHandling):
 
             out["fallback"] = list(self.config.fallback)
         return out
+
+
+async def _sent_after(pending: Awaitable[None], t0: float) -> None:
+    try:
+        await pending
+    except AudioError as e:
+        raise BadAudio(str(e)) from None
+    metrics.UPLINK_LATENCY.observe(perf_counter() - t0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import logging
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from gateway import metrics
@@ -65,6 +66,15 @@ class ProviderEventHandling:
         async def _emit(self, event: ClientEvent) -> None: ...
         async def truncate_heard(self, item_id: str, heard_ms: int) -> None: ...
 
+    def on_reply_audio_now(self, link: ProviderLink, ev: ReplyAudio) -> Awaitable[None] | None:
+        """Reply audio, without a coroutine (the link's frame path runs in aiohttp's parser callback:
+        gateway/ws_direct.py): returns None, or the send to await."""
+        if link is not self.replay.owner and link is not self.link:  # as on_provider_event
+            return None
+        if self._turn_end_at is not None:
+            self._first_audio(link.provider)
+        return self.playback.play(link.provider, ev.data, ev.fmt, ev.item_id or self._turn_item)
+
     async def on_provider_event(self, link: ProviderLink, ev: ProviderEvent) -> None:
         # the current link, or the one a switch is leaving while the new one is still opening: the
         # buffer's stream is still on it, so what it finalizes now is acknowledged and heard there
@@ -73,9 +83,7 @@ class ProviderEventHandling:
             return
         provider = link.provider
         if type(ev) is ReplyAudio:  # 50 a second: straight to playback, past the match below
-            if self._turn_end_at is not None:
-                self._first_audio(provider)
-            send = self.playback.play(provider, ev.data, ev.fmt, ev.item_id or self._turn_item)
+            send = self.on_reply_audio_now(link, ev)
             if send is not None:
                 await send
             return

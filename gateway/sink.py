@@ -7,6 +7,7 @@ Each client protocol (gateway/clients/native.py, gateway/clients/telephony.py) i
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
@@ -37,6 +38,10 @@ class ClientSink(Protocol):
 
     async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
         """Reply audio in the session's output format (`item_id`: the provider's reply item)."""
+
+    def send_audio_now(self, data: bytes, item_id: str | None = None) -> Awaitable[None] | None:
+        """As send_audio, without a coroutine when nothing has to wait (the reply path runs in
+        aiohttp's parser callback: gateway/ws_direct.py); else returns what to await."""
 
     async def turn_completed(self) -> None:
         """The assistant finished its turn: send what is held back (telephony: the last partial

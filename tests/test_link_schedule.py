@@ -48,6 +48,9 @@ class Sink:
     async def on_provider_event(self, link: ProviderLink, event: Any) -> None:
         self.provider_events.append(event)
 
+    def on_reply_audio_now(self, link: ProviderLink, event: Any) -> None:
+        self.provider_events.append(event)
+
     async def on_client_event(self, link: ProviderLink, event: Any) -> None:
         self.client.append((self.clock.now(), event))
 

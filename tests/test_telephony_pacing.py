@@ -30,6 +30,9 @@ class VendorSocket:
     async def send_str(self, text: str) -> None:  # what aiohttp's WebSocketResponse offers the sink
         self.received.append((round(self.clock.now() - 1000.0, 6), orjson.loads(text)))
 
+    async def send_frame(self, data: bytes, opcode: int) -> None:  # aiohttp's, for a frame as bytes
+        self.received.append((round(self.clock.now() - 1000.0, 6), orjson.loads(data)))
+
     def media_times(self) -> list[float]:
         return [t for t, m in self.received if m["event"] == "media"]
 

@@ -38,6 +38,7 @@ from gateway.session_config import (
     parse_tools,
 )
 from gateway.sink import Heard
+from gateway.ws_direct import OP_BINARY, Pending, Sender, frame_sender
 from providers import options as provider_options
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
@@ -58,6 +59,7 @@ class NativeSink:
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
+        self._write: Sender | None = None
         self.open = True
 
     async def send_json(self, payload: dict[str, Any]) -> None:
@@ -68,11 +70,29 @@ class NativeSink:
                 self.open = False
 
     async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
+        pending = self.send_audio_now(data, item_id)
+        if pending is not None:
+            await pending
+
+    def send_audio_now(self, data: bytes, item_id: str | None = None) -> Awaitable[None] | None:
         if self.open:
+            write = self._write
+            if write is None:  # the socket is prepared by the time reply audio comes
+                write = self._write = frame_sender(self.ws)
             try:
-                await self.ws.send_frame(data, _BINARY)  # send_bytes minus one coroutine level
+                drain = write(data, OP_BINARY)
             except Exception:
                 self.open = False
+                return None
+            if drain is not None:
+                return self._drained(drain)
+        return None
+
+    async def _drained(self, drain: Awaitable[None]) -> None:
+        try:
+            await drain
+        except Exception:
+            self.open = False
 
     async def turn_completed(self) -> None:
         """Nothing held back: the client hears `turn.completed` as an event."""
@@ -172,13 +192,14 @@ class NativeConnection:
             self.session = None
         await self.close()
 
-    def on_frame(self, frame: bytes | str) -> Awaitable[bool | None]:
-        """Binary: audio; text: one JSON message. Await it: true when the call is over. PCM/G.711
-        audio gets the session's own coroutine (one coroutine level fewer per frame)."""
+    def on_frame(self, frame: bytes | str) -> Pending:
+        """Binary: audio; text: one JSON message. Returns None (done), or what to await: true when
+        the call is over. PCM/G.711 audio goes to the session without a coroutine (in aiohttp's
+        parser callback: gateway/ws_direct.py)."""
         if isinstance(frame, bytes):
             session = self.session
             if session is not None and self.decoder is None:  # PCM/G.711: straight to the session
-                return session.push_audio(frame)
+                return session.push_audio_now(frame)
             return self.on_audio(frame)
         return self.on_text(frame)
 

@@ -45,6 +45,7 @@ from gateway.telephony import (
     PlayoutTracker,
     serializer_for,
 )
+from gateway.ws_direct import OP_BINARY, OP_TEXT, Pending, Sender, frame_sender
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ class TelephonySink:
         self._clears = 0  # barge-ins so far: a frame the pacer held across one is dropped
         self._next_at = clock.now()
         self._frame_bytes = 0  # bytes in one outbound frame, once the call started
+        self._write: Sender | None = None
         self.open = True
 
     def started(self) -> None:
@@ -92,37 +94,74 @@ class TelephonySink:
         self._mark()
 
     async def send_audio(self, data: bytes, item_id: str | None = None) -> None:
+        pending = self.send_audio_now(data, item_id)
+        if pending is not None:
+            await pending
+
+    def send_audio_now(self, data: bytes, item_id: str | None = None) -> Awaitable[None] | None:
+        """As send_audio, without a coroutine when nothing has to wait (the reply path runs in
+        aiohttp's parser callback: gateway/ws_direct.py); else returns what to await."""
         if self.tracker is None:
-            return
+            return None
         self._item = item_id or "reply"
         frames = self.ser.media_frames(data)
         if not frames:
-            return
+            return None
         now = self._clock.now()
         if not self._queue and self.open and self._next_at - now + FRAME_S * len(frames) <= LEAD_S:
             # Fast path: nothing queued and within the lead: send now, no pacer wake-up per frame.
             self._count_sent(frames)
             if self._next_at < now:
                 self._next_at = now
-            ws = self.ws
-            for f in frames:
+            for i, f in enumerate(frames):
                 self._next_at += FRAME_S
-                try:  # _send, inline: one coroutine level fewer per reply frame
-                    await (ws.send_str(f) if type(f) is str else ws.send_bytes(f))  # type: ignore[arg-type]
-                except Exception:
-                    self.open = False
-                    break
+                drain = self._write_now(f)
+                if drain is not None:  # the send buffer is full: the rest after it drained
+                    return self._send_rest(drain, frames[i + 1:], len(frames))
         else:
             self._enqueue(frames)
-        self._since_mark += len(frames)
+        return self._counted(len(frames))
+
+    def _counted(self, n: int) -> Awaitable[None] | None:
+        """n more reply frames handed over: a mark each MARK_EVERY_FRAMES."""
+        self._since_mark += n
         if self._since_mark >= MARK_EVERY_FRAMES:
             if not self._queue and self.tracker is not None:
                 # everything counted as sent is on the wire: the mark follows it now, without
                 # waking the pacer (a task switch per mark, one each 100 ms of reply audio)
                 self._since_mark = 0
-                await self._send(self.ser.mark(self.tracker.new_mark()))
-            else:
-                self._mark()
+                return self._write_now(self.ser.mark(self.tracker.new_mark()))
+            self._mark()
+        return None
+
+    async def _send_rest(self, drain: Awaitable[None], rest: list[str | bytes], n: int) -> None:
+        await drain
+        for f in rest:
+            self._next_at += FRAME_S
+            await self._send(f)
+        pending = self._counted(n)
+        if pending is not None:
+            await pending
+
+    def _write_now(self, frame: str | bytes) -> Awaitable[None] | None:
+        """_send without a coroutine: None, or the drain to await (the frame is written)."""
+        if not self.open:
+            return None
+        write = self._write
+        if write is None:  # the socket is prepared by the time reply audio comes
+            write = self._write = frame_sender(self.ws)
+        try:
+            drain = write(frame.encode(), OP_TEXT) if type(frame) is str else write(frame, OP_BINARY)  # type: ignore[arg-type]
+        except Exception:
+            self.open = False
+            return None
+        return self._drained(drain) if drain is not None else None
+
+    async def _drained(self, drain: Awaitable[None]) -> None:
+        try:
+            await drain
+        except Exception:
+            self.open = False
 
     def _mark(self) -> None:
         if self.tracker is None:
@@ -237,12 +276,13 @@ class TelephonyConnection:
             if self.session is not None:
                 await self.session.end("caller_hung_up")
 
-    def on_frame(self, frame: bytes | str) -> Awaitable[bool | None]:
-        """One vendor frame. Await it: true when the call is over. Ordinary caller audio (50 a
-        second) gets the session's own coroutine: no event objects, one coroutine level fewer."""
+    def on_frame(self, frame: bytes | str) -> Pending:
+        """One vendor frame. Returns None (done), or what to await: true when the call is over.
+        Ordinary caller audio (50 a second) goes to the session without event objects or a
+        coroutine (in aiohttp's parser callback: gateway/ws_direct.py)."""
         session = self.session
         if session is not None and (audio := self.ser.media_audio(frame)) is not None:
-            return session.push_audio(audio)  # b"" is nothing to the session
+            return session.push_audio_now(audio)  # b"" is nothing to the session
         return self._on_events(frame)
 
     async def _on_events(self, frame: bytes | str) -> bool:

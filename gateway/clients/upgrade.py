@@ -16,6 +16,7 @@ from gateway.audit import ANONYMOUS, audit, remote_addr, token_id
 from gateway.auth import TokenClaims, check_origin, token_from_scope
 from gateway.errors import Unauthorized
 from gateway.logs import log_event
+from gateway.ws_direct import TappedWebSocketResponse
 
 log = logging.getLogger("gateway.clients")
 # aiohttp warns with the offered subprotocols when none is ours; a `token.<t>` offer is a credential
@@ -63,7 +64,7 @@ async def open_socket(request: web.Request, subprotocol: str | None = None) -> w
     so a stopping server can close what is left with 1012."""
     st: AppState = state(request)
     # aiohttp refuses a message of exactly max_msg_size; ours is the largest one taken (docs/protocol.md)
-    ws = web.WebSocketResponse(max_msg_size=st.settings.max_message_bytes + 1, compress=False,
+    ws = TappedWebSocketResponse(max_msg_size=st.settings.max_message_bytes + 1, compress=False,
                                protocols=(subprotocol,) if subprotocol else ())
     await ws.prepare(request)
     st.sockets.add(ws)
