@@ -49,7 +49,7 @@ log = logging.getLogger("gateway.clients.native")
 CLIENT = "native"
 # enum members as module constants: on Python 3.11 `Enum.MEMBER` is a ~0.13 µs lookup, and these
 # are read per frame
-_BINARY, _TEXT = WSMsgType.BINARY, WSMsgType.TEXT
+_TEXT = WSMsgType.TEXT
 
 
 class NativeSink:
