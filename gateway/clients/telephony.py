@@ -43,6 +43,7 @@ from gateway.telephony import (
     MediaReceived,
     MediaStreamSerializer,
     PlayoutTracker,
+    TelephonyEvent,
     serializer_for,
 )
 from gateway.ws_direct import OP_BINARY, OP_TEXT, Pending, Sender, frame_sender
@@ -279,14 +280,24 @@ class TelephonyConnection:
     def on_frame(self, frame: bytes | str) -> Pending:
         """One vendor frame. Returns None (done), or what to await: true when the call is over.
         Ordinary caller audio (50 a second) goes to the session without event objects or a
-        coroutine (in aiohttp's parser callback: gateway/ws_direct.py)."""
+        coroutine (in aiohttp's parser callback: gateway/ws_direct.py), and so do the playback marks
+        the vendor echoes (one each 100 ms of reply) and key presses; anything else is awaited."""
         session = self.session
         if session is not None and (audio := self.ser.media_audio(frame)) is not None:
             return session.push_audio_now(audio)  # b"" is nothing to the session
-        return self._on_events(frame)
+        events = self.ser.parse(frame)
+        for i, ev in enumerate(events):
+            if type(ev) is MarkPlayed:
+                if self.sink.tracker is not None:
+                    self.sink.tracker.played(ev.name)
+            elif type(ev) is DtmfReceived and session is not None:
+                session.note_dtmf(ev.digit)
+            else:
+                return self._on_events(events[i:])
+        return None
 
-    async def _on_events(self, frame: bytes | str) -> bool:
-        for ev in self.ser.parse(frame):
+    async def _on_events(self, events: list[TelephonyEvent]) -> bool:
+        for ev in events:
             if type(ev) is MediaReceived and self.session is not None:  # 50 a second: past on_event's match
                 await self.session.push_audio(ev.data)
             elif await self.on_event(ev):
