@@ -51,7 +51,8 @@ def _media_frames(draw: st.DrawFn, id_key: str, stream_id: str) -> str:
     media: dict[str, Any] = {"payload": draw(_b64_variants(data))}
     if media["payload"] is None:
         del media["payload"]
-    track = draw(st.sampled_from([None, "inbound", "inbound_track", "outbound", "both", 3]))
+    # not a string, and unhashable: a set lookup of a list raises TypeError (found by benchmarks/fuzz_long.py)
+    track = draw(st.sampled_from([None, "inbound", "inbound_track", "outbound", "both", 3, ["inbound"], {"t": 1}]))
     if track is not None:
         media["track"] = track
     message: dict[str, Any] = {"event": draw(st.sampled_from(["media", "media", "media", "mark", 5])),

@@ -277,9 +277,9 @@ class JsonMediaStream(MediaStreamSerializer):
         media, sid = msg.get("media"), msg.get(self.stream_id_key)
         if type(media) is not dict or (sid is not None and sid != self.stream_id):
             return None
-        payload = media.get("payload")
-        if type(payload) is not str or media.get("track", "inbound") not in self.inbound_tracks:
-            return None
+        payload, track = media.get("payload"), media.get("track", "inbound")
+        if type(payload) is not str or type(track) is not str or track not in self.inbound_tracks:
+            return None  # (a list as the track would make the set lookup raise: the general parser says why)
         try:
             return self._inbound_audio(pybase64.b64decode(payload, validate=True))
         except (binascii.Error, ValueError):
