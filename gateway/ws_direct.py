@@ -22,7 +22,8 @@ written then, as with aiohttp).
 
 Both use aiohttp internals (the protocol's `_payload_parser` slot, the reader queue's `_buffer`, the
 writer's `_write_websocket_frame`, `_output_size`, `_limit`, `_closing`, the protocol's `_paused`
-and `_drain_helper`), present from aiohttp 3.11 to 3.14. When they are not as expected, the tap
+and `_drain_helper`), as of aiohttp 3.14 (3.11 has the tap's but not `_write_websocket_frame`: the
+sender then awaits `send_frame`). When they are not as expected, the tap
 reads with `receive()` and the sender awaits `send_frame`: slower, the same behaviour.
 `tests/test_ws_direct.py` fails when the direct path is not taken on the installed aiohttp.
 """

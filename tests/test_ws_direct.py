@@ -194,6 +194,7 @@ async def test_the_sender_returns_the_drain_wait_when_the_peer_stops_reading() -
     async def serve(ws: web.WebSocketResponse) -> None:
         nonlocal count
         send = frame_sender(ws)
+        assert send != ws.send_frame  # the installed aiohttp has the writer internals the sender needs
         for n in range(2000):
             drain = send(n.to_bytes(4, "big") + frame, OP_BINARY)
             count = n + 1
