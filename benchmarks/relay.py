@@ -14,7 +14,9 @@ import argparse
 import asyncio
 import contextlib
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)  # run as a script: repo root first
@@ -64,7 +66,7 @@ class Relay:
             return web.Response(status=e.status)
         down = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, compress=False)
         await down.prepare(request)
-        tasks = [asyncio.create_task(_pump(down, up)), asyncio.create_task(_pump(up, down))]
+        tasks = [asyncio.create_task(p) for p in self.pumps(request, down, up)]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -76,13 +78,23 @@ class Relay:
                 await down.close()
         return down
 
+    def pumps(self, request: web.Request, down: web.WebSocketResponse,
+              up: aiohttp.ClientWebSocketResponse) -> tuple[Coroutine[Any, Any, None], ...]:
+        """What moves frames each way (the floor relay overrides it)."""
+        return _pump(down, up), _pump(up, down)
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="relay", description="bare aiohttp WebSocket relay")
+
+def relay_args(prog: str, description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line every benchmark relay takes."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--upstream", required=True, help="ws://host:port of the provider")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = relay_args("relay", "bare aiohttp WebSocket relay", argv)
     return serve_app(Relay(args.upstream).app(), args.host, args.port)
 
 

@@ -12,7 +12,6 @@ CPU per call-minute (100 calls, PCM16 24 kHz).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
@@ -26,7 +25,7 @@ from starlette.applications import Starlette  # noqa: E402
 from starlette.routing import WebSocketRoute  # noqa: E402
 from starlette.websockets import WebSocket, WebSocketDisconnect  # noqa: E402
 
-from benchmarks.relay import FORWARDED_HEADERS  # noqa: E402
+from benchmarks.relay import FORWARDED_HEADERS, relay_args  # noqa: E402
 
 
 def make_app(upstream: str) -> Starlette:
@@ -84,11 +83,7 @@ def make_app(upstream: str) -> Starlette:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    p = argparse.ArgumentParser(prog="relay_asgi", description="relay on the gateway's server stack")
-    p.add_argument("--upstream", required=True)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    args = p.parse_args(argv)
+    args = relay_args("relay_asgi", "relay on uvicorn + starlette (the ASGI reference)", argv)
     config = uvicorn.Config(make_app(args.upstream), host=args.host, port=args.port, loop="uvloop", http="httptools",
                             ws="websockets-sansio", ws_per_message_deflate=False, log_config=None, access_log=False,
                             lifespan="off")

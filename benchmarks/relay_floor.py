@@ -21,10 +21,9 @@ what the gateway's own design could gain by handling frames in callbacks instead
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ import aiohttp  # noqa: E402
 from aiohttp import WSMsgType, web  # noqa: E402
 
 from benchmarks.echo_provider import serve_app  # noqa: E402
-from benchmarks.relay import FORWARDED_HEADERS  # noqa: E402
+from benchmarks.relay import Relay, relay_args  # noqa: E402
 
 _TEXT, _BINARY = WSMsgType.TEXT, WSMsgType.BINARY
 _OPCODE = {_TEXT: 1, _BINARY: 2}
@@ -109,53 +108,17 @@ class Tap:
                 self._armed = False
 
 
-class FloorRelay:
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
+class FloorRelay(Relay):
+    """The bare relay (connect, prepare, close) with a tap pumping each way."""
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_get("/{path:.*}", self.handle)
-        app.on_cleanup.append(self._close)
-        return app
-
-    async def _close(self, _: web.Application) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
-        headers = {h: request.headers[h] for h in FORWARDED_HEADERS if h in request.headers}
-        try:
-            up = await self._session.ws_connect(self.upstream + request.rel_url.path_qs, headers=headers,
-                                                compress=0, max_msg_size=16 * 1024 * 1024)
-        except aiohttp.WSServerHandshakeError as e:
-            return web.Response(status=e.status)
-        down = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024, compress=False)
-        await down.prepare(request)
+    def pumps(self, request: web.Request, down: web.WebSocketResponse,
+              up: aiohttp.ClientWebSocketResponse) -> tuple[Coroutine[Any, Any, None], ...]:
         assert up._conn is not None
-        taps = (Tap(down, request.protocol, up), Tap(up, up._conn.protocol, down))
-        tasks = [asyncio.create_task(t.pump()) for t in taps]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            with contextlib.suppress(Exception):
-                await up.close()
-            with contextlib.suppress(Exception):
-                await down.close()
-        return down
+        return Tap(down, request.protocol, up).pump(), Tap(up, up._conn.protocol, down).pump()
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="relay_floor", description="aiohttp relay with frames relayed in the parser's callback")
-    p.add_argument("--upstream", required=True, help="ws://host:port of the provider")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
-    args = p.parse_args(argv)
+    args = relay_args("relay_floor", "aiohttp relay with frames relayed in the parser's callback", argv)
     return serve_app(FloorRelay(args.upstream).app(), args.host, args.port)
 
 
