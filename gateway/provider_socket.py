@@ -183,14 +183,8 @@ class ProviderSocket:
             if msg is None:
                 return None
             self._rx_at = _monotonic()
-            t = msg.type
-            if t is _PING:  # autoping is off (the watchdog must see pongs): answer it ourselves
-                with contextlib.suppress(Exception):
-                    await self._ws.pong(msg.data)
-                continue
-            if t is _PONG:
-                continue
-            return self._closed(msg)
+            if not await self._ping_or_pong(msg):
+                return self._closed(msg)
 
     async def receive(self) -> Frame | Closed:
         while True:
@@ -200,19 +194,18 @@ class ProviderSocket:
             finally:
                 self._reading = False
             self._rx_at = _monotonic()
-            t = msg.type
-            if t is _TEXT:
+            if msg.type is _TEXT or msg.type is _BINARY:
                 return msg.data
-            if t is _BINARY:
-                return msg.data
-            if t is _PING:  # autoping is off (the watchdog must see pongs): answer it ourselves
-                with contextlib.suppress(Exception):
-                    await self._ws.pong(msg.data)
-                continue
-            if t is _PONG:
-                continue
-            break
-        return self._closed(msg)
+            if not await self._ping_or_pong(msg):
+                return self._closed(msg)
+
+    async def _ping_or_pong(self, msg: aiohttp.WSMessage) -> bool:
+        """True for a ping (answered: autoping is off, the watchdog must see pongs) or a pong."""
+        if msg.type is _PING:
+            with contextlib.suppress(Exception):
+                await self._ws.pong(msg.data)
+            return True
+        return msg.type is _PONG
 
     def _closed(self, msg: aiohttp.WSMessage) -> Closed:
         t = msg.type
