@@ -185,13 +185,6 @@ class ProviderLink(LinkConnection):
                       is_reconnecting=self.state is LinkState.RECONNECTING)
         return None
 
-    def _sent(self, chunk: AudioChunk) -> None:
-        self.replay.mark_sent(chunk)
-        if self.adapter is not None and self.adapter.keepalive_idle_s:
-            self._last_audio_at = self._clock.now()
-        self.counters["chunks_sent"] += 1
-        self._chunks_sent.n += 1
-
     async def _sent_after(self, drain: Awaitable[None], chunk: AudioChunk) -> None:
         """The frame is written; the send buffer was full: the chunk counts as sent once it drained."""
         try:

@@ -149,12 +149,16 @@ class LinkConnection:
                 await sock.send(adapter.audio_frame(data))
         except (ConnectionError, RuntimeError, OSError):
             return False  # stays unsent in the replay buffer; the read loop sees the close
+        self._sent(chunk)
+        return True
+
+    def _sent(self, chunk: AudioChunk) -> None:
+        """A chunk is on the wire: it leaves the replay buffer's unsent part, and counts."""
         self.replay.mark_sent(chunk)
-        if adapter.keepalive_idle_s:  # only the keepalive timer reads it: no clock call per frame otherwise
-            self._last_audio_at = self._clock.now()
+        if self.adapter is not None and self.adapter.keepalive_idle_s:
+            self._last_audio_at = self._clock.now()  # only the keepalive timer reads it
         self.counters["chunks_sent"] += 1
         self._chunks_sent.n += 1
-        return True
 
 
     # -- keepalive ------------------------------------------------------------------------------
