@@ -221,15 +221,9 @@ class TelephonySink:
             await self._send(frame)
 
     async def _send(self, frame: str | bytes) -> None:
-        if not self.open:
-            return
-        try:
-            if isinstance(frame, bytes):
-                await self.ws.send_bytes(frame)
-            else:
-                await self.ws.send_str(frame)
-        except Exception:
-            self.open = False
+        pending = self._write_now(frame)
+        if pending is not None:
+            await pending
 
     async def close(self) -> None:
         self.open = False
