@@ -69,24 +69,24 @@ class ProviderEventHandling:
     def on_reply_audio_now(self, link: ProviderLink, ev: ReplyAudio) -> Awaitable[None] | None:
         """Reply audio, without a coroutine (the link's frame path runs in aiohttp's parser callback:
         gateway/ws_direct.py): returns None, or the send to await."""
-        if link is not self.replay.owner and link is not self.link:  # as on_provider_event
+        if link is not self.replay.owner and link is not self.link:  # see on_provider_event
             return None
         if self._turn_end_at is not None:
             self._first_audio(link.provider)
         return self.playback.play(link.provider, ev.data, ev.fmt, ev.item_id or self._turn_item)
 
     async def on_provider_event(self, link: ProviderLink, ev: ProviderEvent) -> None:
+        if type(ev) is ReplyAudio:  # 50 a second: straight to playback (it checks the link), past the match
+            send = self.on_reply_audio_now(link, ev)
+            if send is not None:
+                await send
+            return
         # the current link, or the one a switch is leaving while the new one is still opening: the
         # buffer's stream is still on it, so what it finalizes now is acknowledged and heard there
         # (dropping it would lose those words: they are acknowledged and never replayed)
         if link is not self.replay.owner and link is not self.link:
             return
         provider = link.provider
-        if type(ev) is ReplyAudio:  # 50 a second: straight to playback, past the match below
-            send = self.on_reply_audio_now(link, ev)
-            if send is not None:
-                await send
-            return
         match ev:
             case Transcript(role=role, text=text, final=final, start_s=s, end_s=e):
                 origin = link.stream_origin_s

@@ -36,7 +36,7 @@ from asyncio.tasks import _enter_task, _leave_task  # what Python 3.12's eager t
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import WSCloseCode, WSMessage, WSMsgType, web
+from aiohttp import ClientConnectionResetError, WSCloseCode, WSMessage, WSMsgType, web
 from aiohttp.client_ws import ClientWebSocketResponse
 
 AnyWS = web.WebSocketResponse | ClientWebSocketResponse
@@ -238,7 +238,6 @@ def frame_sender(ws: AnyWS) -> Sender:
             or not hasattr(writer, "_output_size") or not hasattr(protocol, "_paused")):
         return ws.send_frame  # type: ignore[return-value]
     write, limit, drain = writer._write_websocket_frame, writer._limit, protocol._drain_helper
-    from aiohttp import ClientConnectionResetError
 
     def send(data: bytes, opcode: int) -> Awaitable[None] | None:
         if writer._closing:
