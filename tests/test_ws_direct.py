@@ -24,9 +24,10 @@ Serve = Callable[[web.WebSocketResponse], Awaitable[None]]
 
 
 @contextlib.asynccontextmanager
-async def server(serve: Serve) -> AsyncIterator[str]:
+async def server(serve: Serve, make_ws: Callable[[], web.WebSocketResponse] = lambda: web.WebSocketResponse(
+        compress=False, autoping=False)) -> AsyncIterator[str]:
     async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=False, autoping=False)
+        ws = make_ws()
         await ws.prepare(request)
         await serve(ws)
         return ws
@@ -234,32 +235,18 @@ async def test_a_closing_socket_refuses_the_frame() -> None:
 
 async def test_a_compressing_socket_gets_aiohttps_own_send() -> None:
     got: list[bytes] = []
-    finished = asyncio.Event()
 
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(compress=True)
-        await ws.prepare(request)
+    async def serve(ws: web.WebSocketResponse) -> None:
         send = frame_sender(ws)
         pending = send(b"deflated", OP_BINARY)
         assert pending is not None  # aiohttp's coroutine: compression is aiohttp's
         await pending
         await ws.close()
-        return ws
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://{host}:{port}/", compress=15) as ws:
-            async for msg in ws:
-                got.append(msg.data)
-            finished.set()
-    finally:
-        await runner.cleanup()
+    async with server(serve, lambda: web.WebSocketResponse(compress=True)) as url, aiohttp.ClientSession() as http, \
+            http.ws_connect(url, compress=15) as ws:
+        async for msg in ws:
+            got.append(msg.data)
     assert got == [b"deflated"]
 
 
@@ -268,28 +255,16 @@ async def test_closing_the_socket_ends_a_read_waiting_in_the_tap_as_it_ends_rece
     with CLOSING (as aiohttp's pending receive() does) and the client gets the close code at once."""
     ended: list[Any] = []
 
-    async def handler(request: web.Request) -> web.WebSocketResponse:
-        ws = TappedWebSocketResponse(compress=False)
-        await ws.prepare(request)
+    async def serve(ws: web.WebSocketResponse) -> None:
         tap = FrameTap(ws)
         reading = asyncio.create_task(tap.run(lambda data: None))
         await asyncio.sleep(0)  # its first step: it waits in the tap
         assert tap.waiting
         await ws.close(code=1012, message=b"server shutting down")
         ended.append((await reading).type)
-        return ws
 
-    app = web.Application()
-    app.router.add_get("/", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        async with aiohttp.ClientSession() as http, http.ws_connect(f"ws://{host}:{port}/") as ws:
-            msg = await asyncio.wait_for(ws.receive(), 5)
-            assert msg.type is WSMsgType.CLOSE and msg.data == 1012
-    finally:
-        await runner.cleanup()
+    async with server(serve, lambda: TappedWebSocketResponse(compress=False)) as url, \
+            aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        msg = await asyncio.wait_for(ws.receive(), 5)
+        assert msg.type is WSMsgType.CLOSE and msg.data == 1012
     assert ended == [WSMsgType.CLOSING]
