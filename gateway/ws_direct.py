@@ -58,7 +58,12 @@ def _protocol_of(ws: AnyWS) -> Any:
 
 
 class FrameTap:
-    """Owns the reading of one prepared/connected aiohttp WebSocket: `await run(handler)`."""
+    """Owns the reading of one prepared/connected aiohttp WebSocket: `await run(handler)`.
+
+    aiohttp's protocols ask their payload parser for `feed_data` and `feed_eof` only (client_proto,
+    web_protocol). The tap has no `__getattr__` passing other names on to the parser: on Python 3.11 a
+    class with `__getattr__` gets none of the interpreter's attribute-access specialisations, and the
+    tap's own attributes are read several times per message."""
 
     __slots__ = ("_ws", "_queue", "_parser", "direct", "_armed", "_wake", "_handler", "_pending", "_error",
                  "_task", "_ctx", "_loop", "_receiving", "_interrupted")
@@ -97,9 +102,6 @@ class FrameTap:
     def feed_eof(self) -> None:
         self._parser.feed_eof()
         self._hand_over()
-
-    def __getattr__(self, name: str) -> Any:  # anything else aiohttp asks of its parser
-        return getattr(self._parser, name)
 
     def _take_queued(self) -> None:
         queue = self._queue
