@@ -21,10 +21,11 @@ returns None, or the drain wait when the transport's buffer is over its limit (t
 written then, as with aiohttp).
 
 Both use aiohttp internals (the protocol's `_payload_parser` slot, the reader queue's `_buffer`, the
-writer's `_write_websocket_frame`, `_output_size`, `_limit`, `_closing`, the protocol's `_paused`
-and `_drain_helper`), as of aiohttp 3.14 (3.11 has the tap's but not `_write_websocket_frame`: the
-sender then awaits `send_frame`). When they are not as expected, the tap
-reads with `receive()` and the sender awaits `send_frame`: slower, the same behaviour.
+socket's `_closed` (what its `closed` property returns), the writer's `_write_websocket_frame`,
+`_output_size`, `_limit`, `_closing`, the protocol's `_paused` and `_drain_helper`), as of aiohttp 3.14
+(3.11 has the tap's but not `_write_websocket_frame`: the sender then awaits `send_frame`). When they
+are not as expected, the tap reads with `receive()` and the sender awaits `send_frame`: slower, the
+same behaviour.
 `tests/test_ws_direct.py` fails when the direct path is not taken on the installed aiohttp.
 """
 
@@ -65,16 +66,19 @@ class FrameTap:
     class with `__getattr__` gets none of the interpreter's attribute-access specialisations, and the
     tap's own attributes are read several times per message."""
 
-    __slots__ = ("_ws", "_queue", "_parser", "direct", "_armed", "_wake", "_handler", "_pending", "_error",
-                 "_task", "_ctx", "_loop", "_receiving", "_interrupted")
+    __slots__ = ("_ws", "_queue", "_buffered", "_parser", "direct", "_armed", "_wake", "_handler", "_pending",
+                 "_error", "_task", "_ctx", "_loop", "_receiving", "_interrupted")
 
     def __init__(self, ws: AnyWS) -> None:
         self._ws = ws
         self._queue: Any = getattr(ws, "_reader", None)
         protocol = _protocol_of(ws)
         self._parser: Any = getattr(protocol, "_payload_parser", None)
-        self.direct = (self._parser is not None and hasattr(self._queue, "_buffer")
-                       and hasattr(self._queue, "read") and hasattr(self._parser, "feed_eof"))
+        # the queue's deque (aiohttp binds its popleft/append once: it is never replaced), read here
+        # once: the queue's `_buffer` is a Cython property, not specialised by the interpreter
+        self._buffered: Any = getattr(self._queue, "_buffer", None)
+        self.direct = (self._parser is not None and self._buffered is not None and hasattr(self._queue, "read")
+                       and hasattr(self._parser, "feed_eof") and hasattr(ws, "_closed"))
         self._armed = False  # the owner waits in run(): the tap hands messages over itself
         self._receiving = False  # the owner waits in receive() (the tap stands aside)
         self._interrupted = False  # the socket is being closed: run() returns CLOSING
@@ -104,13 +108,14 @@ class FrameTap:
         self._hand_over()
 
     def _take_queued(self) -> None:
-        queue = self._queue
-        buffered = queue._buffer
+        queue, buffered, ws = self._queue, self._buffered, self._ws
         handler, ctx, loop, task = self._handler, self._ctx, self._loop, self._task
         assert handler is not None and ctx is not None and loop is not None and task is not None
+        # per message: WSMessage fields by index and `ws._closed` rather than the `closed` property
+        # (named-tuple fields and properties are not specialised by Python 3.11's interpreter)
         while buffered:
-            kind = buffered[0][0].type
-            if (kind is not _TEXT and kind is not _BINARY) or self._ws.closed:
+            kind = buffered[0][0][0]  # (message, size) → message.type
+            if (kind is not _TEXT and kind is not _BINARY) or ws._closed:
                 break  # a control frame, or we are closing: the owner reads it with receive()
             read = queue.read()
             try:
@@ -123,10 +128,10 @@ class FrameTap:
             try:
                 _enter_task(loop, task)
             except RuntimeError:  # pragma: no cover - a task is running (not a loop callback): let it read
-                self._pending = _ready(msg.data, handler)
+                self._pending = _ready(msg[1], handler)
                 break
             try:
-                pending = ctx.run(handler, msg.data)
+                pending = ctx.run(handler, msg[1])  # message.data
             except Exception as e:  # the owner raises it, as if its own await had
                 self._error = e
                 break
@@ -175,7 +180,7 @@ class FrameTap:
                     if await pending:
                         return None
                     continue
-                if not self.direct or queue._buffer or queue.is_eof() or queue.exception() is not None or ws.closed:
+                if not self.direct or self._buffered or queue.is_eof() or queue.exception() is not None or ws.closed:
                     self._receiving = True
                     try:
                         msg = await ws.receive()
