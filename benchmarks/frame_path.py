@@ -52,7 +52,8 @@ class Protocol:
 
 
 class Writer:  # aiohttp's WebSocketWriter as gateway/ws_direct.py's frame_sender uses it: discards
-    compress, _closing, _output_size, _limit, protocol = 0, False, 0, 1 << 62, Protocol()
+    def __init__(self):  # instance attributes, as aiohttp's (class ones would not be specialised on 3.11)
+        self.compress, self._closing, self._output_size, self._limit, self.protocol = 0, False, 0, 1 << 62, Protocol()
     def _write_websocket_frame(self, data, opcode, rsv): pass
 
 

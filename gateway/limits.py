@@ -84,7 +84,8 @@ class FrameRateLimiter:
         if n_bytes > self._max_bytes:
             raise MessageTooBig(f"message of {n_bytes} bytes is over the {self._max_bytes}-byte limit")
         # the refill, inline (every client frame comes through here); one clock read per message
-        now = self._now()
+        clock = self._now  # (a callable attribute: `self._now()` is not specialised on Python 3.11)
+        now = clock()
         elapsed = now - self._refilled_at
         if elapsed > 0.0:
             self._refilled_at = now

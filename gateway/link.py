@@ -90,7 +90,20 @@ class LinkSink(Protocol):
         """The link gave up: reason is circuit_open | reconnect_failed | fatal_error."""
 
 
+# ProviderLink's attributes as slots: they are read per frame both ways, and past 30 attributes an
+# instance dict has keys of its own, across which Python 3.11 cannot specialise method lookups (one
+# link per call). The mixin has no slots: an instance still has a dict, for anything else.
+_LINK_SLOTS = (
+    "provider", "_new_adapter", "breaker", "_connector", "_clock", "policy", "replay", "_sink", "_history",
+    "session_id", "_rotate_after_s", "_goaway_margin_s", "state", "adapter", "_sock", "_converter",
+    "_resume_handle", "_in_assistant_turn", "_handovers", "_reconnector", "_tasks", "_reader", "_call",
+    "_last_audio_at", "_stamp_audio", "_last_frame_at", "_audio_at_last_frame_s", "_closing", "_fatal_error",
+    "_last_chunk_end_s", "retry_count", "stream_origin_s", "counters", "_chunks_sent", "_chunks_received")
+
+
 class ProviderLink(LinkConnection):
+    __slots__ = _LINK_SLOTS
+
     def __init__(
         self, *, provider: str, adapter_factory: Callable[[], ProviderAdapter], breaker: CircuitBreaker,
         connector: ProviderConnector, clock: Clock, policy: ReconnectPolicy, replay: ReplayBuffer,
@@ -121,6 +134,7 @@ class ProviderLink(LinkConnection):
         self._reader: asyncio.Task[None] | None = None
         self._call = BreakerCall(clock, policy.early_failure_window_s)
         self._last_audio_at = 0.0
+        self._stamp_audio = False
         self._last_frame_at = 0.0
         self._audio_at_last_frame_s = 0.0
         self._closing = False
@@ -170,7 +184,8 @@ class ProviderLink(LinkConnection):
             sock, adapter, conv = self._sock, self.adapter, self._converter
             if sock is None or adapter is None or conv is None:
                 return None
-            data = conv.convert(chunk.data)
+            convert = conv.convert  # (a callable attribute: not specialised as a method call on 3.11)
+            data = convert(chunk.data)
             if data:
                 try:
                     drain = sock.send_now(adapter.audio_frame(data))

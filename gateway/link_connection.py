@@ -54,6 +54,7 @@ class LinkConnection:
     _handovers: Handovers
     _call: BreakerCall
     _last_audio_at: float
+    _stamp_audio: bool  # this connection's adapter has a keepalive: each send stamps _last_audio_at
     _last_frame_at: float
     _audio_at_last_frame_s: float  # call time of the audio sent when the last frame arrived
     _closing: bool
@@ -92,6 +93,7 @@ class LinkConnection:
             raise ProviderUnavailable("link closed during setup", provider=self.provider, breaker_failure=False)
         self._call.begin(ticket)
         self.adapter, self._sock = adapter, sock
+        self._stamp_audio = bool(adapter.keepalive_idle_s)  # read per chunk sent: not the class attribute
         # chunks in the replay buffer are in the call's input format; convert per connection
         self._converter = FormatConverter(adapter.config.input_format, adapter.input_format)
         self._in_assistant_turn = False
@@ -155,7 +157,7 @@ class LinkConnection:
     def _sent(self, chunk: AudioChunk) -> None:
         """A chunk is on the wire: it leaves the replay buffer's unsent part, and counts."""
         self.replay.mark_sent(chunk)
-        if self.adapter is not None and self.adapter.keepalive_idle_s:
+        if self._stamp_audio:
             self._last_audio_at = self._clock.now()  # only the keepalive timer reads it
         self.counters["chunks_sent"] += 1
         self._chunks_sent.n += 1

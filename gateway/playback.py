@@ -42,7 +42,8 @@ class ReplyPlayback:
                 # (otherwise each frame waits for the next reply: +20 ms on every frame).
                 lead = round(group_delay_s(fmt.sample_rate_hz, self._output.sample_rate_hz) * fmt.sample_rate_hz)
                 conv.convert(b"\x00\x00" * lead)
-        out = conv.convert(data)
+        convert = conv.convert  # (a callable attribute: not specialised as a method call on 3.11)
+        out = convert(data)
         if not out:
             return None
         if self._json:

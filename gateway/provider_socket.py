@@ -157,9 +157,10 @@ class ProviderSocket:
     def send_now(self, frame: Frame) -> Awaitable[None] | None:
         """Write the frame now; returns None, or the drain wait to await when the send buffer is full
         (the frame is written either way). Raises ConnectionError when the socket is closing."""
+        write = self._write  # (a callable attribute: `self._write(…)` is not specialised on Python 3.11)
         if type(frame) is str:
-            return self._write(frame.encode(), OP_TEXT)
-        return self._write(frame, OP_BINARY)  # type: ignore[arg-type]
+            return write(frame.encode(), OP_TEXT)
+        return write(frame, OP_BINARY)  # type: ignore[arg-type]
 
     def send(self, frame: Frame) -> Awaitable[None]:
         """Await it. Returns aiohttp's own send (one coroutine level fewer per frame than an

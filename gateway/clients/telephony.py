@@ -66,6 +66,7 @@ class TelephonySink:
     def __init__(self, ws: web.WebSocketResponse, serializer: MediaStreamSerializer, client: str, clock: Clock) -> None:
         self.ws = ws
         self._clock = clock
+        self._now = clock.now  # read per reply frame (`self._clock.now()` is not specialised on 3.11)
         self.ser = serializer
         self.client = client
         self.tracker: PlayoutTracker | None = None
@@ -108,7 +109,8 @@ class TelephonySink:
         frames = self.ser.media_frames(data)
         if not frames:
             return None
-        now = self._clock.now()
+        clock = self._now
+        now = clock()
         if not self._queue and self.open and self._next_at - now + FRAME_S * len(frames) <= LEAD_S:
             # Fast path: nothing queued and within the lead: send now, no pacer wake-up per frame.
             self._count_sent(frames)

@@ -256,6 +256,13 @@ class JsonMediaStream(MediaStreamSerializer):
     stream_id_key = ""
     inbound_tracks = frozenset({"inbound", "inbound_track"})
 
+    def __init__(self) -> None:
+        super().__init__()
+        # the vendor's names, as the instance's own: every media message reads them, and Python 3.11
+        # does not specialise reading a class attribute through an instance
+        self.stream_id_key = type(self).stream_id_key
+        self.inbound_tracks = type(self).inbound_tracks
+
     def _parse(self, frame: Frame) -> list[TelephonyEvent]:
         if not isinstance(frame, str):
             raise BadMessage(f"{self.vendor} media streams send text frames only")
