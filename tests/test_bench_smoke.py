@@ -141,3 +141,21 @@ def test_a_native_profile_is_split_into_syscalls_idle_and_user_space(tmp_path: P
     assert syscalls["write ← WebSocketWriter._write_websocket_frame (aiohttp/_websocket/writer.py)"] == 20
     assert by_module == {"gateway/session.py": 7, "aiohttp/_websocket/writer.py": 3}  # C charged to its caller
     assert by_function["push_audio (gateway/session.py)"] == 7
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="reads CPython 3.11's specialised instructions")
+def test_the_specialisation_check_reports_each_path_and_finds_the_link_and_tap_specialised() -> None:
+    proc = subprocess.run([sys.executable, "benchmarks/specialisation.py", "--n", "300"], cwd=REPO,
+                          capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for case in ("twilio-pcmu up:", "twilio-pcmu down:", "native up:", "native down:"):
+        assert case in proc.stdout
+    # attribute and method lookups it found generic, by function: none in the link's send, the sink's,
+    # the sender's or the link's bookkeeping (float-int arithmetic, with no specialised form on 3.11, may be)
+    lookups = [line for line in proc.stdout.splitlines()
+               if any(f" {op} " in line for op in ("LOAD_ATTR", "LOAD_METHOD", "STORE_ATTR"))]
+    assert any("CallSession.push_audio_now" in line for line in lookups)  # (`a and b`: b is not run per frame)
+    for specialised in ("ProviderLink.send_audio_now", "frame_sender", "LinkConnection._sent",
+                        "TelephonySink.send_audio_now", "FrameRateLimiter.check"):
+        assert not [line for line in lookups if specialised in line], proc.stdout
