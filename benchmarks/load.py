@@ -134,6 +134,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "`python -m benchmarks.profile_summary --native` splits the CPU into user space and syscalls")
     p.add_argument("--profile", action="store_true",
                    help="py-spy record the relay and the gateway at the largest N (WORKDIR/*-pyspy.txt)")
+    p.add_argument("--rounds", type=int, default=1, help="every target this many times at each N, interleaved: "
+                   "a row is the median round, its ratios the rounds' median ratios (runs drift 10-20 %%)")
     p.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results as JSON")
     p.add_argument("--workdir", type=Path, help="logs and raw data (default: a temporary directory)")
     p.add_argument("--smoke", action="store_true",
@@ -144,6 +146,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.fault_calls, args.fault_duration = min(args.fault_calls, 4), min(args.fault_duration, 8.0)
     if not 1 <= args.duration <= 80 or not 1 <= args.capacity_duration <= 80:
         p.error("--duration and --capacity-duration must be within 1..80 s (the marker counts 4096 frames)")
+    if args.rounds < 1:
+        p.error("--rounds must be at least 1")
     return args
 
 
@@ -158,50 +162,45 @@ def twilio_available() -> bool:
     return "/v1/twilio" in route_paths(create_app(Settings()))
 
 
-def _row(res: RunResult, path: str, target: str, base: dict[str, RunResult | None],
-         before: RunResult | None = None) -> dict[str, Any]:
-    row = {"path": path, "target": target, **res.figures}
-    if before is not None and res.figures.get("cpu_us_per_frame") and before.figures.get("cpu_us_per_frame"):
-        row["cpu_vs_base"] = round(res.figures["cpu_us_per_frame"] / before.figures["cpu_us_per_frame"], 2)
-    direct = base.get("direct")
-    if direct is not None and target != "direct":
-        row["added"] = report.added(res.figures, direct.figures)
-    per_frame = res.figures.get("cpu_us_per_frame")
-    for ref in ("relay", "stack", "floor"):
-        ref_run = base.get(ref)
-        ref_frame = ref_run.figures.get("cpu_us_per_frame") if ref_run is not None else None
-        if target in ("gateway", "gateway-base", "stack", "floor") and target != ref and per_frame and ref_frame:
-            row[f"cpu_vs_{ref}"] = round(per_frame / ref_frame, 2)
-    return row
-
-
 def compare(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     targets = [t.strip() for t in args.targets.split(",")]
     counts = [int(c) for c in args.calls.split(",")]
     for n in counts:
-        # py-spy the relay and the gateway at the top load
+        # py-spy the relay and the gateway at the top load (the first round)
         profile = ("native" if args.profile_native else "python" if args.profile else "") if n == max(counts) else ""
-        baselines: dict[str, dict[str, RunResult | None]] = {}
-        for b in dict.fromkeys(p.baseline for p in paths):
-            base = baselines[b] = {t: runner.run(t, BASELINES[b], n, args.duration, profile=profile if t != "direct" else "")
-                                   if t in targets else None for t in BASELINE_TARGETS}
-            for target, res in base.items():
-                if res is not None:
-                    rows.append(_row(res, f"{b} (baseline)", target, base))
-        if "gateway" in targets:
-            for ps in paths:
-                before = None
-                if args.baseline_checkout is not None:  # the checkout before the change, same N, same run
-                    before = runner.run("gateway-base", ps_spec(ps), n, args.duration, profile=profile)
-                    rows.append(_row(before, ps.name, "gateway-base", baselines[ps.baseline]))
-                res = runner.run("gateway", ps_spec(ps), n, args.duration, profile=profile)
-                rows.append(_row(res, ps.name, "gateway", baselines[ps.baseline], before))
-        per_path = 1 + (args.baseline_checkout is not None)
-        shown = (len(paths) * per_path * ("gateway" in targets)
-                 + sum(r is not None for b in baselines.values() for r in b.values()))
-        print(report.table(rows[-shown:]), flush=True)
+        rounds = [_round(runner, args, paths, targets, n, profile if r == 0 else "") for r in range(args.rounds)]
+        merged = report.median_of_rounds(rounds) if len(rounds) > 1 else rounds[0]
+        rows.extend(merged)
+        print(report.table(merged), flush=True)
     return rows
+
+
+def _round(runner: BenchRunner, args: argparse.Namespace, paths: list[PathSpec], targets: list[str], n: int,
+           profile: str) -> list[dict[str, Any]]:
+    """Every target once at N, the baselines first; ratios within the round."""
+    rows: list[dict[str, Any]] = []
+    baselines: dict[str, dict[str, RunResult | None]] = {}
+    for b in dict.fromkeys(p.baseline for p in paths):
+        base = baselines[b] = {t: runner.run(t, BASELINES[b], n, args.duration, profile=profile if t != "direct" else "")
+                               if t in targets else None for t in BASELINE_TARGETS}
+        for target, res in base.items():
+            if res is not None:
+                rows.append(report.row(res.figures, f"{b} (baseline)", target, _figures(base)))
+    if "gateway" in targets:
+        for ps in paths:
+            before = None
+            if args.baseline_checkout is not None:  # the checkout before the change, same N, same run
+                before = runner.run("gateway-base", ps_spec(ps), n, args.duration, profile=profile)
+                rows.append(report.row(before.figures, ps.name, "gateway-base", _figures(baselines[ps.baseline])))
+            res = runner.run("gateway", ps_spec(ps), n, args.duration, profile=profile)
+            rows.append(report.row(res.figures, ps.name, "gateway", _figures(baselines[ps.baseline]),
+                                   before.figures if before is not None else None))
+    return rows
+
+
+def _figures(base: dict[str, RunResult | None]) -> dict[str, dict[str, Any]]:
+    return {t: r.figures for t, r in base.items() if r is not None}
 
 
 def ps_spec(ps: PathSpec) -> dict[str, Any]:

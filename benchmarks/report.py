@@ -118,6 +118,43 @@ def added(path: dict[str, Any], direct: dict[str, Any]) -> dict[str, dict[str, f
 
 
 # -- the table --------------------------------------------------------------------------------------
+def row(figures: dict[str, Any], path: str, target: str, base: dict[str, dict[str, Any]],
+        before: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A table row: a run's figures, with its added latency over the direct baseline and its CPU
+    per frame as ratios to the relays of the same round (`base`: figures by baseline target) and to
+    the checkout before the change (`before`)."""
+    out = {"path": path, "target": target, **figures}
+    per_frame = figures.get("cpu_us_per_frame")
+    if before is not None and per_frame and before.get("cpu_us_per_frame"):
+        out["cpu_vs_base"] = round(per_frame / before["cpu_us_per_frame"], 2)
+    if "direct" in base and target != "direct":
+        out["added"] = added(figures, base["direct"])
+    for ref in ("relay", "stack", "floor"):
+        ref_frame = base.get(ref, {}).get("cpu_us_per_frame")
+        if target in ("gateway", "gateway-base", "stack", "floor") and target != ref and per_frame and ref_frame:
+            out[f"cpu_vs_{ref}"] = round(per_frame / ref_frame, 2)
+    return out
+
+
+def median_of_rounds(rounds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows measured in several rounds (each round the same targets, in the same order) as one row
+    each: the round with the median CPU per frame, its ratios replaced by the medians of the rounds'
+    ratios (each taken within its round), every round's ratio kept beside it, frames lost and
+    duplicated summed over the rounds."""
+    merged = []
+    for same in zip(*rounds, strict=True):
+        ranked = sorted(same, key=lambda r: r.get("cpu_us_per_frame") or 0.0)
+        out = dict(ranked[(len(ranked) - 1) // 2])
+        for key in [k for k in out if k.startswith("cpu_vs_")]:
+            ratios = [r[key] for r in same if key in r]
+            out[key], out[f"{key}_by_round"] = float(np.median(ratios)), ratios
+        out["frames_lost"] = sum(r["frames_lost"] for r in same)
+        out["duplicates_client"] = sum(r["duplicates_client"] for r in same)
+        out["rounds"] = len(same)
+        merged.append(out)
+    return merged
+
+
 def _f(v: float | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 

@@ -159,3 +159,22 @@ def test_the_specialisation_check_reports_each_path_and_finds_the_link_and_tap_s
     for specialised in ("ProviderLink.send_audio_now", "frame_sender", "LinkConnection._sent",
                         "TelephonySink.send_audio_now", "FrameRateLimiter.check"):
         assert not [line for line in lookups if specialised in line], proc.stdout
+
+
+def test_rounds_merge_into_the_median_round_with_median_ratios_and_every_loss_counted() -> None:
+    from benchmarks import report
+
+    def rnd(relay_us: float, gateway_us: float, lost: int) -> list[dict[str, object]]:
+        base = {"relay": {"cpu_us_per_frame": relay_us}}
+        figures = {"cpu_us_per_frame": gateway_us, "frames_lost": lost, "duplicates_client": 0}
+        return [report.row({"cpu_us_per_frame": relay_us, "frames_lost": 0, "duplicates_client": 0}, "gemini",
+                           "relay", base), report.row(figures, "native", "gateway", base)]
+
+    # the machine drifts: the gateway's slowest round is also the relay's, so ratios are steadier
+    merged = report.median_of_rounds([rnd(30.0, 45.0, 0), rnd(40.0, 52.0, 2), rnd(33.0, 40.0, 0)])
+    relay, gateway = merged
+    assert relay["cpu_us_per_frame"] == 33.0 and relay["rounds"] == 3
+    assert gateway["cpu_us_per_frame"] == 45.0  # the median round's own figures
+    assert gateway["cpu_vs_relay_by_round"] == [1.5, 1.3, 1.21]
+    assert gateway["cpu_vs_relay"] == 1.3  # the median of the rounds' ratios, not 45 / 33
+    assert gateway["frames_lost"] == 2  # a loss in any round shows
