@@ -173,7 +173,7 @@ class CallSession(SwitchHandling, ProviderEventHandling):
         if len(data) & 1 and fmt.encoding == "pcm16":
             raise BadAudio("PCM16 audio must have an even number of bytes")
         t0 = perf_counter()
-        chunk = AudioChunk(data=data, fmt=fmt, seq=self._seq, offset_s=self._offset_s)
+        chunk = AudioChunk(data, fmt, self._seq, self._offset_s)  # positional: see AudioChunk.__init__
         self._seq += 1
         self._offset_s = chunk.end_s
         failover = self.failover
