@@ -184,8 +184,12 @@ class ProviderLink(LinkConnection):
             sock, adapter, conv = self._sock, self.adapter, self._converter
             if sock is None or adapter is None or conv is None:
                 return None
-            convert = conv.convert  # (a callable attribute: not specialised as a method call on 3.11)
-            data = convert(chunk.data)
+            # the same format both sides (μ-law passthrough): no call; else convert (a callable
+            # attribute, called through a local: `conv.convert(…)` is not specialised on 3.11)
+            data = chunk.data
+            if not conv.identity:
+                convert = conv.convert
+                data = convert(data)
             if data:
                 try:
                     drain = sock.send_now(adapter.audio_frame(data))

@@ -43,7 +43,7 @@ class ReplyPlayback:
                 lead = round(group_delay_s(fmt.sample_rate_hz, self._output.sample_rate_hz) * fmt.sample_rate_hz)
                 conv.convert(b"\x00\x00" * lead)
         convert = conv.convert  # (a callable attribute: not specialised as a method call on 3.11)
-        out = convert(data)
+        out = data if conv.identity else convert(data)  # the same format both sides: no call
         if not out:
             return None
         if self._json:
