@@ -145,7 +145,7 @@ def test_a_native_profile_is_split_into_syscalls_idle_and_user_space(tmp_path: P
 
 @pytest.mark.timeout(60)
 @pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="reads CPython 3.11's specialised instructions")
-def test_the_specialisation_check_reports_each_path_and_finds_the_link_and_tap_specialised() -> None:
+def test_the_specialisation_check_reports_each_path_and_finds_the_link_sink_sender_and_limiter_specialised() -> None:
     proc = subprocess.run([sys.executable, "benchmarks/specialisation.py", "--n", "300"], cwd=REPO,
                           capture_output=True, text=True, timeout=50)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
