@@ -42,8 +42,10 @@ class ReplyPlayback:
                 # (otherwise each frame waits for the next reply: +20 ms on every frame).
                 lead = round(group_delay_s(fmt.sample_rate_hz, self._output.sample_rate_hz) * fmt.sample_rate_hz)
                 conv.convert(b"\x00\x00" * lead)
-        convert = conv.convert  # (a callable attribute: not specialised as a method call on 3.11)
-        out = data if conv.identity else convert(data)  # the same format both sides: no call
+        out = data  # the same format both sides: no call
+        if not conv.identity:
+            convert = conv.convert  # (a callable attribute: `conv.convert(…)` is not specialised on 3.11)
+            out = convert(data)
         if not out:
             return None
         if self._json:

@@ -23,6 +23,7 @@ from audio.errors import AudioError
 from gateway import metrics
 from gateway.app_state import state
 from gateway.auth import TokenClaims
+from gateway.clients.direct_writes import DirectWrites
 from gateway.clients.receive import connection_limits, receive_frames
 from gateway.clients.upgrade import admit, forget_socket, open_socket
 from gateway.errors import BadAudio, BadMessage, ClientError, GatewayError, RateLimited
@@ -38,7 +39,7 @@ from gateway.session_config import (
     parse_tools,
 )
 from gateway.sink import Heard
-from gateway.ws_direct import OP_BINARY, Pending, Sender, frame_sender
+from gateway.ws_direct import Pending, Sender
 from providers import options as provider_options
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
@@ -52,7 +53,7 @@ CLIENT = "native"
 _TEXT = WSMsgType.TEXT
 
 
-class NativeSink:
+class NativeSink(DirectWrites):
     """Session → client. Sends are dropped once the client is gone (the session ends right after)."""
 
     exact_frames: ClassVar[bool] = False  # binary frames of any length
@@ -75,24 +76,7 @@ class NativeSink:
             await pending
 
     def send_audio_now(self, data: bytes, item_id: str | None = None) -> Awaitable[None] | None:
-        if self.open:
-            write = self._write
-            if write is None:  # the socket is prepared by the time reply audio comes
-                write = self._write = frame_sender(self.ws)
-            try:
-                drain = write(data, OP_BINARY)
-            except Exception:
-                self.open = False
-                return None
-            if drain is not None:
-                return self._drained(drain)
-        return None
-
-    async def _drained(self, drain: Awaitable[None]) -> None:
-        try:
-            await drain
-        except Exception:
-            self.open = False
+        return self._write_now(data)  # a reply chunk is one binary frame
 
     async def turn_completed(self) -> None:
         """Nothing held back: the client hears `turn.completed` as an event."""

@@ -26,6 +26,7 @@ from gateway import metrics
 from gateway.app_state import state
 from gateway.audit import ANONYMOUS, audit, remote_addr
 from gateway.auth import twilio_stream_url, verify_twilio_signature, verify_vonage_jwt
+from gateway.clients.direct_writes import DirectWrites
 from gateway.clients.receive import connection_limits, receive_frames
 from gateway.clients.upgrade import admit, forget_socket, is_upgrade, open_socket, refuse
 from gateway.clock import Clock
@@ -46,7 +47,7 @@ from gateway.telephony import (
     TelephonyEvent,
     serializer_for,
 )
-from gateway.ws_direct import OP_BINARY, OP_TEXT, Pending, Sender, frame_sender
+from gateway.ws_direct import Pending, Sender
 from providers.registry import PROVIDER_NAMES as PROVIDERS
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ LEAD_S = 0.100  # how far ahead of real time we may run: the vendor's buffer abs
 MARK_EVERY_FRAMES = 5  # a mark each 100 ms of reply audio: heard_ms exact to ~100 ms
 
 
-class TelephonySink:
+class TelephonySink(DirectWrites):
     """Session → vendor: paced 20 ms frames, marks, clear. Time is the injected clock's."""
 
     exact_frames: ClassVar[bool] = True  # vendors take exact 20 ms frames
@@ -145,26 +146,6 @@ class TelephonySink:
         pending = self._counted(n)
         if pending is not None:
             await pending
-
-    def _write_now(self, frame: str | bytes) -> Awaitable[None] | None:
-        """_send without a coroutine: None, or the drain to await (the frame is written)."""
-        if not self.open:
-            return None
-        write = self._write
-        if write is None:  # the socket is prepared by the time reply audio comes
-            write = self._write = frame_sender(self.ws)
-        try:
-            drain = write(frame.encode(), OP_TEXT) if type(frame) is str else write(frame, OP_BINARY)  # type: ignore[arg-type]
-        except Exception:
-            self.open = False
-            return None
-        return self._drained(drain) if drain is not None else None
-
-    async def _drained(self, drain: Awaitable[None]) -> None:
-        try:
-            await drain
-        except Exception:
-            self.open = False
 
     def _mark(self) -> None:
         if self.tracker is None:
